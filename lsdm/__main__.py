@@ -1,0 +1,5 @@
+import sys
+
+from lsdm.cli import main
+
+sys.exit(main())

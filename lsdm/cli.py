@@ -1,0 +1,42 @@
+"""`lsdm <stage>`: run one DVC stage with the parameters in params.yaml.
+
+Parameters are validated before any work starts; bad parameters or data end with a one-paragraph
+error naming the key or file, the value and what is allowed (exit status 2), and write nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from lsdm.config import PARAMS_FILE, load_params
+from lsdm.errors import DataError, ParamsError
+from lsdm.stages import STAGES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
+    ap.add_argument("stage", choices=[*STAGES, "check"], help="a stage of dvc.yaml, or `check` to validate params")
+    ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        if args.stage == "check":
+            print(f"{args.params}: ok")
+            return 0
+        importlib.import_module(f"lsdm.stages.{args.stage}").run(params)
+    except (ParamsError, DataError, FileNotFoundError) as e:
+        print(f"lsdm {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

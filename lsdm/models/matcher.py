@@ -1,0 +1,84 @@
+"""The matching stage: generator G(x, eta) -> z and critic f(x, z), trained as a WGAN-GP so that
+the joint law of (x, G(x, eta)) matches that of (x, E(y)) in the 1-Wasserstein distance.
+
+The condition x enters both networks through a condition encoder chosen by the task
+(`lsdm.tasks`): a one-hot label for class-conditional generation, a small conv net of the
+low-resolution image for super-resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(d_in: int, width: int, depth: int, d_out: int) -> nn.Sequential:
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), nn.LeakyReLU(0.2)]
+        d = width
+    return nn.Sequential(*layers, nn.Linear(d, d_out))
+
+
+class Generator(nn.Module):
+    def __init__(self, cond: nn.Module, cond_dim: int, noise_dim: int, z_dim: int, width: int, depth: int):
+        super().__init__()
+        self.cond, self.noise_dim = cond, noise_dim
+        self.net = mlp(cond_dim + noise_dim, width, depth, z_dim)
+
+    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.cond(x)  # [B, cond_dim]
+        if eta is None:
+            eta = torch.randn(c.shape[0], self.noise_dim, device=c.device)
+        return self.net(torch.cat([c, eta], dim=1))  # [B, z_dim]
+
+
+class Critic(nn.Module):
+    """f(x, z): no normalisation layers, since the gradient penalty is taken per sample."""
+
+    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int):
+        super().__init__()
+        self.cond = cond
+        self.net = mlp(cond_dim + z_dim, width, depth, 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.cond(x), z], dim=1)).squeeze(1)  # [B]
+
+
+class Matcher(nn.Module):
+    """Generator and critic together, so one checkpoint holds the matching stage."""
+
+    def __init__(self, generator: Generator, critic: Critic):
+        super().__init__()
+        self.generator, self.critic = generator, critic
+
+    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(x, eta)
+
+
+class OneHot(nn.Module):
+    """Class label -> one-hot vector: the condition encoder for class-conditional generation."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(x.long(), self.n_classes).float()  # [B] -> [B, n_classes]
+
+
+def condition_encoder(kind: str, **spec) -> tuple[nn.Module, int]:
+    """A fresh condition encoder and its output width, from a task's condition spec."""
+    if kind == "label":
+        return OneHot(spec["n_classes"]), spec["n_classes"]
+    raise ValueError(f"unknown condition kind {kind!r}; allowed: ['label']")
+
+
+def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int) -> Matcher:
+    """MLP generator and critic; each gets its own condition encoder (they must not share weights)."""
+    g_cond, c_dim = condition_encoder(**condition)
+    f_cond, _ = condition_encoder(**condition)
+    return Matcher(
+        Generator(g_cond, c_dim, noise_dim, z_dim, width, depth),
+        Critic(f_cond, c_dim, z_dim, width, depth),
+    )

@@ -1,0 +1,28 @@
+"""Every file the pipeline reads or writes, relative to the repository root (where DVC runs stages).
+
+`data/` holds DVC-cached artifacts; `results/` and `reports/` hold the small outputs that are
+committed to git (metrics, curves, grids, Markdown), so main always shows current numbers.
+"""
+
+from pathlib import Path
+
+DATA, RESULTS, REPORTS = Path("data"), Path("results"), Path("reports")
+
+IMAGES = DATA / "prepared" / "images.parquet"
+LATENT_POOL = DATA / "split" / "latent_pool.parquet"
+PAIRED = DATA / "split" / "paired.parquet"
+AUTOENCODER = DATA / "latent" / "autoencoder.pt"
+LATENTS = DATA / "encoded" / "latents.parquet"
+LATENT_STATS = DATA / "encoded" / "stats.json"
+MATCHER = DATA / "matcher" / "matcher.pt"
+EVALNET = DATA / "evalnet" / "evalnet.pt"
+EVAL_DIR = RESULTS / "evaluate"
+EVAL_METRICS = EVAL_DIR / "metrics.json"
+SAMPLES = EVAL_DIR / "samples.png"
+REPORT = REPORTS / "report.md"
+REPORT_FIGURES = REPORTS / "figures"
+
+
+def live_dir(stage: str) -> Path:
+    """Where a training stage's dvclive writes metrics.json (summary) and plots/metrics/*.tsv."""
+    return RESULTS / stage

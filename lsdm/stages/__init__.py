@@ -1,0 +1,5 @@
+"""One module per DVC stage, each a thin `run(params)` over the library: read inputs, call the
+library, write outputs atomically. A module per stage lets dvc.yaml list exactly the code each
+stage depends on, so editing one stage's code does not rerun the others."""
+
+STAGES = ("prepare", "split", "fit_latent", "encode", "fit_matcher", "eval_net", "evaluate", "report")

@@ -1,0 +1,180 @@
+"""Training loops. No file I/O here: tensors in, trained modules out, curves through `log`.
+
+Every loop draws its batches from a `torch.Generator` seeded by the caller, so a run is
+deterministic on the CPU. `log(step, {name: value})` is called every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+Logger = Callable[[int, dict[str, float]], None]
+
+
+def _no_log(step: int, metrics: dict[str, float]) -> None:
+    pass
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weight init, dropout) and return a CPU generator for batch draws."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, n, (batch_size,), generator=gen)  # with replacement: works for n < batch_size
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
+
+
+def train_autoencoder(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Logger = _no_log,
+    log_every: int = 25,
+) -> nn.Module:
+    """Minimise the reconstruction MSE on `images` ([N, C, H, W] in [0, 1], on the model's device)."""
+    gen = seed_everything(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+    model.train()
+    with _progress(steps, "fit_latent") as bar:
+        for step in range(1, steps + 1):
+            y = images[_batch(len(images), batch_size, gen).to(images.device)]
+            loss = nn.functional.mse_loss(model(y), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % log_every == 0 or step == steps:
+                log(step, {"train/mse": loss.item(), "lr": sched.get_last_lr()[0]})
+                bar.set_postfix(mse=f"{loss.item():.4f}")
+            bar.update()
+    return model.eval()
+
+
+def train_classifier(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Logger = _no_log,
+) -> nn.Module:
+    """Cross-entropy over shuffled epochs; logs the mean loss and accuracy per epoch."""
+    gen = seed_everything(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    n = len(images)
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    with _progress(epochs * steps_per_epoch, "eval_net") as bar:
+        for epoch in range(1, epochs + 1):
+            perm = torch.randperm(n, generator=gen).to(images.device)
+            total_loss, correct = 0.0, 0
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                logits = model(images[idx])
+                loss = nn.functional.cross_entropy(logits, labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total_loss += loss.item() * len(idx)
+                correct += (logits.argmax(1) == labels[idx]).sum().item()
+                bar.update()
+            log(epoch, {"train/loss": total_loss / n, "train/accuracy": correct / n})
+    return model.eval()
+
+
+def gradient_penalty(critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: (|grad_z f(x, z_hat)| - 1)^2 at random points between real and fake codes of the same x."""
+    alpha = torch.rand(z_real.shape[0], 1, device=z_real.device)
+    z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x, z_hat).sum(), z_hat, create_graph=True)
+    return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def train_wgan_gp(
+    matcher: nn.Module,
+    cond: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    steps: int,
+    n_critic: int,
+    batch_size: int,
+    lr: float,
+    gp_weight: float,
+    seed: int,
+    log: Logger = _no_log,
+    log_every: int = 10,
+) -> nn.Module:
+    """Match the joint law of (x, G(x, eta)) to that of the pairs (x, z) in W1.
+
+    `steps` counts generator updates; each follows `n_critic` critic updates. The logged
+    `critic/w1` is the critic's estimate E f(x, z) - E f(x, G(x, eta)) on the last critic batch.
+    """
+    gen = seed_everything(seed)
+    G, f = matcher.generator, matcher.critic
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
+    opt_f = torch.optim.Adam(f.parameters(), lr=lr, betas=(0.5, 0.9))
+    n = len(z)
+    matcher.train()
+    with _progress(steps, "fit_matcher") as bar:
+        for step in range(1, steps + 1):
+            for _ in range(n_critic):
+                idx = _batch(n, batch_size, gen).to(z.device)
+                x, z_real = cond[idx], z[idx]
+                with torch.no_grad():
+                    z_fake = G(x)
+                w1 = f(x, z_real).mean() - f(x, z_fake).mean()
+                gp = gradient_penalty(f, x, z_real, z_fake)
+                loss_f = -w1 + gp_weight * gp
+                opt_f.zero_grad(set_to_none=True)
+                loss_f.backward()
+                opt_f.step()
+            x = cond[_batch(n, batch_size, gen).to(z.device)]
+            loss_g = -f(x, G(x)).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if step % log_every == 0 or step == steps:
+                log(step, {"critic/w1": w1.item(), "critic/gp": gp.item(), "generator/loss": loss_g.item()})
+                bar.set_postfix(w1=f"{w1.item():.3f}")
+            bar.update()
+    return matcher.eval()
+
+
+@torch.no_grad()
+def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int = 3) -> tuple[torch.Tensor, float]:
+    """Run `fn` once to warm up, then `repeats` times; return the output and the best wall time (s)."""
+    out = fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Apply `fn` to `x` in chunks (inference on sets larger than fit in memory at once)."""
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
