@@ -57,6 +57,11 @@ def to_tensor(df: pd.DataFrame) -> torch.Tensor:
     return torch.from_numpy(buf.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
 
 
+def labels_tensor(df: pd.DataFrame) -> torch.Tensor:
+    """The `label` column as an int64 tensor (a copy: Parquet-backed arrays are read-only)."""
+    return torch.tensor(df["label"].to_numpy(), dtype=torch.int64)
+
+
 def latent_pool(images: pd.DataFrame) -> pd.DataFrame:
     """Ids of every training image, paired or not: the data the latent space is fitted on.
 

@@ -8,6 +8,7 @@ that DVC or the next stage could take as valid.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -86,8 +87,10 @@ def read_table(path: str | Path, schema: Any) -> pd.DataFrame:
 
 def save_checkpoint(path: str | Path, name: str, config: dict[str, Any], state: dict[str, Any], **extra: Any) -> None:
     """A checkpoint names its registry entry and config, so `load_checkpoint` rebuilds the network."""
+    buf = io.BytesIO()  # saving to a buffer keeps the file name out of the archive: same weights, same bytes
+    torch.save({"name": name, "config": config, "state_dict": state, **extra}, buf)
     with atomic_path(path) as tmp:
-        torch.save({"name": name, "config": config, "state_dict": state, **extra}, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -6,6 +6,8 @@ ourselves: the evaluation net's 128-d penultimate layer ("evalnet"), which needs
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from cleanfid import fid as cleanfid
@@ -20,7 +22,9 @@ def label_accuracy(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> 
 
 def fid(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
     """Fréchet distance between Gaussian fits of two feature sets (clean-fid's implementation)."""
-    return float(cleanfid.fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
+    with warnings.catch_warnings():  # clean-fid calls scipy's sqrtm with a deprecated argument
+        warnings.filterwarnings("ignore", message=".*disp.*")
+        return float(cleanfid.fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -20,10 +20,9 @@ def _no_log(step: int, metrics: dict[str, float]) -> None:
     pass
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (weight init, dropout) and return a CPU generator for batch draws."""
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG: call before building a model, so its initial weights are reproducible."""
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def _batch(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
@@ -46,7 +45,7 @@ def train_autoencoder(
     log_every: int = 25,
 ) -> nn.Module:
     """Minimise the reconstruction MSE on `images` ([N, C, H, W] in [0, 1], on the model's device)."""
-    gen = seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
     model.train()
@@ -77,7 +76,7 @@ def train_classifier(
     log: Logger = _no_log,
 ) -> nn.Module:
     """Cross-entropy over shuffled epochs; logs the mean loss and accuracy per epoch."""
-    gen = seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     n = len(images)
@@ -127,7 +126,7 @@ def train_wgan_gp(
     `steps` counts generator updates; each follows `n_critic` critic updates. The logged
     `critic/w1` is the critic's estimate E f(x, z) - E f(x, G(x, eta)) on the last critic batch.
     """
-    gen = seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     G, f = matcher.generator, matcher.critic
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
     opt_f = torch.optim.Adam(f.parameters(), lr=lr, betas=(0.5, 0.9))

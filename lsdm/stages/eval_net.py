@@ -6,12 +6,12 @@ import torch
 
 from lsdm import paths
 from lsdm.config import Params, resolve_device
-from lsdm.data import to_tensor
+from lsdm.data import labels_tensor, to_tensor
 from lsdm.io import read_table, save_checkpoint
 from lsdm.models import build
 from lsdm.schemas import IMAGES
 from lsdm.tracking import tracked
-from lsdm.train import batched, train_classifier
+from lsdm.train import seed_everything, batched, train_classifier
 
 
 def run(params: Params) -> None:
@@ -19,8 +19,9 @@ def run(params: Params) -> None:
     images = read_table(paths.IMAGES, IMAGES)
     images = images[images["label"] >= 0]
     train, test = images[images["split"] == "train"], images[images["split"] == "test"]
-    x, y = to_tensor(train).to(device), torch.from_numpy(train["label"].to_numpy()).to(device)
+    x, y = to_tensor(train).to(device), labels_tensor(train).to(device)
     config = dict(image_size=x.shape[-1], in_channels=x.shape[1], n_classes=int(images["label"].max()) + 1)
+    seed_everything(p.seed)
     model = build("lenet", config).to(device)
 
     with tracked(paths.live_dir("eval_net")) as track:
@@ -28,7 +29,7 @@ def run(params: Params) -> None:
         train_classifier(model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, log=track)
         seconds = time.perf_counter() - t0
         pred = batched(model, to_tensor(test).to(device)).argmax(1).cpu()
-        accuracy = (pred == torch.from_numpy(test["label"].to_numpy())).float().mean().item()
+        accuracy = (pred == labels_tensor(test)).float().mean().item()
         track.summary["evalnet"] = {"test_accuracy": accuracy, "train_seconds": seconds}
         save_checkpoint(paths.EVALNET, "lenet", config, model.state_dict())
     print(f"eval_net: test accuracy {accuracy:.4f} ({len(test)} real test images), {seconds:.0f}s")

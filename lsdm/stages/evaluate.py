@@ -9,7 +9,7 @@ from torchvision.utils import save_image
 
 from lsdm import paths
 from lsdm.config import Params, resolve_device
-from lsdm.data import to_tensor
+from lsdm.data import labels_tensor, to_tensor
 from lsdm.generate import LSDMSampler, fixed_noise, sample
 from lsdm.io import atomic_dir, read_table, write_json
 from lsdm.metrics import fid, label_accuracy, mae, mse
@@ -23,7 +23,7 @@ def run(params: Params) -> None:
     p, device, task = params.evaluate, resolve_device(params.base.device), TASKS[params.task]
     images = read_table(paths.IMAGES, IMAGES)
     test, train = images[images["split"] == "test"], images[images["split"] == "train"]
-    y_test, labels = to_tensor(test).to(device), torch.from_numpy(test["label"].to_numpy()).to(device)
+    y_test, labels = to_tensor(test).to(device), labels_tensor(test).to(device)
     sampler, evalnet = LSDMSampler.from_pipeline(device), load(paths.EVALNET, device)
     n_classes = evalnet.head.out_features
 

@@ -10,7 +10,7 @@ from lsdm.metrics import mae, mse
 from lsdm.models import build
 from lsdm.schemas import IMAGES, LATENT_POOL
 from lsdm.tracking import tracked
-from lsdm.train import batched, train_autoencoder
+from lsdm.train import seed_everything, batched, train_autoencoder
 
 
 def run(params: Params) -> None:
@@ -20,6 +20,7 @@ def run(params: Params) -> None:
     train = to_tensor(images.loc[pool_ids]).to(device)
     test = to_tensor(images[images["split"] == "test"]).to(device)
     config = dict(image_size=train.shape[-1], in_channels=train.shape[1], dim=p.dim, channels=p.channels, noise=p.noise)
+    seed_everything(p.seed)
     model = build("conv_ae", config).to(device)
 
     with tracked(paths.live_dir("fit_latent")) as track:

@@ -10,10 +10,10 @@ from lsdm.config import Params, resolve_device
 from lsdm.io import read_table, save_checkpoint
 from lsdm.models import build
 from lsdm.schemas import IMAGES, LATENTS, PAIRED
-from lsdm.data import to_tensor
+from lsdm.data import labels_tensor, to_tensor
 from lsdm.tasks import TASKS
 from lsdm.tracking import tracked
-from lsdm.train import train_wgan_gp
+from lsdm.train import seed_everything, train_wgan_gp
 
 
 def run(params: Params) -> None:
@@ -23,8 +23,9 @@ def run(params: Params) -> None:
     latents = read_table(paths.LATENTS, LATENTS).set_index("id").loc[paired["id"]]
     z = torch.from_numpy(np.stack(latents["z"].to_numpy())).to(device)
     pair_images = to_tensor(images.set_index("id").loc[paired["id"]])
-    cond = task.conditions(pair_images, torch.from_numpy(paired["label"].to_numpy())).to(device)
+    cond = task.conditions(pair_images, labels_tensor(paired)).to(device)
     config = dict(condition=task.condition_spec(images), z_dim=z.shape[1], noise_dim=p.noise_dim, width=p.width, depth=p.depth)
+    seed_everything(p.seed)
     matcher = build("wgan_gp_mlp", config).to(device)
 
     with tracked(paths.live_dir("fit_matcher")) as track:
