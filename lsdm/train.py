@@ -59,7 +59,7 @@ def train_autoencoder(
             sched.step()
             if step % log_every == 0 or step == steps:
                 log(step, {"train/mse": loss.item(), "lr": sched.get_last_lr()[0]})
-                bar.set_postfix(mse=f"{loss.item():.4f}")
+                bar.set_postfix(mse=f"{loss.item():.4f}", refresh=False)
             bar.update()
     return model.eval()
 
@@ -73,9 +73,11 @@ def train_classifier(
     batch_size: int,
     lr: float,
     seed: int,
+    shift: float = 0.0,
     log: Logger = _no_log,
 ) -> nn.Module:
-    """Cross-entropy over shuffled epochs; logs the mean loss and accuracy per epoch."""
+    """Cross-entropy over shuffled epochs, images randomly shifted by up to `shift` of their size;
+    logs the mean loss and accuracy per epoch."""
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -87,7 +89,8 @@ def train_classifier(
             total_loss, correct = 0.0, 0
             for i in range(0, n, batch_size):
                 idx = perm[i : i + batch_size]
-                logits = model(images[idx])
+                y = images[idx]
+                logits = model(random_shift(y, shift, gen) if shift > 0 else y)
                 loss = nn.functional.cross_entropy(logits, labels[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -97,6 +100,15 @@ def train_classifier(
                 bar.update()
             log(epoch, {"train/loss": total_loss / n, "train/accuracy": correct / n})
     return model.eval()
+
+
+def random_shift(y: torch.Tensor, max_shift: float, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to `max_shift` of its size (bilinear, zero fill): cheap augmentation."""
+    theta = torch.zeros(len(y), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = (torch.rand(len(y), 2, generator=gen) * 2 - 1) * 2 * max_shift
+    grid = nn.functional.affine_grid(theta.to(y.device), list(y.shape), align_corners=False)
+    return nn.functional.grid_sample(y, grid, align_corners=False)
 
 
 def gradient_penalty(critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor) -> torch.Tensor:
@@ -152,7 +164,7 @@ def train_wgan_gp(
             opt_g.step()
             if step % log_every == 0 or step == steps:
                 log(step, {"critic/w1": w1.item(), "critic/gp": gp.item(), "generator/loss": loss_g.item()})
-                bar.set_postfix(w1=f"{w1.item():.3f}")
+                bar.set_postfix(w1=f"{w1.item():.3f}", refresh=False)
             bar.update()
     return matcher.eval()
 

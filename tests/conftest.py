@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny params and throwaway git+DVC repositories that run the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
+
+# A few hundred images and a few dozen steps: every stage runs for real in seconds.
+TINY = {
+    "base": {"device": "cpu"},
+    "data": {"limit": 300},
+    "split": {"n_paired_per_class": 3},
+    "latent": {"steps": 30, "batch_size": 32},
+    "matcher": {"steps": 15, "width": 32, "depth": 2, "batch_size": 32},
+    "evalnet": {"epochs": 1},
+    "evaluate": {"batch_size": 60, "grid_per_class": 4},
+}
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def tiny_params(**sections) -> dict:
+    """The repo's params.yaml with TINY and then `sections` applied on top."""
+    return deep_update(deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), sections)
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ, DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command; on failure re-raise with its output so the test log shows the traceback."""
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}\n--- stdout ---\n{p.stdout[-4000:]}\n--- stderr ---\n{p.stderr[-4000:]}")
+    return p
+
+
+def make_repo(path: Path, params: dict) -> Path:
+    """A fresh git + DVC repo holding the pipeline (dvc.yaml, the code it depends on) and `params`."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    shutil.copytree(ROOT / "lsdm", path / "lsdm", ignore=shutil.ignore_patterns("__pycache__"))
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (path / ".gitignore").write_text("__pycache__/\n")
+    run(["git", "init", "-q", "-b", "main"], path)
+    run(["git", "config", "user.email", "tests@lsdm.invalid"], path)
+    run(["git", "config", "user.name", "lsdm tests"], path)
+    run(["dvc", "init", "-q"], path)
+    run(["dvc", "config", "core.analytics", "false"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "init"], path)
+    return path
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Path:
+    """A fresh repo with TINY params (not yet reproduced)."""
+    return make_repo(tmp_path / "repo", tiny_params())
+
+
+@pytest.fixture(scope="session")
+def tiny_repro(tmp_path_factory) -> Path:
+    """One repo with the whole tiny pipeline reproduced; shared read-only by the tests that inspect outputs."""
+    repo = make_repo(tmp_path_factory.mktemp("repro") / "repo", tiny_params())
+    run(["dvc", "repro"], repo)
+    return repo

@@ -1,0 +1,63 @@
+"""Params are validated in one typed place; every bad value names the key, the value and what is allowed."""
+
+import pytest
+import yaml
+
+from lsdm.config import Params, apply_overrides, load_params, parse_params
+from lsdm.errors import ParamsError
+
+from conftest import ROOT
+
+
+def test_shipped_params_are_valid_and_complete():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = parse_params(raw)
+    # every field of every section is spelled out in params.yaml, so dvc.yaml's param deps see it
+    for section, model in Params.model_fields.items():
+        if isinstance(getattr(params, section), str):
+            assert section in raw
+            continue
+        assert set(raw[section]) == set(type(getattr(params, section)).model_fields), section
+
+
+@pytest.mark.parametrize(
+    "raw, needles",
+    [
+        ({"split": {"n_paired": 3}}, ["split.n_paired", "unknown key", "n_paired_per_class"]),
+        ({"splitt": {}}, ["splitt", "unknown key", "'split'"]),
+        ({"split": {"n_paired_per_class": 0}}, ["split.n_paired_per_class", "0", "greater than 0"]),
+        ({"split": {"n_paired_per_class": -3}}, ["split.n_paired_per_class", "-3", "greater than 0"]),
+        ({"latent": {"dim": 0}}, ["latent.dim", "0", "greater than 0"]),
+        ({"latent": {"steps": -1}}, ["latent.steps", "-1"]),
+        ({"matcher": {"n_critic": 0}}, ["matcher.n_critic", "0"]),
+        ({"data": {"source": "cifar"}}, ["data.source", "cifar", "mnist5k"]),
+        ({"data": {"test_fraction": 1.5}}, ["data.test_fraction", "1.5", "less than 1"]),
+        ({"task": "inpainting"}, ["task", "inpainting", "class_conditional"]),
+        ({"base": {"device": "tpu"}}, ["base.device", "tpu", "auto"]),
+    ],
+)
+def test_bad_params_name_key_value_and_allowed(raw, needles):
+    with pytest.raises(ParamsError) as e:
+        parse_params(raw)
+    for needle in needles:
+        assert needle in str(e.value), (needle, str(e.value))
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(ParamsError) as e:
+        parse_params({"latent": {"dim": 0}, "matcher": {"steps": 0}})
+    assert "latent.dim" in str(e.value) and "matcher.steps" in str(e.value)
+
+
+def test_overrides_are_dotted_and_validated(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text((ROOT / "params.yaml").read_text())
+    assert load_params(f, {"split.n_paired_per_class": 3}).split.n_paired_per_class == 3
+    with pytest.raises(ParamsError, match="split.n_paired_per_class"):
+        load_params(f, {"split.n_paired_per_class": "many"})
+    assert apply_overrides({"a": {"b": 1}}, {"a.c": 2}) == {"a": {"b": 1, "c": 2}}
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")

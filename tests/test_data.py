@@ -1,0 +1,111 @@
+"""Image tables, schemas, the split: deterministic, stratified, and the latent pool independent of pairs."""
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pytest
+
+from lsdm.data import images_table, latent_pool, paired_subset, to_tensor
+from lsdm.errors import ParamsError
+from lsdm.io import read_table, write_table
+from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
+from lsdm.sources import SOURCES, RawImages
+
+
+def fake_raw(n_per_class=20, n_classes=4, size=8, seed=0) -> RawImages:
+    rng = np.random.default_rng(seed)
+    n = n_per_class * n_classes
+    return RawImages(
+        ids=[f"img-{i:04d}" for i in range(n)],
+        images=rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8),
+        labels=np.repeat(np.arange(n_classes), n_per_class).astype(np.int64),
+    )
+
+
+def test_images_table_stratified_and_valid():
+    df = IMAGES.validate(images_table(fake_raw(), test_fraction=0.25, seed=0))
+    per_class = df.groupby(["label", "split"]).size().unstack()
+    assert (per_class["test"] == 5).all() and (per_class["train"] == 15).all()
+
+
+def test_split_independent_of_listing_order():
+    raw = fake_raw()
+    perm = np.random.default_rng(1).permutation(len(raw.ids))
+    shuffled = RawImages([raw.ids[i] for i in perm], raw.images[perm], raw.labels[perm])
+    a = images_table(raw, 0.25, seed=0)
+    b = images_table(shuffled, 0.25, seed=0)
+    pd.testing.assert_frame_equal(a, b)
+    assert not images_table(raw, 0.25, seed=1)["split"].equals(a["split"])  # the seed matters
+
+
+def test_limit_keeps_classes_balanced():
+    df = images_table(fake_raw(), 0.25, seed=0, limit=40)
+    assert len(df) == 40 and (df.groupby("label").size() == 10).all()
+
+
+def test_to_tensor_roundtrip():
+    raw = fake_raw(n_per_class=2)
+    df = images_table(raw, 0.5, seed=0)
+    x = to_tensor(df)
+    assert x.shape == (8, 1, 8, 8) and 0.0 <= x.min() and x.max() <= 1.0
+    row = int(df["id"].iloc[0].split("-")[1])
+    assert np.allclose(x[0, 0].numpy() * 255, raw.images[row, :, :, 0])
+
+
+def test_paired_subset_deterministic_and_sized():
+    df = images_table(fake_raw(), 0.25, seed=0)
+    a, b = paired_subset(df, 3, seed=0), paired_subset(df, 3, seed=0)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a.groupby("label").size() == 3).all()
+    assert set(a["id"]) <= set(df.loc[df["split"] == "train", "id"])
+    assert not paired_subset(df, 3, seed=1)["id"].equals(a["id"])
+    assert set(a["id"]) <= set(paired_subset(df, 5, seed=0)["id"])  # more pairs extend, not reshuffle
+
+
+def test_latent_pool_ignores_paired_params(tmp_path):
+    df = images_table(fake_raw(), 0.25, seed=0)
+    pool = latent_pool(df)
+    assert set(pool["id"]) == set(df.loc[df["split"] == "train", "id"])
+    write_table(pool, tmp_path / "a.parquet", LATENT_POOL)
+    write_table(latent_pool(df), tmp_path / "b.parquet", LATENT_POOL)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_too_many_pairs_is_a_clear_error():
+    df = images_table(fake_raw(), 0.25, seed=0)
+    with pytest.raises(ParamsError, match=r"split.n_paired_per_class = 16.*allowed: 1..15"):
+        paired_subset(df, 16, seed=0)
+
+
+def test_schemas_reject_bad_tables(tmp_path):
+    df = images_table(fake_raw(n_per_class=2), 0.5, seed=0)
+    bad = df.copy()
+    bad.loc[0, "split"] = "validation"
+    with pytest.raises(pandera.errors.SchemaError):
+        write_table(bad, tmp_path / "x.parquet", IMAGES)
+    assert not (tmp_path / "x.parquet").exists()
+    bad = df.copy()
+    bad.loc[0, "image"] = b"\x00"  # wrong number of bytes for its shape
+    with pytest.raises(pandera.errors.SchemaError):
+        IMAGES.validate(bad)
+    with pytest.raises(pandera.errors.SchemaError):
+        PAIRED.validate(pd.DataFrame({"id": ["a", "a"], "label": [0, 1]}))  # duplicate id
+
+
+def test_latents_roundtrip_fixed_size_float32(tmp_path):
+    z = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    df = pd.DataFrame({"id": list("abcde"), "split": ["train"] * 5, "label": [0, 1, 2, 0, 1], "z": list(z)})
+    write_table(df, tmp_path / "z.parquet", LATENTS, arrow_schema=latents_arrow_schema(3))
+    import pyarrow.parquet as pq
+
+    assert str(pq.read_schema(tmp_path / "z.parquet").field("z").type) == "fixed_size_list<item: float>[3]"
+    back = read_table(tmp_path / "z.parquet", LATENTS)
+    assert np.allclose(np.stack(back["z"]), z)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_source_returns_valid_images(name):
+    from lsdm.config import DataParams
+
+    raw = SOURCES[name](DataParams(source=name))
+    IMAGES.validate(images_table(raw, 0.2, seed=0, limit=50))

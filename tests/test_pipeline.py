@@ -1,0 +1,151 @@
+"""The pipeline for real: `dvc repro` on tiny params, the caching contract, and CLI errors.
+
+These run DVC and every stage in subprocesses, as a user would (marked slow: about a minute each).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from lsdm.config import Params
+from lsdm.io import read_table
+from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
+from lsdm.stages import STAGES
+
+from conftest import ROOT, env, make_repo, run, tiny_params
+
+PAIRED_STAGES = {"split", "fit_matcher", "evaluate", "report"}
+SHARED_STAGES = {"prepare", "fit_latent", "encode", "eval_net"}
+
+
+def dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def ran_and_skipped(stdout: str) -> tuple[set[str], set[str]]:
+    ran = {s for s in STAGES if f"Running stage '{s}'" in stdout}
+    skipped = {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in stdout}
+    return ran, skipped
+
+
+def test_dvc_yaml_matches_cli_and_config():
+    """Each stage is one `lsdm <stage>` call and every param it lists is a config field."""
+    stages = dvc_stages()
+    assert list(stages) == list(STAGES)
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"lsdm {name}"
+        for key in stage.get("params", []):
+            if isinstance(key, dict):  # `params.yaml:` = all params (the report)
+                continue
+            node = Params
+            for part in key.split("."):
+                assert part in node.model_fields, f"{name}: param {key!r} is not a config field"
+                node = node.model_fields[part].annotation
+
+
+@pytest.mark.slow
+def test_tiny_repro_end_to_end(tiny_repro):
+    repo = tiny_repro
+    for name, stage in dvc_stages().items():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                path = next(iter(out)) if isinstance(out, dict) else out
+                assert (repo / path).exists(), f"{name}: declared {kind} {path} missing"
+    images = read_table(repo / "data/prepared/images.parquet", IMAGES)
+    assert len(images) == 300
+    latents = read_table(repo / "data/encoded/latents.parquet", LATENTS)
+    assert set(latents["id"]) == set(images["id"]) and len(latents["z"].iloc[0]) == 16
+    paired = read_table(repo / "data/split/paired.parquet", PAIRED)
+    assert len(paired) == 30
+    assert len(read_table(repo / "data/split/latent_pool.parquet", LATENT_POOL)) == (images["split"] == "train").sum()
+
+    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    for key in ("label_accuracy", "fid_evalnet", "recon_mse_test", "throughput_images_per_s"):
+        assert isinstance(metrics[key], float), key
+    assert 0.0 <= metrics["label_accuracy"] <= 1.0 and metrics["fid_evalnet"] >= 0.0
+    assert set(metrics["label_accuracy_per_class"]) == {str(k) for k in range(10)}
+    report = (repo / "reports/report.md").read_text()
+    assert "eval.fid_evalnet" in report and "figures/samples.png" in report and "n_paired_per_class: 3" in report
+    assert "didn't change" in run(["dvc", "repro"], repo).stdout  # a second repro does nothing
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+@pytest.mark.slow
+def test_changing_paired_subset_reruns_only_paired_stages(tmp_path):
+    repo = make_repo(tmp_path / "repo", tiny_params())
+    run(["dvc", "repro"], repo)
+    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    pool_before = (repo / "data/split/latent_pool.parquet").read_bytes()
+    paired_before = (repo / "data/split/paired.parquet").read_bytes()
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["split"]["n_paired_per_class"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+
+    ran, skipped = ran_and_skipped(out)
+    assert ran == PAIRED_STAGES, out
+    assert skipped == SHARED_STAGES, out
+    lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for stage in ("prepare", "fit_latent", "encode", "eval_net"):
+        assert lock_after[stage] == lock_before[stage], stage
+    for stage in ("split", "fit_matcher", "evaluate"):
+        assert lock_after[stage]["outs"] != lock_before[stage]["outs"], stage
+    assert (repo / "data/split/latent_pool.parquet").read_bytes() == pool_before
+    assert (repo / "data/split/paired.parquet").read_bytes() != paired_before
+    assert len(read_table(repo / "data/split/paired.parquet", PAIRED)) == 20
+
+
+@pytest.mark.slow
+def test_cli_errors_write_nothing(tiny_repo):
+    repo = tiny_repo
+    run(["lsdm", "prepare"], repo)
+    images = (repo / "data/prepared/images.parquet").read_bytes()
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["split"]["n_paired_per_class"] = 1000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    p = run(["lsdm", "split"], repo, check=False)
+    assert p.returncode == 2
+    assert "split.n_paired_per_class = 1000" in p.stderr and "allowed: 1.." in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (repo / "data/split").exists()
+
+    params["split"]["n_paired_per_class"] = 3
+    params["data"]["source"] = "imagenet"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    p = run(["lsdm", "prepare"], repo, check=False)
+    assert p.returncode == 2 and "data.source = 'imagenet'" in p.stderr and "mnist5k" in p.stderr
+    assert (repo / "data/prepared/images.parquet").read_bytes() == images  # untouched
+
+    params["data"]["source"] = "mnist5k"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    p = run(["lsdm", "fit_matcher"], repo, check=False)
+    assert p.returncode == 2 and "data/split/paired.parquet" in p.stderr and "not found" in p.stderr
+
+
+@pytest.mark.slow
+def test_interrupted_stage_leaves_no_output(tiny_repo):
+    """Ctrl-C in the middle of training: neither the checkpoint nor the curves appear."""
+    repo = tiny_repo
+    run(["lsdm", "prepare"], repo)
+    run(["lsdm", "split"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["latent"]["steps"] = 100_000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(12)  # imports, then well into training
+    assert proc.poll() is None, proc.stdout.read().decode()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not (repo / "data/latent/autoencoder.pt").exists()
+    assert not (repo / "results/fit_latent").exists()
+    leftovers = [p.name for p in (repo / "results").glob("*")] if (repo / "results").exists() else []
+    assert leftovers == [], leftovers
