@@ -28,7 +28,10 @@ class BaseSection(Section):
 
 class DataParams(Section):
     source: str = "mnist5k"  # a key of lsdm.sources.SOURCES
-    root: str | None = None  # where sources that read files look
+    root: str = "inputs"  # where file sources look; a DVC dependency of prepare, so new files rerun it
+    image_size: PositiveInt = 28  # images are resized (and center-cropped) to this square size
+    channels: Literal[1, 3] = 1  # 1: grayscale, 3: RGB
+    on_corrupt: Literal["error", "skip"] = "error"  # an unreadable image file: stop, or skip and count
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     limit: PositiveInt | None = None  # keep only this many images (stratified), for quick runs
     seed: int = 0  # train/test assignment
@@ -71,16 +74,39 @@ class MatcherParams(Section):
 
 
 class EvalNetParams(Section):
-    epochs: PositiveInt = 4
+    epochs: PositiveInt = 6
     batch_size: PositiveInt = 64
-    lr: PositiveFloat = 1e-3
+    lr: PositiveFloat = 2e-3
+    shift: float = Field(0.1, ge=0.0, lt=0.5)  # random translation, as a fraction of the image size
     seed: int = 0
 
 
 class EvaluateParams(Section):
-    seed: int = 0
-    batch_size: PositiveInt = 500  # generation batch for the throughput figure
+    """The evaluation suite (lsdm/stages/evaluate.py): sample counts, k values, seeds, weight paths."""
+
+    # generation seeds (mean ± std over them); the first gives the headline numbers and the grid
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    n_samples: PositiveInt | None = None  # real-test images used (as many generated); null = the whole test split
+    batch_size: PositiveInt = 500  # generation batch (also the throughput figure's batch)
     grid_per_class: PositiveInt = 10  # columns of the sample grid
+    pr_k: PositiveInt = 3  # k of the k-NN balls for precision/recall (Kynkäänniemi et al. 2019)
+    dc_k: PositiveInt = 5  # k of the k-NN balls for density/coverage (Naeem et al. 2020)
+    kid_subsets: PositiveInt = 50  # KID: random subsets averaged (their std is the KID std)
+    kid_subset_size: int = Field(500, ge=2)  # KID: points per subset, capped at the set size
+    per_class_min_samples: int = Field(50, ge=2)  # per-class KID only for classes with this many images
+    diversity_pairs: PositiveInt = 100  # random same-class pairs per class for LPIPS diversity
+    lipschitz_samples: PositiveInt = 96  # latents where the decoder's Jacobian is measured
+    # clean-fid's inception-2015-12-05.pt (the file or its folder); null: clean-fid's default place (/tmp)
+    inception_weights: str | None = None
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"  # LPIPS backbone (weights from $TORCH_HOME/hub/checkpoints)
+    lpips_size: int = Field(64, ge=32)  # images smaller than this are upsampled for LPIPS
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
 
 
 class Params(Section):

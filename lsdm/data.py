@@ -22,11 +22,34 @@ def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
     return ids.map(lambda i: int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big"))
 
 
+def conform(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> [N, size, size, channels]: area/bicubic resize, gray <-> RGB."""
+    n, h, w, c = images.shape
+    if (h, w, c) == (size, size, channels):
+        return images
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    if c != channels:
+        x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
+    if (h, w) != (size, size):
+        mode = "area" if size < min(h, w) else "bicubic"
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode=mode)
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, seed: int) -> np.ndarray:
+    """train/test per row of `df` (columns id, label, rank, pos, size); see RawImages.split_by."""
+    if split_by == "hash":  # threshold on the hash: an image keeps its split when others are added
+        return np.where(df["rank"] < test_fraction * 2.0**64, "test", "train")
+    return np.where(df["pos"] < np.round(df["size"] * test_fraction), "test", "train")
+
+
 def images_table(raw: RawImages, test_fraction: float, seed: int, limit: int | None = None) -> pd.DataFrame:
-    """Build the IMAGES table: a stratified train/test split (per class, the lowest-ranked
-    `test_fraction` of ids go to test), optionally keeping only `limit` images, stratified too."""
+    """Build the IMAGES table with its train/test split (`raw.split_by`), optionally keeping only
+    `limit` images, stratified: per class, the lowest-ranked ids by a seeded hash."""
     n, h, w, c = raw.images.shape
     df = pd.DataFrame({"id": raw.ids, "label": raw.labels.astype(np.int64), "row": np.arange(n)})
+    if raw.splits is not None:
+        df["given"] = raw.splits
     df["rank"] = hash_rank(df["id"], seed)
     df = df.sort_values(["label", "rank"])
     df["pos"] = df.groupby("label").cumcount()
@@ -35,7 +58,7 @@ def images_table(raw: RawImages, test_fraction: float, seed: int, limit: int | N
         keep = df["size"] * limit / n  # per-class quota, proportional to class size
         df = df[df["pos"] < np.maximum(1, np.round(keep))]
         df["size"] = df.groupby("label")["id"].transform("size")
-    df["split"] = np.where(df["pos"] < np.round(df["size"] * test_fraction), "test", "train")
+    df["split"] = df["given"] if raw.split_by == "given" else assign_split(df, raw.split_by, test_fraction, seed)
     df = df.sort_values("id")
     return pd.DataFrame(
         {

@@ -58,6 +58,7 @@ def make_repo(path: Path, params: dict) -> Path:
     shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
     shutil.copytree(ROOT / "lsdm", path / "lsdm", ignore=shutil.ignore_patterns("__pycache__"))
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(ROOT / "inputs", path / "inputs")
     (path / ".gitignore").write_text("__pycache__/\n")
     run(["git", "init", "-q", "-b", "main"], path)
     run(["git", "config", "user.email", "tests@lsdm.invalid"], path)

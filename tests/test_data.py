@@ -9,7 +9,7 @@ from lsdm.data import images_table, latent_pool, paired_subset, to_tensor
 from lsdm.errors import ParamsError
 from lsdm.io import read_table, write_table
 from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
-from lsdm.sources import SOURCES, RawImages
+from lsdm.sources import RawImages
 
 
 def fake_raw(n_per_class=20, n_classes=4, size=8, seed=0) -> RawImages:
@@ -96,16 +96,10 @@ def test_latents_roundtrip_fixed_size_float32(tmp_path):
     z = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     df = pd.DataFrame({"id": list("abcde"), "split": ["train"] * 5, "label": [0, 1, 2, 0, 1], "z": list(z)})
     write_table(df, tmp_path / "z.parquet", LATENTS, arrow_schema=latents_arrow_schema(3))
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    assert str(pq.read_schema(tmp_path / "z.parquet").field("z").type) == "fixed_size_list<item: float>[3]"
+    ztype = pq.read_schema(tmp_path / "z.parquet").field("z").type
+    assert pa.types.is_fixed_size_list(ztype) and ztype.list_size == 3 and ztype.value_type == pa.float32()
     back = read_table(tmp_path / "z.parquet", LATENTS)
     assert np.allclose(np.stack(back["z"]), z)
-
-
-@pytest.mark.parametrize("name", sorted(SOURCES))
-def test_every_source_returns_valid_images(name):
-    from lsdm.config import DataParams
-
-    raw = SOURCES[name](DataParams(source=name))
-    IMAGES.validate(images_table(raw, 0.2, seed=0, limit=50))

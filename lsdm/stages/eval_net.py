@@ -26,7 +26,9 @@ def run(params: Params) -> None:
 
     with tracked(paths.live_dir("eval_net")) as track:
         t0 = time.perf_counter()
-        train_classifier(model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, log=track)
+        train_classifier(
+            model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, shift=p.shift, log=track
+        )
         seconds = time.perf_counter() - t0
         pred = batched(model, to_tensor(test).to(device)).argmax(1).cpu()
         accuracy = (pred == labels_tensor(test)).float().mean().item()

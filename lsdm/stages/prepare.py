@@ -1,8 +1,10 @@
 """prepare: the configured data source -> the canonical IMAGES table with a train/test split."""
 
+import dataclasses
+
 from lsdm import paths
 from lsdm.config import Params
-from lsdm.data import images_table
+from lsdm.data import conform, images_table
 from lsdm.io import write_table
 from lsdm.schemas import IMAGES
 from lsdm.sources import SOURCES
@@ -11,7 +13,9 @@ from lsdm.sources import SOURCES
 def run(params: Params) -> None:
     p = params.data
     raw = SOURCES[p.source](p)
+    raw = dataclasses.replace(raw, images=conform(raw.images, p.image_size, p.channels))
     table = images_table(raw, test_fraction=p.test_fraction, seed=p.seed, limit=p.limit)
     write_table(table, paths.IMAGES, IMAGES)
     counts = table.groupby("split").size().to_dict()
-    print(f"prepare: {len(table)} images from {p.source!r} ({counts}) -> {paths.IMAGES}")
+    skipped = f", {len(raw.skipped)} unreadable files skipped" if raw.skipped else ""
+    print(f"prepare: {len(table)} images from {p.source!r} ({counts}{skipped}) -> {paths.IMAGES}")
