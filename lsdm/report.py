@@ -43,40 +43,209 @@ def plot_curves(live_dir: Path, names: list[str], title: str, out: Path) -> bool
     return True
 
 
+def plot_prdc_vs_k(tsv: Path, out: Path) -> bool:
+    """Precision/recall/density/coverage against the neighbourhood size k (evaluate's plots TSV)."""
+    if not tsv.exists():
+        return False
+    df = pd.read_csv(tsv, sep="\t")
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for col in ("precision", "recall", "density", "coverage"):
+        ax.plot(df["k"], df[col], marker="o", ms=3, lw=1.2, label=col)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="k (nearest neighbours defining each ball)", title="Geometric fidelity vs k (evalnet features)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    return "—" if v is None else str(v)
+
+
+def _pm(spread: dict | None) -> str:
+    """'mean ± std (n)' of a metric over evaluation seeds, or '—'."""
+    if not spread or spread.get("mean") is None:
+        return "—"
+    if spread.get("std") is None:
+        return f"{spread['mean']:.4g} (1 seed)"
+    return f"{spread['mean']:.4g} ± {spread['std']:.2g} ({spread['n']} seeds)"
+
+
+# (key under eval, reading) for the distribution table, in reading order.
+DISTRIBUTION = [
+    ("label_accuracy", "share of generated samples the evaluation net classifies as their conditioning label "
+     "(conditional accuracy; higher is better; the ceiling is the net's accuracy on real test images)"),
+    ("fid_evalnet", "Fréchet distance (clean-fid) between real test and generated images in the evaluation "
+     "net's 128-d feature space — not Inception, so not comparable with published FIDs; lower is better"),
+    ("kid_evalnet", "kernel distance (clean-fid's KID, polynomial kernel) in the same space; unbiased, so about "
+     "0 for two sets from one law; ± is the std over KID subsets; its scale follows the features', so compare "
+     "runs, not absolute values"),
+    ("precision", "share of generated samples that fall inside the real data's manifold (k-NN balls): "
+     "are samples on the image manifold? (Kynkäänniemi et al. 2019)"),
+    ("recall", "share of real test images that fall inside the generated samples' manifold: "
+     "does the generator cover the data? (Kynkäänniemi et al. 2019)"),
+    ("density", "how many real neighbourhoods each sample sits in, normalised so that about 1 means "
+     "'as packed as real data'; above 1 = samples crowd the dense middle of the data (Naeem et al. 2020)"),
+    ("coverage", "share of real images with a generated sample in their neighbourhood; robust to outlier "
+     "samples (Naeem et al. 2020)"),
+    ("diversity_evalnet", "mean feature distance between two samples of the same condition "
+     "(0 = mode collapse); compare with the real reference"),
+    ("lpips_diversity", "mean LPIPS between two samples of the same condition (lpips package; perceptual "
+     "diversity); compare with the real reference"),
+    ("fid_inception", "Fréchet distance with clean-fid's Inception-V3 features (the standard FID)"),
+    ("kid_inception", "KID with clean-fid's Inception-V3 features"),
+]  # fmt: skip
+
+REFERENCE = {"fid_evalnet": "fid_evalnet", "kid_evalnet": "kid_evalnet", "precision": "precision", "recall": "recall",
+             "density": "density", "coverage": "coverage", "diversity_evalnet": "diversity_evalnet"}  # fmt: skip
+
+
+def _with_std(e: dict, key: str) -> Any:
+    v = e.get(key)
+    std = e.get(f"{key}_std")
+    if isinstance(v, float) and isinstance(std, float):
+        return f"{v:.4g} ± {std:.2g}"
+    return _fmt(v)
+
+
+def distribution_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(metric, headline value, mean ± std over seeds, real reference, reading) rows."""
+    ref, spread = e.get("real_reference", {}), e.get("over_seeds", {})
+    rows = []
+    for key, why in DISTRIBUTION:
+        if key not in e:
+            continue
+        if key == "label_accuracy":
+            real = e.get("evalnet_accuracy_real_test")
+        elif key == "lpips_diversity":
+            real = e.get("lpips_diversity_real")
+        else:
+            real = ref.get(REFERENCE[key]) if key in REFERENCE else None
+        value = "not computed" if e[key] is None else _with_std(e, key)
+        rows.append((f"eval.{key}", value, _pm(spread.get(key)), _fmt(real), why))
+    return rows
+
+
+def unavailable_notes(e: dict[str, Any]) -> list[str]:
+    """Plain sentences for each metric that could not be computed, and why."""
+    notes = []
+    if e.get("fid_inception") is None and "inception_reason" in e:
+        notes.append(f"**Inception FID/KID were not computed.** {e.get('inception_reason')} The FID and KID above "
+                     "use the evaluation net's features instead, and say so in their names.")  # fmt: skip
+    if e.get("lpips_diversity") is None and "lpips_reason" in e:
+        notes.append(f"**LPIPS was not computed.** {e.get('lpips_reason')} The evaluation-net feature diversity "
+                     "above measures the same thing without pretrained weights.")  # fmt: skip
+    pc_note = (e.get("per_class") or {}).get("note")
+    if pc_note:
+        notes.append(f"Per-class distances: {pc_note}.")
+    return notes
+
+
+def bound_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The three terms of the LSDM bound (DESIGN.md) side by side, with readings."""
+    b = e.get("bound") or {}
+    if not b:
+        return []
+    rows = [
+        ("eval.bound.recon_l2_test", b.get("recon_l2_test"),
+         "E‖y − D(E(y))‖₂ per test image (pixels in [0, 1]): the reconstruction term, paid once with all "
+         "unpaired data"),
+        ("eval.bound.decoder_lipschitz_spectral_max", b.get("decoder_lipschitz_spectral_max"),
+         f"Lip(D) estimate: the largest spectral norm of the decoder's Jacobian (w.r.t. the standardised latent) over "
+         f"{b.get('decoder_lipschitz_n_points')} latents — real test codes, generated codes and points between them; "
+         f"a lower estimate of the global constant (median {_fmt(b.get('decoder_jacobian_spectral_median'))}, "
+         f"largest Frobenius norm {_fmt(b.get('decoder_jacobian_frobenius_max'))})"),
+        ("eval.bound.critic_w1_test", b.get("critic_w1_test"),
+         "W1 of the latent joints as the trained critic sees it, on held-out test images' (label, latent) vs "
+         "(label, G(label, η)); a lower estimate of W1 — near 0 or negative means the critic, fitted on the few "
+         "pairs, does not tell held-out real codes from generated ones (it does not certify the two are close)"),
+        ("eval.bound.critic_w1_train_pairs", b.get("critic_w1_train_pairs"),
+         "the same estimate on the paired training subset the critic was fitted on; a large gap to the held-out "
+         "value means the critic memorised the pairs"),
+        ("eval.bound.rhs", b.get("rhs"),
+         f"Lip(D) × W1 + reconstruction = {_fmt(b.get('lip_times_w1'))} + {_fmt(b.get('recon_l2_test'))}: the size "
+         "of each term of the bound, indicative only (both factors of the product are estimates from below)"),
+    ]  # fmt: skip
+    return [(k, _fmt(v), why) for k, v, why in rows if v is not None]
+
+
+def speed_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    e, lat, net, mat = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet", "matcher"))
+    secs = e.get("stage_seconds") or {}
+    rows = [
+        ("eval.throughput_images_per_s", e.get("throughput_images_per_s"),
+         f"one-step generation speed: batch {e.get('throughput_batch_size')} on device {e.get('device')} "
+         "(best of 3 timed batches after a warm-up)"),
+        ("eval.stage_seconds.fit_latent", secs.get("fit_latent") or lat.get("train_seconds"),
+         "autoencoder training wall time (s)"),
+        ("eval.stage_seconds.fit_matcher", secs.get("fit_matcher") or mat.get("train_seconds"),
+         f"matcher training wall time (s) on {mat.get('n_pairs', 'the')} pairs"),
+        ("eval.stage_seconds.eval_net", secs.get("eval_net") or net.get("train_seconds"),
+         "evaluation net training wall time (s)"),
+        ("eval.stage_seconds.evaluate", secs.get("evaluate"), "this evaluation's wall time (s), all seeds included"),
+    ]  # fmt: skip
+    # a stage's time comes from evaluate's collection, else from the stage's own summary; else "not recorded"
+    return [(k, "not recorded" if v is None else _fmt(v), why) for k, v, why in rows]
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(name, value, reading) rows for the headline metrics, in reading order."""
-    e, lat, net, mat = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet", "matcher"))
+    """(name, value, reading) rows for the other headline metrics, in reading order."""
+    e, lat, net = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet"))
     rows = [
-        ("eval.label_accuracy", e.get("label_accuracy"),
-         "share of generated samples the evaluation net classifies as their conditioning label"),
         ("eval.evalnet_accuracy_real_test", e.get("evalnet_accuracy_real_test"),
          "the evaluation net's accuracy on real test images: the ceiling it can certify"),
-        ("eval.fid_evalnet", e.get("fid_evalnet"),
-         "Fréchet distance, real test vs generated, in the evaluation net's 128-d feature space "
-         "(not Inception; lower is better)"),
         ("eval.fid_evalnet_train_vs_test", e.get("fid_evalnet_train_vs_test"),
-         "the same distance between two real sets (train vs test): the floor a perfect generator would reach"),
+         "FID (evalnet) between two real sets (a training sample vs test): the floor a perfect generator would reach"),
         ("eval.recon_mse_test", e.get("recon_mse_test"), "autoencoder reconstruction MSE per pixel on test images"),
-        ("eval.recon_mae_test", e.get("recon_mae_test"), "E|y - D(E(y))| per pixel: the reconstruction term of the bound"),
-        ("eval.throughput_images_per_s", e.get("throughput_images_per_s"),
-         f"one-step generation speed (batch {e.get('throughput_batch_size')}, device {e.get('device')})"),
-        ("latent.train_seconds", lat.get("train_seconds"), "autoencoder training time (s)"),
-        ("matcher.train_seconds", mat.get("train_seconds"), f"matcher training time (s) on {mat.get('n_pairs')} pairs"),
-        ("evalnet.test_accuracy", net.get("test_accuracy"), "evaluation net accuracy on real test images"),
+        ("eval.recon_mae_test", e.get("recon_mae_test"),
+         "E\\|y − D(E(y))\\| per pixel on test images (mean absolute error)"),
+        ("latent.test_mse", lat.get("test_mse"), "reconstruction MSE reported by fit_latent"),
+        ("evalnet.test_accuracy", net.get("test_accuracy"),
+         "evaluation net accuracy on real test images (eval_net stage)"),
     ]  # fmt: skip
     return [(k, _fmt(v), why) for k, v, why in rows if v is not None]
+
+
+def _table(header: list[str], rows: list[tuple]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join([f"`{r[0]}`", *map(str, r[1:])]) + " |" for r in rows],
+        "",
+    ]
+
+
+def per_class_lines(e: dict[str, Any]) -> list[str]:
+    acc = e.get("label_accuracy_per_class") or {}
+    if not acc:
+        return []
+    pc = e.get("per_class") or {}
+    fids, kids = pc.get("fid_evalnet") or {}, pc.get("kid_evalnet") or {}
+    rows = [("label accuracy", *(_fmt(acc[c]) for c in acc))]
+    if any(v is not None for v in kids.values()):
+        rows.append(("KID (evalnet)", *(_fmt(kids.get(c)) for c in acc)))
+    if any(v is not None for v in fids.values()):
+        rows.append(("FID (evalnet)", *(_fmt(fids.get(c)) for c in acc)))
+    return [
+        "Per class (headline seed; — = too few images for that metric):",
+        "",
+        "| class | " + " | ".join(acc) + " |",
+        "|---|" + "---|" * len(acc),
+        *["| " + " | ".join(r) + " |" for r in rows],
+        "",
+    ]
 
 
 def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None) -> str:
     """The report as Markdown; `figures` maps a title to an image path relative to the report."""
     e = metrics.get("eval", {})
     split, data = params.get("split", {}), params.get("data", {})
+    seeds = e.get("seeds") or params.get("evaluate", {}).get("seeds") or []
     lines = [
         "# LSDM run report",
         "",
@@ -87,25 +256,33 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "",
         "## Metrics",
         "",
-        "| metric | value | what it means |",
-        "|---|---|---|",
-        *[f"| `{k}` | {v} | {why} |" for k, v, why in metric_rows(metrics)],
+        f"One generated sample per real test image ({e.get('n_samples')} images), conditioned on its label. "
+        f"Values are for noise seed {seeds[0] if seeds else '?'}; the next column repeats the metric over "
+        f"{len(seeds)} seeds (mean ± std), so a difference between two runs smaller than the std is noise. "
+        "The real reference is the same metric between two sets of real images (a training sample vs the test "
+        "set): what a perfect generator would score.",
         "",
+        *_table(["metric", "value", "over seeds", "real reference", "what it means"], distribution_rows(e)),
+        *[f"{n}\n" for n in unavailable_notes(e)],
+        *per_class_lines(e),
+        "### The bound's terms",
+        "",
+        "LSDM's guarantee: W1(real joint, generated joint) ≤ Lip(D) · W1(latent joints) + E‖y − D(E(y))‖. "
+        "Its three terms, measured on held-out data in the same norms (Euclidean on pixels in [0, 1] and on the "
+        "standardised latent):",
+        "",
+        *_table(["term", "value", "what it means"], bound_rows(e)),
+        "### Speed",
+        "",
+        *_table(["metric", "value", "what it means"], speed_rows(metrics)),
+        "### Other figures",
+        "",
+        *_table(["metric", "value", "what it means"], metric_rows(metrics)),
     ]
-    per_class = e.get("label_accuracy_per_class") or {}
-    if per_class:
-        lines += [
-            "Label accuracy of generated samples per class:",
-            "",
-            "| " + " | ".join(per_class) + " |",
-            "|" + "---|" * len(per_class),
-            "| " + " | ".join(f"{v:.3f}" for v in per_class.values()) + " |",
-            "",
-        ]
     if samples:
         lines += ["## Samples", "", "One row per class, one column per noise draw.", "", f"![samples]({samples})", ""]
     if figures:
-        lines += ["## Training curves", ""]
+        lines += ["## Curves", ""]
         lines += [f"**{title}**\n\n![{title}]({path})\n" for title, path in figures.items()]
     lines += ["## Parameters", "", "```yaml", yaml.safe_dump(params, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)

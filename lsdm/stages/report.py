@@ -5,7 +5,7 @@ import shutil
 from lsdm import paths
 from lsdm.config import Params
 from lsdm.io import atomic_dir, atomic_path, read_json
-from lsdm.report import CURVES, plot_curves, render
+from lsdm.report import CURVES, plot_curves, plot_prdc_vs_k, render
 
 
 def run(params: Params) -> None:
@@ -20,6 +20,8 @@ def run(params: Params) -> None:
         for stage, (names, title) in CURVES.items():
             if plot_curves(paths.live_dir(stage), names, title, out / f"{stage}.png"):
                 figures[title] = f"{rel}/{stage}.png"
+        if plot_prdc_vs_k(paths.EVAL_DIR / "plots" / "prdc_vs_k.tsv", out / "prdc_vs_k.png"):
+            figures["Precision, recall, density and coverage against k"] = f"{rel}/prdc_vs_k.png"
         text = render(metrics, params.model_dump(), figures, samples=f"{rel}/samples.png")
         with atomic_path(paths.REPORT) as tmp:
             tmp.write_text(text)

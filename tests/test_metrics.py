@@ -1,0 +1,324 @@
+"""The evaluation metrics against hand-checkable cases, reference implementations and sanity data.
+
+- precision/recall/density/coverage: a 1-d case worked by hand, the `prdc` package on random
+  data, and real-vs-real (~1) / noise-vs-real (~0) on MNIST digits;
+- FID/KID: the same numbers as clean-fid's own entry points (`compute_fid` with a custom feature
+  extractor on PNG folders, `kernel_distance` with its subsets);
+- the bound's terms on maps whose answer is known;
+- the weight loaders: missing files give a reason and never touch the network; small stand-in
+  files placed where the loaders look run the Inception and LPIPS code paths end to end.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lsdm.features as features
+from lsdm.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
+from lsdm.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
+from lsdm.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
+
+# ---------------------------------------------------------------- precision / recall / density / coverage
+
+
+def test_prdc_hand_checkable_1d():
+    """real = 0,1,2,3 (each real ball has radius 1 at k=1); fake = 0.5 and 10 (fake radius 9.5).
+    precision: 0.5 is in the balls of 0 and 1, 10 in none -> 1/2. recall: the ball around 0.5
+    (radius 9.5) holds every real point -> 1. density: (2 + 0) / 2 / k -> 1. coverage: 0 and 1
+    have a fake point within 1, 2 and 3 do not -> 1/2."""
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    fake = np.array([[0.5], [10.0]])
+    r = prdc(real, fake, pr_k=1, dc_k=1)
+    assert (r.precision, r.recall, r.density, r.coverage) == (0.5, 1.0, 1.0, 0.5)
+
+
+def test_prdc_density_above_one_when_samples_crowd_dense_region():
+    """real = 0, 0.1, 0.25, 5, 9; k=2 radii: 0.25, 0.15, 0.25, 4.75, 8.75. Five fakes, all at 0.1,
+    at distances 0.1, 0, 0.15, 4.9, 8.9: inside the first three balls only. So precision 1,
+    density 3/2 (> 1: crowding), coverage 3/5, and recall 0 (the fakes' own radius is 0)."""
+    real = np.array([[0.0], [0.1], [0.25], [5.0], [9.0]])
+    fake = np.full((5, 1), 0.1)
+    r = prdc(real, fake, pr_k=2, dc_k=2)
+    assert r.precision == 1.0 and r.recall == 0.0
+    assert r.density == pytest.approx(1.5) and r.coverage == pytest.approx(0.6)
+    # dc_k=1 radii: 0.1, 0.1, 0.15, 4.75, 4. The fakes sit *on* the spheres of 0 and 0.25 (distance =
+    # radius), which does not count (strict <, as in `prdc`): only the ball of 0.1 holds them.
+    r1 = prdc(real, fake, pr_k=2, dc_k=1)
+    assert r1.precision == 1.0 and r1.density == pytest.approx(1.0) and r1.coverage == pytest.approx(0.2)
+
+
+def test_knn_radii_exclude_self_and_chunking_does_not_matter():
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    d = torch.cdist(x.double(), x.double()).sort(1).values
+    assert torch.allclose(knn_radii(x, 3), d[:, 3])  # column 0 is the point itself
+    assert torch.allclose(knn_radii(x, 3, chunk=7), knn_radii(x, 3, chunk=1000))
+    with pytest.raises(ValueError, match="k = 50"):
+        knn_radii(x, 50)
+
+
+@pytest.mark.parametrize(
+    "n_real, n_fake, dim, k, shift", [(200, 200, 8, 3, 0.0), (150, 230, 16, 5, 0.5), (300, 120, 3, 1, 1.5)]
+)
+def test_prdc_matches_reference_package(n_real, n_fake, dim, k, shift):
+    """Same numbers as Naeem et al.'s `prdc` package (which uses one k for all four)."""
+    prdc_ref = pytest.importorskip("prdc")
+    rng = np.random.default_rng(n_real + n_fake + k)
+    real = rng.normal(size=(n_real, dim)).astype(np.float32)
+    fake = (rng.normal(size=(n_fake, dim)) * 1.2 + shift).astype(np.float32)
+    ref = prdc_ref.compute_prdc(real, fake, nearest_k=k)
+    for ours in (prdc(real, fake, k, k), prdc(real, fake, k, k, chunk=17), prdc_many(real, fake, [(1, 2), (k, k)])[1]):
+        for name in ("precision", "recall", "density", "coverage"):
+            assert getattr(ours, name) == pytest.approx(float(ref[name]), abs=1e-9), name
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    """MNIST digits as flat pixel vectors in [0, 1] (the bundled 5,000-digit subset), shuffled."""
+    from lsdm.config import DataParams
+    from lsdm.sources import SOURCES
+
+    raw = SOURCES["mnist5k"](DataParams())
+    x = raw.images.reshape(len(raw.images), -1).astype(np.float64) / 255.0
+    return x[np.random.default_rng(0).permutation(len(x))]
+
+
+def test_prdc_sanity_real_vs_heldout_real_is_near_one(digits):
+    r = prdc(digits[:500], digits[500:1000], pr_k=3, dc_k=5)
+    assert r.precision > 0.8 and r.recall > 0.8
+    assert 0.85 < r.density < 1.2
+    assert r.coverage > 0.9  # expected 1 - 2**-5 ~ 0.97 for identical laws
+
+
+def test_prdc_sanity_noise_vs_real_is_near_zero(digits):
+    noise = np.random.default_rng(1).random((500, digits.shape[1]))
+    r = prdc(digits[:500], noise, pr_k=3, dc_k=5)
+    assert r.density < 0.02 and r.coverage < 0.02 and r.precision < 0.02
+
+
+def test_diversity_is_zero_for_collapse_and_matches_definition():
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    assert mean_pairwise_distance(x) == pytest.approx((5 + 5 + 0) * 2 / 6)
+    collapsed = np.ones((6, 3))
+    total, per_class = within_class_diversity(collapsed, np.array([0, 0, 0, 1, 1, 2]))
+    assert total == 0.0 and set(per_class) == {"0", "1"}  # class 2 has one point: no pair
+
+
+# ---------------------------------------------------------------- FID / KID through clean-fid
+
+
+def _tiny_features(x: torch.Tensor) -> torch.Tensor:
+    """A fixed 'feature network' for [B, 1, 8, 8] images in [0, 1]."""
+    w = torch.randn(64, 12, generator=torch.Generator().manual_seed(3))
+    return torch.tanh(x.flatten(1) @ w) * 10
+
+
+def test_fid_equals_cleanfid_compute_fid_with_custom_extractor(tmp_path):
+    """Our in-memory FID == clean-fid's folder pipeline with the same custom feature extractor."""
+    from cleanfid import fid as cleanfid
+
+    rng = np.random.default_rng(0)
+    sets = {
+        "a": rng.integers(0, 256, (40, 8, 8), dtype=np.uint8),
+        "b": (rng.random((40, 8, 8)) ** 2 * 255).astype(np.uint8),
+    }
+    for name, imgs in sets.items():
+        (tmp_path / name).mkdir()
+        for i, im in enumerate(imgs):
+            Image.fromarray(im, mode="L").save(tmp_path / name / f"{i:03d}.png")
+
+    def extractor(batch):  # clean-fid hands over RGB in [0, 255]; undo that for our net
+        return _tiny_features(batch[:, :1] / 255.0)
+
+    theirs = cleanfid.compute_fid(
+        str(tmp_path / "a"), str(tmp_path / "b"), mode="clean", custom_feat_extractor=extractor,
+        custom_fn_resize=lambda x: x, device=torch.device("cpu"), num_workers=0, batch_size=16, verbose=False,
+    )  # fmt: skip
+    ours = fid(*(_tiny_features(torch.from_numpy(s).float()[:, None] / 255.0).double().numpy() for s in sets.values()))
+    assert ours == pytest.approx(theirs, rel=1e-4)
+    assert ours > 0
+
+
+def test_kid_is_cleanfid_kernel_distance_with_its_std():
+    from cleanfid.fid import kernel_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(120, 6)).astype(np.float32), (rng.normal(size=(100, 6)) + 0.3).astype(np.float32)
+    np.random.seed(123)
+    state = np.random.get_state()
+    mean, std = kid(a, b, subsets=20, subset_size=50, seed=7)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # the global RNG is left as it was
+    np.random.seed(7)
+    assert mean == pytest.approx(kernel_distance(a, b, num_subsets=20, max_subset_size=50), rel=1e-6)
+    assert std > 0
+    assert kid(a, b, 20, 50, seed=7) == (mean, std)  # deterministic
+    whole = kid(a[:50], b[:50], subsets=20, subset_size=500)  # subsets = both whole sets
+    assert whole[1] == 0.0
+
+
+def test_kid_and_fid_of_identical_laws_are_small():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(600, 5)), rng.normal(size=(600, 5))
+    same, shifted = kid(a, b, 20, 300)[0], kid(a, b + 1.0, 20, 300)[0]
+    assert abs(same) < 0.05 * shifted
+    assert fid(a, b) < 0.1 < fid(a, b + 1.0)
+
+
+def test_per_class_fid_only_with_more_points_than_dims():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(size=(60, 4))
+    labels = np.repeat([0, 1, 2], 20)
+    labels[:3] = 2  # class 0 now has 17 points
+    fids, kids, note = per_class_fid_kid(real, labels, fake, labels, min_samples=18, kid_subsets=5, kid_subset_size=10)
+    assert all(v is not None for v in fids.values())  # 17+ points > 4 dims
+    assert kids["0"] is None and kids["1"] is not None
+    assert "at least 18" in note
+    fids, _, note = per_class_fid_kid(real[:, :1].repeat(30, 1), labels, fake[:, :1].repeat(30, 1), labels,
+                                      min_samples=2, kid_subsets=2, kid_subset_size=10)  # fmt: skip
+    assert all(v is None for v in fids.values()) and "more than 30" in note
+
+
+def test_label_accuracy_and_spread():
+    acc, per_class = label_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 4)
+    assert acc == 0.75 and per_class == {"0": 1.0, "1": 1.0, "2": 0.5}
+    s = mean_std([1.0, 3.0])
+    assert s == {"mean": 2.0, "std": pytest.approx(2**0.5), "n": 2}
+    assert mean_std([1.0])["std"] is None and mean_std([None])["n"] == 0
+
+
+# ---------------------------------------------------------------- the bound's terms
+
+
+def test_decoder_lipschitz_of_a_linear_map_is_its_spectral_norm():
+    W = torch.randn(30, 5, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(12, 5)
+    out = decoder_lipschitz(lambda v: v @ W.T, z)
+    assert out["decoder_lipschitz_spectral_max"] == pytest.approx(torch.linalg.matrix_norm(W, 2).item(), rel=1e-4)
+    assert out["decoder_jacobian_frobenius_max"] == pytest.approx(torch.linalg.matrix_norm(W).item(), rel=1e-4)
+    assert out["decoder_lipschitz_n_points"] == 12
+
+
+def test_decoder_lipschitz_finds_the_steepest_point():
+    """D(z) = sin(3 z) elementwise: Jacobian diag(3 cos 3z), spectral norm 3 max|cos 3z_i|."""
+    z = torch.tensor([[0.0, 0.5], [0.4, 0.2], [np.pi / 6, np.pi / 6]])
+    out = decoder_lipschitz(lambda v: torch.sin(3 * v), z)
+    assert out["decoder_lipschitz_spectral_max"] == pytest.approx(3.0, rel=1e-5)
+
+
+def test_probe_points_and_critic_w1():
+    zr, zf = torch.zeros(10, 3), torch.ones(10, 3)
+    pts = lipschitz_probe_points(zr, zf, 9, seed=0)
+    assert pts.shape == (9, 3) and (pts >= 0).all() and (pts <= 1).all()
+
+    class SumCritic(torch.nn.Module):
+        def forward(self, x, z):
+            return z.sum(1) + 0 * x.float()
+
+    assert critic_w1(SumCritic(), torch.zeros(10), zf, zr) == pytest.approx(3.0)
+    assert mean_l2(torch.ones(4, 1, 2, 2), torch.zeros(4, 1, 2, 2)) == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------- weight loaders
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection or download fails the test loudly."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    return calls
+
+
+def test_missing_weights_give_reasons_and_never_download(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "cleanfid"))
+    model, path, reason = features.load_inception(None, torch.device("cpu"))
+    assert model is None and path is None
+    assert str(tmp_path / "cleanfid" / features.INCEPTION_FILE) in reason and "not found" in reason
+    model, path, reason = features.load_inception(str(tmp_path / "nowhere.pt"), torch.device("cpu"))
+    assert model is None and "evaluate.inception_weights" in reason and "nowhere.pt" in reason
+    model, reason = features.load_lpips("alex", torch.device("cpu"))
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert model is None and str(expected) in reason
+    assert features.lpips_backbone_file("squeeze").name == "squeezenet1_1-b8a52dc0.pth"
+    assert no_network == []
+
+
+class _StandInLayers(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # checks what clean-fid feeds Inception: 3 channels, 299 x 299, normalised to [-1, 1]
+        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
+        assert float(x.min()) >= -1.001 and float(x.max()) <= 1.001
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # [B, 48]
+        return pooled.repeat(1, 43)[:, :2048]
+
+
+class _StandInInception(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = _StandInLayers()
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return self.layers(x)
+
+
+def write_stand_in_inception(path) -> None:
+    """A small TorchScript file with the interface of clean-fid's inception-2015-12-05.pt."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation notice
+        torch.jit.save(torch.jit.script(_StandInInception()), str(path))
+
+
+def write_stand_in_squeezenet(torch_home) -> None:
+    """Randomly initialised SqueezeNet 1.1 weights where torchvision looks for the pretrained ones."""
+    from torchvision.models import squeezenet1_1
+
+    ckpt = torch_home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    torch.save(squeezenet1_1().state_dict(), ckpt / "squeezenet1_1-b8a52dc0.pth")
+
+
+def test_stand_in_inception_runs_cleanfid_path(tmp_path, monkeypatch, no_network):
+    """Stand-in weights at clean-fid's default location and at a param path with another file name."""
+    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path))
+    write_stand_in_inception(tmp_path / features.INCEPTION_FILE)
+    images = torch.rand(5, 1, 28, 28)
+    model, path, reason = features.load_inception(None, torch.device("cpu"))
+    assert reason is None and path == (tmp_path / features.INCEPTION_FILE).resolve()
+    feats = model(images)
+    assert feats.shape == (5, 2048) and feats.dtype == np.float64
+
+    other = tmp_path / "elsewhere" / "my-inception.pt"
+    other.parent.mkdir()
+    (tmp_path / features.INCEPTION_FILE).rename(other)
+    model, path, reason = features.load_inception(str(other), torch.device("cpu"))
+    assert reason is None and np.allclose(model(images), feats)
+    assert no_network == []
+
+
+def test_stand_in_lpips_backbone_runs_lpips(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    write_stand_in_squeezenet(tmp_path)
+    dist, reason = features.load_lpips("squeeze", torch.device("cpu"), size=64)
+    assert reason is None
+    a, b = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    d = dist(a, b)
+    assert d.shape == (4,) and (d > 0).all() and torch.allclose(dist(a, a), torch.zeros(4), atol=1e-6)
+    mean, per_class = features.pairwise_same_condition(dist, torch.cat([a, b]), torch.tensor([0] * 4 + [1] * 4), 3, 0)
+    assert set(per_class) == {"0", "1"} and mean > 0
+    assert no_network == []
