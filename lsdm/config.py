@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from lsdm.errors import ParamsError
 
@@ -47,8 +47,13 @@ class DataParams(Section):
 
 
 class SplitParams(Section):
-    n_paired_per_class: PositiveInt = 10
+    n_paired_per_class: PositiveInt = 10  # when the data has classes
+    n_paired: PositiveInt = 100  # when it has none (e.g. a flat folder of faces for super-resolution)
     seed: int = 0
+
+
+class SRParams(Section):
+    factor: int = Field(4, ge=2)  # condition = image downsampled by this factor (28 -> 7, 64 -> 16)
 
 
 class LatentParams(Section):
@@ -114,6 +119,7 @@ class Params(Section):
     task: str = "class_conditional"  # a key of lsdm.tasks.TASKS
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
+    sr: SRParams = SRParams()
     latent: LatentParams = LatentParams()
     matcher: MatcherParams = MatcherParams()
     evalnet: EvalNetParams = EvalNetParams()
@@ -128,6 +134,14 @@ class Params(Section):
             raise ValueError(f"unknown task {v!r}; allowed: {sorted(TASKS)}")
         return v
 
+    @model_validator(mode="after")
+    def _sr_factor_divides_size(self) -> "Params":
+        if self.task == "super_resolution" and self.data.image_size % self.sr.factor:
+            raise ValueError(
+                f"sr.factor = {self.sr.factor} must divide data.image_size = {self.data.image_size}"
+            )
+        return self
+
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
     """The params model that holds the key at `loc` (for listing its allowed keys)."""
@@ -141,6 +155,8 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def _describe(err: dict[str, Any], source: str) -> str:
+    if not err["loc"]:  # a check across sections: its message names the keys
+        return f"{source}: {err['msg'].removeprefix('Value error, ')}"
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         section = _section_at(err["loc"][:-1])

@@ -95,18 +95,25 @@ def latent_pool(images: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"id": train.sort_values().to_numpy()})
 
 
-def paired_subset(images: pd.DataFrame, n_per_class: int, seed: int) -> pd.DataFrame:
-    """The `n_per_class` lowest-ranked training images of each class: the only pairs the matcher sees."""
+def paired_subset(images: pd.DataFrame, n_per_class: int, n_paired: int, seed: int) -> pd.DataFrame:
+    """The pairs the matcher sees: with classes, the `n_per_class` lowest-ranked training images
+    of each class; without classes (label -1 everywhere), the `n_paired` lowest-ranked ones."""
     train = images[images["split"] == "train"]
     labelled = train[train["label"] != UNLABELLED]
     if labelled.empty:
-        raise ParamsError("split.n_paired_per_class needs labelled training images; the data has none")
-    counts = labelled.groupby("label").size()
-    if n_per_class > counts.min():
-        raise ParamsError(
-            f"split.n_paired_per_class = {n_per_class}: larger than class {counts.idxmin()} has "
-            f"({counts.min()} training images); allowed: 1..{counts.min()}"
-        )
-    ranked = labelled.assign(rank=hash_rank(labelled["id"], seed)).sort_values(["label", "rank"])
-    chosen = ranked.groupby("label").head(n_per_class).sort_values("id")
+        if n_paired > len(train):
+            raise ParamsError(
+                f"split.n_paired = {n_paired}: larger than the {len(train)} training images; allowed: 1..{len(train)}"
+            )
+        chosen = train.assign(rank=hash_rank(train["id"], seed)).sort_values("rank").head(n_paired)
+    else:
+        counts = labelled.groupby("label").size()
+        if n_per_class > counts.min():
+            raise ParamsError(
+                f"split.n_paired_per_class = {n_per_class}: larger than class {counts.idxmin()} has "
+                f"({counts.min()} training images); allowed: 1..{counts.min()}"
+            )
+        ranked = labelled.assign(rank=hash_rank(labelled["id"], seed)).sort_values(["label", "rank"])
+        chosen = ranked.groupby("label").head(n_per_class)
+    chosen = chosen.sort_values("id")
     return pd.DataFrame({"id": chosen["id"].to_numpy(), "label": chosen["label"].to_numpy()})

@@ -12,6 +12,8 @@ from typing import Protocol
 import pandas as pd
 import torch
 
+from lsdm.superres import downsample
+
 
 class Task(Protocol):
     name: str
@@ -34,4 +36,27 @@ class ClassConditional:
         return labels
 
 
-TASKS: dict[str, Task] = {"class_conditional": ClassConditional()}
+class SuperResolution:
+    """x is the image downsampled by `factor` (area); G and f see it through a small conv net."""
+
+    name = "super_resolution"
+
+    def __init__(self, factor: int = 4):
+        self.factor = factor
+
+    def condition_spec(self, images: pd.DataFrame) -> dict:
+        size, channels = int(images["height"].iloc[0]), int(images["channels"].iloc[0])
+        return {"kind": "image", "channels": channels, "size": size // self.factor}
+
+    def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return downsample(images, self.factor)
+
+
+TASKS: dict[str, type] = {"class_conditional": ClassConditional, "super_resolution": SuperResolution}
+
+
+def make_task(params) -> Task:
+    """The task named by `params.task`, configured by its own params section where it has one."""
+    if params.task == "super_resolution":
+        return SuperResolution(params.sr.factor)
+    return TASKS[params.task]()

@@ -23,7 +23,8 @@ def test_shipped_params_are_valid_and_complete():
 @pytest.mark.parametrize(
     "raw, needles",
     [
-        ({"split": {"n_paired": 3}}, ["split.n_paired", "unknown key", "n_paired_per_class"]),
+        ({"split": {"n_pairs": 3}}, ["split.n_pairs", "unknown key", "n_paired_per_class"]),
+        ({"task": "super_resolution", "data": {"image_size": 30}}, ["sr.factor = 4", "data.image_size = 30"]),
         ({"splitt": {}}, ["splitt", "unknown key", "'split'"]),
         ({"split": {"n_paired_per_class": 0}}, ["split.n_paired_per_class", "0", "greater than 0"]),
         ({"split": {"n_paired_per_class": -3}}, ["split.n_paired_per_class", "-3", "greater than 0"]),

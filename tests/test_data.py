@@ -54,12 +54,12 @@ def test_to_tensor_roundtrip():
 
 def test_paired_subset_deterministic_and_sized():
     df = images_table(fake_raw(), 0.25, seed=0)
-    a, b = paired_subset(df, 3, seed=0), paired_subset(df, 3, seed=0)
+    a, b = paired_subset(df, 3, 100, seed=0), paired_subset(df, 3, 100, seed=0)
     pd.testing.assert_frame_equal(a, b)
     assert (a.groupby("label").size() == 3).all()
     assert set(a["id"]) <= set(df.loc[df["split"] == "train", "id"])
-    assert not paired_subset(df, 3, seed=1)["id"].equals(a["id"])
-    assert set(a["id"]) <= set(paired_subset(df, 5, seed=0)["id"])  # more pairs extend, not reshuffle
+    assert not paired_subset(df, 3, 100, seed=1)["id"].equals(a["id"])
+    assert set(a["id"]) <= set(paired_subset(df, 5, 100, seed=0)["id"])  # more pairs extend, not reshuffle
 
 
 def test_latent_pool_ignores_paired_params(tmp_path):
@@ -74,7 +74,7 @@ def test_latent_pool_ignores_paired_params(tmp_path):
 def test_too_many_pairs_is_a_clear_error():
     df = images_table(fake_raw(), 0.25, seed=0)
     with pytest.raises(ParamsError, match=r"split.n_paired_per_class = 16.*allowed: 1..15"):
-        paired_subset(df, 16, seed=0)
+        paired_subset(df, 16, 100, seed=0)
 
 
 def test_schemas_reject_bad_tables(tmp_path):
@@ -103,3 +103,14 @@ def test_latents_roundtrip_fixed_size_float32(tmp_path):
     assert pa.types.is_fixed_size_list(ztype) and ztype.list_size == 3 and ztype.value_type == pa.float32()
     back = read_table(tmp_path / "z.parquet", LATENTS)
     assert np.allclose(np.stack(back["z"]), z)
+
+
+def test_unlabelled_data_pairs_by_total_count():
+    raw = fake_raw()
+    raw = RawImages(raw.ids, raw.images, np.full(len(raw.ids), -1, dtype=np.int64), split_by="hash")
+    df = images_table(raw, 0.25, seed=0)
+    paired = paired_subset(df, 3, 7, seed=0)
+    assert len(paired) == 7 and (paired["label"] == -1).all()
+    n_train = int((df["split"] == "train").sum())
+    with pytest.raises(ParamsError, match=rf"split.n_paired = 1000.*allowed: 1..{n_train}"):
+        paired_subset(df, 3, 1000, seed=0)

@@ -67,11 +67,34 @@ class OneHot(nn.Module):
         return nn.functional.one_hot(x.long(), self.n_classes).float()  # [B] -> [B, n_classes]
 
 
+class ConvCondition(nn.Module):
+    """Low-resolution image -> feature vector: the condition encoder for super-resolution.
+
+    Two 3x3 convs at the input's resolution keep local detail; adaptive pooling to 4x4 makes the
+    head independent of the input size (7 px for MNIST, 16 for 64-px faces).
+    """
+
+    def __init__(self, channels: int, size: int, width: int = 32, out_dim: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(min(4, size)), nn.Flatten(),
+            nn.Linear(2 * width * min(4, size) ** 2, out_dim), nn.LeakyReLU(0.2),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # [B, C, h, w] -> [B, out_dim]
+
+
 def condition_encoder(kind: str, **spec) -> tuple[nn.Module, int]:
     """A fresh condition encoder and its output width, from a task's condition spec."""
     if kind == "label":
         return OneHot(spec["n_classes"]), spec["n_classes"]
-    raise ValueError(f"unknown condition kind {kind!r}; allowed: ['label']")
+    if kind == "image":
+        enc = ConvCondition(spec["channels"], spec["size"])
+        return enc, enc.net[-2].out_features
+    raise ValueError(f"unknown condition kind {kind!r}; allowed: ['label', 'image']")
 
 
 def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int) -> Matcher:

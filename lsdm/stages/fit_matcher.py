@@ -11,13 +11,13 @@ from lsdm.io import read_table, save_checkpoint
 from lsdm.models import build
 from lsdm.schemas import IMAGES, LATENTS, PAIRED
 from lsdm.data import labels_tensor, to_tensor
-from lsdm.tasks import TASKS
+from lsdm.tasks import make_task
 from lsdm.tracking import tracked
 from lsdm.train import seed_everything, train_wgan_gp
 
 
 def run(params: Params) -> None:
-    p, device, task = params.matcher, resolve_device(params.base.device), TASKS[params.task]
+    p, device, task = params.matcher, resolve_device(params.base.device), make_task(params)
     images = read_table(paths.IMAGES, IMAGES)
     paired = read_table(paths.PAIRED, PAIRED)
     latents = read_table(paths.LATENTS, LATENTS).set_index("id").loc[paired["id"]]

@@ -9,7 +9,7 @@ from lsdm.schemas import IMAGES, LATENT_POOL, PAIRED
 
 def run(params: Params) -> None:
     images = read_table(paths.IMAGES, IMAGES)
-    paired = paired_subset(images, params.split.n_paired_per_class, params.split.seed)
+    paired = paired_subset(images, params.split.n_paired_per_class, params.split.n_paired, params.split.seed)
     pool = latent_pool(images)
     write_table(pool, paths.LATENT_POOL, LATENT_POOL)
     write_table(paired, paths.PAIRED, PAIRED)

@@ -1,0 +1,53 @@
+"""Super-resolution helpers: the degradation (downsampling), the bicubic baseline, and the
+fidelity metrics to ground truth (PSNR, SSIM) and to the input (consistency).
+
+Images are float tensors [B, C, H, W] in [0, 1]. PSNR and SSIM are per image, then averaged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def downsample(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """The degradation that makes a condition: average over factor x factor blocks (area)."""
+    return F.avg_pool2d(y, factor)
+
+
+def bicubic_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """The classical baseline: bicubic interpolation (antialiased), clipped to [0, 1]."""
+    return F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image (peak 1.0)."""
+    mse = ((a - b) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / (mse + eps))
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, device=device) - size // 2) ** 2).float() / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004: Gaussian window, K1=0.01, K2=0.03,
+    data range 1), averaged over valid window positions and channels. The window is 7 rather than
+    11 so that 28-px images keep enough valid positions."""
+    c = a.shape[1]
+    w = _gaussian_window(window, sigma, c, a.device)
+    conv = lambda t: F.conv2d(t, w, groups=c)  # noqa: E731  (valid positions only)
+    mu_a, mu_b = conv(a), conv(b)
+    var_a = conv(a * a) - mu_a**2
+    var_b = conv(b * b) - mu_b**2
+    cov = conv(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
+def consistency_psnr(output: torch.Tensor, condition: torch.Tensor, factor: int) -> torch.Tensor:
+    """PSNR of downsample(output) against the low-resolution input: does the output explain x?"""
+    return psnr(downsample(output, factor), condition)
