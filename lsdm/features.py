@@ -72,14 +72,8 @@ def find_inception(path: str | None) -> tuple[Path | None, str | None]:
         if os.path.exists(c) and os.path.isfile(c):
             return c.resolve(), None
     where = " or ".join(str(c) for c in candidates)
-    how = "evaluate.inception_weights"
-    if not path:
-        how += " is null, so clean-fid's default location"
-    return None, (
-        f"Inception weights not found: {how} was checked ({where}); this machine cannot download "
-        f"clean-fid's {INCEPTION_FILE}. Place it there (or set evaluate.inception_weights) to get FID/KID "
-        f"with Inception features."
-    )
+    how = "named by evaluate.inception_weights" if path else "clean-fid's default; evaluate.inception_weights is null"
+    return None, f"{INCEPTION_FILE} not found at {where} ({how}); lsdm never downloads weights"
 
 
 class InceptionFeatures:
@@ -191,8 +185,7 @@ def load_lpips(net: str, device: torch.device, size: int = 64) -> tuple[LPIPSDis
     if not os.path.exists(backbone):
         return None, (
             f"LPIPS ({net}) backbone weights not found at {backbone} (torchvision's checkpoint directory, "
-            f"$TORCH_HOME/hub/checkpoints); this machine cannot download them. Place "
-            f"{backbone.name} there to get LPIPS."
+            f"$TORCH_HOME/hub/checkpoints); lsdm never downloads weights"
         )
     if not os.path.exists(linear):
         return None, f"LPIPS ({net}) linear-layer weights missing from the lpips package ({linear})"

@@ -134,12 +134,20 @@ def distribution_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
 def unavailable_notes(e: dict[str, Any]) -> list[str]:
     """Plain sentences for each metric that could not be computed, and why."""
     notes = []
+    rerun = "then rerun `dvc repro -f -s evaluate` (DVC does not watch weight files)"
     if e.get("fid_inception") is None and "inception_reason" in e:
-        notes.append(f"**Inception FID/KID were not computed.** {e.get('inception_reason')} The FID and KID above "
-                     "use the evaluation net's features instead, and say so in their names.")  # fmt: skip
+        notes.append(
+            f"**Inception FID/KID were not computed**: {e.get('inception_reason')}. No number is shown rather than "
+            "one from another network: the FID and KID above use the evaluation net's features and say so in "
+            "their names. To get the standard Inception FID, put clean-fid's `inception-2015-12-05.pt` in `/tmp` "
+            f"or point `evaluate.inception_weights` at it, {rerun}."
+        )
     if e.get("lpips_diversity") is None and "lpips_reason" in e:
-        notes.append(f"**LPIPS was not computed.** {e.get('lpips_reason')} The evaluation-net feature diversity "
-                     "above measures the same thing without pretrained weights.")  # fmt: skip
+        notes.append(
+            f"**LPIPS was not computed**: {e.get('lpips_reason')}. The evaluation-net feature diversity above "
+            "measures the same thing without pretrained weights. To get LPIPS, put torchvision's ImageNet "
+            f"weights for `evaluate.lpips_net` in `$TORCH_HOME/hub/checkpoints`, {rerun}."
+        )
     pc_note = (e.get("per_class") or {}).get("note")
     if pc_note:
         notes.append(f"Per-class distances: {pc_note}.")

@@ -77,6 +77,27 @@ def test_prdc_matches_reference_package(n_real, n_fake, dim, k, shift):
             assert getattr(ours, name) == pytest.approx(float(ref[name]), abs=1e-9), name
 
 
+def test_prdc_never_holds_more_than_a_block_of_distances(monkeypatch):
+    """Distances are computed in row blocks of `chunk` x N, which is what lets 10,000 x 10,000 sets
+    fit in memory (about 80 MB per float64 block at chunk=1024)."""
+    import lsdm.geometry as geometry
+
+    shapes = []
+    real_cdist = torch.cdist
+
+    def recording_cdist(a, b, *args, **kwargs):
+        shapes.append((a.shape[0], b.shape[0]))
+        return real_cdist(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(geometry.torch, "cdist", recording_cdist)
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(1500, 4)), rng.normal(size=(1500, 4))
+    chunked = prdc(real, fake, 3, 5, chunk=200)
+    assert max(rows for rows, _ in shapes) <= 200 and len(shapes) > 3 * (1500 // 200)
+    monkeypatch.setattr(geometry.torch, "cdist", real_cdist)
+    assert chunked == prdc(real, fake, 3, 5, chunk=5000)
+
+
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """MNIST digits as flat pixel vectors in [0, 1] (the bundled 5,000-digit subset), shuffled."""

@@ -41,7 +41,7 @@ from lsdm.io import atomic_dir, read_json, read_table, write_json
 from lsdm.metrics import fid, kid, label_accuracy, mae, mean_l2, mean_std, mse, per_class_fid_kid
 from lsdm.models import load
 from lsdm.schemas import IMAGES, LATENTS, PAIRED
-from lsdm.tasks import TASKS
+from lsdm.tasks import make_task
 from lsdm.train import batched, timed
 
 PLOTS = paths.EVAL_DIR / "plots"
@@ -155,7 +155,7 @@ def curves(real_feats, fake_feats, head: dict, real_div_pc: dict, acc_pc: list[d
 
 def run(params: Params) -> None:
     t_start = time.perf_counter()
-    p, device, task = params.evaluate, resolve_device(params.base.device), TASKS[params.task]
+    p, device, task = params.evaluate, resolve_device(params.base.device), make_task(params)
     seed0 = p.seeds[0]
     images = read_table(paths.IMAGES, IMAGES)
     test, train = images[images["split"] == "test"], images[images["split"] == "train"]
@@ -250,6 +250,6 @@ def run(params: Params) -> None:
         f"FID(evalnet) {e['fid_evalnet']:.2f}, precision {e['precision']:.3f}, recall {e['recall']:.3f}, "
         f"density {e['density']:.3f}, coverage {e['coverage']:.3f}; {times['evaluate']:.1f}s"
     )
-    for reason in (e["inception_reason"], e["lpips_reason"]):
+    for what, reason in (("Inception FID/KID", e["inception_reason"]), ("LPIPS", e["lpips_reason"])):
         if reason:
-            print(f"evaluate: {reason}")
+            print(f"evaluate: no {what}: {reason}")
