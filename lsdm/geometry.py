@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 
@@ -126,7 +127,7 @@ def within_class_diversity(feats, labels) -> tuple[float, dict[str, float]]:
     For a conditional generator this asks: given one condition, do the samples differ? (Mode
     collapse gives 0.) Compare with the same figure on real images of the class.
     """
-    x, y = _as_tensor(feats), torch.as_tensor(labels).cpu()
+    x, y = _as_tensor(feats), torch.as_tensor(np.array(labels)).cpu()  # a copy: Parquet arrays are read-only
     per_class = {str(int(c)): mean_pairwise_distance(x[(y == c).to(x.device)]) for c in torch.unique(y)}
     per_class = {c: v for c, v in per_class.items() if v == v}  # drop classes with < 2 points
     return (sum(per_class.values()) / len(per_class) if per_class else float("nan")), per_class
