@@ -30,3 +30,80 @@ exp-show: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- Run with Prefect (README: "Run with Prefect") -----------------------------------------------
+# A local Prefect server (SQLite under .prefect/, no cloud, analytics off), the process work pool
+# `gpu`, the deployments of prefect.yaml (lsdm/full, lsdm/sweep) and a worker in this checkout.
+# `make prefect-up` starts it all in the background, `make prefect-run` runs lsdm/full,
+# `make prefect-down` stops it. OVERRIDES='{"split.n_paired_per_class": 3}' for other params.
+PREFECT_PORT ?= 4200
+PREFECT_POOL := gpu
+OVERRIDES    ?= {}
+PREFECT_DIR  := $(CURDIR)/.prefect
+prefect-%: export PREFECT_HOME := $(PREFECT_DIR)
+prefect-%: export PREFECT_API_URL := http://127.0.0.1:$(PREFECT_PORT)/api
+prefect-%: export PREFECT_SERVER_ANALYTICS_ENABLED := false
+prefect-%: export LSDM_REPO := $(CURDIR)
+
+.PHONY: prefect-server prefect-pool prefect-deploy prefect-worker prefect-run prefect-sweep prefect-up prefect-down
+
+prefect-server: install  ## Prefect server on 127.0.0.1:$(PREFECT_PORT), in the foreground
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --analytics-off
+
+prefect-pool: install  ## the process work pool `gpu` (once)
+	prefect work-pool inspect $(PREFECT_POOL) >/dev/null 2>&1 || prefect work-pool create $(PREFECT_POOL) --type process
+
+prefect-deploy: install prefect-pool  ## register lsdm/full and lsdm/sweep (prefect.yaml)
+	prefect --no-prompt deploy --all
+
+prefect-worker: install  ## a process worker in this checkout ($$LSDM_REPO), in the foreground
+	prefect worker start --pool $(PREFECT_POOL) --type process
+
+prefect-run: install  ## prefect deployment run lsdm/full (OVERRIDES='{"split.n_paired_per_class": 3}'), watched
+	prefect deployment run lsdm/full --params '{"overrides": $(OVERRIDES)}' --watch
+
+prefect-sweep: install  ## prefect deployment run lsdm/sweep (the paired counts of prefect.yaml)
+	prefect deployment run lsdm/sweep
+
+prefect-up: install  ## server + pool + deployments + worker in the background (logs in .prefect/)
+	@mkdir -p $(PREFECT_DIR)
+	@if [ -f $(PREFECT_DIR)/server.pid ] && kill -0 $$(cat $(PREFECT_DIR)/server.pid) 2>/dev/null; then \
+	  echo "server already running (pid $$(cat $(PREFECT_DIR)/server.pid))"; \
+	else \
+	  setsid prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --analytics-off \
+	    > $(PREFECT_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(PREFECT_DIR)/server.pid; \
+	fi
+	@for i in $$(seq 120); do python -c "import urllib.request as u; u.urlopen('$(PREFECT_API_URL)/health')" 2>/dev/null && break; sleep 1; done; \
+	python -c "import urllib.request as u; u.urlopen('$(PREFECT_API_URL)/health')" 2>/dev/null || { tail -20 $(PREFECT_DIR)/server.log; exit 1; }
+	$(MAKE) --no-print-directory prefect-deploy
+	@if [ -f $(PREFECT_DIR)/worker.pid ] && kill -0 $$(cat $(PREFECT_DIR)/worker.pid) 2>/dev/null; then \
+	  echo "worker already running (pid $$(cat $(PREFECT_DIR)/worker.pid))"; \
+	else \
+	  setsid prefect worker start --pool $(PREFECT_POOL) --type process \
+	    > $(PREFECT_DIR)/worker.log 2>&1 < /dev/null & echo $$! > $(PREFECT_DIR)/worker.pid; \
+	fi
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (logs: .prefect/*.log; stop: make prefect-down)"
+
+prefect-down:  ## stop the worker and the server started by prefect-up
+	@for p in worker server; do \
+	  if [ -f $(PREFECT_DIR)/$$p.pid ]; then kill -- -$$(cat $(PREFECT_DIR)/$$p.pid) 2>/dev/null || true; rm -f $(PREFECT_DIR)/$$p.pid; echo "stopped $$p"; fi; \
+	done
+
+# --- Baselines, sweeps and the comparison report (README: "Baselines and sweeps") ----------------
+# `make sweep` queues one DVC experiment per paired count x seed, runs them one at a time
+# (dvc queue start -j 1), collects `dvc exp show --json` into results/sweep/ and writes
+# reports/comparison.md. SWEEP_COUNTS / SWEEP_SEEDS / SWEEP_ARGS change what it runs.
+SWEEP_COUNTS ?= 1 3 10 30 100
+SWEEP_SEEDS  ?= 0 1 2
+SWEEP_ARGS   ?=
+
+.PHONY: sweep compare bench
+
+sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
+	python -m lsdm.sweep --counts $(SWEEP_COUNTS) --seeds $(SWEEP_SEEDS) $(SWEEP_ARGS)
+
+compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parquet
+	lsdm compare
+
+bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
+	python benchmarks/bench_pipeline.py

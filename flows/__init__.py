@@ -1,0 +1,1 @@
+"""Prefect flows over the DVC pipeline (flow `lsdm`; deployments in prefect.yaml)."""

@@ -1,0 +1,370 @@
+"""Driving the DVC pipeline stage by stage from an orchestrator (the Prefect flows in `flows/`).
+
+Nothing here imports Prefect: these are plain helpers over the `dvc` and `git` command lines, so
+DVC stays the one that decides what reruns and holds every artifact.
+
+How one orchestrated run maps to DVC (and why not `dvc exp run`):
+
+1. the overrides (`{"split.n_paired_per_class": 3}`) are validated by `lsdm.config.load_params`
+   before anything is touched, then written into the workspace's `params.yaml` with the comments
+   kept (`applied_params`), exactly what `dvc exp run -S split.n_paired_per_class=3` would write;
+2. each stage runs as `dvc repro --single-item <stage>`, in graph order (`repro_stage`). DVC
+   compares the stage with `dvc.lock` and either runs it ("Running stage"), skips it ("didn't
+   change, skipping") or restores its outputs from its run cache ("is cached - skipping run");
+   that line is what the orchestrator reports, so "skipped" always means DVC skipped it;
+3. `dvc exp save -n <name>` then records the workspace as a DVC experiment, with the same files a
+   `dvc exp run` commits (`dvc.lock`, `params.yaml` and every `cache: false` output: metrics,
+   plots, the report), so the run appears in `dvc exp show` next to experiments made by hand;
+4. `params.yaml` is put back as it was (also after a failure). The outputs and `dvc.lock` stay
+   those of the last run, as after `dvc exp run`; the next run's overrides apply to the user's
+   params, never to the previous run's, and DVC reruns whatever differs.
+
+`dvc exp run` would do 1-3 in one process, so there would be no per-stage task, retry or state;
+`dvc exp run --temp/--queue` would also copy the workspace into a temporary one per run, outside
+the orchestrator's view. Because steps 1-4 edit the workspace, two runs must never overlap in one
+workspace: `workspace_file_lock` serialises them on this machine (the flows add a Prefect
+concurrency limit on top).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from lsdm.config import PARAMS_FILE, Params, load_params, read_params_file
+from lsdm.errors import ParamsError
+from lsdm.paths import EVAL_METRICS, REPORT
+
+#: What DVC said about one stage: it ran the command, found nothing changed, or restored the
+#: outputs of an identical earlier run from its run cache (neither of the last two runs code).
+RAN, SKIPPED, CACHED = "ran", "skipped", "cached"
+
+_STATE_DIR = Path(".dvc") / "tmp" / "lsdm-orchestrate"  # git-ignored by DVC
+_TAIL = 3000  # characters of stderr carried by a failure message
+
+
+class StageFailed(RuntimeError):
+    """`dvc repro` of one stage failed; the message carries the tail of its stderr.
+
+    `transient` is False when the stage itself rejected its inputs (lsdm exits 2 for bad params
+    or data, and says why): running it again cannot help, so orchestrators should not retry.
+    """
+
+    def __init__(self, stage: str, returncode: int, stderr: str, stdout: str = "") -> None:
+        self.stage, self.returncode = stage, returncode
+        self.stderr_tail = stderr[-_TAIL:].strip() or stdout[-_TAIL:].strip()
+        self.transient = not re.search(r"exited with (status )?2\b", stderr + stdout)
+        kind = "" if self.transient else " (bad parameters or data: not retried)"
+        super().__init__(
+            f"stage {stage!r} failed{kind}: `dvc repro --single-item {stage}` exited {returncode}\n"
+            f"--- stderr (tail) ---\n{self.stderr_tail}"
+        )
+
+    def __reduce__(self):  # picklable (Prefect may copy or store a failed state's exception)
+        return (type(self), (self.stage, self.returncode, self.stderr_tail))
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    status: str  # RAN, SKIPPED or CACHED
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# running dvc
+
+
+def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for `dvc` and the stage commands it starts (`lsdm <stage>`).
+
+    The directory of the running interpreter (the venv's bin) goes first on PATH, so a worker
+    started as `.venv/bin/prefect worker start ...` finds `dvc` and `lsdm` without an activated
+    venv. Analytics of both tools stay off.
+    """
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+def find_tool(name: str) -> str:
+    """`dvc`, `git`, `lsdm`: next to the interpreter first, then on PATH; a clear error if absent."""
+    found = shutil.which(name, path=tool_env()["PATH"])
+    if not found:
+        raise FileNotFoundError(
+            f"`{name}` is not on PATH ({tool_env()['PATH']}); start the worker from the project's venv "
+            f"(e.g. `.venv/bin/prefect worker start ...`) or put the venv's bin on PATH"
+        )
+    return found
+
+
+def run_tool(args: list[str], repo: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [find_tool(args[0]), *args[1:]], cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def check_repo(repo: str | Path | None = None) -> Path:
+    """The workspace to run in: `repo`, else $LSDM_REPO, else the current directory.
+
+    It must be a git + DVC checkout of the pipeline (dvc.yaml, params.yaml, .dvc/).
+    """
+    root = Path(repo or os.environ.get("LSDM_REPO") or os.getcwd()).expanduser().resolve()
+    missing = [n for n in ("dvc.yaml", PARAMS_FILE, ".dvc") if not (root / n).exists()]
+    if missing:
+        raise ParamsError(f"{root} is not an lsdm workspace (missing: {', '.join(missing)})")
+    if run_tool(["git", "rev-parse", "--verify", "-q", "HEAD"], root).returncode != 0:
+        raise ParamsError(f"{root}: not a git repository with a commit (DVC experiments need one)")
+    return root
+
+
+def parse_repro(stage: str, output: str) -> str | None:
+    """What `dvc repro` said it did with `stage`: RAN, SKIPPED, CACHED, or None if it did not say."""
+    if f"Running stage '{stage}'" in output:
+        return RAN
+    if f"Stage '{stage}' is cached - skipping run" in output:
+        return CACHED
+    if f"Stage '{stage}' didn't change, skipping" in output:
+        return SKIPPED
+    return None
+
+
+def repro_stage(repo: Path, stage: str, timeout: float | None = None) -> StageResult:
+    """Run one stage through DVC (`dvc repro --single-item`): DVC decides whether it runs."""
+    t0 = time.monotonic()
+    p = run_tool(["dvc", "repro", "--single-item", stage], repo, timeout=timeout)
+    if p.returncode != 0:
+        raise StageFailed(stage, p.returncode, p.stderr, p.stdout)
+    status = parse_repro(stage, p.stdout + p.stderr)
+    if status is None:
+        raise StageFailed(stage, p.returncode, "dvc repro did not report the stage:\n" + p.stdout + p.stderr)
+    return StageResult(stage, status, round(time.monotonic() - t0, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters in the workspace
+
+
+def validate(repo: Path, overrides: dict[str, Any] | None) -> Params:
+    """The same typed check as `lsdm check`, on params.yaml with `overrides` applied."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ParamsError(f"overrides must be a mapping of dotted keys to values, got {type(overrides).__name__}")
+    for key in overrides or {}:
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise ParamsError(f"override key {key!r}: expected a dotted key such as 'split.n_paired_per_class'")
+    return load_params(repo / PARAMS_FILE, overrides or {})
+
+
+def _set_dotted(doc: Any, dotted: str, value: Any) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
+    node = doc
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if part not in node or node[part] is None:
+            node[part] = CommentedMap()
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ParamsError(f"override {dotted!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def render_params(text: str, overrides: dict[str, Any]) -> str:
+    """`params.yaml` text with dotted overrides set, comments and order kept (as `dvc exp run -S`)."""
+    from ruamel.yaml import YAML
+
+    rt = YAML()  # round trip
+    rt.preserve_quotes = True
+    rt.width = 4096
+    doc = rt.load(text)
+    for dotted, value in overrides.items():
+        _set_dotted(doc, dotted, value)
+    buf = io.StringIO()
+    rt.dump(doc, buf)
+    return buf.getvalue()
+
+
+def _state_dir(repo: Path) -> Path:
+    d = repo / _STATE_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def recover_params(repo: Path) -> bool:
+    """Put back params.yaml left overridden by a run that was killed (not just failed); True if so."""
+    backup = _state_dir(repo) / "params.yaml.orig"
+    if not backup.exists():
+        return False
+    os.replace(backup, repo / PARAMS_FILE)
+    return True
+
+
+@contextlib.contextmanager
+def applied_params(repo: Path, overrides: dict[str, Any] | None) -> Iterator[Params]:
+    """params.yaml with `overrides` while the block runs; the original bytes come back afterwards.
+
+    A copy is kept under .dvc/tmp until then, so a run killed outright is undone by the next one
+    (`recover_params`). Yields the validated params actually on disk.
+    """
+    path = repo / PARAMS_FILE
+    original = path.read_bytes()
+    expected = validate(repo, overrides)
+    backup = _state_dir(repo) / "params.yaml.orig"
+    backup.write_bytes(original)
+    try:
+        if overrides:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(render_params(original.decode(), overrides))
+            os.replace(tmp, path)
+        on_disk = load_params(path)
+        if on_disk != expected:  # the file must say what was validated
+            raise ParamsError(f"{path}: writing the overrides {overrides} did not give the validated parameters")
+        yield on_disk
+    finally:
+        path.write_bytes(original)
+        backup.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The workspace's stage graph as DVC sees it (foreach/matrix stages expanded)."""
+
+    stages: tuple[str, ...]  # DVC addressing (`split`, `fit_baseline@pixel_wgan`), in graph order
+    uncached: tuple[str, ...]  # every `cache: false` out/metric/plot: git's, not DVC's cache
+
+
+def read_pipeline(repo: Path) -> Pipeline:
+    """Ask DVC for the stages of `repo` in graph order (dvc.yaml order where the graph allows).
+
+    Read with the overrides already in params.yaml: `foreach: ${...}` stages expand from params.
+    The uncached outputs are the files `dvc exp run` adds to an experiment commit besides
+    dvc.lock and params.yaml (dvc.stage.utils._get_stage_files).
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with warnings.catch_warnings(), Repo(str(repo)) as dvc:
+        warnings.simplefilter("ignore", DeprecationWarning)  # dvc's own, about its trie library
+        stages = [s for s in dvc.index.stages if getattr(s, "cmd", None)]  # not `dvc add` .dvc files
+        position = {s: i for i, s in enumerate(stages)}
+        graph = dvc.index.graph.subgraph(stages).reverse(copy=True)  # edges: producer -> consumer
+        order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+        uncached = [
+            os.path.relpath(out.fs_path, dvc.root_dir)
+            for stage in order
+            for out in stage.outs
+            if not out.use_cache and out.is_in_repo
+        ]
+        return Pipeline(tuple(_address(s, dvc.root_dir) for s in order), tuple(uncached))
+
+
+def _address(stage, root: str) -> str:
+    """The stage's name as `dvc repro` takes and prints it when run from the repository root."""
+    dvcfile = os.path.relpath(stage.path, root)
+    return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
+
+
+def check_exp_name(repo: Path, name: str) -> str:
+    """A DVC experiment name is a git ref component; check it before anything runs."""
+    ok = run_tool(["git", "check-ref-format", f"refs/exps/aa/bb/{name}"], repo).returncode == 0
+    if not name or not ok or "/" in name:
+        raise ParamsError(f"experiment name {name!r} is not valid (letters, digits, '-', '_', '.'; no '/', spaces or '..')")
+    return name
+
+
+def exp_names(repo: Path) -> set[str]:
+    """Names of all experiments in the repository (any baseline)."""
+    p = run_tool(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo)
+    return {ref.rsplit("/", 1)[-1] for ref in p.stdout.split() if ref.count("/") >= 4}
+
+
+def save_experiment(repo: Path, name: str, message: str | None = None, pipeline: Pipeline | None = None) -> str:
+    """`dvc exp save` the workspace as experiment `name`, with the files `dvc exp run` commits."""
+    pipeline = pipeline or read_pipeline(repo)
+    include = [p for p in ["dvc.lock", *pipeline.uncached] if (repo / p).exists()]
+    args = ["dvc", "exp", "save", "-n", name]
+    if message:
+        args += ["-m", message]
+    for p in include:
+        args += ["-I", p]
+    proc = run_tool(args, repo)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`dvc exp save -n {name}` exited {proc.returncode}:\n{(proc.stderr + proc.stdout)[-_TAIL:]}")
+    return name
+
+
+def read_metrics(repo: Path) -> dict[str, Any]:
+    """The evaluate stage's metrics (`eval.*` of results/evaluate/metrics.json)."""
+    path = repo / EVAL_METRICS
+    return json.loads(path.read_text())["eval"]
+
+
+def metrics_table(metrics: dict[str, Any], prefix: str = "eval.") -> list[dict[str, Any]]:
+    """One row per scalar metric; nested dicts (per-class values) flattened with dotted keys."""
+    rows: list[dict[str, Any]] = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows += metrics_table(value, f"{prefix}{key}.")
+        else:
+            rows.append({"metric": f"{prefix}{key}", "value": value})
+    return rows
+
+
+def read_report(repo: Path) -> str:
+    return (repo / REPORT).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# one run at a time per workspace
+
+
+def workspace_key(repo: Path) -> str:
+    """A name for this workspace (host + path), usable as a Prefect concurrency-limit name."""
+    digest = hashlib.sha1(f"{socket.gethostname()}:{repo.resolve()}".encode()).hexdigest()[:12]
+    return f"lsdm-workspace-{digest}"
+
+
+@contextlib.contextmanager
+def workspace_file_lock(repo: Path, timeout: float | None = None) -> Iterator[None]:
+    """An exclusive flock on .dvc/tmp: two orchestrated runs on one machine never overlap here."""
+    path = _state_dir(repo) / "run.lock"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with open(path, "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{repo}: another lsdm run holds {path}") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
