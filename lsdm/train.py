@@ -112,11 +112,31 @@ def random_shift(y: torch.Tensor, max_shift: float, gen: torch.Generator) -> tor
 
 
 def gradient_penalty(critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (|grad_z f(x, z_hat)| - 1)^2 at random points between real and fake codes of the same x."""
-    alpha = torch.rand(z_real.shape[0], 1, device=z_real.device)
+    """WGAN-GP: (|grad_z f(x, z_hat)| - 1)^2 at random points between real and fake codes of the same x.
+    Codes may have any shape [B, ...] (latents [B, d], images [B, C, H, W]); the norm is per sample."""
+    alpha = torch.rand(z_real.shape[0], *([1] * (z_real.dim() - 1)), device=z_real.device)
     z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x, z_hat).sum(), z_hat, create_graph=True)
-    return ((grad.norm(dim=1) - 1) ** 2).mean()
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def critic_objective(
+    critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, gp_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves.
+
+    Same value as `gradient_penalty` plus two separate critic calls, computed in one forward pass
+    over [real; fake; interpolates]: on the CPU small networks are dominated by per-call overhead,
+    so this is about twice as fast. Requires a critic without batch statistics (no BatchNorm).
+    """
+    b = z_real.shape[0]
+    alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
+    z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
+    out = critic(torch.cat([x, x, x]), torch.cat([z_real, z_fake, z_hat]))
+    w1 = out[:b].mean() - out[b : 2 * b].mean()
+    (grad,) = torch.autograd.grad(out[2 * b :].sum(), z_hat, create_graph=True)
+    gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return -w1 + gp_weight * gp, w1, gp
 
 
 def train_wgan_gp(
@@ -151,17 +171,17 @@ def train_wgan_gp(
                 x, z_real = cond[idx], z[idx]
                 with torch.no_grad():
                     z_fake = G(x)
-                w1 = f(x, z_real).mean() - f(x, z_fake).mean()
-                gp = gradient_penalty(f, x, z_real, z_fake)
-                loss_f = -w1 + gp_weight * gp
+                loss_f, w1, gp = critic_objective(f, x, z_real, z_fake, gp_weight)
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 opt_f.step()
             x = cond[_batch(n, batch_size, gen).to(z.device)]
+            f.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
             loss_g = -f(x, G(x)).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            f.requires_grad_(True)
             if step % log_every == 0 or step == steps:
                 log(step, {"critic/w1": w1.item(), "critic/gp": gp.item(), "generator/loss": loss_g.item()})
                 bar.set_postfix(w1=f"{w1.item():.3f}", refresh=False)

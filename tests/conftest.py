@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Tiny networks run faster on one thread, and tests that run stages side by side (Prefect) must
+# not oversubscribe the cores: spinning OpenMP threads of several processes slow each other ~7x.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
@@ -46,7 +50,11 @@ def env() -> dict[str, str]:
 
 def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a command; on failure re-raise with its output so the test log shows the traceback."""
-    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        raise AssertionError(f"{cmd} timed out after {timeout}s\n--- stdout ---\n{out[-4000:]}") from None
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} exited {p.returncode}\n--- stdout ---\n{p.stdout[-4000:]}\n--- stderr ---\n{p.stderr[-4000:]}")
     return p

@@ -84,3 +84,18 @@ def test_loops_reduce_their_losses():
     with torch.no_grad():
         means = [m(torch.full((256,), k))[:, 0].mean().item() for k in (0, 1)]
     assert means[0] < -1 and means[1] > 1, means  # the generator learned which mode each label owns
+
+
+def test_fused_critic_objective_equals_separate_terms():
+    from lsdm.train import critic_objective
+
+    torch.manual_seed(0)
+    m = build("wgan_gp_mlp", CONFIGS["wgan_gp_mlp"])
+    x, z_real, z_fake = torch.randint(0, 10, (16,)), torch.randn(16, 8), torch.randn(16, 8)
+    torch.manual_seed(1)
+    loss, w1, gp = critic_objective(m.critic, x, z_real, z_fake, 10.0)
+    torch.manual_seed(1)  # same interpolation points
+    gp_ref = gradient_penalty(m.critic, x, z_real, z_fake)
+    w1_ref = m.critic(x, z_real).mean() - m.critic(x, z_fake).mean()
+    assert torch.allclose(w1, w1_ref, atol=1e-6) and torch.allclose(gp, gp_ref, atol=1e-5)
+    assert torch.allclose(loss, -w1_ref + 10.0 * gp_ref, atol=1e-4)

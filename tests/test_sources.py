@@ -137,3 +137,28 @@ def test_every_source_returns_valid_images(name, tmp_path):
     raw = SOURCES[name](params)
     table = IMAGES.validate(images_table(raw, 0.2, seed=0, limit=50))
     assert set(table["split"]) == {"train", "test"}
+
+
+@pytest.mark.slow
+def test_image_folder_repro_class_conditional(tmp_path):
+    """RGB class folders (nested, one corrupt file skipped) through the whole real pipeline."""
+    from conftest import make_repo, run, tiny_params
+
+    params = tiny_params(
+        data={"source": "image_folder", "root": "inputs/pets", "image_size": 16, "channels": 3, "on_corrupt": "skip"},
+        latent={"channels": [8, 16]},
+    )
+    repo = make_repo(tmp_path / "repo", params)
+    write_image_folder(repo / "inputs/pets", n_per_class=40, classes=("cat", "dog", "owl"), corrupt=True)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "images"], repo)
+    out = run(["dvc", "repro"], repo).stdout
+    assert "1 unreadable files skipped" in out
+    import json
+
+    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    assert set(metrics["label_accuracy_per_class"]) == {"0", "1", "2"}
+    assert json.loads((repo / "results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "labels"
+    # adding images reruns prepare (the folder is a dependency); the old images keep their split
+    write_image_folder(repo / "inputs/pets" / "cat", n_per_class=3, classes=("new",), seed=5)
+    assert "Running stage 'prepare'" in run(["dvc", "repro", "prepare"], repo).stdout
