@@ -51,3 +51,28 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) 
 def consistency_psnr(output: torch.Tensor, condition: torch.Tensor, factor: int) -> torch.Tensor:
     """PSNR of downsample(output) against the low-resolution input: does the output explain x?"""
     return psnr(downsample(output, factor), condition)
+
+
+def fidelity(output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor, factor: int) -> dict[str, float]:
+    """Mean PSNR and SSIM to the ground truth, and consistency PSNR to the input, over a test set."""
+    return {
+        "psnr": psnr(output, truth).mean().item(),
+        "ssim": ssim(output, truth).mean().item(),
+        "consistency_psnr": consistency_psnr(output, condition, factor).mean().item(),
+    }
+
+
+def draw_spread(draws: torch.Tensor) -> float:
+    """Diversity across noise draws for the same input: the mean per-pixel standard deviation over
+    the draws ([K, B, C, H, W] -> scalar). 0 for a deterministic method such as bicubic."""
+    return draws.std(dim=0).mean().item()
+
+
+def comparison_grid(condition: torch.Tensor, bicubic: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Rows of input | bicubic | LSDM draws ... | ground truth, for `save_image(nrow=3 + K)`.
+
+    The input is shown enlarged with nearest-neighbour so its pixels stay visible."""
+    size = truth.shape[-1]
+    shown = F.interpolate(condition, size=(size, size), mode="nearest")
+    cols = [shown, bicubic, *draws, truth]  # each [B, C, H, W]
+    return torch.stack(cols, dim=1).flatten(0, 1)  # [B * (3 + K), C, H, W], row-major

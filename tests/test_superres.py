@@ -59,3 +59,17 @@ def test_sr_task_conditions_feed_the_matcher():
     m = build("wgan_gp_mlp", dict(condition=spec, z_dim=8, noise_dim=4, width=32, depth=2))
     z = m(x)
     assert x.shape == (5, 1, 7, 7) and z.shape == (5, 8) and m.critic(x, z).shape == (5,)
+
+
+def test_fidelity_spread_and_grid():
+    from lsdm.superres import comparison_grid, draw_spread, fidelity
+
+    y = torch.rand(3, 1, 28, 28)
+    x = downsample(y, 4)
+    perfect = fidelity(y, y, x, 4)
+    assert perfect["ssim"] == pytest.approx(1.0, abs=1e-5) and perfect["psnr"] > 60 and perfect["consistency_psnr"] > 60
+    draws = torch.stack([y, y + 0.1])
+    assert draw_spread(torch.stack([y, y])) == 0.0 and draw_spread(draws) > 0
+    grid = comparison_grid(x, bicubic_upsample(x, 4), draws, y)
+    assert grid.shape == (3 * 5, 1, 28, 28)
+    assert torch.equal(grid[4], y[0]) and torch.equal(grid[5 + 4], y[1])  # last column of each row is the truth
