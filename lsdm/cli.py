@@ -15,11 +15,15 @@ from lsdm.config import PARAMS_FILE, load_params
 from lsdm.errors import DataError, ParamsError
 from lsdm.stages import STAGES
 
+# Commands beside the plain stages: the baselines' foreach stage, and the sweep's comparison report.
+EXTRA = {"fit_baseline": "lsdm.stages.fit_baseline", "compare": "lsdm.compare"}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=[*STAGES, "check"], help="a stage of dvc.yaml, or `check` to validate params")
+    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check"], help="a stage of dvc.yaml, or `check` to validate params")
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
+    ap.add_argument("--method", default=None, help="fit_baseline: the baseline to fit (default: all of `methods`)")
     return ap.parse_args(argv)
 
 
@@ -31,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "check":
             print(f"{args.params}: ok")
             return 0
-        importlib.import_module(f"lsdm.stages.{args.stage}").run(params)
+        module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.stages.{args.stage}"))
+        module.run(params, method=args.method) if args.method else module.run(params)
     except (ParamsError, DataError, FileNotFoundError) as e:
         print(f"lsdm {args.stage}: error: {e}", file=sys.stderr)
         return 2

@@ -114,6 +114,58 @@ class EvaluateParams(Section):
         return v
 
 
+class PixelWGANParams(Section):
+    """Baseline pixel_wgan: a conditional WGAN-GP in pixel space, on the paired subset only."""
+
+    noise_dim: PositiveInt = 32
+    width: PositiveInt = 16  # channels of the first conv block (doubled once)
+    n_critic: PositiveInt = 5
+    gp_weight: float = Field(10.0, ge=0.0)
+    steps: PositiveInt = 1000  # generator steps (the LSDM matcher's budget)
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 2e-4
+    seed: int = 0
+
+
+class PairedOnlyParams(Section):
+    """Baseline lsdm_paired_only: LSDM whose autoencoder sees only the paired images."""
+
+    dim: PositiveInt = 16  # autoencoder, as `latent`
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], min_length=1)
+    ae_steps: PositiveInt = 2500
+    ae_batch_size: PositiveInt = 64
+    ae_lr: PositiveFloat = 2e-3
+    noise: float = Field(0.05, ge=0.0)
+    noise_dim: PositiveInt = 16  # matcher, as `matcher`
+    width: PositiveInt = 256
+    depth: PositiveInt = 3
+    n_critic: PositiveInt = 5
+    gp_weight: float = Field(10.0, ge=0.0)
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 2e-4
+    seed: int = 0
+
+
+class LatentFlowParams(Section):
+    """Baseline latent_flow: conditional flow matching on the shared latents, sampled by an ODE solver."""
+
+    width: PositiveInt = 256
+    depth: PositiveInt = 3
+    steps: PositiveInt = 6000  # velocity-network updates (the matcher's 1000 x (5 critic + 1 generator))
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 1e-3
+    nfe: list[PositiveInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    solver: Literal["euler", "heun"] = "euler"  # heun: 2 evaluations per step, so steps = nfe / 2
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heun_even_nfe(self) -> "LatentFlowParams":
+        if self.solver == "heun" and any(n % 2 for n in self.nfe):
+            raise ValueError(f"latent_flow.nfe = {self.nfe}: with solver heun every NFE must be even (2 per step)")
+        return self
+
+
 class Params(Section):
     base: BaseSection = BaseSection()
     task: str = "class_conditional"  # a key of lsdm.tasks.TASKS
@@ -124,6 +176,10 @@ class Params(Section):
     matcher: MatcherParams = MatcherParams()
     evalnet: EvalNetParams = EvalNetParams()
     evaluate: EvaluateParams = EvaluateParams()
+    methods: list[str] = Field(default_factory=lambda: ["pixel_wgan", "lsdm_paired_only", "latent_flow"])  # baselines
+    pixel_wgan: PixelWGANParams = PixelWGANParams()
+    lsdm_paired_only: PairedOnlyParams = PairedOnlyParams()
+    latent_flow: LatentFlowParams = LatentFlowParams()
 
     @field_validator("task")
     @classmethod
@@ -132,6 +188,16 @@ class Params(Section):
 
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; allowed: {sorted(TASKS)}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from lsdm.baselines import METHOD_NAMES
+
+        unknown = [m for m in v if m not in METHOD_NAMES]
+        if unknown or len(set(v)) != len(v):
+            raise ValueError(f"unknown or repeated baselines {unknown or v}; allowed: {list(METHOD_NAMES)}")
         return v
 
     @model_validator(mode="after")

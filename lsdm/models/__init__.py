@@ -11,6 +11,7 @@ from torch import nn
 from lsdm.io import load_checkpoint
 
 from lsdm.models.autoencoder import ConvAutoencoder
+from lsdm.models.baselines import flow_mlp, pixel_wgan
 from lsdm.models.evalnet import LeNet
 from lsdm.models.matcher import Matcher, wgan_gp_mlp
 
@@ -18,6 +19,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "conv_ae": ConvAutoencoder,  # latent stage
     "wgan_gp_mlp": wgan_gp_mlp,  # matching stage
     "lenet": LeNet,  # evaluation net
+    "pixel_wgan": pixel_wgan,  # baseline: conditional WGAN-GP in pixel space
+    "flow_mlp": flow_mlp,  # baseline: velocity field of latent flow matching
 }
 
 

@@ -1,0 +1,198 @@
+"""Benchmark (not a test): what DVC's caching and one-step sampling buy, measured on this machine.
+
+    python benchmarks/bench_pipeline.py            # the shipped params.yaml (minutes to an hour on a CPU)
+    python benchmarks/bench_pipeline.py --tiny     # 300 images, a few dozen steps: checks the script
+
+In a throwaway copy of the repository (git + DVC, like the tests' repos) it prints:
+
+1. full vs incremental `dvc repro` wall time and their ratio: the full run reproduces every stage
+   from nothing; the incremental one follows a change of `split.n_paired_per_class` only, so DVC
+   skips prepare, fit_latent, encode and eval_net (the caching contract);
+2. LSDM one-step vs latent_flow at NFE 10 / 50 / 100: images/s at the same batch size
+   (evaluate.batch_size) and device, and the ratio;
+3. peak memory per stage: max RSS of each stage's process tree (`dvc repro --single-item STAGE`,
+   measured with getrusage(RUSAGE_CHILDREN) in a fresh wrapper process per stage; DVC's own
+   process is part of the tree, so ~150-250 MB is the floor).
+
+The full run is the stages one at a time in dvc.yaml order (a topological order), each timed; its
+wall time is their sum. Nothing is written to this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = {  # as tests/conftest.py, plus the baselines
+    "base": {"device": "cpu"},
+    "data": {"limit": 300},
+    "split": {"n_paired_per_class": 3},
+    "latent": {"steps": 30, "batch_size": 32},
+    "matcher": {"steps": 15, "width": 32, "depth": 2, "batch_size": 32},
+    "evalnet": {"epochs": 1},
+    "evaluate": {"batch_size": 60, "grid_per_class": 4, "seeds": [0]},
+    "pixel_wgan": {"steps": 5, "width": 8, "batch_size": 16},
+    "lsdm_paired_only": {"ae_steps": 20, "steps": 5, "width": 32, "depth": 2, "batch_size": 32},
+    "latent_flow": {"steps": 50, "width": 32, "depth": 2},
+}
+# Runs `cmd` and prints its wall time and the peak RSS (KiB on Linux) of its finished process tree.
+WRAPPER = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
+    "print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ, DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1")
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def make_clone(path: Path, params: dict) -> Path:
+    """The pipeline (dvc.yaml, the package, inputs/) and `params` in a fresh git + DVC repo."""
+    path.mkdir(parents=True)
+    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    shutil.copytree(ROOT / "lsdm", path / "lsdm", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "inputs", path / "inputs")
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (path / ".gitignore").write_text("__pycache__/\n")
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@lsdm.invalid"],
+                ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "bench"]):  # fmt: skip
+        sh(cmd, path)
+    return path
+
+
+def stage_names(repo: Path) -> list[str]:
+    return [line.split()[0] for line in sh(["dvc", "stage", "list"], repo).stdout.splitlines() if line.strip()]
+
+
+def full_repro(repo: Path) -> list[dict]:
+    rows = []
+    for name in stage_names(repo):
+        out = sh([sys.executable, "-c", WRAPPER, "dvc", "repro", "--single-item", name], repo).stdout.split()
+        rc, seconds, maxrss = int(out[0]), float(out[1]), int(out[2])
+        if rc != 0:
+            raise SystemExit(f"dvc repro --single-item {name} failed (rc {rc}); run it in {repo} to see why")
+        rows.append({"stage": name, "seconds": seconds, "max_rss_mb": maxrss / 1024})
+        print(f"  {name:<32} {seconds:8.1f} s   {maxrss / 1024:8.0f} MB", flush=True)
+    status = sh(["dvc", "status"], repo).stdout
+    if "up to date" not in status:
+        print(f"  warning: after the stage-by-stage run, dvc status is not clean:\n{status}")
+    return rows
+
+
+def incremental_repro(repo: Path) -> tuple[float, list[str]]:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    n = params["split"]["n_paired_per_class"]
+    params["split"]["n_paired_per_class"] = n - 1 if n > 1 else n + 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    t = time.perf_counter()
+    out = sh(["dvc", "repro"], repo).stdout
+    return time.perf_counter() - t, re.findall(r"Running stage '([^']+)'", out)
+
+
+def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
+    """images/s of LSDM (one step) and latent_flow at each NFE: same batch, same device, same timer."""
+    sys.path.insert(0, str(repo))
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        import torch
+
+        from lsdm.baselines import FlowSampler, samplers
+        from lsdm.config import load_params, resolve_device
+        from lsdm.generate import fixed_noise
+        from lsdm.train import timed
+
+        params = load_params()
+        device = resolve_device(params.base.device)
+        bs = params.evaluate.batch_size
+        cond = torch.arange(bs, device=device) % 10 if params.task == "class_conditional" else None
+        if cond is None:
+            print("  (throughput: class-conditional task only in this script)")
+            return []
+        runs = [("lsdm", samplers("lsdm", device)[0][1])]
+        if "latent_flow" in params.methods:
+            (_, flow), *_ = samplers("latent_flow", device, params)
+            runs += [(f"latent_flow_nfe{n}", FlowSampler(flow.velocity, flow.autoencoder, flow.mean, flow.std, n,
+                                                         "euler").to(device)) for n in nfes]  # fmt: skip
+        rows = []
+        for name, s in runs:
+            eta = fixed_noise(bs, s.noise_dim, 0, device)
+            _, seconds = timed(lambda: s(cond, eta), device)
+            rows.append({"sampler": name, "batch_size": bs, "device": device.type, "images_per_s": bs / seconds})
+        base = rows[0]["images_per_s"]
+        for r in rows:
+            r["lsdm_speedup"] = base / r["images_per_s"]
+            print(f"  {r['sampler']:<22} {r['images_per_s']:10.0f} images/s   LSDM is {r['lsdm_speedup']:6.1f}x faster"
+                  f"   (batch {bs}, {device.type})")  # fmt: skip
+        return rows
+    finally:
+        os.chdir(cwd)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny params (300 images, a few dozen steps)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if args.tiny:
+        params = deep_update(params, TINY)
+    tmp = Path(tempfile.mkdtemp(prefix="lsdm-bench-"))
+    try:
+        repo = make_clone(tmp / "repo", params)
+        print(f"repository copy: {repo}  ({'tiny' if args.tiny else 'shipped'} params, {os.cpu_count()} CPUs)")
+        print("\n1. full dvc repro, stage by stage (wall time, peak RSS of the stage's process tree):")
+        stages = full_repro(repo)
+        full = sum(r["seconds"] for r in stages)
+        inc, ran = incremental_repro(repo)
+        print(f"\n   full repro:        {full:8.1f} s")
+        print(f"   incremental repro: {inc:8.1f} s  (after split.n_paired_per_class changed; ran: {', '.join(ran)})")
+        print(f"   ratio full / incremental: {full / inc:.1f}x")
+        print("\n2. sampling throughput, LSDM one-step vs latent flow:")
+        tp = throughput(repo)
+        print("\n3. peak memory per stage (MB):")
+        for r in sorted(stages, key=lambda r: -r["max_rss_mb"]):
+            print(f"  {r['stage']:<32} {r['max_rss_mb']:8.0f}")
+        if args.json:
+            args.json.write_text(json.dumps({"stages": stages, "full_seconds": full, "incremental_seconds": inc,
+                                             "incremental_ran": ran, "throughput": tp}, indent=2))  # fmt: skip
+    finally:
+        if args.keep:
+            print(f"\nkept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Baseline networks (issue 7): a pixel-space conditional WGAN-GP and a latent velocity field.
+
+- `pixel_wgan`: G(x, eta) -> image and f(x, image), small conv nets, trained on the pairs only.
+  Same condition encoders as the LSDM matcher (`lsdm.models.matcher.condition_encoder`).
+- `flow_mlp`: v(x, z_t, t), the velocity of conditional flow matching on the standardised latents.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lsdm.models.matcher import Matcher, condition_encoder, mlp
+
+
+class PixelGenerator(nn.Module):
+    """[cond, eta] -> linear -> (2w, s, s) -> two stride-2 transposed convs -> sigmoid image (s = size / 4)."""
+
+    def __init__(self, cond: nn.Module, cond_dim: int, noise_dim: int, image_size: int, channels: int, width: int):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"pixel_wgan needs image_size divisible by 4, got {image_size}")
+        self.cond, self.noise_dim, self.s, self.w = cond, noise_dim, image_size // 4, width
+        self.fc = nn.Sequential(nn.Linear(cond_dim + noise_dim, 2 * width * self.s**2), nn.LeakyReLU(0.2))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.cond(x)
+        if eta is None:
+            eta = torch.randn(c.shape[0], self.noise_dim, device=c.device)
+        h = self.fc(torch.cat([c, eta], dim=1)).view(-1, 2 * self.w, self.s, self.s)
+        return torch.sigmoid(self.net(h))  # [B, C, H, W] in [0, 1]
+
+
+class PixelCritic(nn.Module):
+    """f(x, y): two stride-2 convs of the image, its features joined with the condition, an MLP head.
+    No normalisation layers (the gradient penalty is per sample)."""
+
+    def __init__(self, cond: nn.Module, cond_dim: int, image_size: int, channels: int, width: int):
+        super().__init__()
+        s = image_size // 4
+        self.cond = cond
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten(),
+        )  # fmt: skip
+        self.head = mlp(2 * width * s * s + cond_dim, 4 * width, 1, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.body(y), self.cond(x)], dim=1)).squeeze(1)  # [B]
+
+
+def pixel_wgan(condition: dict, image_size: int, channels: int, noise_dim: int, width: int) -> Matcher:
+    """Generator and critic in one module (as the LSDM matcher), so `train_wgan_gp` trains it unchanged."""
+    g_cond, c_dim = condition_encoder(**condition)
+    f_cond, _ = condition_encoder(**condition)
+    return Matcher(
+        PixelGenerator(g_cond, c_dim, noise_dim, image_size, channels, width),
+        PixelCritic(f_cond, c_dim, image_size, channels, width),
+    )
+
+
+def time_features(t: torch.Tensor, n: int = 8) -> torch.Tensor:
+    """t in [0, 1], [B] -> [B, 2n + 1]: t itself and sin/cos at n octave frequencies."""
+    freqs = math.pi * 2.0 ** torch.arange(n, device=t.device, dtype=t.dtype)
+    a = t[:, None] * freqs
+    return torch.cat([t[:, None], a.sin(), a.cos()], dim=1)
+
+
+class VelocityField(nn.Module):
+    """v(x, z_t, t) -> dz/dt: an MLP over [condition features, z_t, time features]."""
+
+    n_freqs = 8
+
+    def __init__(self, condition: dict, z_dim: int, width: int, depth: int):
+        super().__init__()
+        self.cond, c_dim = condition_encoder(**condition)
+        self.z_dim = z_dim
+        self.net = mlp(c_dim + z_dim + 2 * self.n_freqs + 1, width, depth, z_dim)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0:
+            t = t.expand(z.shape[0])
+        return self.net(torch.cat([self.cond(x), z, time_features(t.to(z.dtype), self.n_freqs)], dim=1))
+
+
+def flow_mlp(condition: dict, z_dim: int, width: int, depth: int) -> VelocityField:
+    return VelocityField(condition, z_dim, width, depth)

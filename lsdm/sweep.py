@@ -1,0 +1,327 @@
+"""Sweeps over the paired subset: DVC experiments over `split.n_paired_per_class` x `split.seed`,
+run one at a time through the DVC queue, collected into one tidy table, then the comparison report.
+
+    python -m lsdm.sweep                               # counts 1 3 10 30 100 x seeds 0 1 2 (make sweep)
+    python -m lsdm.sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
+    python -m lsdm.sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
+
+Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
+`dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
+does not depend on these params, so every run shares the cached autoencoder and latents). Counts
+larger than the smallest class are skipped and flagged, not run. Data without classes (a flat image
+folder) sweeps `split.n_paired` instead, capped by the training set.
+
+The table (results/sweep/sweep.parquet and .csv) has one row per experiment x sampler: the
+experiment's name and rev, `n_paired_per_class` / `n_paired`, `seed`, `method` (lsdm or a baseline),
+`sampler` (latent_flow gives one per NFE), `nfe`, the training time, and every `eval.*` metric that
+experiment's metrics files hold (results/evaluate/metrics.json for LSDM, results/baselines/<method>/
+for the baselines), flattened with dots. Whatever metrics exist are taken; none are required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from lsdm import paths
+
+SWEEP_DIR = paths.RESULTS / "sweep"
+TABLE = SWEEP_DIR / "sweep.parquet"
+TABLE_CSV = SWEEP_DIR / "sweep.csv"
+META = SWEEP_DIR / "sweep.json"
+GRIDS = SWEEP_DIR / "grids"
+DEFAULT_COUNTS = (1, 3, 10, 30, 100)
+DEFAULT_SEEDS = (0, 1, 2)
+LSDM_EVAL = "results/evaluate/metrics.json"
+BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
+NFE_RE = re.compile(r"_nfe(\d+)$")
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+
+def class_counts(root: Path) -> pd.Series | None:
+    """Training images per class (None when the data has no classes); prepares the data if needed."""
+    from lsdm.io import read_table
+    from lsdm.schemas import IMAGES, UNLABELLED
+
+    images_path = root / paths.IMAGES
+    if not images_path.exists():
+        _dvc(["repro", "prepare"], root)
+    images = read_table(images_path, IMAGES)
+    train = images[(images["split"] == "train")]
+    labelled = train[train["label"] != UNLABELLED]
+    if labelled.empty:
+        return None if len(train) else pd.Series(dtype=int)
+    return labelled.groupby("label").size()
+
+
+def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | None, n_train: int | None = None):
+    """(runs [(param, count, seed)], skipped [(count, reason)]): counts the data cannot supply are skipped."""
+    key = "split.n_paired_per_class" if per_class is not None else "split.n_paired"
+    limit = int(per_class.min()) if per_class is not None else n_train
+    runs, skipped = [], []
+    for n in sorted(set(counts)):
+        if limit is not None and n > limit:
+            what = f"smallest class has {limit} training images" if per_class is not None else f"{limit} training images"
+            skipped.append({"count": n, "reason": f"{key} = {n} skipped: {what}"})
+            continue
+        runs += [(key, n, s) for s in seeds]
+    return runs, skipped
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def queue(runs, tag: str, root: Path, overrides: Iterable[str] = ()) -> list[str]:
+    names = []
+    for key, n, seed in runs:
+        name = f"{tag}-n{n}-s{seed}"
+        extra = [a for o in overrides for a in ("-S", o)]
+        _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *extra], root)
+        names.append(name)
+        print(f"queued {name}", flush=True)
+    return names
+
+
+def queue_status(root: Path) -> list[dict]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return list(repo.experiments.celery_queue.status())
+
+
+def run_queue(names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None) -> dict[str, str]:
+    """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
+    # not through pipes: the worker it spawns would hold them open, and we would wait for it blind
+    p = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
+    if p.returncode != 0:
+        raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
+    t0, last = time.monotonic(), None
+    while True:
+        status = {t["name"]: t["status"] for t in queue_status(root) if t.get("name") in names}
+        pending = [n for n in names if status.get(n) in ("Queued", "Running", None)]
+        line = ", ".join(f"{s}: {sum(v == s for v in status.values())}" for s in sorted(set(status.values())))
+        if line != last:
+            print(f"[{time.monotonic() - t0:6.0f}s] {line}", flush=True)
+            last = line
+        if not pending:
+            break
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"sweep still running after {timeout:.0f}s: {pending}")
+        time.sleep(poll)
+    failed = [n for n, s in status.items() if s != "Success"]
+    for n in failed:
+        log = _dvc(["queue", "logs", n], root, check=False)
+        print(f"--- {n}: {status[n]} ---\n{log.stdout[-2000:]}", file=sys.stderr)
+    return status
+
+
+# --- collecting --------------------------------------------------------------------------------------
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {dotted.key: scalar}; lists of numbers kept as JSON text, other lists dropped."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, (int, float, str, bool)) or d is None:
+        out[prefix] = d
+    elif isinstance(d, list) and all(isinstance(x, (int, float)) for x in d):
+        out[prefix] = json.dumps(d)
+    return out
+
+
+def _exp_entries(show: list[dict]) -> Iterable[tuple[str, str, dict]]:
+    """(name, rev, data) of every experiment in `dvc exp show --json` output (the baselines too)."""
+    for entry in show:
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("data"):
+                    yield rev.get("name") or exp.get("name") or rev["rev"][:7], rev["rev"], rev["data"]
+
+
+def _metric_data(data: dict) -> dict[str, dict]:
+    return {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+
+
+def _seconds(summary: dict, section: str) -> float | None:
+    v = (summary.get(section) or {}).get("train_seconds")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
+    """The tidy rows of one experiment: LSDM's and each baseline sampler's."""
+    params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+    split = params.get("split", {})
+    base = {
+        "experiment": name,
+        "rev": rev,
+        "n_paired_per_class": split.get("n_paired_per_class"),
+        "n_paired": split.get("n_paired"),
+        "seed": split.get("seed"),
+        "task": params.get("task"),
+        "data_source": (params.get("data") or {}).get("source"),
+    }
+    metrics = _metric_data(data)
+    rows = []
+    if LSDM_EVAL in metrics or "results/fit_matcher/metrics.json" in metrics:
+        m = metrics.get(LSDM_EVAL, {})
+        rows.append({
+            **base, "method": "lsdm", "sampler": "lsdm", "nfe": 1,
+            "train_seconds": _seconds(metrics.get("results/fit_matcher/metrics.json", {}), "matcher"),
+            "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
+            **flatten({"eval": m.get("eval", {})}),
+        })  # fmt: skip
+        times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them
+        for col, stage in (("train_seconds", "fit_matcher"), ("train_seconds_shared", "fit_latent")):
+            if rows[-1][col] is None and isinstance(times.get(stage), (int, float)):
+                rows[-1][col] = float(times[stage])
+    by_method: dict[str, dict] = {}
+    for path, m in metrics.items():
+        hit = BASELINE_RE.match(path)
+        if hit:
+            by_method.setdefault(hit["method"], {})[hit["sub"] or ""] = m
+    for method, files in sorted(by_method.items()):
+        train = files.pop("train", {})
+        common = {**base, "method": method, "train_seconds": _seconds(train, "baseline")}
+        evals = []  # (sampler, eval dict)
+        for sub, m in sorted(files.items()):
+            ev = m.get("eval", {})
+            nested = {k: v for k, v in ev.items() if isinstance(v, dict) and k.startswith(method)}
+            if nested:
+                evals += sorted(nested.items())
+            elif ev:
+                evals.append((sub or ev.get("sampler") or method, ev))
+        if not evals:
+            evals = [(method, {})]
+        for sampler, ev in evals:
+            hit = NFE_RE.search(sampler)
+            nfe = ev.get("nfe") if isinstance(ev.get("nfe"), (int, float)) else (int(hit[1]) if hit else 1)
+            rows.append({**common, "sampler": sampler, "nfe": nfe, **flatten({"eval": ev})})
+    return rows
+
+
+def collect(show: list[dict], tag: str | None = None) -> pd.DataFrame:
+    """`dvc exp show --json` output -> the tidy table (experiments whose name starts with `tag`)."""
+    rows = []
+    for name, rev, data in _exp_entries(show):
+        if tag is None or str(name).startswith(tag):
+            rows += experiment_rows(name, rev, data)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    front = ["experiment", "rev", "n_paired_per_class", "n_paired", "seed", "method", "sampler", "nfe", "train_seconds"]
+    df = df[[c for c in front if c in df] + sorted(c for c in df if c not in front)]
+    return df.sort_values(["n_paired_per_class", "n_paired", "seed", "method", "nfe"], kind="stable").reset_index(drop=True)
+
+
+def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]:
+    """The sample grids (PNG under results/) of the first experiment at the smallest paired count,
+    copied out of its git commit: one file per grid, named after its path."""
+    if df.empty:
+        return []
+    count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
+    first = df.sort_values([count, "seed"]).iloc[0]
+    ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", first["rev"], "results/"], cwd=root,
+                        capture_output=True, text=True)  # fmt: skip
+    found = []
+    out = root / out
+    for f in ls.stdout.split():
+        if f.endswith(".png"):
+            blob = subprocess.run(["git", "show", f"{first['rev']}:{f}"], cwd=root, capture_output=True)
+            if blob.returncode == 0:
+                dest = out / f.removeprefix("results/").replace("/", "__")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(blob.stdout)
+                found.append(dest)
+    return found
+
+
+def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
+    from lsdm.io import atomic_path, write_json
+
+    (root / SWEEP_DIR).mkdir(parents=True, exist_ok=True)
+    with atomic_path(root / TABLE) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(root / TABLE_CSV) as tmp:
+        df.to_csv(tmp, index=False)
+    write_json(meta, root / META)
+
+
+def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
+    show = json.loads(_dvc(["exp", "show", "--json"], root).stdout)
+    df = collect(show, tag)
+    grids = extract_grids(df, root)
+    meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
+            "grids": [str(g.relative_to(root)) for g in grids]}  # fmt: skip
+    write_table(df, root, meta)
+    print(f"sweep: {len(df)} rows from {meta['experiments']} experiments -> {TABLE}, {TABLE_CSV}")
+    from lsdm.compare import write_report
+
+    report = write_report(df, meta, root)
+    print(f"sweep: comparison report -> {report}")
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lsdm.sweep", description=__doc__.split("\n")[0])
+    ap.add_argument("--counts", type=int, nargs="+", default=list(DEFAULT_COUNTS), help="paired counts (per class)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="split seeds")
+    ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
+    ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
+                    help="extra param override for every run, e.g. -S matcher.steps=500")  # fmt: skip
+    ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
+    ap.add_argument("--collect-only", action="store_true", help="do not run; collect experiments named TAG* (all if no tag)")
+    ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    ap.add_argument("--repo", default=".", help="repository root (default: .)")
+    args = ap.parse_args(argv)
+    root = Path(args.repo).resolve()
+    if args.collect_only:
+        collect_and_report(root, args.tag, {"tag": args.tag, "collected_only": True})
+        return 0
+    tag = args.tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    per_class = class_counts(root)
+    n_train = None
+    if per_class is None:
+        from lsdm.io import read_table
+        from lsdm.schemas import IMAGES
+
+        n_train = int((read_table(root / paths.IMAGES, IMAGES)["split"] == "train").sum())
+    runs, skipped = plan(args.counts, args.seeds, per_class, n_train)
+    for s in skipped:
+        print(f"warning: {s['reason']}", file=sys.stderr)
+    if not runs:
+        print("sweep: nothing to run", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    names = queue(runs, tag, root, args.overrides)
+    status = run_queue(names, root, jobs=args.jobs, timeout=args.timeout)
+    meta = {
+        "tag": tag, "counts": sorted(set(args.counts)), "seeds": args.seeds, "overrides": args.overrides,
+        "skipped": skipped, "status": status, "wall_seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+    collect_and_report(root, tag, meta)
+    return 0 if all(s == "Success" for s in status.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
