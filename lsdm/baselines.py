@@ -175,7 +175,8 @@ def fit_lsdm_paired_only(params, device: torch.device, out_dir: Path, track: Tra
     z = batched(ae.encode, y).double()
     mean, std = z.mean(0), z.std(0, unbiased=False) + 1e-8
     zs = ((z - mean) / std).float()
-    m_config = dict(condition=task.condition_spec(images), z_dim=p.dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth)
+    m_config = dict(condition=task.condition_spec(images), z_dim=p.dim, noise_dim=p.noise_dim, width=p.width,
+                    depth=p.depth)  # fmt: skip
     seed_everything(p.seed)
     matcher = build("wgan_gp_mlp", m_config).to(device)
     t1 = time.perf_counter()
@@ -262,28 +263,14 @@ BASELINES: dict[str, Baseline] = {
 assert tuple(BASELINES) == METHOD_NAMES
 
 
-class BicubicSampler(nn.Module):
-    """Super-resolution's classical baseline: bicubic upsampling of the condition (no training, no noise)."""
-
-    nfe, noise_dim = 0, 1
-
-    def __init__(self, factor: int):
-        super().__init__()
-        self.factor = factor
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        from lsdm.superres import bicubic_upsample
-
-        return bicubic_upsample(x, self.factor)
-
-
 def samplers(method: str, device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
     """The (name, sampler) pairs to evaluate for a method: `lsdm` (the main pipeline), a baseline of
     BASELINES, or `bicubic` (super-resolution only, needs `params` for sr.factor)."""
     if method == "bicubic":
         if params is None or params.task != "super_resolution":
             raise ValueError("bicubic is a super-resolution baseline: pass params with task super_resolution")
+        from lsdm.superres import BicubicSampler
+
         return [("bicubic", BicubicSampler(params.sr.factor).to(device))]
     if method == "lsdm":
         from lsdm.generate import LSDMSampler

@@ -46,7 +46,8 @@ METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubi
 
 
 def _count_col(df: pd.DataFrame) -> str:
-    if "n_paired_per_class" in df and df["n_paired_per_class"].notna().any() and df.get("task", pd.Series()).ne("super_resolution").all():
+    classes = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
+    if classes and df.get("task", pd.Series(dtype=object)).ne("super_resolution").all():
         return "n_paired_per_class"
     return "n_paired"
 
@@ -91,7 +92,9 @@ def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str
         cells = []
         for c in counts:
             r = summary[(summary["sampler"] == s) & (summary[count] == c)]
-            cells.append(_fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–")
+            cells.append(
+                _fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–"
+            )
         if any(x != "–" for x in cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -207,7 +210,8 @@ def compare_pair(a, b, higher: bool) -> str:
 
 def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
     out: list[str] = []
-    primary = [(c, l, h) for c, l, h in METRICS if f"{c}|mean" in summary and c in ("eval.fid_evalnet", "eval.label_accuracy")]
+    primary = [(c, lab, h) for c, lab, h in METRICS
+               if f"{c}|mean" in summary and c in ("eval.fid_evalnet", "eval.label_accuracy")]  # fmt: skip
     counts = sorted(summary[count].dropna().unique())
     if not primary:
         out.append("No evaluation metrics were found in these experiments (only training times), so the table "
@@ -250,27 +254,34 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
         if len(gaps) > 1:
             lo, hi = gaps[0], gaps[-1]
             trend = "larger" if lo[1] > hi[1] else "not larger"
-            out.append(f"What the unpaired data buys (FID of lsdm_paired_only minus LSDM): {lo[1]:+.3g} at {int(lo[0])} "
-                       f"pairs vs {hi[1]:+.3g} at {int(hi[0])}: the benefit is {trend} when pairs are few"
-                       + ("" if trend == "larger" else " — this run does not show the paper's claim") + ".")  # fmt: skip
+            claim = "" if trend == "larger" else " — this run does not show the paper's claim"
+            out.append(f"What the unpaired data buys (FID of lsdm_paired_only minus LSDM): {lo[1]:+.3g} at "
+                       f"{int(lo[0])} pairs vs {hi[1]:+.3g} at {int(hi[0])}: the benefit is {trend} when pairs "
+                       f"are few{claim}.")  # fmt: skip
     tp = "eval.throughput_images_per_s"
     if tp in df:
         t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
         if "lsdm" in t:
             flows = [s for s in t.index if s.startswith("latent_flow")]
             if flows:
-                out.append("Sampling speed: LSDM one-step at " + f"{t['lsdm']:.0f} images/s is "
-                           + ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows) + " (same batch size and device).")  # fmt: skip
+                ratios = ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows)
+                out.append(f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
+                           "(same batch size and device).")  # fmt: skip
             if "pixel_wgan" in t and t["pixel_wgan"] > t["lsdm"]:
                 out.append(f"pixel_wgan samples faster than LSDM ({t['pixel_wgan']:.0f} vs {t['lsdm']:.0f} images/s): "
                            "it has no decoder; speed is not where LSDM wins against it.")  # fmt: skip
     if "train_seconds" in df:
         tr = pd.to_numeric(df["train_seconds"], errors="coerce").groupby(df["method"]).mean().dropna()
-        shared = pd.to_numeric(df.get("train_seconds_shared"), errors="coerce").mean() if "train_seconds_shared" in df else float("nan")
+        shared = float("nan")
+        if "train_seconds_shared" in df:
+            shared = pd.to_numeric(df["train_seconds_shared"], errors="coerce").mean()
         if len(tr):
             txt = ", ".join(f"{m} {v:.0f}s" for m, v in tr.items())
-            out.append(f"Training time per run: {txt}" + (f"; LSDM's shared autoencoder ({shared:.0f}s) is paid once "
-                       "for the whole sweep (DVC reuses it), latent_flow reuses it too." if not math.isnan(shared) else "."))  # fmt: skip
+            note = "."
+            if not math.isnan(shared):
+                note = (f"; LSDM's shared autoencoder ({shared:.0f}s) is paid once for the whole sweep "
+                        "(DVC reuses it), latent_flow reuses it too.")  # fmt: skip
+            out.append(f"Training time per run: {txt}{note}")
     return out
 
 
@@ -319,8 +330,10 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
                   metric_table(summary, col, count, samplers), ""]  # fmt: skip
     lines += ["## Plots", ""]
     for fn, name, caption in [
-        (lambda p: plot_fidelity(summary, count, samplers, p), "fidelity_vs_pairs.png", "Fidelity against the number of pairs"),
-        (lambda p: plot_fid_vs_nfe(summary, count, p), "fid_vs_nfe.png", "FID against NFE (latent flow) with LSDM's one-step point"),
+        (lambda p: plot_fidelity(summary, count, samplers, p), "fidelity_vs_pairs.png",
+         "Fidelity against the number of pairs"),
+        (lambda p: plot_fid_vs_nfe(summary, count, p), "fid_vs_nfe.png",
+         "FID against NFE (latent flow) with LSDM's one-step point"),
         (lambda p: plot_throughput(df, samplers, p), "throughput.png", "Generation throughput"),
     ]:
         made = fn(figs / name)

@@ -118,11 +118,11 @@ class PixelWGANParams(Section):
     """Baseline pixel_wgan: a conditional WGAN-GP in pixel space, on the paired subset only."""
 
     noise_dim: PositiveInt = 32
-    width: PositiveInt = 16  # channels of the first conv block (doubled once)
+    width: PositiveInt = 8  # channels of the first conv block (doubled once)
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
     steps: PositiveInt = 1000  # generator steps (the LSDM matcher's budget)
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-4
     seed: int = 0
 

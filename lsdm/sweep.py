@@ -72,7 +72,9 @@ def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | Non
     runs, skipped = [], []
     for n in sorted(set(counts)):
         if limit is not None and n > limit:
-            what = f"smallest class has {limit} training images" if per_class is not None else f"{limit} training images"
+            what = f"{limit} training images"
+            if per_class is not None:
+                what = f"smallest class has {what}"
             skipped.append({"count": n, "reason": f"{key} = {n} skipped: {what}"})
             continue
         runs += [(key, n, s) for s in seeds]
@@ -107,7 +109,9 @@ def queue_status(root: Path) -> list[dict]:
         return list(repo.experiments.celery_queue.status())
 
 
-def run_queue(names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None) -> dict[str, str]:
+def run_queue(
+    names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None
+) -> dict[str, str]:
     """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
     # not through pipes: the worker it spawns would hold them open, and we would wait for it blind
     p = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, stdout=subprocess.DEVNULL,
@@ -231,7 +235,8 @@ def collect(show: list[dict], tag: str | None = None) -> pd.DataFrame:
         return df
     front = ["experiment", "rev", "n_paired_per_class", "n_paired", "seed", "method", "sampler", "nfe", "train_seconds"]
     df = df[[c for c in front if c in df] + sorted(c for c in df if c not in front)]
-    return df.sort_values(["n_paired_per_class", "n_paired", "seed", "method", "nfe"], kind="stable").reset_index(drop=True)
+    order = ["n_paired_per_class", "n_paired", "seed", "method", "nfe"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]:
@@ -290,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
                     help="extra param override for every run, e.g. -S matcher.steps=500")  # fmt: skip
     ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
-    ap.add_argument("--collect-only", action="store_true", help="do not run; collect experiments named TAG* (all if no tag)")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     args = ap.parse_args(argv)
