@@ -346,9 +346,11 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         smallest = int(df[count].min())
         lines += [f"## Samples at the smallest paired count ({smallest})", ""]
         heads, cells = [], []
+        grids.sort(key=lambda g: (not g.name.startswith("evaluate__"), g.name))  # LSDM first
         for g in grids:
             shutil.copy(g, figs / g.name)
-            heads.append(g.stem.replace("__", "/"))
+            # results/evaluate/samples.png is LSDM's; a baseline's grid is named after its sampler
+            heads.append("lsdm" if g.name.startswith("evaluate__") else g.stem.split("__")[-1])
             cells.append(f"![{g.stem}](figures/comparison/{g.name})")
         lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
     else:

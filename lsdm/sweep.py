@@ -213,8 +213,8 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
             nested = {k: v for k, v in ev.items() if isinstance(v, dict) and k.startswith(method)}
             if nested:
                 evals += sorted(nested.items())
-            elif ev:
-                evals.append((sub or ev.get("sampler") or method, ev))
+            elif ev:  # a flat eval.* of the method's one sampler
+                evals.append((sub if sub not in ("", "eval") else method, ev))
         if not evals:
             evals = [(method, {})]
         for sampler, ev in evals:

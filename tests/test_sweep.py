@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from lsdm.compare import compare_pair, write_report
 from lsdm.sweep import collect, plan
@@ -126,6 +127,11 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     assert (repo / "reports/figures/comparison/fidelity_vs_pairs.png").exists()
     assert (repo / "reports/figures/comparison/throughput.png").exists()
     assert "figures/comparison/evaluate__samples.png" in report  # the grid of the smallest count
+    if "evaluate_baseline" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]:  # baselines judged too
+        flow = df[df["method"] == "latent_flow"]
+        assert set(flow["sampler"]) == {"latent_flow_nfe2", "latent_flow_nfe4"} and set(flow["nfe"]) == {2, 4}
+        assert df["eval.fid_evalnet"].notna().all()
+        assert (repo / "reports/figures/comparison/fid_vs_nfe.png").exists()
     # a new paired subset reruns the baselines, never the shared autoencoder (the second run reuses it)
     log = run(["dvc", "queue", "logs", "t-n2-s0"], repo).stdout
     for stage in ("split", "fit_matcher", "fit_baseline@pixel_wgan", "fit_baseline@lsdm_paired_only", "fit_baseline@latent_flow"):
