@@ -44,7 +44,7 @@ def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], 
         "results/baselines/pixel_wgan/metrics.json": {"data": {"eval": {"fid_evalnet": fid * 3, "label_accuracy": 0.5,
                                                                         "throughput_images_per_s": 5 * tp}}},  # fmt: skip
         "results/baselines/latent_flow/train/metrics.json": {"data": {"baseline": {"train_seconds": 20.0}}},
-        "results/baselines/latent_flow/metrics.json": {"data": {"eval": {
+        "results/baselines/latent_flow/eval/metrics.json": {"data": {"eval": {
             f"latent_flow_nfe{k}": {"fid_evalnet": v, "label_accuracy": 0.95, "throughput_images_per_s": tp / k}
             for k, v in flow_fids.items()}}},  # fmt: skip
         "results/baselines/lsdm_paired_only/train/metrics.json": {"data": {"baseline": {"train_seconds": 40.0}}},
