@@ -16,14 +16,18 @@ from lsdm.errors import DataError, ParamsError
 from lsdm.stages import STAGES
 
 # Commands beside the plain stages: the baselines' foreach stage, and the sweep's comparison report.
-EXTRA = {"fit_baseline": "lsdm.stages.fit_baseline", "compare": "lsdm.compare"}
+EXTRA = {
+    "fit_baseline": "lsdm.stages.fit_baseline",
+    "evaluate_baseline": "lsdm.stages.evaluate_baseline",
+    "compare": "lsdm.compare",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check"], help="a stage of dvc.yaml, or `check` to validate params")
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
-    ap.add_argument("--method", default=None, help="fit_baseline: the baseline to fit (default: all of `methods`)")
+    ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
     return ap.parse_args(argv)
 
 

@@ -76,3 +76,18 @@ def comparison_grid(condition: torch.Tensor, bicubic: torch.Tensor, draws: torch
     shown = F.interpolate(condition, size=(size, size), mode="nearest")
     cols = [shown, bicubic, *draws, truth]  # each [B, C, H, W]
     return torch.stack(cols, dim=1).flatten(0, 1)  # [B * (3 + K), C, H, W], row-major
+
+
+class BicubicSampler(torch.nn.Module):
+    """Bicubic upsampling of the condition as a sampler (same interface as LSDM's): the classical
+    baseline, judged by the same code on the same test set. No training; `eta` is ignored."""
+
+    noise_dim, nfe = 1, 0
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        return bicubic_upsample(x, self.factor)

@@ -18,7 +18,10 @@ class Tracker:
 
     def __init__(self, live) -> None:
         self.live = live
-        self.summary = live.summary
+
+    @property
+    def summary(self) -> dict:
+        return self.live.summary  # dvclive replaces this dict as it logs: never keep a reference
 
     def __call__(self, step: int, metrics: dict[str, float]) -> None:
         self.live.step = step

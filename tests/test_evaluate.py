@@ -129,7 +129,7 @@ def test_dvc_stage_declares_what_evaluate_reads():
     reads = (paths.IMAGES, paths.PAIRED, paths.LATENTS, paths.LATENT_STATS, paths.MATCHER, paths.EVALNET)
     for path in (*reads, paths.AUTOENCODER):
         assert str(path) in deps, path
-    from lsdm.stages.evaluate import TIMED_STAGES
+    from lsdm.evaluation import TIMED_STAGES
 
     for st in TIMED_STAGES:
         assert f"results/{st}/metrics.json" in deps, st

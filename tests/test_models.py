@@ -11,6 +11,8 @@ CONFIGS = {
     "conv_ae": dict(image_size=28, in_channels=1, dim=8, channels=[8, 16], noise=0.05),
     "wgan_gp_mlp": dict(condition={"kind": "label", "n_classes": 10}, z_dim=8, noise_dim=4, width=32, depth=2),
     "lenet": dict(image_size=28, in_channels=1, n_classes=10),
+    "pixel_wgan": dict(condition={"kind": "label", "n_classes": 10}, image_size=28, channels=1, noise_dim=8, width=4),
+    "flow_mlp": dict(condition={"kind": "label", "n_classes": 10}, z_dim=8, width=16, depth=2),
 }
 
 

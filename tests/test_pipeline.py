@@ -35,13 +35,20 @@ def ran_and_skipped(stdout: str) -> tuple[set[str], set[str]]:
 
 
 def test_dvc_yaml_matches_cli_and_config():
-    """Each stage is one `lsdm <stage>` call and every param it lists is a config field."""
+    """Each stage is one `lsdm <stage>` call (a foreach stage over `methods`: `lsdm <stage> --method
+    ${item}`, its `${item}` param a section per method) and every param it lists is a config field."""
     stages = dvc_stages()
-    assert list(stages) == list(STAGES)
+    assert [n for n, s in stages.items() if "foreach" not in s] == list(STAGES)
     for name, stage in stages.items():
-        assert stage["cmd"] == f"lsdm {name}"
+        if "foreach" in stage:
+            assert stage["foreach"] == "${methods}"
+            stage = stage["do"]
+            assert stage["cmd"] == f"lsdm {name} --method ${{item}}"
+            assert all(m in Params.model_fields for m in Params().methods)
+        else:
+            assert stage["cmd"] == f"lsdm {name}"
         for key in stage.get("params", []):
-            if isinstance(key, dict):  # `params.yaml:` = all params (the report)
+            if isinstance(key, dict) or key == "${item}":  # `params.yaml:` = all params (the report)
                 continue
             node = Params
             for part in key.split("."):

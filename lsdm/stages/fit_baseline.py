@@ -21,7 +21,5 @@ def run(params: Params, method: str | None = None) -> None:
     device = resolve_device(params.base.device)
     with tracked(live_dir(method)) as track, atomic_dir(data_dir(method)) as out:
         summary = BASELINES[method].fit(params, device, out, track)
-        # on the Live object itself: dvclive replaces its summary dict on every logged point, so a
-        # reference taken earlier (Tracker.summary) is stale by now
-        track.live.summary["baseline"] = {"method": method, **summary}
+        track.summary["baseline"] = {"method": method, **summary}
     print(f"fit_baseline {method}: {summary['n_pairs']} pairs in {summary['train_seconds']:.0f}s -> {data_dir(method)}")
