@@ -249,6 +249,34 @@ def per_class_lines(e: dict[str, Any]) -> list[str]:
     ]
 
 
+SR_ROWS = (
+    ("psnr", "PSNR to the ground truth, dB (higher: closer pixel by pixel; favours blurry averages)"),
+    ("ssim", "SSIM to the ground truth (1 = same local structure)"),
+    ("consistency_psnr", "PSNR of the output downsampled again vs the input, dB: does the output explain x?"),
+    ("lpips_to_truth", "LPIPS to the ground truth (perceptual; lower is closer)"),
+    ("fid_evalnet", "FID in the evaluation net's feature space, vs real test images (lower: on the image manifold)"),
+    ("density", "density (evalnet features): samples sit where real images crowd"),
+    ("coverage", "coverage (evalnet features): share of real images with a sample nearby"),
+    ("label_accuracy", "the digit identity kept: evaluation net's accuracy on the outputs"),
+    ("diversity_draws_pixel_std", "per-pixel std across noise draws of one input (0 for a deterministic method)"),
+)
+
+
+def sr_lines(e: dict[str, Any]) -> list[str]:
+    """LSDM beside the bicubic baseline, both judged on the same test set in the same run."""
+    b = e.get("bicubic")
+    if not b:
+        return []
+    rows = [(k, _fmt(e.get(k)), _fmt(b.get(k)), why) for k, why in SR_ROWS if k in e or k in b]
+    return [
+        "### Super-resolution: LSDM vs bicubic",
+        "",
+        "Both judged on the same test images (input = ground truth downsampled by `sr.factor`).",
+        "",
+        *_table(["metric", "LSDM", "bicubic", "what it means"], rows),
+    ]
+
+
 def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None) -> str:
     """The report as Markdown; `figures` maps a title to an image path relative to the report."""
     e = metrics.get("eval", {})
@@ -258,13 +286,16 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "# LSDM run report",
         "",
         f"Task **{params.get('task', 'class_conditional')}** on data source **{data.get('source')}**, "
-        f"{split.get('n_paired_per_class')} paired images per class (split seed {split.get('seed')}); "
+        + (f"{split.get('n_paired_per_class')} paired images per class" if e.get("label_accuracy") is not None
+           else f"{metrics.get('matcher', {}).get('n_pairs')} pairs")
+        + f" (split seed {split.get('seed')}); "
         f"the latent space is fitted on all {metrics.get('latent', {}).get('n_images')} training images, "
         f"the matcher on the {metrics.get('matcher', {}).get('n_pairs')} pairs only.",
         "",
         "## Metrics",
         "",
-        f"One generated sample per real test image ({e.get('n_samples')} images), conditioned on its label. "
+        f"One generated sample per real test image ({e.get('n_samples')} images), conditioned on "
+        f"{'its downsampled self' if 'bicubic' in e else 'its label'}. "
         f"Values are for noise seed {seeds[0] if seeds else '?'}; the next column repeats the metric over "
         f"{len(seeds)} seeds (mean ± std), so a difference between two runs smaller than the std is noise. "
         "The real reference is the same metric between two sets of real images (a training sample vs the test "
@@ -273,6 +304,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         *_table(["metric", "value", "over seeds", "real reference", "what it means"], distribution_rows(e)),
         *[f"{n}\n" for n in unavailable_notes(e)],
         *per_class_lines(e),
+        *sr_lines(e),
         "### The bound's terms",
         "",
         "LSDM's guarantee: W1(real joint, generated joint) ≤ Lip(D) · W1(latent joints) + E‖y − D(E(y))‖. "
@@ -288,7 +320,9 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         *_table(["metric", "value", "what it means"], metric_rows(metrics)),
     ]
     if samples:
-        lines += ["## Samples", "", "One row per class, one column per noise draw.", "", f"![samples]({samples})", ""]
+        layout = ("One row per test input: the input (enlarged), bicubic, LSDM draws, the ground truth."
+                  if "bicubic" in e else "One row per class, one column per noise draw.")  # fmt: skip
+        lines += ["## Samples", "", layout, "", f"![samples]({samples})", ""]
     if figures:
         lines += ["## Curves", ""]
         lines += [f"**{title}**\n\n![{title}]({path})\n" for title, path in figures.items()]

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="split seeds")
     ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
     ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                    help="extra param override for every run, e.g. -S matcher.steps=500")  # fmt: skip
+                    help="extra param override for every run, e.g. -S matcher.steps=500 (default adds all `methods`)")  # fmt: skip
     ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
     ap.add_argument("--collect-only", action="store_true",
                     help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
@@ -318,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print("sweep: nothing to run", file=sys.stderr)
         return 2
+    if not any(o.startswith("methods=") for o in args.overrides):  # a comparison: every baseline beside LSDM
+        from lsdm.baselines import METHOD_NAMES
+
+        args.overrides.append(f"methods=[{','.join(METHOD_NAMES)}]")
     t0 = time.perf_counter()
     names = queue(runs, tag, root, args.overrides)
     status = run_queue(names, root, jobs=args.jobs, timeout=args.timeout)
