@@ -54,6 +54,7 @@ class SplitParams(Section):
 
 class SRParams(Section):
     factor: int = Field(4, ge=2)  # condition = image downsampled by this factor (28 -> 7, 64 -> 16)
+    back_projection: int = Field(0, ge=0)  # iterations of back-projection on outputs (0: raw D(G(x, eta)))
 
 
 class LatentParams(Section):

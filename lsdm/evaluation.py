@@ -39,7 +39,7 @@ from lsdm.io import read_json, read_table
 from lsdm.metrics import fid, kid, label_accuracy, mean_std, per_class_fid_kid
 from lsdm.models import load
 from lsdm.schemas import IMAGES, LATENTS
-from lsdm.superres import BicubicSampler, comparison_grid, draw_spread, fidelity
+from lsdm.superres import BackProjected, BicubicSampler, comparison_grid, draw_spread, fidelity
 from lsdm.tasks import SuperResolution, Task, make_task
 from lsdm.train import timed
 
@@ -191,10 +191,17 @@ class Judgement:
     z_fake0: torch.Tensor | None
 
 
+def as_evaluated(ref: Reference, sampler: nn.Module) -> nn.Module:
+    """The sampler as it is judged: for super-resolution with `sr.back_projection` > 0, its outputs
+    are back-projected onto their inputs (the same for every generative method)."""
+    n = ref.params.sr.back_projection
+    return BackProjected(sampler, ref.task.factor, n) if isinstance(ref.task, SuperResolution) and n else sampler
+
+
 def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None = None,
-                  z_test: torch.Tensor | None = None) -> Judgement:  # fmt: skip
-    """All metrics of one sampler against `ref`. With a latent `critic` (LSDM), also its W1 estimate
-    between held-out real (x, z) and generated (x, G(x, eta)) per seed."""
+                  generator: nn.Module | None = None, z_test: torch.Tensor | None = None) -> Judgement:  # fmt: skip
+    """All metrics of one sampler against `ref`. With LSDM's latent `critic` and `generator`, also
+    the critic's W1 estimate between held-out real (x, z) and generated (x, G(x, eta)) per seed."""
     p, device, cond = ref.p, ref.device, ref.cond
     seed0, sr = p.seeds[0], isinstance(ref.task, SuperResolution)
     per_seed, acc_per_class, draws = [], [], []
@@ -206,7 +213,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         m = {"label_accuracy": acc, **feature_metrics(ref.real_feats, fake_feats, ref.labels_np, p, seed, device)}
         z_fake = None
         if critic is not None:
-            z_fake = generate_codes(sampler.generator, cond, eta, p.batch_size)
+            z_fake = generate_codes(generator, cond, eta, p.batch_size)
             m["critic_w1_test"] = critic_w1(critic, cond, z_test, z_fake)
         if sr:
             m.update(fidelity(fake, ref.y_test, cond, ref.task.factor))

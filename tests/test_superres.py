@@ -73,3 +73,24 @@ def test_fidelity_spread_and_grid():
     grid = comparison_grid(x, bicubic_upsample(x, 4), draws, y)
     assert grid.shape == (3 * 5, 1, 28, 28)
     assert torch.equal(grid[4], y[0]) and torch.equal(grid[5 + 4], y[1])  # last column of each row is the truth
+
+
+def test_back_projection_makes_outputs_consistent():
+    from lsdm.superres import BackProjected, back_project
+
+    torch.manual_seed(0)
+    y = torch.rand(4, 1, 28, 28) * 0.8 + 0.1
+    x = downsample(y, 4)
+    guess = torch.rand(4, 1, 28, 28)
+    before = consistency_psnr(guess, x, 4).mean()
+    after = consistency_psnr(back_project(guess, x, 4, 10), x, 4).mean()
+    assert after > before + 10, (before, after)
+    assert torch.allclose(back_project(y, x, 4, 5), y, atol=1e-5)  # a consistent output is left alone
+    class Fixed(torch.nn.Module):  # any sampler
+        noise_dim = 1
+
+        def forward(self, c, eta=None):
+            return guess
+
+    wrapped = BackProjected(Fixed(), 4, 10)
+    assert consistency_psnr(wrapped(x), x, 4).mean() > before + 10

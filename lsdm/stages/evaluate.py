@@ -20,8 +20,8 @@ from lsdm import paths
 from lsdm.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.config import Params, resolve_device
 from lsdm.data import labels_tensor, to_tensor
-from lsdm.evaluation import (Judgement, Reference, curves, generate_codes, judge_sampler, latents_of,
-                             stage_seconds)  # fmt: skip
+from lsdm.evaluation import (Judgement, Reference, as_evaluated, curves, generate_codes, judge_sampler,
+                             latents_of, stage_seconds)  # fmt: skip
 from lsdm.generate import LSDMSampler, fixed_noise
 from lsdm.io import atomic_dir, read_table, write_json
 from lsdm.metrics import mae, mean_l2, mse
@@ -64,7 +64,7 @@ def run(params: Params) -> None:
     ref = Reference.load(params, device)
     sampler, critic = LSDMSampler.from_pipeline(device), load(paths.MATCHER, device).critic
     z_test = latents_of(ref.test["id"], device)
-    judgement = judge_sampler(ref, sampler, critic=critic, z_test=z_test)
+    judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)
     real_reference = ref.real_reference()
     real_div_pc = real_reference.pop("_diversity_per_class")
     real_acc, _ = ref.classify(ref.real_feats)
@@ -86,6 +86,7 @@ def run(params: Params) -> None:
     if isinstance(ref.task, SuperResolution):
         bicubic = judge_sampler(ref, BicubicSampler(ref.task.factor).to(device)).metrics
         metrics["eval"]["bicubic"] = {k: v for k, v in bicubic.items() if k not in ("per_class", "over_seeds")}
+        metrics["eval"]["back_projection"] = params.sr.back_projection
 
     tables = curves(ref, judgement, real_div_pc)
     with atomic_dir(paths.EVAL_DIR) as out:
