@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lsdm.train import Logger, _batch, _no_log, _progress
+from lsdm.train import Logger, _no_log, minimise
 
 SOLVERS = ("euler", "heun")
 
@@ -40,23 +40,13 @@ def train_flow_matching(
     log_every: int = 25,
 ) -> nn.Module:
     """Fit v on the pairs (cond[i], z[i]); Adam with a cosine schedule. Deterministic given `seed`."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(velocity.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
-    velocity.train()
-    with _progress(steps, "latent_flow") as bar:
-        for step in range(1, steps + 1):
-            idx = _batch(len(z), batch_size, gen).to(z.device)
-            loss = flow_matching_loss(velocity, cond[idx], z[idx], gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if step % log_every == 0 or step == steps:
-                log(step, {"train/fm_loss": loss.item(), "lr": sched.get_last_lr()[0]})
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            bar.update()
-    return velocity.eval()
+
+    def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        idx = idx.to(z.device)
+        return flow_matching_loss(velocity, cond[idx], z[idx], gen)
+
+    return minimise(velocity, loss, len(z), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                    desc="latent_flow", metric="train/fm_loss", log=log, log_every=log_every)  # fmt: skip
 
 
 def solver_steps(nfe: int, solver: str) -> int:

@@ -33,6 +33,40 @@ def _progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
 
 
+def minimise(
+    model: nn.Module,
+    batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    n: int,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    desc: str,
+    metric: str,
+    log: Logger = _no_log,
+    log_every: int = 25,
+) -> nn.Module:
+    """Adam with a cosine-decayed learning rate on `batch_loss(indices, generator)`, batches of
+    `batch_size` indices drawn from range(n); logs the loss as `metric` every `log_every` steps."""
+    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+    model.train()
+    with _progress(steps, desc) as bar:
+        for step in range(1, steps + 1):
+            loss = batch_loss(_batch(n, batch_size, gen), gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % log_every == 0 or step == steps:
+                log(step, {metric: loss.item(), "lr": sched.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            bar.update()
+    return model.eval()
+
+
 def train_autoencoder(
     model: nn.Module,
     images: torch.Tensor,
@@ -45,23 +79,13 @@ def train_autoencoder(
     log_every: int = 25,
 ) -> nn.Module:
     """Minimise the reconstruction MSE on `images` ([N, C, H, W] in [0, 1], on the model's device)."""
-    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
-    model.train()
-    with _progress(steps, "fit_latent") as bar:
-        for step in range(1, steps + 1):
-            y = images[_batch(len(images), batch_size, gen).to(images.device)]
-            loss = nn.functional.mse_loss(model(y), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if step % log_every == 0 or step == steps:
-                log(step, {"train/mse": loss.item(), "lr": sched.get_last_lr()[0]})
-                bar.set_postfix(mse=f"{loss.item():.4f}", refresh=False)
-            bar.update()
-    return model.eval()
+
+    def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        y = images[idx.to(images.device)]
+        return nn.functional.mse_loss(model(y), y)
+
+    return minimise(model, loss, len(images), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                    desc="fit_latent", metric="train/mse", log=log, log_every=log_every)  # fmt: skip
 
 
 def train_classifier(
