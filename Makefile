@@ -50,11 +50,14 @@ prefect-%: export LSDM_REPO := $(CURDIR)
 prefect-server: install  ## Prefect server on 127.0.0.1:$(PREFECT_PORT), in the foreground
 	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --analytics-off
 
+PREFECT_POOL_CMD   = prefect work-pool inspect $(PREFECT_POOL) >/dev/null 2>&1 || prefect work-pool create $(PREFECT_POOL) --type process
+PREFECT_DEPLOY_CMD = prefect --no-prompt deploy --all
+
 prefect-pool: install  ## the process work pool `gpu` (once)
-	prefect work-pool inspect $(PREFECT_POOL) >/dev/null 2>&1 || prefect work-pool create $(PREFECT_POOL) --type process
+	$(PREFECT_POOL_CMD)
 
 prefect-deploy: install prefect-pool  ## register lsdm/full and lsdm/sweep (prefect.yaml)
-	prefect --no-prompt deploy --all
+	$(PREFECT_DEPLOY_CMD)
 
 prefect-worker: install  ## a process worker in this checkout ($$LSDM_REPO), in the foreground
 	prefect worker start --pool $(PREFECT_POOL) --type process
@@ -75,7 +78,8 @@ prefect-up: install  ## server + pool + deployments + worker in the background (
 	fi
 	@for i in $$(seq 120); do python -c "import urllib.request as u; u.urlopen('$(PREFECT_API_URL)/health')" 2>/dev/null && break; sleep 1; done; \
 	python -c "import urllib.request as u; u.urlopen('$(PREFECT_API_URL)/health')" 2>/dev/null || { tail -20 $(PREFECT_DIR)/server.log; exit 1; }
-	$(MAKE) --no-print-directory prefect-deploy
+	$(PREFECT_POOL_CMD)
+	$(PREFECT_DEPLOY_CMD)
 	@if [ -f $(PREFECT_DIR)/worker.pid ] && kill -0 $$(cat $(PREFECT_DIR)/worker.pid) 2>/dev/null; then \
 	  echo "worker already running (pid $$(cat $(PREFECT_DIR)/worker.pid))"; \
 	else \
@@ -84,9 +88,12 @@ prefect-up: install  ## server + pool + deployments + worker in the background (
 	fi
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (logs: .prefect/*.log; stop: make prefect-down)"
 
-prefect-down:  ## stop the worker and the server started by prefect-up
+prefect-down:  ## stop the worker (and its flow runs), then the server, started by prefect-up
 	@for p in worker server; do \
-	  if [ -f $(PREFECT_DIR)/$$p.pid ]; then kill -- -$$(cat $(PREFECT_DIR)/$$p.pid) 2>/dev/null || true; rm -f $(PREFECT_DIR)/$$p.pid; echo "stopped $$p"; fi; \
+	  f=$(PREFECT_DIR)/$$p.pid; [ -f $$f ] || continue; g=$$(cat $$f); \
+	  kill -TERM -$$g 2>/dev/null; \
+	  for i in $$(seq 30); do kill -0 -$$g 2>/dev/null || break; sleep 1; done; \
+	  kill -KILL -$$g 2>/dev/null; rm -f $$f; echo "stopped $$p"; \
 	done
 
 # --- Baselines, sweeps and the comparison report (README: "Baselines and sweeps") ----------------
