@@ -8,7 +8,8 @@ How one orchestrated run maps to DVC (and why not `dvc exp run`):
 1. the overrides (`{"split.n_paired_per_class": 3}`) are validated by `lsdm.config.load_params`
    before anything is touched, then written into the workspace's `params.yaml` with the comments
    kept (`applied_params`), exactly what `dvc exp run -S split.n_paired_per_class=3` would write;
-2. each stage runs as `dvc repro --single-item <stage>`, in graph order (`repro_stage`). DVC
+2. each stage runs as `dvc repro --single-item <stage>` (`repro_stage`), in graph order as DVC
+   itself reads dvc.yaml (`read_pipeline`: `foreach` stages expanded, after the overrides). DVC
    compares the stage with `dvc.lock` and either runs it ("Running stage"), skips it ("didn't
    change, skipping") or restores its outputs from its run cache ("is cached - skipping run");
    that line is what the orchestrator reports, so "skipped" always means DVC skipped it;
