@@ -52,7 +52,11 @@ class PixelCritic(nn.Module):
         self.head = mlp(2 * width * s * s + cond_dim, 4 * width, 1, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([self.body(y), self.cond(x)], dim=1)).squeeze(1)  # [B]
+        return self.score(self.cond(x), y)  # [B]
+
+    def score(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """f from already-encoded conditions c = cond(x) (see `lsdm.train.critic_objective`)."""
+        return self.head(torch.cat([self.body(y), c], dim=1)).squeeze(1)  # [B]
 
 
 def pixel_wgan(condition: dict, image_size: int, channels: int, noise_dim: int, width: int) -> Matcher:

@@ -42,7 +42,11 @@ class Critic(nn.Module):
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([self.cond(x), z], dim=1)).squeeze(1)  # [B]
+        return self.score(self.cond(x), z)  # [B]
+
+    def score(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f from already-encoded conditions c = cond(x): lets training encode x once per batch."""
+        return self.net(torch.cat([c, z], dim=1)).squeeze(1)  # [B]
 
 
 class Matcher(nn.Module):
@@ -74,7 +78,7 @@ class ConvCondition(nn.Module):
     head independent of the input size (7 px for MNIST, 16 for 64-px faces).
     """
 
-    def __init__(self, channels: int, size: int, width: int = 32, out_dim: int = 128):
+    def __init__(self, channels: int, size: int, width: int = 16, out_dim: int = 128):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2),
