@@ -18,6 +18,13 @@ from lsdm.errors import ParamsError
 PARAMS_FILE = "params.yaml"
 
 
+def registered(name: str, registry: dict, what: str) -> str:
+    """`name` if it is a key of `registry`, else a ValueError listing the allowed names."""
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; allowed: {sorted(registry)}")
+    return name
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,9 +48,7 @@ class DataParams(Section):
     def _known_source(cls, v: str) -> str:
         from lsdm.sources import SOURCES
 
-        if v not in SOURCES:
-            raise ValueError(f"unknown data source {v!r}; allowed: {sorted(SOURCES)}")
-        return v
+        return registered(v, SOURCES, "data source")
 
 
 class SplitParams(Section):
@@ -187,9 +192,7 @@ class Params(Section):
     def _known_task(cls, v: str) -> str:
         from lsdm.tasks import TASKS
 
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; allowed: {sorted(TASKS)}")
-        return v
+        return registered(v, TASKS, "task")
 
     @field_validator("methods")
     @classmethod
