@@ -58,13 +58,6 @@ def latents_of(ids: pd.Series, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack(table["z"].to_numpy())).float().to(device)
 
 
-@torch.no_grad()
-def generate_codes(generator: nn.Module, cond: torch.Tensor, eta: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """G(x, eta) in batches: the standardised latents the decoder turns into samples."""
-    out = [generator(cond[i : i + batch_size], eta[i : i + batch_size]) for i in range(0, len(cond), batch_size)]
-    return torch.cat(out)
-
-
 def stage_seconds(results: Path = paths.RESULTS) -> dict[str, float | None]:
     """Training wall time of each timed stage, from its dvclive summary (None if not recorded)."""
     out: dict[str, float | None] = {}
@@ -213,7 +206,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         m = {"label_accuracy": acc, **feature_metrics(ref.real_feats, fake_feats, ref.labels_np, p, seed, device)}
         z_fake = None
         if critic is not None:
-            z_fake = generate_codes(generator, cond, eta, p.batch_size)
+            z_fake = sample(generator, cond, eta, p.batch_size)
             m["critic_w1_test"] = critic_w1(critic, cond, z_test, z_fake)
         if sr:
             m.update(fidelity(fake, ref.y_test, cond, ref.task.factor))

@@ -44,4 +44,5 @@ def fixed_noise(n: int, dim: int, seed: int, device: torch.device) -> torch.Tens
 
 @torch.no_grad()
 def sample(sampler: nn.Module, cond: torch.Tensor, eta: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """`sampler(cond, eta)` in batches: images from a sampler, or standardised codes from a generator."""
     return torch.cat([sampler(cond[i : i + batch_size], eta[i : i + batch_size]) for i in range(0, len(cond), batch_size)])

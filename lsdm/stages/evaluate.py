@@ -20,9 +20,8 @@ from lsdm import paths
 from lsdm.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.config import Params, resolve_device
 from lsdm.data import labels_tensor, to_tensor
-from lsdm.evaluation import (Judgement, Reference, as_evaluated, curves, generate_codes, judge_sampler,
-                             latents_of, stage_seconds)  # fmt: skip
-from lsdm.generate import LSDMSampler, fixed_noise
+from lsdm.evaluation import Judgement, Reference, as_evaluated, curves, judge_sampler, latents_of, stage_seconds
+from lsdm.generate import LSDMSampler, fixed_noise, sample
 from lsdm.io import atomic_dir, read_table, write_json
 from lsdm.metrics import mae, mean_l2, mse
 from lsdm.models import load
@@ -44,7 +43,7 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     pair_images = to_tensor(images.set_index("id").loc[paired["id"]]).to(device)
     pair_cond = ref.task.conditions(pair_images, labels_tensor(paired).to(device))
     pair_eta = fixed_noise(len(paired), sampler.noise_dim, seed, device)
-    pair_fake = generate_codes(sampler.generator, pair_cond, pair_eta, p.batch_size)
+    pair_fake = sample(sampler.generator, pair_cond, pair_eta, p.batch_size)
     w1_test = judgement.metrics["critic_w1_test"]
     w1_train = critic_w1(critic, pair_cond, latents_of(paired["id"], device), pair_fake)
     lip_w1 = lip["decoder_lipschitz_spectral_max"] * w1_test
