@@ -65,7 +65,7 @@ prefect-worker: install  ## a process worker in this checkout ($$LSDM_REPO), in 
 prefect-run: install  ## prefect deployment run lsdm/full (OVERRIDES='{"split.n_paired_per_class": 3}'), watched
 	prefect deployment run lsdm/full --params '{"overrides": $(OVERRIDES)}' --watch
 
-prefect-sweep: install  ## prefect deployment run lsdm/sweep (the paired counts of prefect.yaml)
+prefect-sweep: install  ## prefect deployment run lsdm/sweep (make sweep on the worker: params.yaml sweep section)
 	prefect deployment run lsdm/sweep
 
 prefect-up: install  ## server + pool + deployments + worker in the background (logs in .prefect/)
@@ -97,17 +97,15 @@ prefect-down:  ## stop the worker (and its flow runs), then the server, started 
 	done
 
 # --- Baselines, sweeps and the comparison report (README: "Baselines and sweeps") ----------------
-# `make sweep` queues one DVC experiment per paired count x seed, runs them one at a time
-# (dvc queue start -j 1), collects `dvc exp show --json` into results/sweep/ and writes
-# reports/comparison.md. SWEEP_COUNTS / SWEEP_SEEDS / SWEEP_ARGS change what it runs.
-SWEEP_COUNTS ?= 1 3 10 30 100
-SWEEP_SEEDS  ?= 0 1 2
-SWEEP_ARGS   ?=
+# `make sweep` queues one DVC experiment per paired count x seed (params.yaml's `sweep:` section),
+# runs them one at a time (dvc queue start -j 1), collects `dvc exp show --json` into results/sweep/
+# and writes reports/comparison.md. SWEEP_ARGS='--counts 1 10 --seeds 0 -S matcher.steps=500' for others.
+SWEEP_ARGS ?=
 
 .PHONY: sweep compare bench
 
 sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
-	python -m lsdm.sweep --counts $(SWEEP_COUNTS) --seeds $(SWEEP_SEEDS) $(SWEEP_ARGS)
+	python -m lsdm.sweep $(SWEEP_ARGS)
 
 compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parquet
 	lsdm compare

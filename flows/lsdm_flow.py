@@ -22,6 +22,10 @@ A run of the flow, in the workspace given by `repo`, $LSDM_REPO or the working d
 
 See lsdm/orchestrate.py for why this is not `dvc exp run` (no per-stage tasks there).
 
+The `sweep` flow (deployment `lsdm/sweep`) is `make sweep`: it holds the same workspace slot while
+lsdm.sweep queues one DVC experiment per paired count x split seed, runs them with
+`dvc queue start -j 1`, collects the table and writes reports/comparison.md (also an artifact).
+
 Run it locally without a server: `python -m flows.lsdm_flow '{"split.n_paired_per_class": 3}'`.
 """
 
@@ -55,9 +59,6 @@ from lsdm.orchestrate import (
     workspace_file_lock,
     workspace_key,
 )
-
-#: The `sweep` deployment's default: several paired-subset sizes, one after another.
-DEFAULT_SWEEP: list[dict[str, Any]] = [{"split.n_paired_per_class": n} for n in (1, 3, 10, 30)]
 
 STAGE_RETRIES = 2
 STAGE_RETRY_DELAYS = [10, 30]  # seconds
@@ -182,23 +183,73 @@ def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = Non
     return metrics
 
 
-@flow(name="lsdm", description="Several runs of the LSDM pipeline, one after another (a sweep over overrides).")
-def sweep(runs: list[dict[str, Any]] = DEFAULT_SWEEP, repo: str | None = None) -> list[dict[str, Any]]:
-    """Run `pipeline` once per overrides dict in `runs`, in order; every run is its own DVC experiment.
+@task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
+def queue_sweep(repo: str, counts, seeds, overrides, tag) -> tuple[list[str], dict[str, Any]]:
+    """`dvc exp run --queue` once per paired count x split seed (lsdm.sweep.start)."""
+    from lsdm.sweep import start
 
-    All overrides are checked before the first run starts. Stops at the first failing run.
+    names, meta = start(Path(repo), counts, seeds, overrides, tag)
+    get_run_logger().info("queued %d DVC experiments: %s", len(names), ", ".join(names))
+    for s in meta["skipped"]:
+        get_run_logger().warning("%s", s["reason"])
+    return names, meta
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
+def run_sweep_queue(repo: str, names: list[str], timeout: float | None) -> dict[str, str]:
+    """`dvc queue start -j 1`: the queued experiments one at a time; name -> DVC's final status."""
+    from lsdm.sweep import run_queue
+
+    return run_queue(names, Path(repo), jobs=1, timeout=timeout)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
+def collect_sweep(repo: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """`dvc exp show --json` -> results/sweep/sweep.parquet and reports/comparison.md; the table's rows."""
+    from lsdm.sweep import collect_and_report
+
+    df = collect_and_report(Path(repo), meta["tag"], meta)
+    return json.loads(df.to_json(orient="records"))
+
+
+@flow(name="lsdm", description="A sweep over the paired count x split seed: DVC experiments, one at a time, then the comparison.")
+def sweep(
+    counts: list[int] | None = None,
+    seeds: list[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+    timeout: float | None = None,
+    repo: str | None = None,
+) -> dict[str, Any]:
+    """`make sweep` as a flow: the same `lsdm.sweep` code, holding the workspace while it runs.
+
+    Args:
+        counts, seeds: paired counts and split seeds (default: `sweep.counts`, `sweep.seeds` of params.yaml).
+        overrides: dotted params for every run, after `sweep.set` (e.g. {"matcher.steps": 500});
+            checked, with the counts, before anything is queued.
+        tag: experiment name prefix (default: sweep-<UTC time>); timeout: give up waiting (s).
     """
+    import time
+
+    from lsdm.sweep import check
+
     root = check_repo(repo)
-    for i, overrides in enumerate(runs):
-        try:
-            validate(root, overrides)
-        except Exception as e:
-            raise type(e)(f"sweep run {i} ({overrides}): {e}") from None
-    results = [pipeline(overrides=o, repo=str(root)) for o in runs]
-    numbers = lambda m: {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}  # noqa: E731
-    rows = [{"overrides": json.dumps(o), **numbers(m)} for o, m in zip(runs, results)]
-    create_table_artifact(table=rows, key="lsdm-sweep", description="eval.* metrics per sweep run")
-    return results
+    check(root, counts, seeds, overrides)  # ParamsError: the run fails here, before any task
+    t0 = time.perf_counter()
+    with workspace_slot(root):
+        names, meta = queue_sweep(str(root), counts, seeds, overrides, tag)
+        if not names:
+            raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+        status = run_sweep_queue(str(root), names, timeout)
+        meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0}
+        rows = collect_sweep(str(root), meta)
+    report = root / "reports/comparison.md"
+    create_markdown_artifact(markdown=report.read_text(), key="lsdm-comparison",
+                             description=f"reports/comparison.md of sweep {meta['tag']} in {root}")  # fmt: skip
+    failed = [n for n, s in status.items() if s != "Success"]
+    if failed:
+        raise RuntimeError(f"sweep {meta['tag']}: {len(failed)} experiments failed: {failed} (`dvc queue logs NAME`)")
+    return {"tag": meta["tag"], "status": status, "rows": rows}
 
 
 lsdm = pipeline  # the flow named `lsdm`
@@ -212,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_SWEEP", "dvc_stage", "lsdm", "pipeline", "record_experiment", "sweep"]
+__all__ = ["collect_sweep", "dvc_stage", "queue_sweep", "run_sweep_queue", "lsdm", "pipeline", "record_experiment", "sweep"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -152,7 +152,7 @@ def fit_pixel_wgan(params, device: torch.device, out_dir: Path, track: Track, ro
     model = build("pixel_wgan", config).to(device)
     t0 = time.perf_counter()
     train_wgan_gp(model, cond, y, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
-                  gp_weight=p.gp_weight, seed=p.seed, log=track)  # fmt: skip
+                  gp_weight=p.gp_weight, seed=p.seed, log=track, desc="pixel_wgan")  # fmt: skip
     seconds = time.perf_counter() - t0
     save_checkpoint(out_dir / "model.pt", "pixel_wgan", config, model.state_dict(), task=params.task)
     return {"train_seconds": seconds, "n_pairs": len(paired)}
@@ -170,7 +170,7 @@ def fit_lsdm_paired_only(params, device: torch.device, out_dir: Path, track: Tra
     ae = build("conv_ae", ae_config).to(device)
     t0 = time.perf_counter()
     train_autoencoder(ae, y, steps=p.ae_steps, batch_size=p.ae_batch_size, lr=p.ae_lr, seed=p.seed,
-                      log=lambda s, m: track(s, {f"ae/{k}": v for k, v in m.items()}))  # fmt: skip
+                      log=lambda s, m: track(s, {f"ae/{k}": v for k, v in m.items()}), desc="lsdm_paired_only/ae")  # fmt: skip
     ae_seconds = time.perf_counter() - t0
     z = batched(ae.encode, y).double()
     mean, std = z.mean(0), z.std(0, unbiased=False) + 1e-8
@@ -181,7 +181,7 @@ def fit_lsdm_paired_only(params, device: torch.device, out_dir: Path, track: Tra
     matcher = build("wgan_gp_mlp", m_config).to(device)
     t1 = time.perf_counter()
     train_wgan_gp(matcher, cond, zs, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
-                  gp_weight=p.gp_weight, seed=p.seed, log=track)  # fmt: skip
+                  gp_weight=p.gp_weight, seed=p.seed, log=track, desc="lsdm_paired_only")  # fmt: skip
     matcher_seconds = time.perf_counter() - t1
     save_checkpoint(out_dir / "autoencoder.pt", "conv_ae", ae_config, ae.state_dict())
     save_checkpoint(out_dir / "matcher.pt", "wgan_gp_mlp", m_config, matcher.state_dict(), task=params.task)

@@ -59,7 +59,7 @@ class SplitParams(Section):
 
 class SRParams(Section):
     factor: int = Field(4, ge=2)  # condition = image downsampled by this factor (28 -> 7, 64 -> 16)
-    back_projection: int = Field(0, ge=0)  # iterations of back-projection on outputs (0: raw D(G(x, eta)))
+    back_projection: int = Field(5, ge=0)  # iterations of back-projection on outputs (0: raw D(G(x, eta)))
 
 
 class LatentParams(Section):
@@ -68,7 +68,7 @@ class LatentParams(Section):
     steps: PositiveInt = 2500
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
-    noise: float = Field(0.05, ge=0.0)  # std of Gaussian noise added to z while training: keeps D smooth
+    noise: float = Field(0.1, ge=0.0)  # std of Gaussian noise added to z while training: keeps D smooth
     seed: int = 0
 
 
@@ -78,7 +78,7 @@ class MatcherParams(Section):
     depth: PositiveInt = 3
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
-    steps: PositiveInt = 1000  # generator steps
+    steps: PositiveInt = 2000  # generator steps (learning rates decay on a cosine)
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 2e-4
     seed: int = 0
@@ -127,9 +127,9 @@ class PixelWGANParams(Section):
     width: PositiveInt = 8  # channels of the first conv block (doubled once)
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
-    steps: PositiveInt = 1000  # generator steps (the LSDM matcher's budget)
+    steps: PositiveInt = 2000  # generator steps (the LSDM matcher's budget)
     batch_size: PositiveInt = 32
-    lr: PositiveFloat = 2e-4
+    lr: PositiveFloat = 1e-3
     seed: int = 0
 
 
@@ -141,13 +141,13 @@ class PairedOnlyParams(Section):
     ae_steps: PositiveInt = 2500
     ae_batch_size: PositiveInt = 64
     ae_lr: PositiveFloat = 2e-3
-    noise: float = Field(0.05, ge=0.0)
+    noise: float = Field(0.1, ge=0.0)
     noise_dim: PositiveInt = 16  # matcher, as `matcher`
     width: PositiveInt = 256
     depth: PositiveInt = 3
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
-    steps: PositiveInt = 1000
+    steps: PositiveInt = 2000
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 2e-4
     seed: int = 0
@@ -158,7 +158,7 @@ class LatentFlowParams(Section):
 
     width: PositiveInt = 256
     depth: PositiveInt = 3
-    steps: PositiveInt = 6000  # velocity-network updates (the matcher's 1000 x (5 critic + 1 generator))
+    steps: PositiveInt = 12000  # velocity-network updates (the matcher's 2000 x (5 critic + 1 generator))
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
     nfe: list[PositiveInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
@@ -172,6 +172,23 @@ class LatentFlowParams(Section):
         return self
 
 
+class SweepParams(Section):
+    """`make sweep` and the Prefect deployment `lsdm/sweep`: one DVC experiment per paired count x
+    split seed. Read by `lsdm.sweep`, by no stage: changing it reruns nothing."""
+
+    counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
+    set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides for every run (e.g. methods, budgets)
+
+    @field_validator("set")
+    @classmethod
+    def _not_swept_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        swept = [k for k in v if k.startswith(("split.n_paired", "split.seed", "sweep"))]
+        if swept:
+            raise ValueError(f"{swept} cannot be set for every run: the sweep sets them (counts, seeds)")
+        return v
+
+
 class Params(Section):
     base: BaseSection = BaseSection()
     task: str = "class_conditional"  # a key of lsdm.tasks.TASKS
@@ -182,10 +199,11 @@ class Params(Section):
     matcher: MatcherParams = MatcherParams()
     evalnet: EvalNetParams = EvalNetParams()
     evaluate: EvaluateParams = EvaluateParams()
-    methods: list[str] = Field(default_factory=lambda: ["pixel_wgan", "lsdm_paired_only", "latent_flow"])  # baselines
+    methods: list[str] = Field(default_factory=list)  # baselines fitted beside LSDM (a sweep sets all)
     pixel_wgan: PixelWGANParams = PixelWGANParams()
     lsdm_paired_only: PairedOnlyParams = PairedOnlyParams()
     latent_flow: LatentFlowParams = LatentFlowParams()
+    sweep: SweepParams = SweepParams()
 
     @field_validator("task")
     @classmethod

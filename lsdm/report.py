@@ -267,13 +267,19 @@ def sr_lines(e: dict[str, Any]) -> list[str]:
     b = e.get("bicubic")
     if not b:
         return []
-    rows = [(k, _fmt(e.get(k)), _fmt(b.get(k)), why) for k, why in SR_ROWS if k in e or k in b]
+    raw = e.get("raw")
+    rows = [(k, _fmt(e.get(k)), *([_fmt(raw.get(k))] if raw else []), _fmt(b.get(k)), why)
+            for k, why in SR_ROWS if k in e or k in b]  # fmt: skip
+    bp = e.get("back_projection")
+    note = (f"LSDM's outputs pass through {bp} iterations of back-projection (`sr.back_projection`), "
+            "which makes them explain their input; the column *LSDM raw* is D(G(x, eta)) as it comes."
+            if raw else "LSDM's outputs are D(G(x, eta)) as they come (`sr.back_projection: 0`).")  # fmt: skip
     return [
         "### Super-resolution: LSDM vs bicubic",
         "",
-        "Both judged on the same test images (input = ground truth downsampled by `sr.factor`).",
+        "All judged on the same test images (input = ground truth downsampled by `sr.factor`). " + note,
         "",
-        *_table(["metric", "LSDM", "bicubic", "what it means"], rows),
+        *_table(["metric", "LSDM", *(["LSDM raw"] if raw else []), "bicubic", "what it means"], rows),
     ]
 
 

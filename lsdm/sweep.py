@@ -1,10 +1,12 @@
 """Sweeps over the paired subset: DVC experiments over `split.n_paired_per_class` x `split.seed`,
 run one at a time through the DVC queue, collected into one tidy table, then the comparison report.
 
-    python -m lsdm.sweep                               # counts 1 3 10 30 100 x seeds 0 1 2 (make sweep)
+    python -m lsdm.sweep                               # params.yaml's sweep: section (make sweep)
     python -m lsdm.sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
     python -m lsdm.sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
 
+What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
+baselines and the training budget); the Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
 Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
 `dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
 does not depend on these params, so every run shares the cached autoencoder and latents). Counts
@@ -31,8 +33,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+import yaml
+from pydantic import ValidationError
 
 from lsdm import paths
+from lsdm.config import PARAMS_FILE, SweepParams, load_params
+from lsdm.errors import ParamsError
 
 SWEEP_DIR = paths.RESULTS / "sweep"
 TABLE = SWEEP_DIR / "sweep.parquet"
@@ -91,11 +97,11 @@ def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.Complete
     return p
 
 
-def queue(runs, tag: str, root: Path, overrides: Iterable[str] = ()) -> list[str]:
+def queue(runs, tag: str, root: Path, extra: list[str] = ()) -> list[str]:
+    """One `dvc exp run --queue` per (param, count, seed), named TAG-nCOUNT-sSEED; `extra`: more dvc args."""
     names = []
     for key, n, seed in runs:
         name = f"{tag}-n{n}-s{seed}"
-        extra = [a for o in overrides for a in ("-S", o)]
         _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *extra], root)
         names.append(name)
         print(f"queued {name}", flush=True)
@@ -273,6 +279,7 @@ def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
 
 
 def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
+    """`dvc exp show --json` -> results/sweep/ (table, meta, grids) and reports/comparison.md."""
     show = json.loads(_dvc(["exp", "show", "--json"], root).stdout)
     df = collect(show, tag)
     grids = extract_grids(df, root)
@@ -287,13 +294,87 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     return df
 
 
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"]."""
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return [a for k, v in overrides.items() for a in ("-S", f"{k}={text(v)}")]
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """Command-line `KEY=VALUE` overrides, values read as YAML (`methods=[pixel_wgan]`, `matcher.steps=500`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. matcher.steps=500")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+          overrides: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
+    """The sweep's counts, seeds and per-run overrides (params.yaml's `sweep:` unless given), checked
+    by the typed config as every run will see them: a bad key or value is a ParamsError, now."""
+    sweep = load_params(root / PARAMS_FILE).sweep
+    counts, seeds = list(counts or sweep.counts), list(seeds if seeds is not None else sweep.seeds)
+    overrides = {**sweep.set, **(overrides or {})}
+    try:
+        SweepParams(counts=counts, seeds=seeds, set=overrides)
+    except ValidationError as e:
+        raise ParamsError(f"sweep: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    load_params(root / PARAMS_FILE, overrides)
+    return counts, seeds, overrides
+
+
+def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+          overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
+    """Plan and queue a sweep: `sweep.counts` x `sweep.seeds` of params.yaml unless given, every run
+    with `sweep.set` and then `overrides`. Everything is checked before the first run is queued."""
+    counts, seeds, overrides = check(root, counts, seeds, overrides)
+    tag = check_tag(tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+    per_class = class_counts(root)
+    n_train = None
+    if per_class is None:
+        from lsdm.io import read_table
+        from lsdm.schemas import IMAGES
+
+        n_train = int((read_table(root / paths.IMAGES, IMAGES)["split"] == "train").sum())
+    runs, skipped = plan(counts, seeds, per_class, n_train)
+    for s in skipped:
+        print(f"warning: {s['reason']}", file=sys.stderr)
+    meta = {"tag": tag, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides, "skipped": skipped}
+    names = queue(runs, tag, root, set_args(overrides)) if runs else []
+    return names, meta
+
+
+def check_tag(tag: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", tag):
+        raise ParamsError(f"sweep tag {tag!r}: use letters, digits, '-', '_' and '.' (it names DVC experiments)")
+    return tag
+
+
+def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+              overrides: dict[str, Any] | None = None, tag: str | None = None, jobs: int = 1,
+              timeout: float | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report."""
+    t0 = time.perf_counter()
+    names, meta = start(root, counts, seeds, overrides, tag)
+    if not names:
+        raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+    status = run_queue(names, root, jobs=jobs, timeout=timeout)
+    meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0}
+    return collect_and_report(root, meta["tag"], meta), meta
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lsdm.sweep", description=__doc__.split("\n")[0])
-    ap.add_argument("--counts", type=int, nargs="+", default=list(DEFAULT_COUNTS), help="paired counts (per class)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="split seeds")
+    ap.add_argument("--counts", type=int, nargs="+", default=None, help="paired counts (default: sweep.counts)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="split seeds (default: sweep.seeds)")
     ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
     ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                    help="extra param override for every run, e.g. -S matcher.steps=500 (default adds all `methods`)")  # fmt: skip
+                    help="param override for every run, after sweep.set, e.g. -S matcher.steps=500")  # fmt: skip
     ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
     ap.add_argument("--collect-only", action="store_true",
                     help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
@@ -304,33 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect_only:
         collect_and_report(root, args.tag, {"tag": args.tag, "collected_only": True})
         return 0
-    tag = args.tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    per_class = class_counts(root)
-    n_train = None
-    if per_class is None:
-        from lsdm.io import read_table
-        from lsdm.schemas import IMAGES
-
-        n_train = int((read_table(root / paths.IMAGES, IMAGES)["split"] == "train").sum())
-    runs, skipped = plan(args.counts, args.seeds, per_class, n_train)
-    for s in skipped:
-        print(f"warning: {s['reason']}", file=sys.stderr)
-    if not runs:
-        print("sweep: nothing to run", file=sys.stderr)
+    try:
+        _, meta = run_sweep(root, args.counts, args.seeds, parse_set(args.overrides), args.tag, args.jobs, args.timeout)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    if not any(o.startswith("methods=") for o in args.overrides):  # a comparison: every baseline beside LSDM
-        from lsdm.baselines import METHOD_NAMES
-
-        args.overrides.append(f"methods=[{','.join(METHOD_NAMES)}]")
-    t0 = time.perf_counter()
-    names = queue(runs, tag, root, args.overrides)
-    status = run_queue(names, root, jobs=args.jobs, timeout=args.timeout)
-    meta = {
-        "tag": tag, "counts": sorted(set(args.counts)), "seeds": args.seeds, "overrides": args.overrides,
-        "skipped": skipped, "status": status, "wall_seconds": time.perf_counter() - t0,
-    }  # fmt: skip
-    collect_and_report(root, tag, meta)
-    return 0 if all(s == "Success" for s in status.values()) else 1
+    return 0 if all(s == "Success" for s in meta["status"].values()) else 1
 
 
 if __name__ == "__main__":

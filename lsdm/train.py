@@ -77,6 +77,7 @@ def train_autoencoder(
     seed: int,
     log: Logger = _no_log,
     log_every: int = 25,
+    desc: str = "fit_latent",
 ) -> nn.Module:
     """Minimise the reconstruction MSE on `images` ([N, C, H, W] in [0, 1], on the model's device)."""
 
@@ -85,7 +86,7 @@ def train_autoencoder(
         return nn.functional.mse_loss(model(y), y)
 
     return minimise(model, loss, len(images), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                    desc="fit_latent", metric="train/mse", log=log, log_every=log_every)  # fmt: skip
+                    desc=desc, metric="train/mse", log=log, log_every=log_every)  # fmt: skip
 
 
 def train_classifier(
@@ -179,6 +180,7 @@ def train_wgan_gp(
     seed: int,
     log: Logger = _no_log,
     log_every: int = 10,
+    desc: str = "fit_matcher",
 ) -> nn.Module:
     """Match the joint law of (x, G(x, eta)) to that of the pairs (x, z) in W1.
 
@@ -195,7 +197,7 @@ def train_wgan_gp(
     sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=steps, eta_min=lr * 0.05)
     n = len(z)
     matcher.train()
-    with _progress(steps, "fit_matcher") as bar:
+    with _progress(steps, desc) as bar:
         for step in range(1, steps + 1):
             for _ in range(n_critic):
                 idx = _batch(n, batch_size, gen).to(z.device)

@@ -30,6 +30,7 @@ TINY = {
     "pixel_wgan": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
     "lsdm_paired_only": {"ae_steps": 10, "ae_batch_size": 16, "steps": 4, "n_critic": 2, "width": 32, "depth": 2, "batch_size": 32},
     "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
+    "sweep": {"counts": [1, 2], "seeds": [0]},
 }
 
 
@@ -41,8 +42,11 @@ def deep_update(base: dict, new: dict) -> dict:
 
 
 def tiny_params(**sections) -> dict:
-    """The repo's params.yaml with TINY and then `sections` applied on top."""
-    return deep_update(deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), sections)
+    """The repo's params.yaml with TINY and then `sections` applied on top. Sweeps set nothing for
+    every run unless `sweep={"set": ...}` says so (the repo's `sweep.set` holds full-size budgets)."""
+    params = deep_update(deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), sections)
+    params["sweep"]["set"] = sections.get("sweep", {}).get("set", {})
+    return params
 
 
 def env() -> dict[str, str]:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lsdm.baselines import METHOD_NAMES
 from lsdm.errors import ParamsError
+from lsdm.sweep import check as check_sweep
 from lsdm.orchestrate import (
     CACHED,
     RAN,
@@ -167,8 +169,9 @@ def test_prefect_yaml_deployments():
         assert d["work_pool"]["name"] == "gpu"
         path, _, func = d["entrypoint"].partition(":")
         assert load_flow_from_entrypoint(str(ROOT / path) + ":" + func).name == "lsdm"  # lsdm/full, lsdm/sweep
-    for overrides in deps["sweep"]["parameters"]["runs"]:
-        validate(ROOT, overrides)
+    assert deps["sweep"]["parameters"] == {}  # params.yaml's sweep section, checked here:
+    counts, seeds, overrides = check_sweep(ROOT)
+    assert counts == [1, 3, 10, 30, 100] and len(seeds) >= 3 and overrides["methods"] == list(METHOD_NAMES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,9 +198,9 @@ def test_bad_overrides_fail_before_anything_runs(harness, tmp_path):
     assert state.is_failed()
     with pytest.raises(ParamsError, match=r"split.n_paired_per_class = 0"):
         state.result()
-    state = sweep(runs=[{"split.n_paired_per_class": 2}, {"latent.dims": 8}], repo=str(repo), return_state=True)
+    state = sweep(counts=[2], seeds=[0], overrides={"latent.dims": 8}, repo=str(repo), return_state=True)
     assert state.is_failed()
-    with pytest.raises(ParamsError, match=r"(?s)sweep run 1 .*unknown key 'latent.dims'"):
+    with pytest.raises(ParamsError, match=r"unknown key 'latent.dims'"):
         state.result()
     _, tasks = by_flow_run(harness, state.state_details.flow_run_id)
     assert tasks == []  # no stage started
@@ -253,12 +256,16 @@ def test_flow_matches_dvc_repro_and_reruns_only_paired_stages(harness, tiny_repr
     assert exps[paired_name]["params"]["split"]["n_paired_per_class"] == 2
     assert numbers(exps[paired_name]["metrics"]["eval"]) == numbers(state.result())
 
-    # 3. a sweep over counts already run: DVC restores every stage from its run cache
-    state = sweep(runs=[{"split.n_paired_per_class": 3}, {"split.n_paired_per_class": 2}], repo=str(repo), return_state=True)
+    # 3. the sweep deployment's flow over counts already run: `make sweep`'s DVC queue, one run at a
+    #    time; each experiment restores its stages from DVC's run cache, so its numbers are those above
+    state = sweep(counts=[3, 2], seeds=[0], overrides={}, tag="flow", repo=str(repo), return_state=True)
     assert state.is_completed(), state.message
-    results = state.result()
-    assert results[0] == metrics  # restored byte for byte from DVC's run cache
-    assert numbers(results[1]) == numbers(exps[paired_name]["metrics"]["eval"])
+    result = state.result()
+    assert result["status"] == {"flow-n2-s0": "Success", "flow-n3-s0": "Success"}
+    fid = {r["n_paired_per_class"]: r["eval.fid_evalnet"] for r in result["rows"] if r["method"] == "lsdm"}
+    assert fid == {3: metrics["fid_evalnet"], 2: exps[paired_name]["metrics"]["eval"]["fid_evalnet"]}
+    artifacts, _ = by_flow_run(harness, state.state_details.flow_run_id)
+    assert "lsdm-comparison" in artifacts and (repo / "results/sweep/sweep.parquet").exists()
     assert len(exp_show(repo)) == 4
     assert (repo / "params.yaml").read_bytes() == params_before
 

@@ -162,3 +162,41 @@ def test_image_folder_repro_class_conditional(tmp_path):
     # adding images reruns prepare (the folder is a dependency); the old images keep their split
     write_image_folder(repo / "inputs/pets" / "cat", n_per_class=3, classes=("new",), seed=5)
     assert "Running stage 'prepare'" in run(["dvc", "repro", "prepare"], repo).stdout
+
+
+@pytest.mark.slow
+def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
+    """A flat grayscale folder (no classes) with the SR task: the tiny real pipeline, then a new
+    paired subset (`split.n_paired`) reruns the paired stages only — never fit_latent or encode."""
+    import json
+
+    import yaml
+    from conftest import make_repo, run, tiny_params
+    from test_pipeline import PAIRED_STAGES, SHARED_STAGES, ran_and_skipped
+
+    params = tiny_params(
+        task="super_resolution",
+        data={"source": "image_folder", "root": "inputs/faces", "image_size": 16, "channels": 1, "on_corrupt": "skip"},
+        split={"n_paired": 30},
+        sr={"factor": 4, "back_projection": 2},
+        latent={"channels": [8, 16]},
+    )
+    repo = make_repo(tmp_path / "repo", params)
+    write_image_folder(repo / "inputs/faces", n_per_class=150, flat=True, mode="L", size=(18, 18), corrupt=True)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "images"], repo)
+    out = run(["dvc", "repro"], repo).stdout
+    assert "1 unreadable files skipped" in out
+    ev = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    for key in ("psnr", "ssim", "consistency_psnr", "fid_evalnet"):
+        assert isinstance(ev[key], float), key
+        assert isinstance(ev["bicubic"][key], float), f"bicubic.{key}"
+    assert json.loads((repo / "results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "rotation"
+    assert "bicubic" in (repo / "reports/report.md").read_text()
+
+    pool = (repo / "data/split/latent_pool.parquet").read_bytes()
+    params["split"]["n_paired"] = 20
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran, skipped = ran_and_skipped(out := run(["dvc", "repro"], repo).stdout)
+    assert ran == PAIRED_STAGES and skipped == SHARED_STAGES, out
+    assert (repo / "data/split/latent_pool.parquet").read_bytes() == pool

@@ -110,7 +110,8 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     """2 counts x 1 seed x every method, through `dvc exp run --queue` and `dvc queue start -j 1`;
     a count above the smallest class is skipped, not run; table, report and plots appear."""
     repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2}, **TINY_BASELINES))
-    out = run(["python", "-m", "lsdm.sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900"],
+    every = ["-S", "methods=[pixel_wgan,lsdm_paired_only,latent_flow]"]
+    out = run(["python", "-m", "lsdm.sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
               repo, timeout=1200)  # fmt: skip
     assert "split.n_paired_per_class = 1000 skipped" in out.stderr
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
@@ -143,3 +144,23 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     (repo / "reports/comparison.md").unlink()
     run(["lsdm", "compare"], repo)
     assert (repo / "reports/comparison.md").read_text() == report
+
+
+def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
+    from lsdm.errors import ParamsError
+    from lsdm.sweep import check, parse_set
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    params = tiny_params(sweep={"set": {"matcher.steps": 7}})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert check(repo) == ([1, 2], [0], {"matcher.steps": 7})
+    assert check(repo, [5], [1, 2], parse_set(["methods=[pixel_wgan]"]))[2] == {"matcher.steps": 7, "methods": ["pixel_wgan"]}
+    with pytest.raises(ParamsError, match=r"matcher.steps = 0"):
+        check(repo, overrides={"matcher.steps": 0})
+    with pytest.raises(ParamsError, match=r"unknown key 'matcher.stepz'"):
+        check(repo, overrides={"matcher.stepz": 5})
+    with pytest.raises(ParamsError, match=r"split.seed.*the sweep sets them"):
+        check(repo, overrides={"split.seed": 3})
+    with pytest.raises(ParamsError, match=r"KEY=VALUE"):
+        parse_set(["matcher.steps"])

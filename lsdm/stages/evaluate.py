@@ -86,6 +86,9 @@ def run(params: Params) -> None:
         bicubic = judge_sampler(ref, BicubicSampler(ref.task.factor).to(device)).metrics
         metrics["eval"]["bicubic"] = {k: v for k, v in bicubic.items() if k not in ("per_class", "over_seeds")}
         metrics["eval"]["back_projection"] = params.sr.back_projection
+        if params.sr.back_projection:  # the headline is back-projected: D(G(x, eta)) as it comes, too
+            raw = judge_sampler(ref, sampler).metrics
+            metrics["eval"]["raw"] = {k: v for k, v in raw.items() if k not in ("per_class", "over_seeds")}
 
     tables = curves(ref, judgement, real_div_pc)
     with atomic_dir(paths.EVAL_DIR) as out:
