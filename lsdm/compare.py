@@ -313,6 +313,12 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         "and judged by the same evaluation. Cells: mean ± std over split seeds.",
         "",
     ]
+    if meta.get("overrides"):
+        every = ", ".join(f"`{k}={v}`" for k, v in meta["overrides"].items())
+        lines += [f"Every run, beside the paired count and seed (params.yaml's `sweep.set`): {every}.", ""]
+    if isinstance(meta.get("wall_seconds"), (int, float)):
+        lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, one run at a time "
+                  "(queueing, every stage, collecting).", ""]  # fmt: skip
     for s in meta.get("skipped") or []:
         lines.append(f"- **Skipped:** {s['reason']}.")
     failed = {n: s for n, s in (meta.get("status") or {}).items() if s != "Success"}

@@ -205,6 +205,10 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
         for col, stage in (("train_seconds", "fit_matcher"), ("train_seconds_shared", "fit_latent")):
             if rows[-1][col] is None and isinstance(times.get(stage), (int, float)):
                 rows[-1][col] = float(times[stage])
+        bicubic = m.get("eval", {}).get("bicubic")
+        if isinstance(bicubic, dict):  # super-resolution: judged in LSDM's evaluate, on the same test set
+            rows.append({**base, "method": "bicubic", "sampler": "bicubic", "nfe": 0, "train_seconds": 0.0,
+                         **flatten({"eval": bicubic})})  # fmt: skip
     by_method: dict[str, dict] = {}
     for path, m in metrics.items():
         hit = BASELINE_RE.match(path)
@@ -279,8 +283,12 @@ def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
 
 
 def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
-    """`dvc exp show --json` -> results/sweep/ (table, meta, grids) and reports/comparison.md."""
-    show = json.loads(_dvc(["exp", "show", "--json"], root).stdout)
+    """`dvc exp show --json` -> results/sweep/ (table, meta, grids) and reports/comparison.md.
+
+    The experiments are those of the commit the sweep was queued from (`meta["baseline"]`), so a
+    commit made while the sweep runs does not hide them; without it, those of every commit."""
+    revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
+    show = json.loads(_dvc(["exp", "show", "--json", *revs], root).stdout)
     df = collect(show, tag)
     grids = extract_grids(df, root)
     meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
@@ -344,7 +352,9 @@ def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     runs, skipped = plan(counts, seeds, per_class, n_train)
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)
-    meta = {"tag": tag, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides, "skipped": skipped}
+    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
+            "skipped": skipped}  # fmt: skip
     names = queue(runs, tag, root, set_args(overrides)) if runs else []
     return names, meta
 
@@ -382,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     args = ap.parse_args(argv)
     root = Path(args.repo).resolve()
-    if args.collect_only:
-        collect_and_report(root, args.tag, {"tag": args.tag, "collected_only": True})
+    if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
+        meta = json.loads((root / META).read_text()) if (root / META).exists() else {}
+        meta = meta if meta.get("tag") == args.tag else {"tag": args.tag}
+        collect_and_report(root, args.tag, {**meta, "collected_only": True})
         return 0
     try:
         _, meta = run_sweep(root, args.counts, args.seeds, parse_set(args.overrides), args.tag, args.jobs, args.timeout)

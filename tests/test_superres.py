@@ -94,3 +94,15 @@ def test_back_projection_makes_outputs_consistent():
 
     wrapped = BackProjected(Fixed(), 4, 10)
     assert consistency_psnr(wrapped(x), x, 4).mean() > before + 10
+
+
+def test_report_puts_raw_lsdm_beside_back_projected_and_bicubic():
+    from lsdm.report import sr_lines
+
+    e = {"psnr": 16.5, "consistency_psnr": 38.1, "back_projection": 5,
+         "raw": {"psnr": 15.9, "consistency_psnr": 20.2}, "bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}}  # fmt: skip
+    text = "\n".join(sr_lines(e))
+    assert "| metric | LSDM | LSDM raw | bicubic |" in text and "5 iterations of back-projection" in text
+    assert "| `consistency_psnr` | 38.1" in text and "| 20.2" in text and "| 26.4" in text
+    text = "\n".join(sr_lines({"psnr": 16.0, "back_projection": 0, "bicubic": {"psnr": 14.6}}))
+    assert "LSDM raw" not in text and "as they come" in text

@@ -76,8 +76,10 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     paired_only = df[df["sampler"] == "lsdm_paired_only"].iloc[0]  # trained, not yet evaluated: a row all the same
     assert paired_only["train_seconds"] == 40.0 and pd.isna(paired_only["eval.fid_evalnet"])
 
-    meta = {"tag": "sw-", "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}]}
+    meta = {"tag": "sw-", "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}],
+            "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0}  # fmt: skip
     report = write_report(df, meta, tmp_path).read_text()
+    assert "`matcher.steps=700`" in report and "took 10.0 minutes" in report
     figs = tmp_path / "reports/figures/comparison"
     for png in ("fidelity_vs_pairs.png", "fid_vs_nfe.png", "throughput.png"):
         assert (figs / png).stat().st_size > 1000, png
@@ -87,6 +89,16 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     # the honest reading: LSDM loses to latent_flow on FID at 1 pair but the seeds' spread decides
     assert "LSDM vs latent_flow_nfe10" in report and "pixel_wgan samples faster than LSDM" in report
     assert "images/s is" in report and "x latent_flow_nfe10" in report
+
+
+def test_super_resolution_sweep_has_a_bicubic_row(tmp_path):
+    exp = _exp("sr-n100-s0", 10, 0, 50.0, {10: 40.0})
+    exp["data"]["params"]["params.yaml"]["data"]["task"] = "super_resolution"
+    exp["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]["bicubic"] = {"fid_evalnet": 800.0, "psnr": 14.6}
+    df = collect(_show([exp]))
+    bicubic = df[df["method"] == "bicubic"].iloc[0]
+    assert bicubic["eval.fid_evalnet"] == 800.0 and bicubic["eval.psnr"] == 14.6 and bicubic["nfe"] == 0
+    assert "| bicubic |" in write_report(df, {}, tmp_path).read_text()
 
 
 def test_report_without_any_eval_metrics(tmp_path):
