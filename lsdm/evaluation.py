@@ -270,4 +270,7 @@ def curves(ref: Reference, judgement: Judgement, real_div_pc: dict) -> dict[str,
             "diversity_evalnet": [div_pc.get(c, np.nan) for c in classes],
             "diversity_evalnet_real": [real_div_pc.get(c, np.nan) for c in classes],
         })  # fmt: skip
+    else:  # data without classes: the header alone, so the stage's declared output exists
+        tables["per_class.tsv"] = pd.DataFrame(columns=["class", "label_accuracy", "label_accuracy_std",
+                                                        "diversity_evalnet", "diversity_evalnet_real"])  # fmt: skip
     return tables
