@@ -259,18 +259,14 @@ def curves(ref: Reference, judgement: Judgement, real_div_pc: dict) -> dict[str,
     sweep = prdc_many(real_feats, fake_feats, [(k, k) for k in ks], device=ref.device)
     tables = {"prdc_vs_k.tsv": pd.DataFrame([{"k": k, **r.as_dict()} for k, r in zip(ks, sweep)])}
     acc_pc = judgement.acc_per_class
-    if acc_pc and acc_pc[0]:
-        classes = sorted(acc_pc[0], key=int)
-        spread = [np.std([a.get(c, np.nan) for a in acc_pc], ddof=1) if len(acc_pc) > 1 else 0.0 for c in classes]
-        div_pc = judgement.per_seed[0]["_diversity_per_class"]
-        tables["per_class.tsv"] = pd.DataFrame({
-            "class": [int(c) for c in classes],
-            "label_accuracy": [acc_pc[0][c] for c in classes],
-            "label_accuracy_std": spread,
-            "diversity_evalnet": [div_pc.get(c, np.nan) for c in classes],
-            "diversity_evalnet_real": [real_div_pc.get(c, np.nan) for c in classes],
-        })  # fmt: skip
-    else:  # data without classes: the header alone, so the stage's declared output exists
-        tables["per_class.tsv"] = pd.DataFrame(columns=["class", "label_accuracy", "label_accuracy_std",
-                                                        "diversity_evalnet", "diversity_evalnet_real"])  # fmt: skip
+    classes = sorted(acc_pc[0], key=int) if acc_pc and acc_pc[0] else []  # none: the header alone
+    spread = [np.std([a.get(c, np.nan) for a in acc_pc], ddof=1) if len(acc_pc) > 1 else 0.0 for c in classes]
+    div_pc = judgement.per_seed[0].get("_diversity_per_class") or {}
+    tables["per_class.tsv"] = pd.DataFrame({
+        "class": [int(c) for c in classes],
+        "label_accuracy": [acc_pc[0][c] for c in classes],
+        "label_accuracy_std": spread,
+        "diversity_evalnet": [div_pc.get(c, np.nan) for c in classes],
+        "diversity_evalnet_real": [real_div_pc.get(c, np.nan) for c in classes],
+    })  # fmt: skip
     return tables

@@ -34,10 +34,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 import yaml
-from pydantic import ValidationError
 
 from lsdm import paths
-from lsdm.config import PARAMS_FILE, SweepParams, load_params
+from lsdm.config import PARAMS_FILE, load_params
 from lsdm.errors import ParamsError
 
 SWEEP_DIR = paths.RESULTS / "sweep"
@@ -45,8 +44,6 @@ TABLE = SWEEP_DIR / "sweep.parquet"
 TABLE_CSV = SWEEP_DIR / "sweep.csv"
 META = SWEEP_DIR / "sweep.json"
 GRIDS = SWEEP_DIR / "grids"
-DEFAULT_COUNTS = (1, 3, 10, 30, 100)
-DEFAULT_SEEDS = (0, 1, 2)
 LSDM_EVAL = "results/evaluate/metrics.json"
 BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
 NFE_RE = re.compile(r"_nfe(\d+)$")
@@ -328,11 +325,8 @@ def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     sweep = load_params(root / PARAMS_FILE).sweep
     counts, seeds = list(counts or sweep.counts), list(seeds if seeds is not None else sweep.seeds)
     overrides = {**sweep.set, **(overrides or {})}
-    try:
-        SweepParams(counts=counts, seeds=seeds, set=overrides)
-    except ValidationError as e:
-        raise ParamsError(f"sweep: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-    load_params(root / PARAMS_FILE, overrides)
+    # one check, as params.yaml's: the sweep section as it will run, and every run's params
+    load_params(root / PARAMS_FILE, {"sweep.counts": counts, "sweep.seeds": seeds, "sweep.set": overrides, **overrides})
     return counts, seeds, overrides
 
 
