@@ -19,8 +19,8 @@ install: $(VENV)/.installed  ## create .venv with lsdm and its dependencies
 repro: install  ## run the default pipeline (only what changed reruns)
 	dvc repro
 
-test: install  ## the whole test suite (what CI runs)
-	pytest -q
+test: install  ## the whole test suite (what CI runs): two workers, each test file on one of them
+	pytest -q -n 2 --dist loadfile
 
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs
 	pytest -q -m "not slow"

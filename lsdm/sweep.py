@@ -38,6 +38,7 @@ import yaml
 from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params
 from lsdm.errors import ParamsError
+from lsdm.orchestrate import find_tool, run_tool, tool_env
 
 SWEEP_DIR = paths.RESULTS / "sweep"
 TABLE = SWEEP_DIR / "sweep.parquet"
@@ -88,7 +89,7 @@ def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | Non
 
 
 def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
+    p = run_tool(["dvc", *args], root)
     if check and p.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
@@ -117,8 +118,8 @@ def run_queue(
 ) -> dict[str, str]:
     """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
     # not through pipes: the worker it spawns would hold them open, and we would wait for it blind
-    p = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=root, env=tool_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     if p.returncode != 0:
         raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
     t0, last = time.monotonic(), None

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,26 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_repro(tmp_path_factory) -> Path:
-    """One repo with the whole tiny pipeline reproduced; shared read-only by the tests that inspect outputs."""
-    repo = make_repo(tmp_path_factory.mktemp("repro") / "repo", tiny_params())
-    run(["dvc", "repro"], repo)
+    """One repo with the whole tiny pipeline reproduced; shared read-only by the tests that inspect
+    outputs. Under pytest-xdist (`make test` runs two workers) the workers share one copy: the first
+    builds it under a file lock, in a scratch directory renamed into place only when `dvc repro` passed."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # common to every worker of this session
+    repo = base / "tiny-repro" / "repo"
+    with FileLock(str(base / "tiny-repro.lock")):
+        if not repo.exists():
+            scratch = make_repo(Path(tempfile.mkdtemp(dir=base)) / "repo", tiny_params())
+            run(["dvc", "repro"], scratch)
+            repo.parent.mkdir(exist_ok=True)
+            scratch.rename(repo)  # a git + DVC repo holds only relative paths: it works where it lands
     return repo
+
+
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A private copy of a reproduced repo (git, DVC cache, outputs), to change without touching `src`."""
+    skip_dvc_tmp = lambda d, names: ["tmp"] if Path(d) == src / ".dvc" else []  # noqa: E731  (locks, state db)
+    shutil.copytree(src, dest, symlinks=True, ignore=skip_dvc_tmp)
+    return dest

@@ -6,6 +6,8 @@ These run DVC and every stage in subprocesses, as a user would (marked slow: abo
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import time
@@ -18,7 +20,7 @@ from lsdm.io import read_table
 from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.stages import STAGES
 
-from conftest import ROOT, env, make_repo, run, tiny_params
+from conftest import ROOT, copy_repo, env, run
 
 PAIRED_STAGES = {"split", "fit_matcher", "evaluate", "report"}
 SHARED_STAGES = {"prepare", "fit_latent", "encode", "eval_net"}
@@ -84,9 +86,9 @@ def test_tiny_repro_end_to_end(tiny_repro):
 
 
 @pytest.mark.slow
-def test_changing_paired_subset_reruns_only_paired_stages(tmp_path):
-    repo = make_repo(tmp_path / "repo", tiny_params())
-    run(["dvc", "repro"], repo)
+def test_changing_paired_subset_reruns_only_paired_stages(tiny_repro, tmp_path):
+    repo = copy_repo(tiny_repro, tmp_path / "repo")
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     pool_before = (repo / "data/split/latent_pool.parquet").read_bytes()
     paired_before = (repo / "data/split/paired.parquet").read_bytes()
@@ -147,8 +149,13 @@ def test_interrupted_stage_leaves_no_output(tiny_repo):
     params["latent"]["steps"] = 100_000
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(12)  # imports, then well into training
-    assert proc.poll() is None, proc.stdout.read().decode()
+    out, deadline = b"", time.monotonic() + 120
+    while b"fit_latent:" not in out:  # the progress bar: imports are done, training has begun
+        assert proc.poll() is None and time.monotonic() < deadline, (out + proc.stdout.read()).decode()
+        if select.select([proc.stdout], [], [], 1.0)[0]:
+            out += os.read(proc.stdout.fileno(), 4096)
+    time.sleep(2)  # well into training
+    assert proc.poll() is None, (out + proc.stdout.read()).decode()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode != 0
