@@ -155,12 +155,18 @@ def critic_objective(
     on the CPU small networks are dominated by per-call overhead, and a conv condition encoder
     (super-resolution) by its FLOPs, so this is 2-3x faster. Requires a critic without batch
     statistics (no BatchNorm).
+
+    A critic whose `grad_z f` does not depend on c (`critic.penalty_ignores_condition`: an MLP over
+    [c, z] with LeakyReLU, where c only moves piecewise-constant masks) gets the condition detached
+    at the interpolates: same gradients, and the penalty's double backward skips the condition
+    encoder (SR matcher ~1.15x faster). A projection critic's grad_z f is linear in c: not detached.
     """
     b = z_real.shape[0]
     alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
     z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
     c = critic.cond(x)
-    out = critic.score(c.repeat(3, *([1] * (c.dim() - 1))), torch.cat([z_real, z_fake, z_hat]))
+    c_hat = c.detach() if getattr(critic, "penalty_ignores_condition", False) else c
+    out = critic.score(torch.cat([c, c, c_hat]), torch.cat([z_real, z_fake, z_hat]))
     w1 = out[:b].mean() - out[b : 2 * b].mean()
     (grad,) = torch.autograd.grad(out[2 * b :].sum(), z_hat, create_graph=True)
     gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

