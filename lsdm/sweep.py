@@ -347,7 +347,7 @@ def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     runs, skipped = plan(counts, seeds, per_class, n_train)
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)
-    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
     meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
             "skipped": skipped}  # fmt: skip
     names = queue(runs, tag, root, set_args(overrides)) if runs else []
