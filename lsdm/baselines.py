@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from lsdm import paths
+from lsdm.config import METHOD_NAMES
 
-METHOD_NAMES = ("pixel_wgan", "lsdm_paired_only", "latent_flow")
 BASELINE_DATA = paths.DATA / "baselines"
 BASELINE_RESULTS = paths.RESULTS / "baselines"
 

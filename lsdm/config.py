@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from lsdm.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
+# The baselines `methods:` may name; lsdm.baselines implements each (asserted there). Kept here so
+# that validating params does not import torch.
+METHOD_NAMES = ("pixel_wgan", "lsdm_paired_only", "latent_flow")
 
 
 def registered(name: str, registry: dict, what: str) -> str:
@@ -60,6 +63,7 @@ class SplitParams(Section):
 class SRParams(Section):
     factor: int = Field(4, ge=2)  # condition = image downsampled by this factor (28 -> 7, 64 -> 16)
     back_projection: int = Field(5, ge=0)  # iterations of back-projection on outputs (0: raw D(G(x, eta)))
+    encoder_width: PositiveInt = 8  # channels of the matcher's conv encoder of x (the second conv has twice)
 
 
 class LatentParams(Section):
@@ -215,8 +219,6 @@ class Params(Section):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
-        from lsdm.baselines import METHOD_NAMES
-
         unknown = [m for m in v if m not in METHOD_NAMES]
         if unknown or len(set(v)) != len(v):
             raise ValueError(f"unknown or repeated baselines {unknown or v}; allowed: {list(METHOD_NAMES)}")

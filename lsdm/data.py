@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import hashlib
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
 from lsdm.errors import ParamsError
 from lsdm.schemas import UNLABELLED
 from lsdm.sources.base import RawImages
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that make tensors: prepare and split, which only move
+# tables, then start without its ~3 s import (8 stages pay it otherwise).
 
 
 def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
@@ -27,6 +34,8 @@ def conform(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     n, h, w, c = images.shape
     if (h, w, c) == (size, size, channels):
         return images
+    import torch
+
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     if c != channels:
         x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
@@ -75,6 +84,8 @@ def images_table(raw: RawImages, test_fraction: float, seed: int, limit: int | N
 
 def to_tensor(df: pd.DataFrame) -> torch.Tensor:
     """IMAGES rows -> float tensor [N, C, H, W] in [0, 1]."""
+    import torch
+
     h, w, c = (int(df[k].iloc[0]) for k in ("height", "width", "channels"))
     buf = np.frombuffer(b"".join(df["image"]), dtype=np.uint8).reshape(len(df), h, w, c)
     return torch.from_numpy(buf.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
@@ -82,6 +93,8 @@ def to_tensor(df: pd.DataFrame) -> torch.Tensor:
 
 def labels_tensor(df: pd.DataFrame) -> torch.Tensor:
     """The `label` column as an int64 tensor (a copy: Parquet-backed arrays are read-only)."""
+    import torch
+
     return torch.tensor(df["label"].to_numpy(), dtype=torch.int64)
 
 

@@ -7,12 +7,12 @@ with the same three members in TASKS; `task:` in params.yaml then accepts its na
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
-import torch
 
-from lsdm.superres import downsample
+if TYPE_CHECKING:  # not imported at run time: params validation reads TASKS without torch
+    import torch
 
 
 class Task(Protocol):
@@ -37,18 +37,21 @@ class ClassConditional:
 
 
 class SuperResolution:
-    """x is the image downsampled by `factor` (area); G and f see it through a small conv net."""
+    """x is the image downsampled by `factor` (area); G and f see it through a small conv net
+    `encoder_width` channels wide."""
 
     name = "super_resolution"
 
-    def __init__(self, factor: int = 4):
-        self.factor = factor
+    def __init__(self, factor: int = 4, encoder_width: int = 8):
+        self.factor, self.encoder_width = factor, encoder_width
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
         size, channels = int(images["height"].iloc[0]), int(images["channels"].iloc[0])
-        return {"kind": "image", "channels": channels, "size": size // self.factor}
+        return {"kind": "image", "channels": channels, "size": size // self.factor, "width": self.encoder_width}
 
     def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        from lsdm.superres import downsample
+
         return downsample(images, self.factor)
 
 
@@ -58,5 +61,5 @@ TASKS: dict[str, type] = {"class_conditional": ClassConditional, "super_resoluti
 def make_task(params) -> Task:
     """The task named by `params.task`, configured by its own params section where it has one."""
     if params.task == "super_resolution":
-        return SuperResolution(params.sr.factor)
+        return SuperResolution(params.sr.factor, params.sr.encoder_width)
     return TASKS[params.task]()

@@ -25,6 +25,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def adam(params, lr: float, **kwargs) -> torch.optim.Adam:
+    """Adam with the fused kernel: one op updates every parameter, instead of a dozen small ops
+    per tensor (~10% of a small model's step on the CPU; the same update up to rounding)."""
+    return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+
+
 def _batch(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(0, n, (batch_size,), generator=gen)  # with replacement: works for n < batch_size
 
@@ -50,7 +56,7 @@ def minimise(
     """Adam with a cosine-decayed learning rate on `batch_loss(indices, generator)`, batches of
     `batch_size` indices drawn from range(n); logs the loss as `metric` every `log_every` steps."""
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
     model.train()
     with _progress(steps, desc) as bar:
@@ -104,7 +110,7 @@ def train_classifier(
     """Cross-entropy over shuffled epochs, images randomly shifted by up to `shift` of their size;
     logs the mean loss and accuracy per epoch."""
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)
     model.train()
     n = len(images)
     steps_per_epoch = (n + batch_size - 1) // batch_size
@@ -150,25 +156,26 @@ def critic_objective(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves.
 
-    Same value as `gradient_penalty` plus two separate critic calls, computed in one forward pass
-    over [real; fake; interpolates], with the condition encoded once (`critic.score(cond(x), z)`):
-    on the CPU small networks are dominated by per-call overhead, and a conv condition encoder
-    (super-resolution) by its FLOPs, so this is 2-3x faster. Requires a critic without batch
-    statistics (no BatchNorm).
+    Same value as `gradient_penalty` plus two separate critic calls, with the condition encoded once
+    (`critic.encode(x)`) and scored against the real and fake codes in one pass
+    (`critic.score(h, [z_real; z_fake])`): on the CPU small networks are dominated by per-call
+    overhead, and a conv condition encoder (super-resolution) by its FLOPs. The interpolates get
+    their own pass, so the penalty's double backward runs over B rows, not 3B. Requires a critic
+    without batch statistics (no BatchNorm).
 
-    A critic whose `grad_z f` does not depend on c (`critic.penalty_ignores_condition`: an MLP over
-    [c, z] with LeakyReLU, where c only moves piecewise-constant masks) gets the condition detached
-    at the interpolates: same gradients, and the penalty's double backward skips the condition
-    encoder (SR matcher ~1.15x faster). A projection critic's grad_z f is linear in c: not detached.
+    A critic whose grad_z f does not depend on the encoded condition (`critic.penalty_ignores_condition`:
+    an MLP with LeakyReLU, where h only moves piecewise-constant masks) gets h detached at the
+    interpolates: same gradients, and the double backward skips the condition encoder. A
+    projection critic's grad_z f is linear in h: not detached.
     """
     b = z_real.shape[0]
     alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
     z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
-    c = critic.cond(x)
-    c_hat = c.detach() if getattr(critic, "penalty_ignores_condition", False) else c
-    out = critic.score(torch.cat([c, c, c_hat]), torch.cat([z_real, z_fake, z_hat]))
-    w1 = out[:b].mean() - out[b : 2 * b].mean()
-    (grad,) = torch.autograd.grad(out[2 * b :].sum(), z_hat, create_graph=True)
+    h = critic.encode(x)
+    out = critic.score(h, torch.cat([z_real, z_fake]))
+    w1 = out[:b].mean() - out[b:].mean()
+    h_hat = h.detach() if getattr(critic, "penalty_ignores_condition", False) else h
+    (grad,) = torch.autograd.grad(critic.score(h_hat, z_hat).sum(), z_hat, create_graph=True)
     gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 
@@ -195,8 +202,8 @@ def train_wgan_gp(
     """
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     G, f = matcher.generator, matcher.critic
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
-    opt_f = torch.optim.Adam(f.parameters(), lr=lr, betas=(0.5, 0.9))
+    opt_g = adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
+    opt_f = adam(f.parameters(), lr=lr, betas=(0.5, 0.9))
     # Cosine decay of both learning rates: late small steps let G settle on the pairs' modes
     # instead of orbiting them (default run: label accuracy 0.970 -> 0.984 at equal steps).
     sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=lr * 0.05)
@@ -205,12 +212,12 @@ def train_wgan_gp(
     matcher.train()
     with _progress(steps, desc) as bar:
         for step in range(1, steps + 1):
-            for _ in range(n_critic):
-                idx = _batch(n, batch_size, gen).to(z.device)
-                x, z_real = cond[idx], z[idx]
-                with torch.no_grad():
-                    z_fake = G(x)
-                loss_f, w1, gp = critic_objective(f, x, z_real, z_fake, gp_weight)
+            # G is fixed while the critic learns: its codes for all n_critic batches come from one call
+            idx = _batch(n, n_critic * batch_size, gen).to(z.device)
+            with torch.no_grad():
+                fakes = G(cond[idx]).split(batch_size)
+            for rows, z_fake in zip(idx.split(batch_size), fakes):
+                loss_f, w1, gp = critic_objective(f, cond[rows], z[rows], z_fake, gp_weight)
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 opt_f.step()

@@ -125,5 +125,17 @@ def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name
             gp = gradient_penalty(m.critic, x, z_real, z_fake)
             loss = -(m.critic(x, z_real).mean() - m.critic(x, z_fake).mean()) + 10.0 * gp
         loss.backward()
-        grads.append([p.grad.clone() for p in m.critic.cond.parameters()])
+        grads.append([p.grad.clone() for p in m.critic.parameters()])
     assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(*grads))
+
+
+def test_critic_scores_blocks_of_codes_against_one_encoded_condition():
+    """score(encode(x), [z1; z2]) is the MLP on [cond(x), z] for each block: the split first layer
+    changes the cost, not the function."""
+    torch.manual_seed(0)
+    f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], condition={"kind": "image", "channels": 1, "size": 7})).critic
+    x, z1, z2 = torch.rand(5, 1, 7, 7), torch.randn(5, 8), torch.randn(5, 8)
+    c = f.cond(x)
+    want = torch.cat([f.net(torch.cat([c, z], 1)).squeeze(1) for z in (z1, z2)])
+    assert torch.allclose(f.score(f.encode(x), torch.cat([z1, z2])), want, atol=1e-6)
+    assert torch.allclose(f(x, z2), want[5:], atol=1e-6)

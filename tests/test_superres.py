@@ -51,14 +51,15 @@ def test_consistency_is_high_for_a_consistent_output():
 def test_sr_task_conditions_feed_the_matcher():
     import pandas as pd
 
-    task = SuperResolution(factor=4)
+    task = SuperResolution(factor=4, encoder_width=6)
     spec = task.condition_spec(pd.DataFrame({"height": [28], "channels": [1]}))
-    assert spec == {"kind": "image", "channels": 1, "size": 7}
+    assert spec == {"kind": "image", "channels": 1, "size": 7, "width": 6}
     y = torch.rand(5, 1, 28, 28)
     x = task.conditions(y, torch.zeros(5))
     m = build("wgan_gp_mlp", dict(condition=spec, z_dim=8, noise_dim=4, width=32, depth=2))
     z = m(x)
     assert x.shape == (5, 1, 7, 7) and z.shape == (5, 8) and m.critic(x, z).shape == (5,)
+    assert [c.out_channels for c in m.critic.cond.modules() if isinstance(c, torch.nn.Conv2d)] == [6, 12]
 
 
 def test_fidelity_spread_and_grid():

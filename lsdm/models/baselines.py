@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from lsdm.models.matcher import Matcher, condition_encoder, mlp
+from lsdm.models.matcher import Matcher, condition_encoder, mlp, per_block
 
 
 class PixelGenerator(nn.Module):
@@ -60,12 +60,17 @@ class PixelCritic(nn.Module):
         self.embed = nn.Linear(cond_dim, 4 * width, bias=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.score(self.cond(x), y)  # [B]
+        return self.score(self.encode(x), y)  # [B]
 
-    def score(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """f from already-encoded conditions c = cond(x) (see `lsdm.train.critic_objective`)."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The condition's projection vector embed(cond(x)): [B, 4w]."""
+        return self.embed(self.cond(x))
+
+    def score(self, e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """f for images y [k*B, C, H, W], k blocks of B against encoded conditions e [B, 4w]
+        (see `lsdm.train.critic_objective`)."""
         h = self.body(y)
-        return self.out(h).squeeze(1) + (self.embed(c) * h).sum(1)  # [B]
+        return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)  # [k*B]
 
 
 def pixel_wgan(condition: dict, image_size: int, channels: int, noise_dim: int, width: int) -> Matcher:

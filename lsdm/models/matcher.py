@@ -9,6 +9,7 @@ low-resolution image for super-resolution.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -34,21 +35,38 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
-    """f(x, z): no normalisation layers, since the gradient penalty is taken per sample."""
+    """f(x, z) = MLP([cond(x), z]): no normalisation layers, since the gradient penalty is taken per sample.
 
-    penalty_ignores_condition = True  # grad_z f is piecewise constant in c (see critic_objective)
+    Training scores three codes per condition (real, fake, interpolated; `lsdm.train.critic_objective`),
+    so the condition's share of the first layer, W_c cond(x) + b, is computed once (`encode`) and
+    added to each code's share W_z z (`score`): the same function as the MLP on the concatenation.
+    """
+
+    penalty_ignores_condition = True  # grad_z f is piecewise constant in encode(x) (see critic_objective)
 
     def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int):
         super().__init__()
-        self.cond = cond
+        self.cond, self.cond_dim = cond, cond_dim
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.score(self.cond(x), z)  # [B]
+        return self.score(self.encode(x), z)  # [B]
 
-    def score(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """f from already-encoded conditions c = cond(x): lets training encode x once per batch."""
-        return self.net(torch.cat([c, z], dim=1)).squeeze(1)  # [B]
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The condition's pre-activation share of the first layer, W_c cond(x) + b: [B, width]."""
+        first = self.net[0]
+        return F.linear(self.cond(x), first.weight[:, : self.cond_dim], first.bias)
+
+    def score(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f for codes z [k*B, z_dim], k blocks of B rows each scored against encoded conditions h [B, width]."""
+        pre = per_block(F.linear(z, self.net[0].weight[:, self.cond_dim :]), h, torch.add)
+        return self.net[1:](pre).squeeze(1)  # [k*B]
+
+
+def per_block(rows: torch.Tensor, h: torch.Tensor, op) -> torch.Tensor:
+    """op(rows, h) with rows [k*B, ...] taken as k blocks of B, each block against h [B, ...]:
+    how a critic scores several codes per condition without repeating the condition."""
+    return op(rows.unflatten(0, (-1, len(h))), h).flatten(0, 1)
 
 
 class Matcher(nn.Module):
@@ -78,10 +96,12 @@ class ConvCondition(nn.Module):
 
     A 3x3 conv at the input's resolution keeps local detail, a stride-2 one halves it (7 -> 4 px for
     MNIST, 16 -> 8 for 64-px faces), and average pooling caps it at 4x4 so the head stays small.
-    The stride replaced adaptive pooling 7 -> 4, which alone was ~9% of a CPU matcher step.
+    It runs on every critic batch, so its width (`sr.encoder_width`) is a speed/quality trade: 8/16
+    channels instead of 16/32 keep a fresh super-resolution run on MNIST under 5 CPU minutes, at
+    FID(evalnet) 98 vs 89; 64 output features instead of 128 cost as much again (111). See the README.
     """
 
-    def __init__(self, channels: int, size: int, width: int = 16, out_dim: int = 128):
+    def __init__(self, channels: int, size: int, width: int = 8, out_dim: int = 128):
         super().__init__()
         side = (size + 1) // 2  # after the stride-2 conv (padding 1)
         pool = [nn.AdaptiveAvgPool2d(4)] if side > 4 else []
@@ -101,7 +121,7 @@ def condition_encoder(kind: str, **spec) -> tuple[nn.Module, int]:
     if kind == "label":
         return OneHot(spec["n_classes"]), spec["n_classes"]
     if kind == "image":
-        enc = ConvCondition(spec["channels"], spec["size"])
+        enc = ConvCondition(**spec)  # channels, size and, from the task, width
         return enc, enc.net[-2].out_features
     raise ValueError(f"unknown condition kind {kind!r}; allowed: ['label', 'image']")
 
