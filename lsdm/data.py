@@ -7,7 +7,6 @@ it does not depend on the order a source lists its images in.
 from __future__ import annotations
 
 import hashlib
-
 from typing import TYPE_CHECKING
 
 import numpy as np
