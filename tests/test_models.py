@@ -106,7 +106,7 @@ def test_fused_critic_objective_equals_separate_terms():
 @pytest.mark.parametrize("name", ["wgan_gp_mlp", "pixel_wgan"])
 def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name):
     """The fused objective detaches the condition at the interpolates only where that is exact (the
-    MLP critic); the projection critic keeps it. Either way the encoder's gradients are the reference's."""
+    MLP critic); the projection critic keeps it. Either way every critic parameter's gradient is the reference's."""
     from lsdm.train import critic_objective
 
     cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7})

@@ -98,7 +98,7 @@ class ConvCondition(nn.Module):
     MNIST, 16 -> 8 for 64-px faces), and average pooling caps it at 4x4 so the head stays small.
     It runs on every critic batch, so its width (`sr.encoder_width`) is a speed/quality trade: 8/16
     channels instead of 16/32 keep a fresh super-resolution run on MNIST under 5 CPU minutes, at
-    FID(evalnet) 98 vs 89; 64 output features instead of 128 cost as much again (111). See the README.
+    FID(evalnet) 98 vs 92; 64 output features instead of 128 cost more again (111). See the README.
     """
 
     def __init__(self, channels: int, size: int, width: int = 8, out_dim: int = 128):
