@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -127,11 +126,11 @@ def paired_inputs(params, device: torch.device, root: str | Path = "."):
 
 def shared_latents(ids, device: torch.device, root: str | Path = ".") -> torch.Tensor:
     """The shared (fit_latent/encode) standardised latents of the given ids, in that order."""
+    from lsdm.data import codes
     from lsdm.io import read_table
     from lsdm.schemas import LATENTS
 
-    table = read_table(Path(root) / paths.LATENTS, LATENTS).set_index("id").loc[ids]
-    return torch.from_numpy(np.stack(table["z"].to_numpy())).float().to(device)
+    return codes(read_table(Path(root) / paths.LATENTS, LATENTS), ids).to(device)
 
 
 # --- fit functions ---------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def fit_lsdm_paired_only(params, device: torch.device, out_dir: Path, track: Tra
     mean, std = z.mean(0), z.std(0, unbiased=False) + 1e-8
     zs = ((z - mean) / std).float()
     m_config = dict(condition=task.condition_spec(images), z_dim=p.dim, noise_dim=p.noise_dim, width=p.width,
-                    depth=p.depth)  # fmt: skip
+                    depth=p.depth, critic=p.critic)  # fmt: skip
     seed_everything(p.seed)
     matcher = build("wgan_gp_mlp", m_config).to(device)
     t1 = time.perf_counter()

@@ -22,7 +22,8 @@ import pandas as pd
 from lsdm import paths
 
 REPORT = paths.REPORTS / "comparison.md"
-FIGURES = paths.REPORTS / "figures" / "comparison"
+# not under reports/figures/: that folder is the report stage's DVC output, deleted on every rerun
+FIGURES = paths.REPORTS / "comparison"
 
 # (column, label, higher is better) in display order; only those present are shown.
 METRICS: list[tuple[str, str, bool]] = [
@@ -344,7 +345,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     ]:
         made = fn(figs / name)
         if made:
-            lines += [f"![{caption}](figures/comparison/{name})", ""]
+            lines += [f"![{caption}](comparison/{name})", ""]
         else:
             lines += [f"- {caption}: not drawn (the metrics it needs are not in the table).", ""]
     grids = [root / g for g in meta.get("grids") or [] if (root / g).exists()]
@@ -357,7 +358,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
             shutil.copy(g, figs / g.name)
             # results/evaluate/samples.png is LSDM's; a baseline's grid is named after its sampler
             heads.append("lsdm" if g.name.startswith("evaluate__") else g.stem.split("__")[-1])
-            cells.append(f"![{g.stem}](figures/comparison/{g.name})")
+            cells.append(f"![{g.stem}](comparison/{g.name})")
         lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
     else:
         lines += ["No sample grids were found in the experiments.", ""]

@@ -43,8 +43,19 @@ class DataParams(Section):
     channels: Literal[1, 3] = 1  # 1: grayscale, 3: RGB
     on_corrupt: Literal["error", "skip"] = "error"  # an unreadable image file: stop, or skip and count
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # held out of training for model selection (evaluate.split: val); test is judged once, at the end
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit: PositiveInt | None = None  # keep only this many images (stratified), for quick runs
     seed: int = 0  # train/test assignment
+
+    @model_validator(mode="after")
+    def _room_for_training(self) -> "DataParams":
+        if self.test_fraction + self.val_fraction >= 1.0:
+            raise ValueError(
+                f"data.test_fraction + data.val_fraction = {self.test_fraction} + {self.val_fraction}: "
+                "must be below 1 (the rest is the training split)"
+            )
+        return self
 
     @field_validator("source")
     @classmethod
@@ -77,6 +88,12 @@ class LatentParams(Section):
 
 
 class MatcherParams(Section):
+    # how the critic sees the condition: concat (MLP on [cond(x), z]) | projection (a head per class
+    # on shared features of z); see lsdm/models/matcher.py and the README's matcher section
+    critic: Literal["concat", "projection"] = "projection"
+    # weight of the marginal W1 term (G's pooled codes vs every latent of the pool): 0 = the
+    # paper's method ("LSDM"), > 0 = our extension ("LSDM + marginal")
+    marginal_weight: float = Field(1.0, ge=0.0)
     noise_dim: PositiveInt = 16
     width: PositiveInt = 256
     depth: PositiveInt = 3
@@ -84,7 +101,7 @@ class MatcherParams(Section):
     gp_weight: float = Field(10.0, ge=0.0)
     steps: PositiveInt = 2000  # generator steps (learning rates decay on a cosine)
     batch_size: PositiveInt = 128
-    lr: PositiveFloat = 2e-4
+    lr: PositiveFloat = 1e-3
     seed: int = 0
 
 
@@ -101,6 +118,8 @@ class EvaluateParams(Section):
 
     # generation seeds (mean ± std over them); the first gives the headline numbers and the grid
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # the held-out images judged: val for choosing settings (sweeps, tuning), test once at the end
+    split: Literal["val", "test"] = "test"
     n_samples: PositiveInt | None = None  # real-test images used (as many generated); null = the whole test split
     batch_size: PositiveInt = 500  # generation batch (also the throughput figure's batch)
     grid_per_class: PositiveInt = 10  # columns of the sample grid
@@ -147,13 +166,14 @@ class PairedOnlyParams(Section):
     ae_lr: PositiveFloat = 2e-3
     noise: float = Field(0.1, ge=0.0)
     noise_dim: PositiveInt = 16  # matcher, as `matcher`
+    critic: Literal["concat", "projection"] = "projection"
     width: PositiveInt = 256
     depth: PositiveInt = 3
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
     steps: PositiveInt = 2000
     batch_size: PositiveInt = 128
-    lr: PositiveFloat = 2e-4
+    lr: PositiveFloat = 1e-3
     seed: int = 0
 
 
@@ -165,7 +185,7 @@ class LatentFlowParams(Section):
     steps: PositiveInt = 12000  # velocity-network updates (the matcher's 2000 x (5 critic + 1 generator))
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
-    nfe: list[PositiveInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    nfe: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 10, 50, 100], min_length=1)
     solver: Literal["euler", "heun"] = "euler"  # heun: 2 evaluations per step, so steps = nfe / 2
     seed: int = 0
 
@@ -183,6 +203,19 @@ class SweepParams(Section):
     counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
     set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides for every run (e.g. methods, budgets)
+    # more LSDM runs per cell, without the baselines: name -> dotted overrides (e.g. the paper's matcher
+    # beside the default one); each shows in the comparison as a method of that name
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        import re
+
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("lsdm", *METHOD_NAMES):
+                raise ValueError(f"variant name {name!r}: lower-case letters, digits and '_', not 'lsdm' or a baseline's")
+        return v
 
     @field_validator("set")
     @classmethod
@@ -286,6 +319,13 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def variant_name(matcher: MatcherParams) -> str:
+    """What reports call the matcher that ran: "LSDM" is the paper's method (pairs only in the
+    matching stage), "LSDM + marginal" ours; the critic's conditioning in brackets."""
+    name = "LSDM + marginal" if matcher.marginal_weight > 0 else "LSDM"
+    return f"{name} ({matcher.critic} critic)"
 
 
 def resolve_device(name: str):

@@ -44,16 +44,30 @@ def conform(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, seed: int) -> np.ndarray:
-    """train/test per row of `df` (columns id, label, rank, pos, size); see RawImages.split_by."""
+def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, val_fraction: float = 0.0) -> np.ndarray:
+    """train/val/test per row of `df` (columns id, label, rank, pos, size, and `given` for a source's
+    own split); see RawImages.split_by.
+
+    Test is cut first and does not depend on `val_fraction`: adding a validation split moves
+    images from train to val, never into or out of test. Validation is the next band of the same
+    ranking (the next `val_fraction` of each class, or of the hash range); with a given split it is
+    the lowest `val_fraction` of the hash range among the given training images.
+    """
+    rank = df["rank"] / 2.0**64  # uniform in [0, 1)
+    if split_by == "given":
+        return np.where((df["given"] == "train") & (rank < val_fraction), "val", df["given"])
     if split_by == "hash":  # threshold on the hash: an image keeps its split when others are added
-        return np.where(df["rank"] < test_fraction * 2.0**64, "test", "train")
-    return np.where(df["pos"] < np.round(df["size"] * test_fraction), "test", "train")
+        return np.select([rank < test_fraction, rank < test_fraction + val_fraction], ["test", "val"], "train")
+    n_test = np.round(df["size"] * test_fraction)
+    n_val = np.round(df["size"] * (test_fraction + val_fraction)) - n_test
+    return np.select([df["pos"] < n_test, df["pos"] < n_test + n_val], ["test", "val"], "train")
 
 
-def images_table(raw: RawImages, test_fraction: float, seed: int, limit: int | None = None) -> pd.DataFrame:
-    """Build the IMAGES table with its train/test split (`raw.split_by`), optionally keeping only
-    `limit` images, stratified: per class, the lowest-ranked ids by a seeded hash."""
+def images_table(
+    raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
+) -> pd.DataFrame:
+    """Build the IMAGES table with its train/val/test split (`raw.split_by`, `assign_split`),
+    optionally keeping only `limit` images, stratified: per class, the lowest-ranked ids by a seeded hash."""
     n, h, w, c = raw.images.shape
     df = pd.DataFrame({"id": raw.ids, "label": raw.labels.astype(np.int64), "row": np.arange(n)})
     if raw.splits is not None:
@@ -66,7 +80,7 @@ def images_table(raw: RawImages, test_fraction: float, seed: int, limit: int | N
         keep = df["size"] * limit / n  # per-class quota, proportional to class size
         df = df[df["pos"] < np.maximum(1, np.round(keep))]
         df["size"] = df.groupby("label")["id"].transform("size")
-    df["split"] = df["given"] if raw.split_by == "given" else assign_split(df, raw.split_by, test_fraction, seed)
+    df["split"] = assign_split(df, raw.split_by, test_fraction, val_fraction)
     df = df.sort_values("id")
     return pd.DataFrame(
         {
@@ -97,8 +111,17 @@ def labels_tensor(df: pd.DataFrame) -> torch.Tensor:
     return torch.tensor(df["label"].to_numpy(), dtype=torch.int64)
 
 
+def codes(latents: pd.DataFrame, ids: pd.Series) -> torch.Tensor:
+    """The `z` column of LATENTS rows for `ids`, in that order, as a float tensor [len(ids), d]."""
+    import torch
+
+    z = latents.set_index("id").loc[ids, "z"].to_numpy()
+    return torch.from_numpy(np.stack(z)).float()
+
+
 def latent_pool(images: pd.DataFrame) -> pd.DataFrame:
-    """Ids of every training image, paired or not: the data the latent space is fitted on.
+    """Ids of every training image, paired or not: the data the latent space is fitted on
+    (validation and test images are held out of it, as out of every fit).
 
     Depends on the images table alone, never on the paired-subset parameters, so its file is
     byte-identical when only those change and DVC skips fit_latent and encode.

@@ -31,7 +31,8 @@ from torch import nn
 from lsdm import paths
 from lsdm.bound import critic_w1
 from lsdm.config import EvaluateParams, Params
-from lsdm.data import labels_tensor, to_tensor
+from lsdm.data import codes, labels_tensor, to_tensor
+from lsdm.errors import ParamsError
 from lsdm.features import evalnet_features, load_inception, load_lpips, pairwise_same_condition
 from lsdm.generate import fixed_noise, sample
 from lsdm.geometry import prdc, prdc_many, within_class_diversity
@@ -54,8 +55,7 @@ SR_GRID_ROWS, SR_GRID_DRAWS = 8, 3
 
 def latents_of(ids: pd.Series, device: torch.device) -> torch.Tensor:
     """Standardised latents (the matcher's space) of the given image ids, in that order."""
-    table = read_table(paths.LATENTS, LATENTS).set_index("id").loc[ids]
-    return torch.from_numpy(np.stack(table["z"].to_numpy())).float().to(device)
+    return codes(read_table(paths.LATENTS, LATENTS), ids).to(device)
 
 
 def stage_seconds(results: Path = paths.RESULTS) -> dict[str, float | None]:
@@ -113,7 +113,11 @@ class Reference:
     def load(cls, params: Params, device: torch.device) -> "Reference":
         p, task = params.evaluate, make_task(params)
         images = read_table(paths.IMAGES, IMAGES)
-        test, train = images[images["split"] == "test"], images[images["split"] == "train"]
+        # the held-out set judged: `val` while choosing settings, `test` once at the end
+        test, train = images[images["split"] == p.split], images[images["split"] == "train"]
+        if test.empty:
+            raise ParamsError(f"evaluate.split = {p.split!r}: the prepared data has no {p.split} images "
+                              f"(data.val_fraction / data.test_fraction)")
         if p.n_samples is not None and p.n_samples < len(test):
             test = test.sample(p.n_samples, random_state=p.seeds[0]).sort_values("id")
         y_test, labels = to_tensor(test).to(device), labels_tensor(test).to(device)
@@ -225,6 +229,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
     eta_bs = fixed_noise(bs, sampler.noise_dim, seed0, device)
     _, seconds = timed(lambda: sampler(cond[:bs], eta_bs), device)
     metrics = {
+        "split": p.split,  # which held-out images every number here is computed on
         "device": device.type,
         "n_samples": len(fake0),
         "seeds": list(p.seeds),

@@ -16,7 +16,8 @@ import yaml  # noqa: E402
 # The curves each training stage logs, and what they show.
 CURVES = {
     "fit_latent": (["train/mse"], "Autoencoder reconstruction MSE (training batches)"),
-    "fit_matcher": (["critic/w1", "generator/loss"], "Matcher: critic's W1 estimate and generator loss"),
+    "fit_matcher": (["critic/w1", "critic/w1_marginal", "generator/loss"],
+                    "Matcher: the critic's W1 estimates (joint; marginal, when weighted) and generator loss"),
     "eval_net": (["train/loss", "train/accuracy"], "Evaluation net: loss and accuracy per epoch"),
 }
 
@@ -288,8 +289,14 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
     e = metrics.get("eval", {})
     split, data = params.get("split", {}), params.get("data", {})
     seeds = e.get("seeds") or params.get("evaluate", {}).get("seeds") or []
+    matcher = metrics.get("matcher", {})
+    held_out = e.get("split", "test")
     lines = [
         "# LSDM run report",
+        "",
+        f"Matcher: **{matcher.get('variant', 'LSDM')}** — \"LSDM\" is the paper's method (the matching stage "
+        "sees the pairs only), \"LSDM + marginal\" ours (G's codes pooled over conditions also match the "
+        f"latents of all {matcher.get('n_pool') or 'the'} pool images; weight `matcher.marginal_weight`).",
         "",
         f"Task **{params.get('task', 'class_conditional')}** on data source **{data.get('source')}**, "
         + (f"{split.get('n_paired_per_class')} paired images per class" if e.get("label_accuracy") is not None
@@ -300,7 +307,10 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "",
         "## Metrics",
         "",
-        f"One generated sample per real test image ({e.get('n_samples')} images), conditioned on "
+        f"Every number below is computed on the **{held_out}** split"
+        + (" (held-out images never used to choose any setting; judged once)." if held_out == "test" else
+           " (held out of every fit; used to choose settings, so not a final score).")
+        + f" One generated sample per real {held_out} image ({e.get('n_samples')} images), conditioned on "
         f"{'its downsampled self' if 'bicubic' in e else 'its label'}. "
         f"Values are for noise seed {seeds[0] if seeds else '?'}; the next column repeats the metric over "
         f"{len(seeds)} seeds (mean ± std), so a difference between two runs smaller than the std is noise. "

@@ -6,7 +6,7 @@ import numpy as np
 import pandera.pandas as pa
 import pyarrow
 
-SPLITS = ["train", "test"]
+SPLITS = ["train", "val", "test"]  # val: held out from training, for model selection (never test)
 UNLABELLED = -1  # label of an image without a class (super-resolution, flat image folders)
 
 

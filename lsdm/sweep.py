@@ -95,14 +95,19 @@ def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.Complete
     return p
 
 
-def queue(runs, tag: str, root: Path, extra: list[str] = ()) -> list[str]:
-    """One `dvc exp run --queue` per (param, count, seed), named TAG-nCOUNT-sSEED; `extra`: more dvc args."""
+VARIANT_RE = re.compile(r"-n\d+-s-?\d+--(?P<variant>[a-z][a-z0-9_]*)$")
+
+
+def queue(runs, tag: str, root: Path, extra: list[str] = (), variants: dict[str, list[str]] | None = None) -> list[str]:
+    """One `dvc exp run --queue` per (param, count, seed), named TAG-nCOUNT-sSEED; `extra`: more dvc
+    args. Each of `variants` (name -> its dvc args) adds a run TAG-nCOUNT-sSEED--NAME per cell."""
     names = []
     for key, n, seed in runs:
-        name = f"{tag}-n{n}-s{seed}"
-        _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *extra], root)
-        names.append(name)
-        print(f"queued {name}", flush=True)
+        for suffix, args in [("", extra), *((f"--{v}", a) for v, a in (variants or {}).items())]:
+            name = f"{tag}-n{n}-s{seed}{suffix}"
+            _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *args], root)
+            names.append(name)
+            print(f"queued {name}", flush=True)
     return names
 
 
@@ -190,11 +195,15 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
         "data_source": (params.get("data") or {}).get("source"),
     }
     metrics = _metric_data(data)
+    hit = VARIANT_RE.search(str(name))
+    variant = hit["variant"] if hit else None
+    lsdm = variant or "lsdm"  # a variant run is LSDM alone, under the variant's name
     rows = []
     if LSDM_EVAL in metrics or "results/fit_matcher/metrics.json" in metrics:
         m = metrics.get(LSDM_EVAL, {})
+        fit = metrics.get("results/fit_matcher/metrics.json", {})
         rows.append({
-            **base, "method": "lsdm", "sampler": "lsdm", "nfe": 1,
+            **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
             "train_seconds": _seconds(metrics.get("results/fit_matcher/metrics.json", {}), "matcher"),
             "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
             **flatten({"eval": m.get("eval", {})}),
@@ -207,6 +216,8 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
         if isinstance(bicubic, dict):  # super-resolution: judged in LSDM's evaluate, on the same test set
             rows.append({**base, "method": "bicubic", "sampler": "bicubic", "nfe": 0, "train_seconds": 0.0,
                          **flatten({"eval": bicubic})})  # fmt: skip
+    if variant:  # its baselines' files, if any, are the commit's, not this run's
+        return rows
     by_method: dict[str, dict] = {}
     for path, m in metrics.items():
         hit = BASELINE_RE.match(path)
@@ -328,7 +339,17 @@ def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     overrides = {**sweep.set, **(overrides or {})}
     # one check, as params.yaml's: the sweep section as it will run, and every run's params
     load_params(root / PARAMS_FILE, {"sweep.counts": counts, "sweep.seeds": seeds, "sweep.set": overrides, **overrides})
+    for name, extra in sweep.variants.items():
+        try:
+            load_params(root / PARAMS_FILE, {**overrides, **variant_overrides(extra)})
+        except ParamsError as e:
+            raise ParamsError(f"sweep.variants.{name}: {e}") from None
     return counts, seeds, overrides
+
+
+def variant_overrides(extra: dict[str, Any]) -> dict[str, Any]:
+    """A variant run's own overrides: LSDM alone (no baselines), then the variant's keys."""
+    return {"methods": [], **extra}
 
 
 def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
@@ -348,9 +369,11 @@ def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)
     baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    variants = load_params(root / PARAMS_FILE).sweep.variants
     meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
-            "skipped": skipped}  # fmt: skip
-    names = queue(runs, tag, root, set_args(overrides)) if runs else []
+            "variants": variants, "skipped": skipped}  # fmt: skip
+    variant_args = {v: set_args({**overrides, **variant_overrides(extra)}) for v, extra in variants.items()}
+    names = queue(runs, tag, root, set_args(overrides), variant_args) if runs else []
     return names, meta
 
 

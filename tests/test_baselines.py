@@ -138,7 +138,8 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 def test_params_sections_and_methods_validated():
     assert Params().methods == [] and list(METHOD_NAMES) == list(BASELINES)  # LSDM alone unless asked
-    assert load_params().sweep.set["methods"] == list(METHOD_NAMES)  # a sweep compares them all
+    sweep = load_params().sweep  # the shipped sweep: the matcher against latent flow, and the paper's variant
+    assert sweep.set["methods"] == ["latent_flow"] and sweep.variants["lsdm_paper"] == {"matcher.marginal_weight": 0.0}
     with pytest.raises(ParamsError, match="methods"):
         parse_params({"methods": ["pixel_wgan", "diffusion"]})
     with pytest.raises(ParamsError, match="even"):

@@ -35,6 +35,12 @@ def test_shipped_params_are_valid_and_complete():
         ({"data": {"test_fraction": 1.5}}, ["data.test_fraction", "1.5", "less than 1"]),
         ({"task": "inpainting"}, ["task", "inpainting", "class_conditional"]),
         ({"base": {"device": "tpu"}}, ["base.device", "tpu", "auto"]),
+        ({"matcher": {"critic": "film"}}, ["matcher.critic", "film", "'concat'", "'projection'"]),
+        ({"matcher": {"marginal_weight": -0.5}}, ["matcher.marginal_weight", "-0.5", "greater than or equal to 0"]),
+        ({"matcher": {"marginal_weight": "lots"}}, ["matcher.marginal_weight", "lots"]),
+        ({"evaluate": {"split": "train"}}, ["evaluate.split", "train", "'val'", "'test'"]),
+        ({"data": {"val_fraction": -0.1}}, ["data.val_fraction", "-0.1"]),
+        ({"data": {"test_fraction": 0.5, "val_fraction": 0.5}}, ["data.test_fraction + data.val_fraction", "below 1"]),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(raw, needles):

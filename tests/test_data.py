@@ -114,3 +114,31 @@ def test_unlabelled_data_pairs_by_total_count():
     n_train = int((df["split"] == "train").sum())
     with pytest.raises(ParamsError, match=rf"split.n_paired = 1000.*allowed: 1..{n_train}"):
         paired_subset(df, 3, 1000, seed=0)
+
+
+@pytest.mark.parametrize("split_by", ["stratified", "hash", "given"])
+def test_validation_split_is_held_out_and_leaves_test_unchanged(split_by):
+    """val is cut from the training images only: test is the same with or without it, val meets
+    neither test nor the latent pool nor any paired subset (whatever split.seed draws them), and it
+    depends on data.seed alone, not on the paired-subset params."""
+    raw = fake_raw(n_per_class=40)
+    if split_by != "stratified":
+        given = np.where(np.arange(len(raw.ids)) % 5 == 0, "test", "train") if split_by == "given" else None
+        raw = RawImages(raw.ids, raw.images, raw.labels, split_by=split_by, splits=given)
+    without = images_table(raw, 0.2, seed=0)
+    df = IMAGES.validate(images_table(raw, 0.2, seed=0, val_fraction=0.25))
+    ids = {s: set(df.loc[df["split"] == s, "id"]) for s in ("train", "val", "test")}
+    assert ids["test"] == set(without.loc[without["split"] == "test", "id"])  # test untouched by val
+    assert ids["train"] | ids["val"] == set(without.loc[without["split"] == "train", "id"])
+    assert not ids["val"] & ids["test"] and not ids["val"] & ids["train"]
+    assert 0.15 * 160 <= len(ids["val"]) <= 0.35 * 160  # a quarter of all 160 images (as test_fraction), about
+    if split_by == "stratified":
+        assert (df[df["split"] == "val"].groupby("label").size() == 10).all()  # exact, per class
+    assert set(latent_pool(df)["id"]) == ids["train"]
+    for seed in range(5):
+        assert not set(paired_subset(df, 3, 20, seed=seed)["id"]) & ids["val"]
+    again = images_table(raw, 0.2, seed=0, val_fraction=0.25)
+    pd.testing.assert_frame_equal(df, again)  # deterministic
+    if split_by != "given":  # data.seed redraws it (a given split keeps its own test set)
+        other = images_table(raw, 0.2, seed=1, val_fraction=0.25)
+        assert set(other.loc[other["split"] == "val", "id"]) != ids["val"]

@@ -103,13 +103,13 @@ def test_fused_critic_objective_equals_separate_terms():
     assert torch.allclose(loss, -w1_ref + 10.0 * gp_ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["wgan_gp_mlp", "pixel_wgan"])
-def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name):
+@pytest.mark.parametrize("name, critic", [("wgan_gp_mlp", "concat"), ("wgan_gp_mlp", "projection"), ("pixel_wgan", None)])
+def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name, critic):
     """The fused objective detaches the condition at the interpolates only where that is exact (the
     MLP critic); the projection critic keeps it. Either way every critic parameter's gradient is the reference's."""
     from lsdm.train import critic_objective
 
-    cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7})
+    cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7}, **({"critic": critic} if critic else {}))
     torch.manual_seed(0)
     m = build(name, cfg)
     x = torch.rand(16, 1, 7, 7)
@@ -139,3 +139,86 @@ def test_critic_scores_blocks_of_codes_against_one_encoded_condition():
     want = torch.cat([f.net(torch.cat([c, z], 1)).squeeze(1) for z in (z1, z2)])
     assert torch.allclose(f.score(f.encode(x), torch.cat([z1, z2])), want, atol=1e-6)
     assert torch.allclose(f(x, z2), want[5:], atol=1e-6)
+
+
+def test_projection_critic_is_a_linear_head_per_class_on_shared_features():
+    """With labels, f(x, z) = w.phi(z) + e_x.phi(z): the class only picks the head; and scoring
+    blocks of codes against one encoded condition is the same function as calling f per block."""
+    torch.manual_seed(0)
+    m = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic="projection"))
+    f = m.critic
+    x, z1, z2 = torch.tensor([0, 3, 3, 9]), torch.randn(4, 8), torch.randn(4, 8)
+    h = f.body(z1)
+    heads = f.out.weight[0] + f.embed.weight.T[x]  # [4, width]: one weight vector per class
+    assert torch.allclose(f(x, z1), (h * heads).sum(1) + f.out.bias, atol=1e-5)
+    assert torch.allclose(f.score(f.encode(x), torch.cat([z1, z2])), torch.cat([f(x, z1), f(x, z2)]), atol=1e-6)
+    assert not f.has_marginal  # the marginal head exists only when asked for
+
+
+@pytest.mark.parametrize("critic", ["concat", "projection"])
+def test_marginal_objective_is_w1_and_penalty_of_the_marginal_head(critic):
+    from lsdm.train import marginal_objective
+
+    torch.manual_seed(0)
+    f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic=critic, marginal=True)).critic
+    z_pool, z_fake = torch.randn(16, 8), torch.randn(16, 8) + 1
+    torch.manual_seed(1)
+    loss, w1, gp = marginal_objective(f, z_pool, z_fake, 10.0)
+    torch.manual_seed(1)
+    alpha = torch.rand(16, 1)
+    z_hat = (alpha * z_pool + (1 - alpha) * z_fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(f.marginal(z_hat).sum(), z_hat)
+    gp_ref = ((grad.norm(dim=1) - 1) ** 2).mean()
+    w1_ref = f.marginal(z_pool).mean() - f.marginal(z_fake).mean()
+    assert torch.allclose(w1, w1_ref, atol=1e-6) and torch.allclose(gp, gp_ref, atol=1e-5)
+    assert torch.allclose(loss, -w1_ref + 10.0 * gp_ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("critic", ["concat", "projection"])
+def test_marginal_term_pulls_pooled_codes_toward_the_pool(critic):
+    """Few pairs near 0, a large pool near +3: without the marginal term G copies the pairs; with
+    it G's pooled codes move toward the pool (W1 to both is traded by the weight)."""
+    torch.manual_seed(0)
+    cond = torch.zeros(8, dtype=torch.long)
+    z = torch.randn(8, 2) * 0.3
+    pool = torch.randn(2000, 2) * 0.3 + torch.tensor([3.0, 0.0])
+    means = {}
+    for weight in (0.0, 4.0):
+        torch.manual_seed(0)
+        m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 1}, z_dim=2, noise_dim=2, width=32,
+                                      depth=2, critic=critic, marginal=weight > 0))
+        train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0,
+                      pool=pool, marginal_weight=weight)
+        with torch.no_grad():
+            means[weight] = m(torch.zeros(512, dtype=torch.long))[:, 0].mean().item()
+    assert abs(means[0.0]) < 1.5 and means[4.0] > means[0.0] + 1.0, means
+
+
+def test_marginal_weight_needs_a_pool_and_a_marginal_head():
+    m = build("wgan_gp_mlp", CONFIGS["wgan_gp_mlp"])
+    with pytest.raises(ValueError, match="marginal_weight > 0 needs"):
+        train_wgan_gp(m, torch.zeros(4, dtype=torch.long), torch.randn(4, 8), steps=1, n_critic=1, batch_size=4,
+                      lr=1e-3, gp_weight=10.0, seed=0, pool=None, marginal_weight=1.0)
+
+
+def test_shared_body_objective_equals_the_two_objectives_and_their_gradients():
+    """The projection critic's fused joint + marginal loss (two body passes) is the sum of the
+    separate objectives, in value and in every critic parameter's gradient."""
+    from lsdm.train import critic_objective, marginal_objective, shared_body_objective
+
+    torch.manual_seed(0)
+    f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic="projection", marginal=True)).critic
+    x, z_real, z_fake, z_pool = torch.randint(0, 10, (16,)), torch.randn(16, 8), torch.randn(16, 8), torch.randn(16, 8)
+    results = []
+    for fused in (True, False):
+        f.zero_grad()
+        torch.manual_seed(1)  # the same interpolation points: both draw the joint's alphas first
+        if fused:
+            loss = shared_body_objective(f, x, z_real, z_fake, z_pool, 10.0, 0.7)[0]
+        else:
+            loss = critic_objective(f, x, z_real, z_fake, 10.0)[0] + 0.7 * marginal_objective(f, z_pool, z_fake, 10.0)[0]
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in f.parameters()]))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, atol=1e-4)
+    assert all(torch.allclose(u, v, atol=1e-5, rtol=1e-4) for u, v in zip(ga, gb))

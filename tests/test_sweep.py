@@ -80,15 +80,27 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
             "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0}  # fmt: skip
     report = write_report(df, meta, tmp_path).read_text()
     assert "`matcher.steps=700`" in report and "took 10.0 minutes" in report
-    figs = tmp_path / "reports/figures/comparison"
+    figs = tmp_path / "reports/comparison"
     for png in ("fidelity_vs_pairs.png", "fid_vs_nfe.png", "throughput.png"):
         assert (figs / png).stat().st_size > 1000, png
-        assert f"figures/comparison/{png}" in report
+        assert f"comparison/{png}" in report
     assert "Skipped:** split.n_paired_per_class = 100" in report
     assert "| lsdm | 10.50 ± 0.71 | 1.500 ± 0.707 |" in report  # FID mean ± std over the two seeds
     # the honest reading: LSDM loses to latent_flow on FID at 1 pair but the seeds' spread decides
     assert "LSDM vs latent_flow_nfe10" in report and "pixel_wgan samples faster than LSDM" in report
     assert "images/s is" in report and "x latent_flow_nfe10" in report
+
+
+def test_a_variant_run_is_lsdm_alone_under_the_variant_name():
+    """TAG-nN-sS--NAME is an LSDM-only run (methods: []): its LSDM row is named NAME, and the baselines'
+    metrics files it carries from the commit are not taken as its own."""
+    exp = _exp("sw-n1-s0--lsdm_paper", 1, 0, fid=7.0, flow_fids={10: 1.0})
+    exp["data"]["metrics"]["results/fit_matcher/metrics.json"]["data"]["matcher"]["variant"] = "LSDM (concat critic)"
+    df = collect(_show([_exp("sw-n1-s0", 1, 0, fid=5.0, flow_fids={10: 1.0}), exp]), tag="sw-")
+    paper = df[df["experiment"] == "sw-n1-s0--lsdm_paper"]
+    assert list(paper["sampler"]) == ["lsdm_paper"] and paper["eval.fid_evalnet"].iloc[0] == 7.0
+    assert paper["matcher"].iloc[0] == "LSDM (concat critic)"
+    assert (df["sampler"] == "latent_flow_nfe10").sum() == 1  # from the main run only
 
 
 def test_super_resolution_sweep_has_a_bicubic_row(tmp_path):
@@ -121,30 +133,35 @@ def test_wins_need_to_exceed_the_seeds_spread():
 def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     """2 counts x 1 seed x every method, through `dvc exp run --queue` and `dvc queue start -j 1`;
     a count above the smallest class is skipped, not run; table, report and plots appear."""
-    repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2}, **TINY_BASELINES))
+    variants = {"lsdm_paper": {"matcher.critic": "concat", "matcher.marginal_weight": 0.0}}
+    repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
+                                                    sweep={"variants": variants}, **TINY_BASELINES))
     every = ["-S", "methods=[pixel_wgan,lsdm_paired_only,latent_flow]"]
     out = run(["python", "-m", "lsdm.sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
               repo, timeout=1200)  # fmt: skip
     assert "split.n_paired_per_class = 1000 skipped" in out.stderr
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
-    assert sorted(df["experiment"].unique()) == ["t-n1-s0", "t-n2-s0"]
-    assert set(df["method"]) == {"lsdm", "pixel_wgan", "lsdm_paired_only", "latent_flow"}
+    assert sorted(df["experiment"].unique()) == ["t-n1-s0", "t-n1-s0--lsdm_paper", "t-n2-s0", "t-n2-s0--lsdm_paper"]
+    assert set(df["method"]) == {"lsdm", "lsdm_paper", "pixel_wgan", "lsdm_paired_only", "latent_flow"}
+    paper = df[df["method"] == "lsdm_paper"]  # the variant runs LSDM alone, with its own matcher
+    assert len(paper) == 2 and set(paper["experiment"].str.endswith("--lsdm_paper")) == {True}
+    assert set(paper["matcher"]) == {"LSDM (concat critic)"}
     assert (df["train_seconds"][df["method"] != "lsdm"] > 0).all()  # the baselines' own summaries
     lsdm = df[df["method"] == "lsdm"]
     assert lsdm["eval.fid_evalnet"].notna().all() and set(lsdm["n_paired_per_class"]) == {1, 2}
     assert len(pd.read_csv(repo / "results/sweep/sweep.csv")) == len(df)
     meta = json.loads((repo / "results/sweep/sweep.json").read_text())
-    assert meta["status"] == {"t-n1-s0": "Success", "t-n2-s0": "Success"} and meta["skipped"][0]["count"] == 1000
+    assert set(meta["status"].values()) == {"Success"} and len(meta["status"]) == 4
+    assert meta["skipped"][0]["count"] == 1000
     report = (repo / "reports/comparison.md").read_text()
     assert "n_paired_per_class ∈ [1, 2]" in report and "Skipped:** split.n_paired_per_class = 1000" in report
-    assert (repo / "reports/figures/comparison/fidelity_vs_pairs.png").exists()
-    assert (repo / "reports/figures/comparison/throughput.png").exists()
-    assert "figures/comparison/evaluate__samples.png" in report  # the grid of the smallest count
-    if "evaluate_baseline" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]:  # baselines judged too
-        flow = df[df["method"] == "latent_flow"]
-        assert set(flow["sampler"]) == {"latent_flow_nfe2", "latent_flow_nfe4"} and set(flow["nfe"]) == {2, 4}
-        assert df["eval.fid_evalnet"].notna().all()
-        assert (repo / "reports/figures/comparison/fid_vs_nfe.png").exists()
+    assert (repo / "reports/comparison/fidelity_vs_pairs.png").exists()
+    assert (repo / "reports/comparison/throughput.png").exists()
+    assert "comparison/evaluate__samples.png" in report  # the grid of the smallest count
+    flow = df[df["method"] == "latent_flow"]  # the baselines are judged too
+    assert set(flow["sampler"]) == {"latent_flow_nfe2", "latent_flow_nfe4"} and set(flow["nfe"]) == {2, 4}
+    assert df["eval.fid_evalnet"].notna().all()
+    assert (repo / "reports/comparison/fid_vs_nfe.png").exists()
     # a new paired subset reruns the baselines, never the shared autoencoder (the second run reuses it)
     log = run(["dvc", "queue", "logs", "t-n2-s0"], repo).stdout
     for stage in ("split", "fit_matcher", "fit_baseline@pixel_wgan", "fit_baseline@lsdm_paired_only", "fit_baseline@latent_flow"):

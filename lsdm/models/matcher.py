@@ -3,7 +3,14 @@ the joint law of (x, G(x, eta)) matches that of (x, E(y)) in the 1-Wasserstein d
 
 The condition x enters both networks through a condition encoder chosen by the task
 (`lsdm.tasks`): a one-hot label for class-conditional generation, a small conv net of the
-low-resolution image for super-resolution.
+low-resolution image for super-resolution. The critic sees it one of two ways (`matcher.critic`):
+
+- `concat`: f = MLP([cond(x), z]), the paper's generic critic;
+- `projection`: f = w.phi(z) + <embed(cond(x)), phi(z)> (Miyato & Koyama 2018): with labels, one
+  linear head per class on shared features of z, i.e. the conditional W1 class by class.
+
+Either critic can carry a marginal head m(z) (`matcher.marginal_weight` > 0, our extension beyond
+the paper): the W1 critic between G's codes pooled over conditions and all latents of the pool.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def mlp(d_in: int, width: int, depth: int, d_out: int) -> nn.Sequential:
+def mlp(d_in: int, width: int, depth: int, d_out: int | None) -> nn.Sequential:
+    """`depth` LeakyReLU layers `width` wide, then a linear output (none when d_out is None: features)."""
     layers, d = [], d_in
     for _ in range(depth):
         layers += [nn.Linear(d, width), nn.LeakyReLU(0.2)]
         d = width
-    return nn.Sequential(*layers, nn.Linear(d, d_out))
+    return nn.Sequential(*layers, *([nn.Linear(d, d_out)] if d_out is not None else []))
 
 
 class Generator(nn.Module):
@@ -44,10 +52,20 @@ class Critic(nn.Module):
 
     penalty_ignores_condition = True  # grad_z f is piecewise constant in encode(x) (see critic_objective)
 
-    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int):
+    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False):
         super().__init__()
         self.cond, self.cond_dim = cond, cond_dim
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
+        # the marginal critic m(z) needs features of z alone: its own MLP (the projection critic shares)
+        self.marginal_net = mlp(z_dim, width, depth, 1) if marginal else None
+
+    @property
+    def has_marginal(self) -> bool:
+        return self.marginal_net is not None
+
+    def marginal(self, z: torch.Tensor) -> torch.Tensor:
+        """m(z), the marginal critic of codes pooled over conditions: [N]."""
+        return self.marginal_net(z).squeeze(1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode(x), z)  # [B]
@@ -61,6 +79,59 @@ class Critic(nn.Module):
         """f for codes z [k*B, z_dim], k blocks of B rows each scored against encoded conditions h [B, width]."""
         pre = per_block(F.linear(z, self.net[0].weight[:, self.cond_dim :]), h, torch.add)
         return self.net[1:](pre).squeeze(1)  # [k*B]
+
+
+class Projection(nn.Module):
+    """A projection critic over features h = body(z): f(x, z) = w.h + <embed(cond(x)), h>, and the
+    marginal head m(z) = w_m.h on the same features (one body pass scores both).
+
+    Why: with the condition concatenated, the critic can score z while half-ignoring x, and G's
+    label accuracy fell as pairs grew (issue 12); projected, every class has its own linear head
+    on shared features, so x cannot be ignored. No normalisation layers (the GP is per sample).
+    Subclasses set `body`; `lsdm.models.baselines.PixelCritic` is the same head over a conv body.
+    """
+
+    penalty_ignores_condition = False  # grad_z f is linear in encode(x): the penalty must see it
+
+    def __init__(self, cond: nn.Module, cond_dim: int, body: nn.Module, features: int, marginal: bool = False):
+        super().__init__()
+        self.cond, self.body = cond, body
+        self.out = nn.Linear(features, 1)
+        self.embed = nn.Linear(cond_dim, features, bias=False)
+        self.marginal_out = nn.Linear(features, 1) if marginal else None
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.score(self.encode(x), z)  # [B]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The condition's projection vector embed(cond(x)): [B, features]."""
+        return self.embed(self.cond(x))
+
+    def score(self, e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f for codes z [k*B, ...], k blocks of B against encoded conditions e [B, features]
+        (see `lsdm.train.critic_objective`)."""
+        return self.head(self.body(z), e)
+
+    def head(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """f from features h = body(z) [k*B, features] against e [B, features]: [k*B]."""
+        return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)
+
+    @property
+    def has_marginal(self) -> bool:
+        return self.marginal_out is not None
+
+    def marginal(self, z: torch.Tensor) -> torch.Tensor:
+        return self.marginal_head(self.body(z))  # [N]
+
+    def marginal_head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.marginal_out(h).squeeze(1)
+
+
+class ProjectionCritic(Projection):
+    """The projection critic on latent codes: body = an MLP of z."""
+
+    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False):
+        super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width, marginal)
 
 
 def per_block(rows: torch.Tensor, h: torch.Tensor, op) -> torch.Tensor:
@@ -126,11 +197,16 @@ def condition_encoder(kind: str, **spec) -> tuple[nn.Module, int]:
     raise ValueError(f"unknown condition kind {kind!r}; allowed: ['label', 'image']")
 
 
-def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int) -> Matcher:
-    """MLP generator and critic; each gets its own condition encoder (they must not share weights)."""
+CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": ProjectionCritic}
+
+
+def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,
+                critic: str = "concat", marginal: bool = False) -> Matcher:  # fmt: skip
+    """MLP generator and critic; each gets its own condition encoder (they must not share weights).
+    `critic` names how f sees the condition (CRITICS); `marginal` adds f's marginal head m(z)."""
     g_cond, c_dim = condition_encoder(**condition)
     f_cond, _ = condition_encoder(**condition)
     return Matcher(
         Generator(g_cond, c_dim, noise_dim, z_dim, width, depth),
-        Critic(f_cond, c_dim, z_dim, width, depth),
+        CRITICS[critic](f_cond, c_dim, z_dim, width, depth, marginal=marginal),
     )

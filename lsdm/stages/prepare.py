@@ -1,4 +1,4 @@
-"""prepare: the configured data source -> the canonical IMAGES table with a train/test split."""
+"""prepare: the configured data source -> the canonical IMAGES table with a train/val/test split."""
 
 import dataclasses
 
@@ -14,7 +14,7 @@ def run(params: Params) -> None:
     p = params.data
     raw = SOURCES[p.source](p)
     raw = dataclasses.replace(raw, images=conform(raw.images, p.image_size, p.channels))
-    table = images_table(raw, test_fraction=p.test_fraction, seed=p.seed, limit=p.limit)
+    table = images_table(raw, test_fraction=p.test_fraction, seed=p.seed, limit=p.limit, val_fraction=p.val_fraction)
     write_table(table, paths.IMAGES, IMAGES)
     counts = table.groupby("split").size().to_dict()
     skipped = f", {len(raw.skipped)} unreadable files skipped" if raw.skipped else ""

@@ -1,0 +1,216 @@
+"""Choose the matcher's settings on the validation split (issue 12): train each variant on the
+pipeline's own latents and judge it with the pipeline's own evaluation, on `val` images only.
+
+Run from a workspace where `dvc repro encode eval_net` has run (the shared stages: images with their
+train/val/test split, autoencoder, latents, evaluation net). Every (variant x paired count x split
+seed) trains `lsdm.train.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
+`lsdm.flow.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE) and is judged by
+`lsdm.evaluation.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
+also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON). Nothing
+under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
+
+    python benchmarks/tune_matcher.py --counts 10 100 --jobs 2 \
+        --variant base: --variant proj:matcher.critic=projection \
+        --variant proj_m1:matcher.critic=projection,matcher.marginal_weight=1 \
+        --variant flow:method=latent_flow
+
+Test metrics are never computed here: the test split is judged once, by the default run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+COLUMNS = ["label_accuracy", "fid_evalnet", "precision", "recall", "density", "coverage"]
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """`name:key=value,key=value` -> (name, {dotted key: YAML value})."""
+    name, _, body = spec.partition(":")
+    overrides = {}
+    for item in filter(None, re.split(r",(?![^\[]*\])", body)):  # commas inside [...] belong to a list
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return name, overrides
+
+
+def quick_judge(ref, sampler, batch_size: int = 500) -> dict:
+    """Label accuracy, FID and PRDC (evalnet features) of one sample per validation image, noise seed 0:
+    the cheap part of `judge_sampler`, for curves along training."""
+    from lsdm.evaluation import evalnet_features
+    from lsdm.generate import fixed_noise, sample
+    from lsdm.geometry import prdc
+    from lsdm.metrics import fid
+
+    was_training = sampler.training
+    sampler.eval()
+    fake = sample(sampler, ref.cond, fixed_noise(len(ref.cond), sampler.noise_dim, 0, ref.device), batch_size)
+    sampler.train(was_training)
+    feats = evalnet_features(ref.evalnet, fake)
+    return {"label_accuracy": ref.classify(feats)[0], "fid_evalnet": fid(ref.real_feats, feats),
+            **prdc(ref.real_feats, feats, ref.p.pr_k, ref.p.dc_k).as_dict()}  # fmt: skip
+
+
+def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
+    """Train one variant (the LSDM matcher, or latent_flow with `method: latent_flow`) on one paired
+    subset; judge it on the validation split, every `curve_every` steps too when given."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("TUNE_THREADS", "1")))
+    from lsdm import paths
+    from lsdm.baselines import FlowSampler
+    from lsdm.config import load_params, variant_name
+    from lsdm.data import codes, labels_tensor, latent_pool, paired_subset, to_tensor
+    from lsdm.evaluation import Reference, judge_sampler
+    from lsdm.flow import train_flow_matching
+    from lsdm.generate import LSDMSampler
+    from lsdm.io import read_json, read_table
+    from lsdm.models import build, load
+    from lsdm.schemas import IMAGES, LATENTS
+    from lsdm.tasks import make_task
+    from lsdm.train import seed_everything, train_wgan_gp
+
+    name, overrides, count, seed, steps, curve_every = job
+    overrides = dict(overrides)
+    method = overrides.pop("method", "lsdm")
+    sets = {**overrides, "split.n_paired_per_class": count, "split.seed": seed, "evaluate.split": "val",
+            "evaluate.seeds": [0], "base.device": "cpu"}  # fmt: skip
+    if steps:
+        sets["latent_flow.steps" if method == "latent_flow" else "matcher.steps"] = steps
+    params = load_params(overrides=sets)
+    device, task = torch.device("cpu"), make_task(params)
+    images = read_table(paths.IMAGES, IMAGES)
+    latents = read_table(paths.LATENTS, LATENTS)
+    paired = paired_subset(images, count, params.split.n_paired, seed)
+    z = codes(latents, paired["id"])
+    cond = task.conditions(to_tensor(images.set_index("id").loc[paired["id"]]), labels_tensor(paired))
+    stats = read_json(paths.LATENT_STATS)
+    ae, mean, std = load(paths.AUTOENCODER, device), torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+    ref = Reference.load(params, device)
+    curve: list[dict] = []
+    spec = task.condition_spec(images)
+    if method == "latent_flow":
+        p = params.latent_flow
+        seed_everything(p.seed)
+        velocity = build("flow_mlp", dict(condition=spec, z_dim=z.shape[1], width=p.width, depth=p.depth))
+        samplers = lambda: [(f"nfe{n}", FlowSampler(velocity, ae, mean, std, n, p.solver)) for n in p.nfe]  # noqa: E731
+        probe = lambda: FlowSampler(velocity, ae, mean, std, 10, p.solver)  # noqa: E731
+        train = lambda log: train_flow_matching(velocity, cond, z, steps=p.steps, batch_size=p.batch_size,  # noqa: E731
+                                                lr=p.lr, seed=p.seed, log=log, log_every=curve_every or 25)
+        label, n_steps = f"latent_flow (lr {p.lr}, {p.steps} steps)", p.steps
+    else:
+        p = params.matcher
+        pool = codes(latents, latent_pool(images)["id"]) if p.marginal_weight > 0 else None
+        seed_everything(p.seed)
+        matcher = build("wgan_gp_mlp", dict(condition=spec, z_dim=z.shape[1], noise_dim=p.noise_dim, width=p.width,
+                                            depth=p.depth, critic=p.critic, marginal=p.marginal_weight > 0))  # fmt: skip
+        samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std))]  # noqa: E731
+        probe = lambda: samplers()[0][1]  # noqa: E731
+        train = lambda log: train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic,  # noqa: E731
+                                          batch_size=p.batch_size, lr=p.lr, gp_weight=p.gp_weight, seed=p.seed,
+                                          pool=pool, marginal_weight=p.marginal_weight, log=log,
+                                          log_every=curve_every or 10, desc=f"{name} n{count} s{seed}")
+        label, n_steps = variant_name(p), p.steps
+
+    judge_seconds = 0.0
+
+    def log(step: int, _: dict) -> None:  # validation curve; its time is kept out of train_seconds
+        nonlocal judge_seconds
+        if curve_every and (step % curve_every == 0 or step == n_steps):
+            t = time.perf_counter()
+            with torch.no_grad():
+                curve.append({"step": step, **quick_judge(ref, probe())})
+            judge_seconds += time.perf_counter() - t
+
+    t0 = time.perf_counter()
+    train(log)
+    seconds = time.perf_counter() - t0 - judge_seconds
+    real = ref.real_reference()
+    rows = []
+    for suffix, sampler in samplers():
+        m = judge_sampler(ref, sampler.eval()).metrics
+        rows.append({"variant": name + (f"_{suffix}" if suffix else ""), "matcher": label,
+                     "overrides": json.dumps(overrides), "n_per_class": count, "seed": seed, "steps": n_steps,
+                     **{k: m.get(k) for k in COLUMNS}, "density_real": real["density"],
+                     "recall_real": real["recall"], "train_seconds": seconds, "curve": json.dumps(curve)})  # fmt: skip
+    return rows
+
+
+def plot_curves(table: pd.DataFrame, out: Path, variants: list[str] | None = None) -> None:
+    """Validation metrics against training step, one column per paired count, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[table["curve"].fillna("[]") != "[]"].drop_duplicates(["variant", "n_per_class", "seed"])
+    rows = rows[rows["variant"].isin(variants)] if variants else rows
+    rows = rows.drop_duplicates(["matcher", "n_per_class", "seed"])  # latent_flow: one curve (NFE 10)
+    counts = sorted(rows["n_per_class"].unique())
+    names = ["label_accuracy", "fid_evalnet", "recall", "density"]
+    fig, axes = plt.subplots(len(names), len(counts), figsize=(5 * len(counts), 2.6 * len(names)), squeeze=False)
+    for j, count in enumerate(counts):
+        for _, r in rows[rows["n_per_class"] == count].iterrows():
+            curve = pd.DataFrame(json.loads(r["curve"]))
+            label = r["variant"].removesuffix("_nfe1") if "latent_flow" not in r["matcher"] else "latent_flow (NFE 10)"
+            for i, name in enumerate(names):
+                axes[i, j].plot(curve["step"] / curve["step"].max(), curve[name], lw=1.2, label=label)
+        for i, name in enumerate(names):
+            axes[i, j].set(title=f"{name}, {count} pairs/class (val)", xlabel="fraction of training")
+            axes[i, j].grid(alpha=0.3)
+            if name == "fid_evalnet":
+                axes[i, j].set_yscale("log")
+        if "density_real" in rows:
+            axes[3, j].axhline(rows["density_real"].iloc[0], color="k", ls=":", lw=1, label="real")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", action="append", required=True, help="name:key=value,... (dotted params keys)")
+    ap.add_argument("--counts", type=int, nargs="+", default=[10, 100], help="split.n_paired_per_class values")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="split.seed values")
+    ap.add_argument("--steps", type=int, default=None, help="training steps of every run (default: params.yaml)")
+    ap.add_argument("--curve-every", type=int, default=None, help="judge on val every this many steps (curves)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    ap.add_argument("--out", default="tune_matcher.csv", help="CSV of every run")
+    ap.add_argument("--plot", nargs="+", metavar="CSV", help="only draw the curves of these tables into --out (PNG)")
+    args = ap.parse_args(argv)
+    if args.plot:  # --variant names the variants to draw
+        table = pd.concat([pd.read_csv(f) for f in args.plot])
+        plot_curves(table, Path(args.out), [parse_variant(v)[0] for v in args.variant])
+        return
+    jobs = [(name, ov, c, s, args.steps, args.curve_every) for name, ov in map(parse_variant, args.variant)
+            for c in args.counts for s in args.seeds]  # fmt: skip
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = []
+        for result in pool.map(one_run, jobs):
+            rows += result
+            for row in result:
+                print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+            pd.DataFrame(rows).to_csv(args.out, index=False)
+    table = pd.DataFrame(rows)
+    summary = table.groupby(["variant", "n_per_class"])[COLUMNS + ["density_real", "train_seconds"]].mean()
+    print(summary.round(3).to_string())
+    print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f}s ({args.jobs} in parallel); table: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
