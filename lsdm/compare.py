@@ -4,7 +4,10 @@ Method (sampler) x paired count, mean ± std over split seeds, for every metric 
 PNG plots (fidelity against the number of pairs; FID against NFE for latent_flow with LSDM's
 one-step point; throughput); the sample grids of the smallest count side by side; and a reading
 generated from the numbers, which says where LSDM does not win as plainly as where it does.
-A difference is called a win only when it exceeds the seeds' spread (|Δmean| > √(std₁² + std₂²)).
+Methods are compared on the same paired subsets: per split seed the difference of a metric between
+LSDM and the other method, then its mean and 95% t-interval over the seeds; a difference is called a
+win or a loss only when that interval excludes zero. Density is judged by its distance to the real
+reference (≈ 1: samples neither crowd nor thin out), not by "higher is better".
 
 `lsdm compare` (or `run(params)`) rebuilds the report from results/sweep/sweep.parquet.
 """
@@ -25,15 +28,16 @@ REPORT = paths.REPORTS / "comparison.md"
 # not under reports/figures/: that folder is the report stage's DVC output, deleted on every rerun
 FIGURES = paths.REPORTS / "comparison"
 
-# (column, label, higher is better) in display order; only those present are shown.
-METRICS: list[tuple[str, str, bool]] = [
+# (column, label, higher is better; None: closer to the real reference) in display order; only those present are shown.
+METRICS: list[tuple[str, str, bool | None]] = [
     ("eval.fid_evalnet", "FID (evalnet features)", False),
     ("eval.kid_evalnet", "KID (evalnet features)", False),
     ("eval.fid_inception", "FID (Inception)", False),
     ("eval.label_accuracy", "label accuracy", True),
     ("eval.precision", "precision", True),
     ("eval.recall", "recall", True),
-    ("eval.density", "density", True),
+    ("eval.density", "density", None),
+    ("density_gap", "|density − real density|", False),
     ("eval.coverage", "coverage", True),
     ("eval.diversity_evalnet", "diversity (evalnet)", True),
     ("eval.lpips_diversity", "diversity (LPIPS)", True),
@@ -42,7 +46,8 @@ METRICS: list[tuple[str, str, bool]] = [
     ("eval.throughput_images_per_s", "images/s", True),
     ("train_seconds", "training time (s)", False),
 ]
-FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.precision", "eval.density"]
+FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
+PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]  # judged in the reading
 METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
 
 
@@ -63,8 +68,19 @@ def _sampler_order(df: pd.DataFrame) -> list[str]:
     return sorted(df["sampler"].unique(), key=key)
 
 
+def with_density_gap(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `density_gap` = |density − the real reference's density|, the reference being the one
+    LSDM's evaluate measured in the same experiment (every method there is judged on the same set)."""
+    ref = "eval.real_reference.density"
+    if "eval.density" not in df or ref not in df:
+        return df
+    real = pd.to_numeric(df[ref], errors="coerce").groupby(df["experiment"]).transform("first")
+    return df.assign(density_gap=(pd.to_numeric(df["eval.density"], errors="coerce") - real).abs())
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and number of seeds per (sampler, count) for every metric present."""
+    df = with_density_gap(df)
     count = _count_col(df)
     cols = [c for c, _, _ in METRICS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
     num = df[["sampler", "method", "nfe", count, *cols]].copy()
@@ -201,18 +217,32 @@ def _cell(summary, sampler, count_col, c, col):
     return float(r[f"{col}|mean"].iloc[0]), 0.0 if pd.isna(std) else float(std), int(r[f"{col}|count"].iloc[0])
 
 
-def compare_pair(a, b, higher: bool) -> str:
-    """'better' / 'worse' / 'tie' for a against b, a win only beyond the seeds' spread."""
-    diff = a[0] - b[0]
-    if abs(diff) <= math.hypot(a[1], b[1]) or diff == 0:
+def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str) -> tuple[float, float, int] | None:
+    """Mean of a − b over the split seeds both samplers ran at count c (the same pairs), the half-width
+    of its 95% t-interval (nan for one seed) and the number of seeds; None if they share none."""
+    from scipy import stats
+
+    rows = df[df[count] == c]
+    va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index("seed")[col], errors="coerce") for s in (a, b))
+    d = (va - vb).dropna()
+    if d.empty:
+        return None
+    n = len(d)
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(d.mean()), half, n
+
+
+def paired_verdict(mean: float, half: float, higher: bool) -> str:
+    """'better' / 'worse' when the 95% interval of the paired difference excludes 0, else 'tie'."""
+    if math.isnan(half) or abs(mean) <= half:
         return "tie"
-    return "better" if (diff > 0) == higher else "worse"
+    return "better" if (mean > 0) == higher else "worse"
 
 
 def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
     out: list[str] = []
-    primary = [(c, lab, h) for c, lab, h in METRICS
-               if f"{c}|mean" in summary and c in ("eval.fid_evalnet", "eval.label_accuracy")]  # fmt: skip
+    df = with_density_gap(df)
+    primary = [(c, lab, h) for c, lab, h in METRICS if f"{c}|mean" in summary and c in PAIRED]
     counts = sorted(summary[count].dropna().unique())
     if not primary:
         out.append("No evaluation metrics were found in these experiments (only training times), so the table "
@@ -222,15 +252,19 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
         return out
     n_seeds = int(df.groupby(count)["seed"].nunique().min()) if "seed" in df else 1
     if n_seeds < 2:
-        out.append(f"Only {n_seeds} seed per paired count: no spread over seeds, so every difference below is a "
-                   "single draw and could be noise.")  # fmt: skip
+        out.append(f"Only {n_seeds} seed per paired count: no interval over seeds, so every difference below is a "
+                   "single draw and could be noise (called a tie).")  # fmt: skip
+    else:
+        out.append(f"Each verdict pairs the runs on the same split seed ({n_seeds} per count): 'better'/'worse' "
+                   "only where the 95% t-interval of the per-seed differences excludes zero.")  # fmt: skip
     for col, label, higher in primary:
         for other in [s for s in samplers if s != "lsdm"]:
             verdicts = []
             for c in counts:
                 a, b = _cell(summary, "lsdm", count, c, col), _cell(summary, other, count, c, col)
-                if a and b:
-                    verdicts.append((c, compare_pair(a, b, higher), a[0], b[0]))
+                d = paired_difference(df, "lsdm", other, count, c, col)
+                if a and b and d:
+                    verdicts.append((c, paired_verdict(d[0], d[1], higher), a[0], b[0]))
             if not verdicts:
                 continue
             wins = [v for v in verdicts if v[1] == "better"]
@@ -333,7 +367,9 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     for col, label, higher in METRICS:
         if f"{col}|mean" not in summary:
             continue
-        lines += [f"### {label} ({'higher' if higher else 'lower'} is better; `{col}`)", "",
+        direction = "closer to the real reference is better" if higher is None else (
+            f"{'higher' if higher else 'lower'} is better")  # fmt: skip
+        lines += [f"### {label} ({direction}; `{col}`)", "",
                   metric_table(summary, col, count, samplers), ""]  # fmt: skip
     lines += ["## Plots", ""]
     for fn, name, caption in [

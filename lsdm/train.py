@@ -197,31 +197,6 @@ def marginal_objective(
     return -w1 + gp_weight * gp, w1, gp
 
 
-def shared_body_objective(
-    critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, z_pool: torch.Tensor,
-    gp_weight: float, marginal_weight: float,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """`critic_objective` + marginal_weight x `marginal_objective` for a critic whose two heads share
-    one body (`lsdm.models.matcher.Projection`): the same loss and gradients in two body passes
-    instead of four, one over [real; fake; pool] and one, with the double backward, over both sets
-    of interpolates (each row's gradient is its own head's: the rows do not interact)."""
-    b = z_real.shape[0]
-    alpha, alpha_m = torch.rand(b, 1, device=z_real.device), torch.rand(b, 1, device=z_real.device)
-    z_hat = torch.cat([alpha * z_real + (1 - alpha) * z_fake, alpha_m * z_pool + (1 - alpha_m) * z_fake])
-    z_hat.requires_grad_(True)
-    e = critic.encode(x)
-    h = critic.body(torch.cat([z_real, z_fake, z_pool]))
-    joint, marg = critic.head(h[: 2 * b], e), critic.marginal_head(h[b:])  # marg: fake, then pool
-    w1, w1_m = joint[:b].mean() - joint[b:].mean(), marg[b:].mean() - marg[:b].mean()
-    h_hat = critic.body(z_hat)
-    total = critic.head(h_hat[:b], e).sum() + critic.marginal_head(h_hat[b:]).sum()
-    (grad,) = torch.autograd.grad(total, z_hat, create_graph=True)
-    pen = (grad.norm(dim=1) - 1) ** 2
-    gp, gp_m = pen[:b].mean(), pen[b:].mean()
-    loss = -w1 + gp_weight * gp + marginal_weight * (-w1_m + gp_weight * gp_m)
-    return loss, {"w1": w1, "gp": gp, "w1_m": w1_m, "gp_m": gp_m}
-
-
 def train_wgan_gp(
     matcher: nn.Module,
     cond: torch.Tensor,
@@ -246,13 +221,12 @@ def train_wgan_gp(
 
     With `marginal_weight` > 0 and the codes of the whole latent `pool` (paired and unpaired
     images), G also minimises `marginal_weight` x W1(law of G(x, eta) pooled over the pairs'
-    conditions, law of the pool), estimated by the critic's marginal head (`marginal_objective`):
+    conditions, law of the pool), estimated by the marginal critic m(z) (`marginal_objective`):
     the unpaired images tell G what its codes should look like overall, the pairs which go where.
     """
     use_marginal = marginal_weight > 0
     if use_marginal and (pool is None or not getattr(matcher.critic, "has_marginal", False)):
         raise ValueError("marginal_weight > 0 needs the latent pool and a critic built with marginal=True")
-    shared_body = hasattr(matcher.critic, "marginal_head")  # both heads on one body: fused passes
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     G, f = matcher.generator, matcher.critic
     opt_g = adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
@@ -270,31 +244,20 @@ def train_wgan_gp(
             with torch.no_grad():
                 fakes = G(cond[idx]).split(batch_size)
             for rows, z_fake in zip(idx.split(batch_size), fakes):
-                if not use_marginal:
-                    loss_f, w1, gp = critic_objective(f, cond[rows], z[rows], z_fake, gp_weight)
-                else:  # the same fakes, pooled: their conditions follow the pairs' law
+                loss_f, w1, gp = critic_objective(f, cond[rows], z[rows], z_fake, gp_weight)
+                if use_marginal:  # the same fakes, pooled: their conditions follow the pairs' law
                     z_pool = pool[_batch(len(pool), len(rows), gen).to(pool.device)]
-                    if shared_body:
-                        loss_f, t = shared_body_objective(f, cond[rows], z[rows], z_fake, z_pool, gp_weight,
-                                                          marginal_weight)  # fmt: skip
-                        w1, gp, w1_m, gp_m = t["w1"], t["gp"], t["w1_m"], t["gp_m"]
-                    else:
-                        loss_f, w1, gp = critic_objective(f, cond[rows], z[rows], z_fake, gp_weight)
-                        loss_m, w1_m, gp_m = marginal_objective(f, z_pool, z_fake, gp_weight)
-                        loss_f = loss_f + marginal_weight * loss_m
+                    loss_m, w1_m, gp_m = marginal_objective(f, z_pool, z_fake, gp_weight)
+                    loss_f = loss_f + marginal_weight * loss_m
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 opt_f.step()
             x = cond[_batch(n, batch_size, gen).to(z.device)]
             f.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
             z_g = G(x)
-            if use_marginal and shared_body:  # one body pass scores both heads
-                h = f.body(z_g)
-                loss_g = -f.head(h, f.encode(x)).mean() - marginal_weight * f.marginal_head(h).mean()
-            elif use_marginal:
-                loss_g = -f(x, z_g).mean() - marginal_weight * f.marginal(z_g).mean()
-            else:
-                loss_g = -f(x, z_g).mean()
+            loss_g = -f(x, z_g).mean()
+            if use_marginal:
+                loss_g = loss_g - marginal_weight * f.marginal(z_g).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

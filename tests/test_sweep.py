@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lsdm.compare import compare_pair, write_report
+from lsdm.compare import paired_difference, paired_verdict, summarise, write_report
 from lsdm.sweep import collect, plan
 
 from conftest import make_repo, run, tiny_params
@@ -123,10 +123,32 @@ def test_report_without_any_eval_metrics(tmp_path):
     assert "not drawn" in report
 
 
-def test_wins_need_to_exceed_the_seeds_spread():
-    assert compare_pair((10.0, 1.0, 3), (20.0, 1.0, 3), higher=False) == "better"
-    assert compare_pair((10.0, 5.0, 3), (12.0, 5.0, 3), higher=False) == "tie"
-    assert compare_pair((0.9, 0.01, 3), (0.5, 0.01, 3), higher=False) == "worse"
+def test_verdicts_pair_the_runs_on_each_split_seed():
+    """Seeds differ a lot (some splits are harder), but on every seed LSDM is 1 FID better: paired,
+    that is a win an unpaired mean ± std comparison would call a tie; a shuffled sign is a tie."""
+    base = [40.0, 60.0, 80.0]
+    rows = [{"experiment": f"e{s}", "sampler": m, "method": m, "nfe": 1, "n_paired_per_class": 10, "seed": s,
+             "eval.fid_evalnet": base[s] + (0.0 if m == "lsdm" else 1.0 + 0.01 * s)}
+            for s in range(3) for m in ("lsdm", "latent_flow_nfe10")]  # fmt: skip
+    df = pd.DataFrame(rows)
+    mean, half, n = paired_difference(df, "lsdm", "latent_flow_nfe10", "n_paired_per_class", 10, "eval.fid_evalnet")
+    assert n == 3 and mean == pytest.approx(-1.01) and half < 0.1
+    assert paired_verdict(mean, half, higher=False) == "better" and paired_verdict(mean, half, higher=True) == "worse"
+    assert paired_verdict(0.5, 2.0, higher=False) == "tie" and paired_verdict(-3.0, float("nan"), higher=False) == "tie"
+    summary = summarise(df)
+    std = summary.loc[summary["sampler"] == "lsdm", "eval.fid_evalnet|std"].iloc[0]
+    assert std > 10  # the seeds' spread dwarfs the difference: only the pairing sees it
+
+
+def test_density_is_judged_by_its_distance_to_the_real_reference(tmp_path):
+    rows = [{"experiment": "e0", "sampler": m, "method": m, "nfe": 1, "n_paired_per_class": 10, "seed": 0,
+             "eval.density": d, "eval.real_reference.density": 1.0 if m == "lsdm" else None}
+            for m, d in (("lsdm", 1.1), ("latent_flow_nfe10", 1.6))]  # fmt: skip
+    summary = summarise(pd.DataFrame(rows))
+    gaps = summary.set_index("sampler")["density_gap|mean"]
+    assert gaps["lsdm"] == pytest.approx(0.1) and gaps["latent_flow_nfe10"] == pytest.approx(0.6)
+    report = write_report(pd.DataFrame(rows), {}, tmp_path).read_text()
+    assert "density (closer to the real reference is better" in report and "|density − real density|" in report
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ low-resolution image for super-resolution. The critic sees it one of two ways (`
 - `projection`: f = w.phi(z) + <embed(cond(x)), phi(z)> (Miyato & Koyama 2018): with labels, one
   linear head per class on shared features of z, i.e. the conditional W1 class by class.
 
-Either critic can carry a marginal head m(z) (`matcher.marginal_weight` > 0, our extension beyond
-the paper): the W1 critic between G's codes pooled over conditions and all latents of the pool.
+Either critic can carry a marginal critic m(z) (`matcher.marginal_weight` > 0, our extension beyond
+the paper): the W1 critic between G's codes pooled over conditions and all latents of the pool, an
+MLP of its own (sharing the joint critic's features was worse on validation: README, "The matcher").
 """
 
 from __future__ import annotations
@@ -42,7 +43,23 @@ class Generator(nn.Module):
         return self.net(torch.cat([c, eta], dim=1))  # [B, z_dim]
 
 
-class Critic(nn.Module):
+class MarginalCritic(nn.Module):
+    """What a latent critic may carry beside f: the marginal critic m(z) = MLP(z), trained by the
+    same optimiser (`lsdm.train.marginal_objective`)."""
+
+    def add_marginal(self, z_dim: int, width: int, depth: int) -> None:
+        self.marginal_net = mlp(z_dim, width, depth, 1)
+
+    @property
+    def has_marginal(self) -> bool:
+        return "marginal_net" in self._modules
+
+    def marginal(self, z: torch.Tensor) -> torch.Tensor:
+        """m(z), the marginal critic of codes pooled over conditions: [N]."""
+        return self.marginal_net(z).squeeze(1)
+
+
+class Critic(MarginalCritic):
     """f(x, z) = MLP([cond(x), z]): no normalisation layers, since the gradient penalty is taken per sample.
 
     Training scores three codes per condition (real, fake, interpolated; `lsdm.train.critic_objective`),
@@ -56,16 +73,8 @@ class Critic(nn.Module):
         super().__init__()
         self.cond, self.cond_dim = cond, cond_dim
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
-        # the marginal critic m(z) needs features of z alone: its own MLP (the projection critic shares)
-        self.marginal_net = mlp(z_dim, width, depth, 1) if marginal else None
-
-    @property
-    def has_marginal(self) -> bool:
-        return self.marginal_net is not None
-
-    def marginal(self, z: torch.Tensor) -> torch.Tensor:
-        """m(z), the marginal critic of codes pooled over conditions: [N]."""
-        return self.marginal_net(z).squeeze(1)
+        if marginal:
+            self.add_marginal(z_dim, width, depth)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode(x), z)  # [B]
@@ -82,8 +91,7 @@ class Critic(nn.Module):
 
 
 class Projection(nn.Module):
-    """A projection critic over features h = body(z): f(x, z) = w.h + <embed(cond(x)), h>, and the
-    marginal head m(z) = w_m.h on the same features (one body pass scores both).
+    """A projection critic over features h = body(z): f(x, z) = w.h + <embed(cond(x)), h>.
 
     Why: with the condition concatenated, the critic can score z while half-ignoring x, and G's
     label accuracy fell as pairs grew (issue 12); projected, every class has its own linear head
@@ -93,12 +101,11 @@ class Projection(nn.Module):
 
     penalty_ignores_condition = False  # grad_z f is linear in encode(x): the penalty must see it
 
-    def __init__(self, cond: nn.Module, cond_dim: int, body: nn.Module, features: int, marginal: bool = False):
+    def __init__(self, cond: nn.Module, cond_dim: int, body: nn.Module, features: int):
         super().__init__()
         self.cond, self.body = cond, body
         self.out = nn.Linear(features, 1)
         self.embed = nn.Linear(cond_dim, features, bias=False)
-        self.marginal_out = nn.Linear(features, 1) if marginal else None
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode(x), z)  # [B]
@@ -110,28 +117,17 @@ class Projection(nn.Module):
     def score(self, e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """f for codes z [k*B, ...], k blocks of B against encoded conditions e [B, features]
         (see `lsdm.train.critic_objective`)."""
-        return self.head(self.body(z), e)
-
-    def head(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """f from features h = body(z) [k*B, features] against e [B, features]: [k*B]."""
-        return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)
-
-    @property
-    def has_marginal(self) -> bool:
-        return self.marginal_out is not None
-
-    def marginal(self, z: torch.Tensor) -> torch.Tensor:
-        return self.marginal_head(self.body(z))  # [N]
-
-    def marginal_head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.marginal_out(h).squeeze(1)
+        h = self.body(z)
+        return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)  # [k*B]
 
 
-class ProjectionCritic(Projection):
-    """The projection critic on latent codes: body = an MLP of z."""
+class ProjectionCritic(Projection, MarginalCritic):
+    """The projection critic on latent codes: body = an MLP of z; optionally the marginal critic."""
 
     def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False):
-        super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width, marginal)
+        super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width)
+        if marginal:
+            self.add_marginal(z_dim, width, depth)
 
 
 def per_block(rows: torch.Tensor, h: torch.Tensor, op) -> torch.Tensor:
@@ -203,7 +199,7 @@ CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": Projectio
 def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,
                 critic: str = "concat", marginal: bool = False) -> Matcher:  # fmt: skip
     """MLP generator and critic; each gets its own condition encoder (they must not share weights).
-    `critic` names how f sees the condition (CRITICS); `marginal` adds f's marginal head m(z)."""
+    `critic` names how f sees the condition (CRITICS); `marginal` adds the marginal critic m(z)."""
     g_cond, c_dim = condition_encoder(**condition)
     f_cond, _ = condition_encoder(**condition)
     return Matcher(
