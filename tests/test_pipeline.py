@@ -85,7 +85,7 @@ def test_tiny_repro_end_to_end(tiny_repro):
 
 @pytest.mark.slow
 def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
-    """A small real run with the shipped matcher settings (600 images, a few hundred steps): the
+    """A small real run with the shipped matcher settings (600 images, 10 pairs per class, a few hundred steps): the
     evaluation net recovers the conditioning label far above chance (0.1), FID is far below a
     sampler of noise images, and what `evaluate` judged is the matcher params.yaml selects."""
     import torch
@@ -96,12 +96,13 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
     from lsdm.metrics import fid
 
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]
-    params = tiny_params(data={"limit": 600}, latent={"steps": 400}, evalnet={"epochs": 3},
-                         matcher={**shipped, "steps": 300, "width": 64, "depth": 2, "batch_size": 64})
+    params = tiny_params(data={"limit": 600}, split={"n_paired_per_class": 10}, latent={"steps": 600},
+                         evalnet={"epochs": 8}, matcher={**shipped, "steps": 500, "width": 64, "depth": 2, "batch_size": 64})
     repo = make_repo(tmp_path / "repo", params)
     run(["dvc", "repro", "report"], repo)
     e = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
-    assert e["split"] == "test" and e["label_accuracy"] > 0.5, e["label_accuracy"]
+    # chance is 0.1; on these 120 test images a binomial std is ~0.04, and the net itself is ~0.8 on real digits
+    assert e["split"] == "test" and e["label_accuracy"] > 0.3, (e["label_accuracy"], e["evalnet_accuracy_real_test"])
 
     monkeypatch.chdir(repo)
     p = load_params()
