@@ -142,3 +142,23 @@ def test_shipped_evaluate_params_are_the_documented_defaults():
     p = load_params(ROOT / "params.yaml").evaluate
     assert (p.pr_k, p.dc_k) == (3, 5) and len(p.seeds) >= 2 and p.inception_weights is None
     assert np.all(np.diff(p.seeds) != 0)
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_validation_split_judges_val_images_only(tiny_repro, tmp_path, monkeypatch):
+    """`evaluate.split: val` (choosing settings) judges the validation images, says so in the metrics
+    and the report, and never touches test."""
+    work = workdir(tiny_repro, tmp_path / "work", split="val", seeds=[0])
+    monkeypatch.chdir(work)
+    from lsdm.io import read_table
+    from lsdm.schemas import IMAGES
+    from lsdm.stages import evaluate, report
+
+    params = load_params()
+    evaluate.run(params)
+    e = json.loads(paths.EVAL_METRICS.read_text())["eval"]
+    images = read_table(paths.IMAGES, IMAGES)
+    n_val, n_test = int((images["split"] == "val").sum()), int((images["split"] == "test").sum())
+    assert e["split"] == "val" and e["n_samples"] == n_val and n_val != n_test
+    report.run(params)
+    assert "computed on the **val** split" in paths.REPORT.read_text()
