@@ -389,11 +389,13 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         smallest = int(df[count].min())
         lines += [f"## Samples at the smallest paired count ({smallest})", ""]
         heads, cells = [], []
-        grids.sort(key=lambda g: (not g.name.startswith("evaluate__"), g.name))  # LSDM first
+        grids.sort(key=lambda g: ("evaluate__samples" not in g.name, g.name))  # LSDM (and its variants) first
         for g in grids:
             shutil.copy(g, figs / g.name)
-            # results/evaluate/samples.png is LSDM's; a baseline's grid is named after its sampler
-            heads.append("lsdm" if g.name.startswith("evaluate__") else g.stem.split("__")[-1])
+            # results/evaluate/samples.png is LSDM's (a variant's: `<variant>__evaluate__...`); a
+            # baseline's grid is named after its sampler
+            lsdm = g.name.split("evaluate__samples")[0].removesuffix("__") or "lsdm"
+            heads.append(lsdm if "evaluate__samples" in g.name else g.stem.split("__")[-1])
             cells.append(f"![{g.stem}](comparison/{g.name})")
         lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
     else:

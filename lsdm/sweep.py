@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -259,21 +260,29 @@ def collect(show: list[dict], tag: str | None = None) -> pd.DataFrame:
 
 
 def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]:
-    """The sample grids (PNG under results/) of the first experiment at the smallest paired count,
-    copied out of its git commit: one file per grid, named after its path."""
+    """The sample grids (PNG under results/) of the experiments at the smallest paired count and
+    first seed, copied out of their git commits: one file per grid, named after its path (a
+    variant's, `<variant>__evaluate__samples.png`, after its LSDM alone)."""
     if df.empty:
         return []
     count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
     first = df.sort_values([count, "seed"]).iloc[0]
-    ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", first["rev"], "results/"], cwd=root,
-                        capture_output=True, text=True)  # fmt: skip
-    found = []
+    cell = df[(df[count] == first[count]) & (df["seed"] == first["seed"])].drop_duplicates("experiment")
     out = root / out
-    for f in ls.stdout.split():
-        if f.endswith(".png"):
-            blob = subprocess.run(["git", "show", f"{first['rev']}:{f}"], cwd=root, capture_output=True)
+    if out.exists():  # an earlier sweep's grids must not pass for this one's
+        shutil.rmtree(out)
+    found = []
+    for _, exp in cell.iterrows():
+        hit = VARIANT_RE.search(str(exp["experiment"]))
+        ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", exp["rev"], "results/"], cwd=root,
+                            capture_output=True, text=True)  # fmt: skip
+        for f in ls.stdout.split():
+            if not f.endswith(".png") or (hit and f != "results/evaluate/samples.png"):
+                continue
+            blob = subprocess.run(["git", "show", f"{exp['rev']}:{f}"], cwd=root, capture_output=True)
             if blob.returncode == 0:
-                dest = out / f.removeprefix("results/").replace("/", "__")
+                name = f.removeprefix("results/").replace("/", "__")
+                dest = out / (f"{hit['variant']}__{name}" if hit else name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(blob.stdout)
                 found.append(dest)

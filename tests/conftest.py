@@ -44,9 +44,11 @@ def deep_update(base: dict, new: dict) -> dict:
 
 def tiny_params(**sections) -> dict:
     """The repo's params.yaml with TINY and then `sections` applied on top. Sweeps set nothing for
-    every run unless `sweep={"set": ...}` says so (the repo's `sweep.set` holds full-size budgets)."""
+    every run and run no variants unless `sweep={"set": ..., "variants": ...}` says so (the repo's
+    `sweep.set` holds full-size budgets)."""
     params = deep_update(deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), sections)
-    params["sweep"]["set"] = sections.get("sweep", {}).get("set", {})
+    for key in ("set", "variants"):
+        params["sweep"][key] = sections.get("sweep", {}).get(key, {})
     return params
 
 

@@ -180,6 +180,7 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     assert (repo / "reports/comparison/fidelity_vs_pairs.png").exists()
     assert (repo / "reports/comparison/throughput.png").exists()
     assert "comparison/evaluate__samples.png" in report  # the grid of the smallest count
+    assert "comparison/lsdm_paper__evaluate__samples.png" in report  # and the variant's, beside it
     flow = df[df["method"] == "latent_flow"]  # the baselines are judged too
     assert set(flow["sampler"]) == {"latent_flow_nfe2", "latent_flow_nfe4"} and set(flow["nfe"]) == {2, 4}
     assert df["eval.fid_evalnet"].notna().all()
