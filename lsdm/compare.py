@@ -62,8 +62,9 @@ def _sampler_order(df: pd.DataFrame) -> list[str]:
     def key(s: str):
         method = df.loc[df["sampler"] == s, "method"].iloc[0]
         nfe = df.loc[df["sampler"] == s, "nfe"].iloc[0]
-        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-        return rank, nfe if isinstance(nfe, (int, float)) and not math.isnan(nfe) else 0, s
+        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 0.5  # a sweep variant: LSDM's
+        nfe = pd.to_numeric(nfe, errors="coerce")
+        return rank, 0 if pd.isna(nfe) else float(nfe), s
 
     return sorted(df["sampler"].unique(), key=key)
 
@@ -348,11 +349,17 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         "and judged by the same evaluation. Cells: mean ± std over split seeds.",
         "",
     ]
+    if "matcher" in df:  # which LSDM each row is: "LSDM" (the paper's) or "LSDM + marginal" (ours)
+        named = df.dropna(subset=["matcher"]).groupby("sampler")["matcher"].first()
+        if len(named):
+            lines += ["LSDM matchers: " + "; ".join(f"`{s}` = {v}" for s, v in named.items()) + ".", ""]
     if meta.get("overrides"):
         every = ", ".join(f"`{k}={v}`" for k, v in meta["overrides"].items())
         lines += [f"Every run, beside the paired count and seed (params.yaml's `sweep.set`): {every}.", ""]
     if isinstance(meta.get("wall_seconds"), (int, float)):
-        lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, one run at a time "
+        jobs = int(meta.get("jobs") or 1)
+        at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
+        lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
                   "(queueing, every stage, collecting).", ""]  # fmt: skip
     for s in meta.get("skipped") or []:
         lines.append(f"- **Skipped:** {s['reason']}.")

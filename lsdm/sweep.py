@@ -277,7 +277,8 @@ def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]
         ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", exp["rev"], "results/"], cwd=root,
                             capture_output=True, text=True)  # fmt: skip
         for f in ls.stdout.split():
-            if not f.endswith(".png") or (hit and f != "results/evaluate/samples.png"):
+            own = f.endswith(".png") and not f.startswith("results/sweep/")  # not a committed sweep's grids
+            if not own or (hit and f != "results/evaluate/samples.png"):
                 continue
             blob = subprocess.run(["git", "show", f"{exp['rev']}:{f}"], cwd=root, capture_output=True)
             if blob.returncode == 0:
@@ -401,7 +402,7 @@ def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[i
     if not names:
         raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
     status = run_queue(names, root, jobs=jobs, timeout=timeout)
-    meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0}
+    meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0, "jobs": jobs}
     return collect_and_report(root, meta["tag"], meta), meta
 
 

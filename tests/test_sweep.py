@@ -91,7 +91,7 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     assert "images/s is" in report and "x latent_flow_nfe10" in report
 
 
-def test_a_variant_run_is_lsdm_alone_under_the_variant_name():
+def test_a_variant_run_is_lsdm_alone_under_the_variant_name(tmp_path):
     """TAG-nN-sS--NAME is an LSDM-only run (methods: []): its LSDM row is named NAME, and the baselines'
     metrics files it carries from the commit are not taken as its own."""
     exp = _exp("sw-n1-s0--lsdm_paper", 1, 0, fid=7.0, flow_fids={10: 1.0})
@@ -101,6 +101,9 @@ def test_a_variant_run_is_lsdm_alone_under_the_variant_name():
     assert list(paper["sampler"]) == ["lsdm_paper"] and paper["eval.fid_evalnet"].iloc[0] == 7.0
     assert paper["matcher"].iloc[0] == "LSDM (concat critic)"
     assert (df["sampler"] == "latent_flow_nfe10").sum() == 1  # from the main run only
+    report = write_report(df, {"jobs": 2, "wall_seconds": 60.0}, tmp_path).read_text()
+    assert "`lsdm_paper` = LSDM (concat critic)" in report and "2 runs at a time" in report
+    assert report.index("| lsdm_paper |") < report.index("| latent_flow_nfe10 |")  # LSDM's variants next to it
 
 
 def test_super_resolution_sweep_has_a_bicubic_row(tmp_path):
