@@ -79,9 +79,10 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     from lsdm.generate import LSDMSampler
     from lsdm.io import read_json, read_table
     from lsdm.models import build, load
+    from lsdm.models.matcher import matcher_config
     from lsdm.schemas import IMAGES, LATENTS
     from lsdm.tasks import make_task
-    from lsdm.train import seed_everything, train_wgan_gp
+    from lsdm.train import seed_everything, train_matcher
 
     name, overrides, count, seed, steps, curve_every = job
     overrides = dict(overrides)
@@ -115,14 +116,11 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
         p = params.matcher
         pool = codes(latents, latent_pool(images)["id"]) if p.marginal_weight > 0 else None
         seed_everything(p.seed)
-        matcher = build("wgan_gp_mlp", dict(condition=spec, z_dim=z.shape[1], noise_dim=p.noise_dim, width=p.width,
-                                            depth=p.depth, critic=p.critic, marginal=p.marginal_weight > 0))  # fmt: skip
+        matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
         samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std))]  # noqa: E731
         probe = lambda: samplers()[0][1]  # noqa: E731
-        train = lambda log: train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic,  # noqa: E731
-                                          batch_size=p.batch_size, lr=p.lr, gp_weight=p.gp_weight, seed=p.seed,
-                                          pool=pool, marginal_weight=p.marginal_weight, log=log,
-                                          log_every=curve_every or 10, desc=f"{name} n{count} s{seed}")
+        train = lambda log: train_matcher(matcher, p, cond, z, pool, log=log, log_every=curve_every or 10,  # noqa: E731
+                                          desc=f"{name} n{count} s{seed}")
         label, n_steps = variant_name(p), p.steps
 
     judge_seconds = 0.0

@@ -205,7 +205,7 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
         fit = metrics.get("results/fit_matcher/metrics.json", {})
         rows.append({
             **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
-            "train_seconds": _seconds(metrics.get("results/fit_matcher/metrics.json", {}), "matcher"),
+            "train_seconds": _seconds(fit, "matcher"),
             "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
             **flatten({"eval": m.get("eval", {})}),
         })  # fmt: skip

@@ -274,6 +274,13 @@ def train_wgan_gp(
     return matcher.eval()
 
 
+def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None,
+                  **kwargs) -> nn.Module:
+    """`train_wgan_gp` with the budget and weights of the `matcher` params section `p`."""
+    return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
+                         gp_weight=p.gp_weight, seed=p.seed, pool=pool, marginal_weight=p.marginal_weight, **kwargs)
+
+
 @torch.no_grad()
 def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int = 3) -> tuple[torch.Tensor, float]:
     """Run `fn` once to warm up, then `repeats` times; return the output and the best wall time (s)."""

@@ -196,6 +196,12 @@ def condition_encoder(kind: str, **spec) -> tuple[nn.Module, int]:
 CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": ProjectionCritic}
 
 
+def matcher_config(p, condition: dict, z_dim: int) -> dict:
+    """`wgan_gp_mlp`'s arguments from the `matcher` params section (what a checkpoint stores)."""
+    return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
+                critic=p.critic, marginal=p.marginal_weight > 0)  # fmt: skip
+
+
 def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,
                 critic: str = "concat", marginal: bool = False) -> Matcher:  # fmt: skip
     """MLP generator and critic; each gets its own condition encoder (they must not share weights).

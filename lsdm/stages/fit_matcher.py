@@ -3,17 +3,16 @@
 
 import time
 
-import torch
-
 from lsdm import paths
 from lsdm.config import Params, resolve_device, variant_name
 from lsdm.io import read_table, save_checkpoint
 from lsdm.models import build
+from lsdm.models.matcher import matcher_config
 from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.data import codes, labels_tensor, to_tensor
 from lsdm.tasks import make_task
 from lsdm.tracking import tracked
-from lsdm.train import seed_everything, train_wgan_gp
+from lsdm.train import seed_everything, train_matcher
 
 
 def run(params: Params) -> None:
@@ -26,17 +25,13 @@ def run(params: Params) -> None:
     pool = codes(latents, read_table(paths.LATENT_POOL, LATENT_POOL)["id"]).to(device) if marginal else None
     pair_images = to_tensor(images.set_index("id").loc[paired["id"]])
     cond = task.conditions(pair_images, labels_tensor(paired)).to(device)
-    config = dict(condition=task.condition_spec(images), z_dim=z.shape[1], noise_dim=p.noise_dim, width=p.width,
-                  depth=p.depth, critic=p.critic, marginal=marginal)  # fmt: skip
+    config = matcher_config(p, task.condition_spec(images), z.shape[1])
     seed_everything(p.seed)
     matcher = build("wgan_gp_mlp", config).to(device)
 
     with tracked(paths.live_dir("fit_matcher")) as track:
         t0 = time.perf_counter()
-        train_wgan_gp(
-            matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size,
-            lr=p.lr, gp_weight=p.gp_weight, seed=p.seed, pool=pool, marginal_weight=p.marginal_weight, log=track,
-        )  # fmt: skip
+        train_matcher(matcher, p, cond, z, pool, log=track)
         seconds = time.perf_counter() - t0
         track.summary["matcher"] = {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p),
                                     "n_pool": len(pool) if marginal else 0}  # fmt: skip
