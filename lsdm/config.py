@@ -258,6 +258,13 @@ class Params(Section):
         return v
 
     @model_validator(mode="after")
+    def _val_split_exists(self) -> "Params":
+        if self.evaluate.split == "val" and self.data.val_fraction == 0:
+            raise ValueError("evaluate.split = 'val' but data.val_fraction = 0: there are no validation images; "
+                             "set data.val_fraction > 0 or evaluate.split: test")
+        return self
+
+    @model_validator(mode="after")
     def _sr_factor_divides_size(self) -> "Params":
         if self.task == "super_resolution" and self.data.image_size % self.sr.factor:
             raise ValueError(

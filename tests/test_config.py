@@ -41,6 +41,7 @@ def test_shipped_params_are_valid_and_complete():
         ({"evaluate": {"split": "train"}}, ["evaluate.split", "train", "'val'", "'test'"]),
         ({"data": {"val_fraction": -0.1}}, ["data.val_fraction", "-0.1"]),
         ({"data": {"test_fraction": 0.5, "val_fraction": 0.5}}, ["data.test_fraction + data.val_fraction", "below 1"]),
+        ({"data": {"val_fraction": 0}, "evaluate": {"split": "val"}}, ["evaluate.split = 'val'", "data.val_fraction = 0"]),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(raw, needles):
