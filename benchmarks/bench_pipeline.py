@@ -127,10 +127,11 @@ def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
     try:
         import torch
 
-        from lsdm.baselines import FlowSampler, samplers
+        from lsdm.methods import samplers
+        from lsdm.methods.latent_flow import FlowSampler
         from lsdm.config import load_params, resolve_device
-        from lsdm.generate import fixed_noise
-        from lsdm.train import timed
+        from lsdm.methods.sampling import fixed_noise
+        from lsdm.models.training import timed
 
         params = load_params()
         device = resolve_device(params.base.device)

@@ -3,9 +3,9 @@ pipeline's own latents and judge it with the pipeline's own evaluation, on `val`
 
 Run from a workspace where `dvc repro encode eval_net` has run (the shared stages: images with their
 train/val/test split, autoencoder, latents, evaluation net). Every (variant x paired count x split
-seed) trains `lsdm.train.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
-`lsdm.flow.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE) and is judged by
-`lsdm.evaluation.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
+seed) trains `lsdm.models.training.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
+`lsdm.methods.flow_matching.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE) and is judged by
+`lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
 also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON). Nothing
 under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
 
@@ -50,10 +50,10 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 def quick_judge(ref, sampler, batch_size: int = 500) -> dict:
     """Label accuracy, FID and PRDC (evalnet features) of one sample per validation image, noise seed 0:
     the cheap part of `judge_sampler`, for curves along training."""
-    from lsdm.evaluation import evalnet_features
-    from lsdm.generate import fixed_noise, sample
-    from lsdm.geometry import prdc
-    from lsdm.metrics import fid
+    from lsdm.evaluation.judge import evalnet_features
+    from lsdm.methods.sampling import fixed_noise, sample
+    from lsdm.evaluation.geometry import prdc
+    from lsdm.evaluation.metrics import fid
 
     was_training = sampler.training
     sampler.eval()
@@ -71,18 +71,18 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
 
     torch.set_num_threads(int(os.environ.get("TUNE_THREADS", "1")))
     from lsdm import paths
-    from lsdm.baselines import FlowSampler
+    from lsdm.methods.latent_flow import FlowSampler
     from lsdm.config import load_params, variant_name
-    from lsdm.data import codes, labels_tensor, latent_pool, paired_subset, to_tensor
-    from lsdm.evaluation import Reference, judge_sampler
-    from lsdm.flow import train_flow_matching
-    from lsdm.generate import LSDMSampler
+    from lsdm.data.tables import codes, labels_tensor, latent_pool, paired_subset, to_tensor
+    from lsdm.evaluation.judge import Reference, judge_sampler
+    from lsdm.methods.flow_matching import train_flow_matching
+    from lsdm.methods.lsdm import LSDMSampler
     from lsdm.io import read_json, read_table
     from lsdm.models import build, load
     from lsdm.models.matcher import matcher_config
-    from lsdm.schemas import IMAGES, LATENTS
+    from lsdm.data.schemas import IMAGES, LATENTS
     from lsdm.tasks import make_task
-    from lsdm.train import seed_everything, train_matcher
+    from lsdm.models.training import seed_everything, train_matcher
 
     name, overrides, count, seed, steps, curve_every = job
     overrides = dict(overrides)

@@ -20,10 +20,10 @@ A run of the flow, in the workspace given by `repo`, $LSDM_REPO or the working d
 5. puts params.yaml back (also on failure), publishes the Markdown report, a metrics table and a
    stage table as artifacts, and returns the metrics dict (`eval.*`).
 
-See lsdm/orchestrate.py for why this is not `dvc exp run` (no per-stage tasks there).
+See lsdm/orchestration/dvc.py for why this is not `dvc exp run` (no per-stage tasks there).
 
 The `sweep` flow (deployment `lsdm/sweep`) is `make sweep`: it holds the same workspace slot while
-lsdm.sweep queues one DVC experiment per paired count x split seed, runs them with
+lsdm.orchestration.sweep queues one DVC experiment per paired count x split seed, runs them with
 `dvc queue start -j 1`, collects the table and writes reports/comparison.md (also an artifact).
 
 Run it locally without a server: `python -m flows.lsdm_flow '{"split.n_paired_per_class": 3}'`.
@@ -42,7 +42,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from lsdm.orchestrate import (
+from lsdm.orchestration.dvc import (
     StageFailed,
     applied_params,
     check_exp_name,
@@ -185,8 +185,8 @@ def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = Non
 
 @task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
 def queue_sweep(repo: str, counts, seeds, overrides, tag) -> tuple[list[str], dict[str, Any]]:
-    """`dvc exp run --queue` once per paired count x split seed (lsdm.sweep.start)."""
-    from lsdm.sweep import start
+    """`dvc exp run --queue` once per paired count x split seed (lsdm.orchestration.sweep.start)."""
+    from lsdm.orchestration.sweep import start
 
     names, meta = start(Path(repo), counts, seeds, overrides, tag)
     get_run_logger().info("queued %d DVC experiments: %s", len(names), ", ".join(names))
@@ -198,7 +198,7 @@ def queue_sweep(repo: str, counts, seeds, overrides, tag) -> tuple[list[str], di
 @task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
 def run_sweep_queue(repo: str, names: list[str], timeout: float | None) -> dict[str, str]:
     """`dvc queue start -j 1`: the queued experiments one at a time; name -> DVC's final status."""
-    from lsdm.sweep import run_queue
+    from lsdm.orchestration.sweep import run_queue
 
     return run_queue(names, Path(repo), jobs=1, timeout=timeout)
 
@@ -206,7 +206,7 @@ def run_sweep_queue(repo: str, names: list[str], timeout: float | None) -> dict[
 @task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
 def collect_sweep(repo: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
     """`dvc exp show --json` -> results/sweep/sweep.parquet and reports/comparison.md; the table's rows."""
-    from lsdm.sweep import collect_and_report
+    from lsdm.orchestration.sweep import collect_and_report
 
     df = collect_and_report(Path(repo), meta["tag"], meta)
     return json.loads(df.to_json(orient="records"))
@@ -221,7 +221,7 @@ def sweep(
     timeout: float | None = None,
     repo: str | None = None,
 ) -> dict[str, Any]:
-    """`make sweep` as a flow: the same `lsdm.sweep` code, holding the workspace while it runs.
+    """`make sweep` as a flow: the same `lsdm.orchestration.sweep` code, holding the workspace while it runs.
 
     Args:
         counts, seeds: paired counts and split seeds (default: `sweep.counts`, `sweep.seeds` of params.yaml).
@@ -231,7 +231,7 @@ def sweep(
     """
     import time
 
-    from lsdm.sweep import check
+    from lsdm.orchestration.sweep import check
 
     root = check_repo(repo)
     check(root, counts, seeds, overrides)  # ParamsError: the run fails here, before any task

@@ -1,5 +1,5 @@
 import sys
 
-from lsdm.cli import main
+from lsdm.pipeline.cli import main
 
 sys.exit(main())

@@ -16,9 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from lsdm.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
-# The baselines `methods:` may name; lsdm.baselines implements each (asserted there). Kept here so
-# that validating params does not import torch.
-METHOD_NAMES = ("pixel_wgan", "lsdm_paired_only", "latent_flow")
 
 
 def registered(name: str, registry: dict, what: str) -> str:
@@ -37,7 +34,7 @@ class BaseSection(Section):
 
 
 class DataParams(Section):
-    source: str = "mnist5k"  # a key of lsdm.sources.SOURCES
+    source: str = "mnist5k"  # a key of lsdm.data.sources.SOURCES
     root: str = "inputs"  # where file sources look; a DVC dependency of prepare, so new files rerun it
     image_size: PositiveInt = 28  # images are resized (and center-cropped) to this square size
     channels: Literal[1, 3] = 1  # 1: grayscale, 3: RGB
@@ -60,7 +57,7 @@ class DataParams(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        from lsdm.sources import SOURCES
+        from lsdm.data.sources import SOURCES
 
         return registered(v, SOURCES, "data source")
 
@@ -114,7 +111,7 @@ class EvalNetParams(Section):
 
 
 class EvaluateParams(Section):
-    """The evaluation suite (lsdm/stages/evaluate.py): sample counts, k values, seeds, weight paths."""
+    """The evaluation suite (lsdm/pipeline/evaluate.py): sample counts, k values, seeds, weight paths."""
 
     # generation seeds (mean ± std over them); the first gives the headline numbers and the grid
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -143,7 +140,12 @@ class EvaluateParams(Section):
         return v
 
 
-class PixelWGANParams(Section):
+class MethodSection(Section):
+    """The params of a method compared with LSDM: the field holding it in `Params` is the method's
+    name, `lsdm/methods/<name>.py` its code (see lsdm.methods), and `methods:` may name it."""
+
+
+class PixelWGANParams(MethodSection):
     """Baseline pixel_wgan: a conditional WGAN-GP in pixel space, on the paired subset only."""
 
     noise_dim: PositiveInt = 32
@@ -156,7 +158,7 @@ class PixelWGANParams(Section):
     seed: int = 0
 
 
-class PairedOnlyParams(Section):
+class PairedOnlyParams(MethodSection):
     """Baseline lsdm_paired_only: LSDM whose autoencoder sees only the paired images."""
 
     dim: PositiveInt = 16  # autoencoder, as `latent`
@@ -177,7 +179,7 @@ class PairedOnlyParams(Section):
     seed: int = 0
 
 
-class LatentFlowParams(Section):
+class LatentFlowParams(MethodSection):
     """Baseline latent_flow: conditional flow matching on the shared latents, sampled by an ODE solver."""
 
     width: PositiveInt = 256
@@ -198,7 +200,7 @@ class LatentFlowParams(Section):
 
 class SweepParams(Section):
     """`make sweep` and the Prefect deployment `lsdm/sweep`: one DVC experiment per paired count x
-    split seed. Read by `lsdm.sweep`, by no stage: changing it reruns nothing."""
+    split seed. Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
 
     counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
@@ -271,6 +273,13 @@ class Params(Section):
                 f"sr.factor = {self.sr.factor} must divide data.image_size = {self.data.image_size}"
             )
         return self
+
+
+#: The methods `methods:` may name, in the order their sections appear in Params.
+METHOD_NAMES: tuple[str, ...] = tuple(
+    name for name, field in Params.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, MethodSection)
+)  # fmt: skip
 
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:

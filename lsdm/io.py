@@ -23,6 +23,15 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import torch
 
+#: Every file read through this module while tracing (`lsdm <stage>` with $LSDM_TRACE set records
+#: them, with the modules the stage imported, so a test can hold dvc.yaml's deps to the truth).
+READS: set[str] = set()
+
+
+def _read(path: Path) -> Path:
+    READS.add(os.path.relpath(path))
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -65,7 +74,7 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(_read(Path(path)).read_text())
 
 
 def write_table(df: pd.DataFrame, path: str | Path, schema: Any, arrow_schema: pa.Schema | None = None) -> None:
@@ -84,7 +93,7 @@ def read_table(path: str | Path, schema: Any) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
-    return schema.validate(pd.read_parquet(path))
+    return schema.validate(pd.read_parquet(_read(path)))
 
 
 def save_checkpoint(path: str | Path, name: str, config: dict[str, Any], state: dict[str, Any], **extra: Any) -> None:
@@ -103,4 +112,4 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"{path}: checkpoint not found (has the stage that writes it run?)")
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=False)
+    return torch.load(_read(path), map_location=map_location, weights_only=False)

@@ -4,6 +4,8 @@
 committed to git (metrics, curves, grids, Markdown), so main always shows current numbers.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 DATA, RESULTS, REPORTS = Path("data"), Path("results"), Path("reports")
@@ -21,8 +23,23 @@ EVAL_METRICS = EVAL_DIR / "metrics.json"
 SAMPLES = EVAL_DIR / "samples.png"
 REPORT = REPORTS / "report.md"
 REPORT_FIGURES = REPORTS / "figures"
+SWEEP_DIR = RESULTS / "sweep"  # a sweep's tidy table (parquet + csv), its metadata and sample grids
+SWEEP_TABLE = SWEEP_DIR / "sweep.parquet"
+SWEEP_META = SWEEP_DIR / "sweep.json"
+COMPARISON = REPORTS / "comparison.md"
+COMPARISON_FIGURES = REPORTS / "comparison"  # not under REPORT_FIGURES: the report stage's output, replaced on each run
 
 
 def live_dir(stage: str) -> Path:
     """Where a training stage's dvclive writes metrics.json (summary) and plots/metrics/*.tsv."""
     return RESULTS / stage
+
+
+def method_data(method: str, root: str | Path = ".") -> Path:
+    """Where fit_baseline@<method> writes its checkpoints (a DVC out)."""
+    return Path(root) / DATA / "baselines" / method
+
+
+def method_results(method: str, root: str | Path = ".") -> Path:
+    """A baseline's small results: train/ (dvclive curves and summary), eval/ (metrics, sample grids)."""
+    return Path(root) / RESULTS / "baselines" / method

@@ -58,10 +58,11 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run a command; on failure re-raise with its output so the test log shows the traceback."""
     try:
-        p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+        p = subprocess.run(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         raise AssertionError(f"{cmd} timed out after {timeout}s\n--- stdout ---\n{out[-4000:]}") from None
@@ -108,8 +109,8 @@ def tiny_repro(tmp_path_factory) -> Path:
     with FileLock(str(base / "tiny-repro.lock")):
         if not repo.exists():
             scratch = make_repo(Path(tempfile.mkdtemp(dir=base)) / "repo", tiny_params())
-            run(["dvc", "repro"], scratch)
-            repo.parent.mkdir(exist_ok=True)
+            repo.parent.mkdir(exist_ok=True)  # trace.jsonl: what each stage imported and read (test_architecture)
+            run(["dvc", "repro"], scratch, extra_env={"LSDM_TRACE": str(repo.parent / "trace.jsonl")})
             scratch.rename(repo)  # a git + DVC repo holds only relative paths: it works where it lands
     return repo
 

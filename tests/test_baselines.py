@@ -8,14 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lsdm.baselines import BASELINES, METHOD_NAMES, FlowSampler, PixelSampler, samplers
+from lsdm.config import METHOD_NAMES
+from lsdm.methods import METHODS, method, samplers
+from lsdm.methods.latent_flow import FlowSampler
 from lsdm.config import Params, load_params, parse_params
 from lsdm.errors import ParamsError
-from lsdm.flow import integrate, solver_steps, train_flow_matching
+from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
 from lsdm.io import save_checkpoint, write_json, write_table
 from lsdm.models import build
-from lsdm.schemas import IMAGES, LATENTS, PAIRED, latents_arrow_schema
-from lsdm.train import gradient_penalty, train_wgan_gp
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
+from lsdm.models.training import gradient_penalty, train_wgan_gp
 
 LABEL = {"kind": "label", "n_classes": 3}
 
@@ -137,7 +139,7 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 
 def test_params_sections_and_methods_validated():
-    assert Params().methods == [] and list(METHOD_NAMES) == list(BASELINES)  # LSDM alone unless asked
+    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "lsdm_paired_only", "latent_flow")  # LSDM alone unless asked
     sweep = load_params().sweep  # the shipped sweep: the matcher against latent flow, and the paper's variant
     assert sweep.set["methods"] == ["latent_flow"] and sweep.variants["lsdm_paper"] == {"matcher.marginal_weight": 0.0}
     with pytest.raises(ParamsError, match="methods"):
@@ -157,6 +159,7 @@ def _toy_pipeline(root, size: int = 8) -> None:
                            "height": size, "width": size, "channels": 1, "image": [p.tobytes() for p in pixels]})  # fmt: skip
     write_table(images, root / "data/prepared/images.parquet", IMAGES)
     write_table(images[["id", "label"]].iloc[:9], root / "data/split/paired.parquet", PAIRED)
+    write_table(images[["id"]].iloc[:24], root / "data/split/latent_pool.parquet", LATENT_POOL)
     torch.manual_seed(0)
     config = dict(image_size=size, in_channels=1, dim=4, channels=[4], noise=0.0)
     ae = build("conv_ae", config)
@@ -168,29 +171,30 @@ def _toy_pipeline(root, size: int = 8) -> None:
     write_json({"mean": mean.tolist(), "std": std.tolist(), "n": len(z)}, root / "data/encoded/stats.json")
 
 
-def test_every_baseline_fits_loads_and_samples(tmp_path):
+def test_every_method_fits_loads_and_samples(tmp_path):
     _toy_pipeline(tmp_path)
     params = parse_params({
         "base": {"device": "cpu"},
+        "matcher": {"steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
         "pixel_wgan": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
         "lsdm_paired_only": {"dim": 4, "channels": [4], "ae_steps": 5, "steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
         "latent_flow": {"steps": 10, "width": 16, "depth": 1, "nfe": [2, 5], "batch_size": 8},
     })  # fmt: skip
     device = torch.device("cpu")
     names = []
-    for method in METHOD_NAMES:
+    for m in METHODS:  # LSDM's fit is fit_matcher's; its sampler reads the pipeline's paths
         logs: list[dict] = []
-        out = tmp_path / "data/baselines" / method
+        out = tmp_path / ("data/matcher" if m == "lsdm" else f"data/baselines/{m}")
         out.mkdir(parents=True)
-        summary = BASELINES[method].fit(params, device, out, lambda s, d: logs.append(d), root=tmp_path)
-        assert summary["n_pairs"] == 9 and summary["train_seconds"] > 0 and logs, method
-        for name, sampler in samplers(method, device, root=tmp_path):
+        summary = method(m).fit(params, device, out, lambda s, d: logs.append(d), root=tmp_path)
+        assert summary["n_pairs"] == 9 and summary["train_seconds"] > 0 and logs, m
+        for name, sampler in samplers(m, device, root=tmp_path):
             names.append(name)
             x = torch.tensor([0, 1, 2, 0])
             y = sampler(x, torch.randn(4, sampler.noise_dim))
             assert y.shape == (4, 1, 8, 8) and 0 <= y.min() and y.max() <= 1, name
             assert sampler.nfe >= 1
-    assert names == ["pixel_wgan", "lsdm_paired_only", "latent_flow_nfe2", "latent_flow_nfe5"]
+    assert names == ["lsdm", "pixel_wgan", "lsdm_paired_only", "latent_flow_nfe2", "latent_flow_nfe5"]
     flows = samplers("latent_flow", device, params=parse_params({"latent_flow": {"nfe": [3]}}), root=tmp_path)
     assert [(n, s.nfe) for n, s in flows] == [("latent_flow_nfe3", 3)]  # NFE from params, no refit
     with pytest.raises(ValueError, match="unknown method"):
@@ -201,7 +205,7 @@ def test_every_baseline_fits_loads_and_samples(tmp_path):
     os.chdir(tmp_path)  # from_pipeline reads the pipeline's paths, relative to the repository root
     try:
         assert FlowSampler.from_pipeline(device, nfe=7).nfe == 7
-        pixel = PixelSampler.from_pipeline(device)
+        [(_, pixel)] = samplers("pixel_wgan", device)
         assert pixel(torch.tensor([1]), torch.randn(1, pixel.noise_dim)).shape == (1, 1, 8, 8)
     finally:
         os.chdir(cwd)

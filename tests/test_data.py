@@ -5,11 +5,11 @@ import pandas as pd
 import pandera.errors
 import pytest
 
-from lsdm.data import images_table, latent_pool, paired_subset, to_tensor
+from lsdm.data.tables import images_table, latent_pool, paired_subset, to_tensor
 from lsdm.errors import ParamsError
 from lsdm.io import read_table, write_table
-from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
-from lsdm.sources import RawImages
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
+from lsdm.data.schemas import RawImages
 
 
 def fake_raw(n_per_class=20, n_classes=4, size=8, seed=0) -> RawImages:

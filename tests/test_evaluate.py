@@ -13,15 +13,15 @@ import pytest
 import torch
 import yaml
 
-import lsdm.features as features
+import lsdm.evaluation.features as features
 from lsdm import paths
 from lsdm.config import load_params
-from lsdm.data import to_tensor
-from lsdm.features import evalnet_features
-from lsdm.geometry import prdc
+from lsdm.data.tables import to_tensor
+from lsdm.evaluation.features import evalnet_features
+from lsdm.evaluation.geometry import prdc
 from lsdm.io import read_table
 from lsdm.models import load
-from lsdm.schemas import IMAGES
+from lsdm.data.schemas import IMAGES
 
 from conftest import ROOT, run
 from test_metrics import no_network, write_stand_in_inception, write_stand_in_squeezenet  # noqa: F401
@@ -51,7 +51,7 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     monkeypatch.chdir(work)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "no-cleanfid"))
-    from lsdm.stages import evaluate, report
+    from lsdm.pipeline import evaluate, report
 
     params = load_params()
     evaluate.run(params)
@@ -123,13 +123,13 @@ def test_prdc_sanity_in_evalnet_space(tiny_repro):
 def test_dvc_stage_declares_what_evaluate_reads():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
     deps = set(stage["deps"])
-    modules = ("lsdm/stages/evaluate.py", "lsdm/metrics.py", "lsdm/features.py", "lsdm/geometry.py", "lsdm/bound.py")
+    modules = ("lsdm/pipeline/evaluate.py", "lsdm/evaluation/metrics.py", "lsdm/evaluation/features.py", "lsdm/evaluation/geometry.py", "lsdm/evaluation/bound.py")
     for module in modules:
         assert module in deps, module
     reads = (paths.IMAGES, paths.PAIRED, paths.LATENTS, paths.LATENT_STATS, paths.MATCHER, paths.EVALNET)
     for path in (*reads, paths.AUTOENCODER):
         assert str(path) in deps, path
-    from lsdm.evaluation import TIMED_STAGES
+    from lsdm.evaluation.judge import TIMED_STAGES
 
     for st in TIMED_STAGES:
         assert f"results/{st}/metrics.json" in deps, st
@@ -151,8 +151,8 @@ def test_evaluate_on_the_validation_split_judges_val_images_only(tiny_repro, tmp
     work = workdir(tiny_repro, tmp_path / "work", split="val", seeds=[0])
     monkeypatch.chdir(work)
     from lsdm.io import read_table
-    from lsdm.schemas import IMAGES
-    from lsdm.stages import evaluate, report
+    from lsdm.data.schemas import IMAGES
+    from lsdm.pipeline import evaluate, report
 
     params = load_params()
     evaluate.run(params)

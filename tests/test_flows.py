@@ -1,6 +1,6 @@
 """The Prefect flow `lsdm` over the real DVC pipeline (no mocks).
 
-Fast tests check the helpers of lsdm/orchestrate.py and prefect.yaml. The slow ones run the flow
+Fast tests check the helpers of lsdm/orchestration/dvc.py and prefect.yaml. The slow ones run the flow
 under `prefect_test_harness` (a temporary local server and database) on tiny params: the outputs
 are those of `dvc repro`, a paired-count override reruns only the four paired stages, every run
 is a DVC experiment in `dvc exp show`, and bad overrides fail before anything runs.
@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from lsdm.errors import ParamsError
-from lsdm.sweep import check as check_sweep
-from lsdm.orchestrate import (
+from lsdm.orchestration.sweep import check as check_sweep
+from lsdm.orchestration.dvc import (
     CACHED,
     RAN,
     SKIPPED,
@@ -28,7 +28,7 @@ from lsdm.orchestrate import (
     render_params,
     validate,
 )
-from lsdm.stages import STAGES
+from lsdm.pipeline import STAGES
 
 from conftest import ROOT, make_repo, run, tiny_params
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-import lsdm.features as features
-from lsdm.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
-from lsdm.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
-from lsdm.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
+import lsdm.evaluation.features as features
+from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
+from lsdm.evaluation.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
+from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
 
 # ---------------------------------------------------------------- precision / recall / density / coverage
 
@@ -80,7 +80,7 @@ def test_prdc_matches_reference_package(n_real, n_fake, dim, k, shift):
 def test_prdc_never_holds_more_than_a_block_of_distances(monkeypatch):
     """Distances are computed in row blocks of `chunk` x N, which is what lets 10,000 x 10,000 sets
     fit in memory (about 80 MB per float64 block at chunk=1024)."""
-    import lsdm.geometry as geometry
+    import lsdm.evaluation.geometry as geometry
 
     shapes = []
     real_cdist = torch.cdist
@@ -102,9 +102,9 @@ def test_prdc_never_holds_more_than_a_block_of_distances(monkeypatch):
 def digits() -> np.ndarray:
     """MNIST digits as flat pixel vectors in [0, 1] (the bundled 5,000-digit subset), shuffled."""
     from lsdm.config import DataParams
-    from lsdm.sources import SOURCES
+    from lsdm.data.sources import loader
 
-    raw = SOURCES["mnist5k"](DataParams())
+    raw = loader("mnist5k")(DataParams())
     x = raw.images.reshape(len(raw.images), -1).astype(np.float64) / 255.0
     return x[np.random.default_rng(0).permutation(len(x))]
 

@@ -5,7 +5,7 @@ import torch
 
 from lsdm.io import save_checkpoint
 from lsdm.models import MODELS, build, load
-from lsdm.train import gradient_penalty, train_autoencoder, train_classifier, train_wgan_gp
+from lsdm.models.training import gradient_penalty, train_autoencoder, train_classifier, train_wgan_gp
 
 CONFIGS = {
     "conv_ae": dict(image_size=28, in_channels=1, dim=8, channels=[8, 16], noise=0.05),
@@ -89,7 +89,7 @@ def test_loops_reduce_their_losses():
 
 
 def test_fused_critic_objective_equals_separate_terms():
-    from lsdm.train import critic_objective
+    from lsdm.models.training import critic_objective
 
     torch.manual_seed(0)
     m = build("wgan_gp_mlp", CONFIGS["wgan_gp_mlp"])
@@ -107,7 +107,7 @@ def test_fused_critic_objective_equals_separate_terms():
 def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name, critic):
     """The fused objective detaches the condition at the interpolates only where that is exact (the
     MLP critic); the projection critic keeps it. Either way every critic parameter's gradient is the reference's."""
-    from lsdm.train import critic_objective
+    from lsdm.models.training import critic_objective
 
     cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7}, **({"critic": critic} if critic else {}))
     torch.manual_seed(0)
@@ -157,7 +157,7 @@ def test_projection_critic_is_a_linear_head_per_class_on_shared_features():
 
 @pytest.mark.parametrize("critic", ["concat", "projection"])
 def test_marginal_objective_is_w1_and_penalty_of_the_marginal_critic(critic):
-    from lsdm.train import marginal_objective
+    from lsdm.models.training import marginal_objective
 
     torch.manual_seed(0)
     f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic=critic, marginal=True)).critic

@@ -15,8 +15,8 @@ import yaml
 
 from lsdm.config import Params
 from lsdm.io import read_table
-from lsdm.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
-from lsdm.stages import STAGES
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
+from lsdm.pipeline import STAGES
 
 from conftest import ROOT, copy_repo, env, make_repo, run, tiny_params
 
@@ -91,9 +91,9 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
     import torch
 
     from lsdm.config import load_params, variant_name
-    from lsdm.evaluation import Reference, evalnet_features
+    from lsdm.evaluation.judge import Reference, evalnet_features
     from lsdm.io import load_checkpoint
-    from lsdm.metrics import fid
+    from lsdm.evaluation.metrics import fid
 
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]
     params = tiny_params(data={"limit": 600}, split={"n_paired_per_class": 10}, latent={"steps": 600},

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lsdm.orchestrate import RAN, SKIPPED, workspace_key
+from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 
 from conftest import env, make_repo, run, tiny_params
 from test_flows import SHARED_STAGES, add_flows, by_flow_run, exp_show, stage_statuses

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from lsdm.config import DataParams
-from lsdm.data import conform, images_table
+from lsdm.data.tables import conform, images_table
 from lsdm.errors import DataError
-from lsdm.schemas import IMAGES, UNLABELLED
-from lsdm.sources import SOURCES
+from lsdm.data.schemas import IMAGES, UNLABELLED
+from lsdm.data.sources import SOURCES, loader
 
 
 def write_image_folder(root: Path, n_per_class: int = 6, classes=("cat", "dog"), size=(20, 16), mode="RGB",
@@ -42,7 +42,7 @@ def folder_params(root: Path, **kw) -> DataParams:
 
 def test_class_folders_give_labels_and_nested_files(tmp_path):
     root = write_image_folder(tmp_path / "imgs", nested=True)
-    raw = SOURCES["image_folder"](folder_params(root, image_size=8, channels=3))
+    raw = loader("image_folder")(folder_params(root, image_size=8, channels=3))
     assert raw.images.shape == (12, 8, 8, 3)
     assert sorted(set(raw.labels.tolist())) == [0, 1]
     assert any("/more/" in i for i in raw.ids)  # files in nested folders belong to their class
@@ -51,33 +51,33 @@ def test_class_folders_give_labels_and_nested_files(tmp_path):
 
 def test_flat_folder_is_unlabelled_and_grayscale_converts(tmp_path):
     root = write_image_folder(tmp_path / "faces", n_per_class=10, flat=True, mode="RGB")
-    raw = SOURCES["image_folder"](folder_params(root, image_size=8, channels=1))
+    raw = loader("image_folder")(folder_params(root, image_size=8, channels=1))
     assert raw.images.shape == (10, 8, 8, 1) and (raw.labels == UNLABELLED).all()
     gray = write_image_folder(tmp_path / "gray", flat=True, mode="L", n_per_class=4)
-    assert SOURCES["image_folder"](folder_params(gray, image_size=8, channels=3)).images.shape == (4, 8, 8, 3)
+    assert loader("image_folder")(folder_params(gray, image_size=8, channels=3)).images.shape == (4, 8, 8, 3)
 
 
 def test_corrupt_file_named_or_skipped(tmp_path):
     root = write_image_folder(tmp_path / "imgs", corrupt=True)
     with pytest.raises(DataError, match=r"broken\.png.*on_corrupt"):
-        SOURCES["image_folder"](folder_params(root, image_size=8))
-    raw = SOURCES["image_folder"](folder_params(root, image_size=8, on_corrupt="skip"))
+        loader("image_folder")(folder_params(root, image_size=8))
+    raw = loader("image_folder")(folder_params(root, image_size=8, on_corrupt="skip"))
     assert raw.skipped == ["cat/broken.png"] and len(raw.ids) == 12
 
 
 def test_missing_or_empty_root_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not a directory"):
-        SOURCES["image_folder"](folder_params(tmp_path / "nope"))
+        loader("image_folder")(folder_params(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
-        SOURCES["image_folder"](folder_params(tmp_path / "empty"))
+        loader("image_folder")(folder_params(tmp_path / "empty"))
 
 
 def test_hash_split_is_stable_when_files_are_added(tmp_path):
     root = write_image_folder(tmp_path / "imgs", n_per_class=30, nested=False)
-    before = images_table(SOURCES["image_folder"](folder_params(root, image_size=8)), 0.2, seed=0)
+    before = images_table(loader("image_folder")(folder_params(root, image_size=8)), 0.2, seed=0)
     write_image_folder(root, n_per_class=45, nested=False, seed=1)  # 15 new files per class (+ rewrites)
-    after = images_table(SOURCES["image_folder"](folder_params(root, image_size=8)), 0.2, seed=0)
+    after = images_table(loader("image_folder")(folder_params(root, image_size=8)), 0.2, seed=0)
     assert len(after) == 90
     old = before.set_index("id")["split"]
     assert (after.set_index("id").loc[old.index, "split"] == old).all()
@@ -96,10 +96,10 @@ def write_idx(raw: Path, prefix: str, n: int, rng) -> None:
 def test_torchvision_files_read_locally_with_official_split(tmp_path, source, folder):
     rng = np.random.default_rng(0)
     with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte.*nothing is downloaded"):
-        SOURCES[source](DataParams(source=source, root=str(tmp_path)))
+        loader(source)(DataParams(source=source, root=str(tmp_path)))
     write_idx(tmp_path / folder / "raw", "train", 40, rng)
     write_idx(tmp_path / folder / "raw", "t10k", 10, rng)
-    raw = SOURCES[source](DataParams(source=source, root=str(tmp_path)))
+    raw = loader(source)(DataParams(source=source, root=str(tmp_path)))
     table = IMAGES.validate(images_table(raw, 0.5, seed=0))
     assert table["split"].value_counts().to_dict() == {"train": 40, "test": 10}
 
@@ -134,7 +134,7 @@ def test_every_source_has_a_fixture():
 @pytest.mark.parametrize("name", sorted(SOURCE_FIXTURES))
 def test_every_source_returns_valid_images(name, tmp_path):
     params = SOURCE_FIXTURES[name](tmp_path)
-    raw = SOURCES[name](params)
+    raw = loader(name)(params)
     table = IMAGES.validate(images_table(raw, 0.2, seed=0, limit=50))
     assert set(table["split"]) == {"train", "test"}
 

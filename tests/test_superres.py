@@ -7,7 +7,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lsdm.models import build
-from lsdm.superres import bicubic_upsample, consistency_psnr, downsample, psnr, ssim
+from lsdm.tasks.superres import bicubic_upsample, consistency_psnr, downsample, psnr, ssim
 from lsdm.tasks import SuperResolution
 
 
@@ -63,7 +63,7 @@ def test_sr_task_conditions_feed_the_matcher():
 
 
 def test_fidelity_spread_and_grid():
-    from lsdm.superres import comparison_grid, draw_spread, fidelity
+    from lsdm.tasks.superres import comparison_grid, draw_spread, fidelity
 
     y = torch.rand(3, 1, 28, 28)
     x = downsample(y, 4)
@@ -77,7 +77,7 @@ def test_fidelity_spread_and_grid():
 
 
 def test_back_projection_makes_outputs_consistent():
-    from lsdm.superres import BackProjected, back_project
+    from lsdm.tasks.superres import BackProjected, back_project
 
     torch.manual_seed(0)
     y = torch.rand(4, 1, 28, 28) * 0.8 + 0.1
@@ -98,7 +98,7 @@ def test_back_projection_makes_outputs_consistent():
 
 
 def test_report_puts_raw_lsdm_beside_back_projected_and_bicubic():
-    from lsdm.report import sr_lines
+    from lsdm.reports.run_report import sr_lines
 
     e = {"psnr": 16.5, "consistency_psnr": 38.1, "back_projection": 5,
          "raw": {"psnr": 15.9, "consistency_psnr": 20.2}, "bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}}  # fmt: skip

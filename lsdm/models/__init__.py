@@ -1,41 +1,44 @@
-"""Model registry: name -> constructor. A checkpoint stores the name and the constructor's
-arguments, so `build(name, config)` rebuilds exactly the network that was trained."""
+"""Model registry: name -> constructor ("module:attribute", imported on first use, so building one
+network never imports the others). A checkpoint stores the name and the constructor's arguments,
+so `build(name, config)` rebuilds exactly the network that was trained."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import importlib
+from typing import Any
 
 import torch
 from torch import nn
 
+from lsdm.errors import DataError
 from lsdm.io import load_checkpoint
 
-from lsdm.models.autoencoder import ConvAutoencoder
-from lsdm.models.baselines import flow_mlp, pixel_wgan
-from lsdm.models.evalnet import LeNet
-from lsdm.models.matcher import Matcher, wgan_gp_mlp
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "conv_ae": ConvAutoencoder,  # latent stage
-    "wgan_gp_mlp": wgan_gp_mlp,  # matching stage
-    "lenet": LeNet,  # evaluation net
-    "pixel_wgan": pixel_wgan,  # baseline: conditional WGAN-GP in pixel space
-    "flow_mlp": flow_mlp,  # baseline: velocity field of latent flow matching
+MODELS: dict[str, str] = {
+    "conv_ae": "lsdm.models.autoencoder:ConvAutoencoder",  # the latent space (fit_latent)
+    "wgan_gp_mlp": "lsdm.models.matcher:wgan_gp_mlp",  # LSDM's matcher (fit_matcher)
+    "lenet": "lsdm.models.lenet:LeNet",  # the evaluation net (eval_net)
+    "pixel_wgan": "lsdm.models.pixel_gan:pixel_wgan",  # method pixel_wgan
+    "flow_mlp": "lsdm.models.velocity:flow_mlp",  # method latent_flow
 }
 
 
-def build(name: str, config: dict[str, Any]) -> nn.Module:
+def constructor(name: str):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}")
-    return MODELS[name](**config)
+    module, attr = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
-def load(path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a checkpointed network (see `lsdm.io.save_checkpoint`) in eval mode on `device`."""
+def build(name: str, config: dict[str, Any]) -> nn.Module:
+    return constructor(name)(**config)
+
+
+def load(path, device: str | torch.device = "cpu", expect: type[nn.Module] | None = None) -> nn.Module:
+    """Rebuild a checkpointed network (see `lsdm.io.save_checkpoint`) in eval mode on `device`.
+    With `expect`, a checkpoint of another kind of network is an error naming the file."""
     ckpt = load_checkpoint(path, map_location=device)
     model = build(ckpt["name"], ckpt["config"])
+    if expect is not None and not isinstance(model, expect):
+        raise DataError(f"{path}: holds a {type(model).__name__} ({ckpt['name']!r}), expected a {expect.__name__}")
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
-
-
-__all__ = ["MODELS", "build", "load", "ConvAutoencoder", "LeNet", "Matcher"]

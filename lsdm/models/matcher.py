@@ -45,7 +45,7 @@ class Generator(nn.Module):
 
 class MarginalCritic(nn.Module):
     """What a latent critic may carry beside f: the marginal critic m(z) = MLP(z), trained by the
-    same optimiser (`lsdm.train.marginal_objective`)."""
+    same optimiser (`lsdm.models.training.marginal_objective`)."""
 
     def add_marginal(self, z_dim: int, width: int, depth: int) -> None:
         self.marginal_net = mlp(z_dim, width, depth, 1)
@@ -62,7 +62,7 @@ class MarginalCritic(nn.Module):
 class Critic(MarginalCritic):
     """f(x, z) = MLP([cond(x), z]): no normalisation layers, since the gradient penalty is taken per sample.
 
-    Training scores three codes per condition (real, fake, interpolated; `lsdm.train.critic_objective`),
+    Training scores three codes per condition (real, fake, interpolated; `lsdm.models.training.critic_objective`),
     so the condition's share of the first layer, W_c cond(x) + b, is computed once (`encode`) and
     added to each code's share W_z z (`score`): the same function as the MLP on the concatenation.
     """
@@ -96,7 +96,7 @@ class Projection(nn.Module):
     Why: with the condition concatenated, the critic can score z while half-ignoring x, and G's
     label accuracy fell as pairs grew (issue 12); projected, every class has its own linear head
     on shared features, so x cannot be ignored. No normalisation layers (the GP is per sample).
-    Subclasses set `body`; `lsdm.models.baselines.PixelCritic` is the same head over a conv body.
+    Subclasses set `body`; `lsdm.models.pixel_gan.PixelCritic` is the same head over a conv body.
     """
 
     penalty_ignores_condition = False  # grad_z f is linear in encode(x): the penalty must see it
@@ -116,7 +116,7 @@ class Projection(nn.Module):
 
     def score(self, e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """f for codes z [k*B, ...], k blocks of B against encoded conditions e [B, features]
-        (see `lsdm.train.critic_objective`)."""
+        (see `lsdm.models.training.critic_objective`)."""
         h = self.body(z)
         return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)  # [k*B]
 

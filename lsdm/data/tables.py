@@ -1,0 +1,154 @@
+"""Image tables and the subsets cut from them. Pure functions: tables in, tables or tensors out.
+
+Every random choice here is made by ranking ids by a seeded hash, not by shuffling a list, so
+it does not depend on the order a source lists its images in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from lsdm.errors import ParamsError
+from lsdm.data.schemas import UNLABELLED
+from lsdm.data.schemas import RawImages
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that make tensors: prepare and split, which only move
+# tables, then start without its ~3 s import (8 stages pay it otherwise).
+
+
+def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
+    """A deterministic pseudo-random key per id (same id and seed -> same key, on every machine)."""
+    return ids.map(lambda i: int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big"))
+
+
+def conform(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> [N, size, size, channels]: area/bicubic resize, gray <-> RGB."""
+    n, h, w, c = images.shape
+    if (h, w, c) == (size, size, channels):
+        return images
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    if c != channels:
+        x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
+    if (h, w) != (size, size):
+        mode = "area" if size < min(h, w) else "bicubic"
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode=mode)
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, val_fraction: float = 0.0) -> np.ndarray:
+    """train/val/test per row of `df` (columns id, label, rank, pos, size, and `given` for a source's
+    own split); see RawImages.split_by.
+
+    Test is cut first and does not depend on `val_fraction`: adding a validation split moves
+    images from train to val, never into or out of test. Validation is the next band of the same
+    ranking (the next `val_fraction` of each class, or of the hash range); with a given split it is
+    the lowest `val_fraction` of the hash range among the given training images.
+    """
+    rank = df["rank"] / 2.0**64  # uniform in [0, 1)
+    if split_by == "given":
+        return np.where((df["given"] == "train") & (rank < val_fraction), "val", df["given"])
+    if split_by == "hash":  # threshold on the hash: an image keeps its split when others are added
+        return np.select([rank < test_fraction, rank < test_fraction + val_fraction], ["test", "val"], "train")
+    n_test = np.round(df["size"] * test_fraction)
+    n_val = np.round(df["size"] * (test_fraction + val_fraction)) - n_test
+    return np.select([df["pos"] < n_test, df["pos"] < n_test + n_val], ["test", "val"], "train")
+
+
+def images_table(
+    raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
+) -> pd.DataFrame:
+    """Build the IMAGES table with its train/val/test split (`raw.split_by`, `assign_split`),
+    optionally keeping only `limit` images, stratified: per class, the lowest-ranked ids by a seeded hash."""
+    n, h, w, c = raw.images.shape
+    df = pd.DataFrame({"id": raw.ids, "label": raw.labels.astype(np.int64), "row": np.arange(n)})
+    if raw.splits is not None:
+        df["given"] = raw.splits
+    df["rank"] = hash_rank(df["id"], seed)
+    df = df.sort_values(["label", "rank"])
+    df["pos"] = df.groupby("label").cumcount()
+    df["size"] = df.groupby("label")["id"].transform("size")
+    if limit is not None and limit < n:
+        keep = df["size"] * limit / n  # per-class quota, proportional to class size
+        df = df[df["pos"] < np.maximum(1, np.round(keep))]
+        df["size"] = df.groupby("label")["id"].transform("size")
+    df["split"] = assign_split(df, raw.split_by, test_fraction, val_fraction)
+    df = df.sort_values("id")
+    return pd.DataFrame(
+        {
+            "id": df["id"].to_numpy(),
+            "split": df["split"].to_numpy(),
+            "label": df["label"].to_numpy(),
+            "height": h,
+            "width": w,
+            "channels": c,
+            "image": [raw.images[r].tobytes() for r in df["row"]],
+        }
+    )
+
+
+def to_tensor(df: pd.DataFrame) -> torch.Tensor:
+    """IMAGES rows -> float tensor [N, C, H, W] in [0, 1]."""
+    import torch
+
+    h, w, c = (int(df[k].iloc[0]) for k in ("height", "width", "channels"))
+    buf = np.frombuffer(b"".join(df["image"]), dtype=np.uint8).reshape(len(df), h, w, c)
+    return torch.from_numpy(buf.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
+
+
+def labels_tensor(df: pd.DataFrame) -> torch.Tensor:
+    """The `label` column as an int64 tensor (a copy: Parquet-backed arrays are read-only)."""
+    import torch
+
+    return torch.tensor(df["label"].to_numpy(), dtype=torch.int64)
+
+
+def codes(latents: pd.DataFrame, ids: pd.Series) -> torch.Tensor:
+    """The `z` column of LATENTS rows for `ids`, in that order, as a float tensor [len(ids), d]."""
+    import torch
+
+    z = latents.set_index("id").loc[ids, "z"].to_numpy()
+    return torch.from_numpy(np.stack(z)).float()
+
+
+def latent_pool(images: pd.DataFrame) -> pd.DataFrame:
+    """Ids of every training image, paired or not: the data the latent space is fitted on
+    (validation and test images are held out of it, as out of every fit).
+
+    Depends on the images table alone, never on the paired-subset parameters, so its file is
+    byte-identical when only those change and DVC skips fit_latent and encode.
+    """
+    train = images.loc[images["split"] == "train", "id"]
+    return pd.DataFrame({"id": train.sort_values().to_numpy()})
+
+
+def paired_subset(images: pd.DataFrame, n_per_class: int, n_paired: int, seed: int) -> pd.DataFrame:
+    """The pairs the matcher sees: with classes, the `n_per_class` lowest-ranked training images
+    of each class; without classes (label -1 everywhere), the `n_paired` lowest-ranked ones."""
+    train = images[images["split"] == "train"]
+    labelled = train[train["label"] != UNLABELLED]
+    if labelled.empty:
+        if n_paired > len(train):
+            raise ParamsError(
+                f"split.n_paired = {n_paired}: larger than the {len(train)} training images; allowed: 1..{len(train)}"
+            )
+        chosen = train.assign(rank=hash_rank(train["id"], seed)).sort_values("rank").head(n_paired)
+    else:
+        counts = labelled.groupby("label").size()
+        if n_per_class > counts.min():
+            raise ParamsError(
+                f"split.n_paired_per_class = {n_per_class}: larger than class {counts.idxmin()} has "
+                f"({counts.min()} training images); allowed: 1..{counts.min()}"
+            )
+        ranked = labelled.assign(rank=hash_rank(labelled["id"], seed)).sort_values(["label", "rank"])
+        chosen = ranked.groupby("label").head(n_per_class)
+    chosen = chosen.sort_values("id")
+    return pd.DataFrame({"id": chosen["id"].to_numpy(), "label": chosen["label"].to_numpy()})

@@ -1,0 +1,79 @@
+"""The three terms of LSDM's bound, measured on held-out data (DESIGN.md):
+
+    W1(joint of (x, y), joint of (x, y_hat)) <= Lip(D) * W1(latent joints) + E|y - D(E(y))|
+
+- reconstruction: E ||y - D(E(y))||_2 over test images (`lsdm.evaluation.metrics.mean_l2`);
+- Lip(D): the largest spectral norm of the decoder's Jacobian over sampled latents (this module);
+- W1 of the latent joints: the trained critic's estimate E f(x, z) - E f(x, G(x, eta)) on test
+  images' latents and their labels, which the matcher never saw (this module).
+
+All three use the same geometry: Euclidean norm on flattened pixels in [0, 1] for images, and on
+the *standardised* latent (the space G and f work in) for codes, so the decoder is taken as
+z_std -> D(z_std * std + mean). Read the product with care: the Jacobian maximum over samples is
+a lower estimate of the global Lipschitz constant, and a critic's value is a lower estimate of W1
+(any 1-Lipschitz f gives one; the gradient penalty only encourages 1-Lipschitz), so the sum is an
+indicative size of each term, not a certified bound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def decoder_jacobian_norms(decode, z: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectral and Frobenius norms of d decode(z) / dz at each row of z ([N, d]).
+
+    Forward-mode Jacobians (d columns per point, d is small), vmapped over the batch.
+    """
+    from torch.func import jacfwd, vmap
+
+    def single(zi: torch.Tensor) -> torch.Tensor:
+        return decode(zi[None]).flatten()
+
+    spec, frob = [], []
+    for i in range(0, len(z), batch_size):
+        J = vmap(jacfwd(single))(z[i : i + batch_size].detach())  # [b, P, d]
+        # spectral norm = sqrt of the largest eigenvalue of J^T J ([d, d]: cheaper than an SVD of J)
+        spec.append(torch.linalg.eigvalsh(J.mT @ J)[:, -1].clamp_min(0).sqrt().cpu())
+        frob.append(torch.linalg.matrix_norm(J, ord="fro").cpu())
+    return torch.cat(spec), torch.cat(frob)
+
+
+def lipschitz_probe_points(z_real: torch.Tensor, z_fake: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Where to probe D: real test codes, generated codes and random points between them (the
+    segments the bound's transport moves along), about n/3 of each."""
+    gen = torch.Generator().manual_seed(seed)
+    k = max(1, n // 3)
+    ir = torch.randint(0, len(z_real), (k,), generator=gen)
+    jf = torch.randint(0, len(z_fake), (k,), generator=gen)
+    a = torch.rand(n - 2 * k if n > 2 * k else k, 1, generator=gen)
+    im = torch.randint(0, min(len(z_real), len(z_fake)), (len(a),), generator=gen)
+    dev = z_real.device
+    mix = a.to(dev) * z_real[im.to(dev)] + (1 - a.to(dev)) * z_fake[im.to(dev)]
+    return torch.cat([z_real[ir.to(dev)], z_fake[jf.to(dev)], mix])
+
+
+def decoder_lipschitz(decode, z: torch.Tensor) -> dict[str, float]:
+    """Largest Jacobian spectral norm over the points z (the Lip(D) estimate), plus the largest
+    Frobenius norm (an upper bound on the spectral norm at the same point) and the median spectral."""
+    spec, frob = decoder_jacobian_norms(decode, z)
+    return {
+        "decoder_lipschitz_spectral_max": spec.max().item(),
+        "decoder_jacobian_spectral_median": spec.median().item(),
+        "decoder_jacobian_frobenius_max": frob.max().item(),
+        "decoder_lipschitz_n_points": int(len(z)),
+    }
+
+
+@torch.no_grad()
+def critic_w1(
+    critic: nn.Module, cond: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, batch_size: int = 1024
+) -> float:
+    """The critic's W1 estimate E f(x, z_real) - E f(x, z_fake), conditions paired row by row."""
+
+    def mean_f(z: torch.Tensor) -> torch.Tensor:
+        steps = range(0, len(cond), batch_size)
+        return torch.cat([critic(cond[i : i + batch_size], z[i : i + batch_size]) for i in steps]).mean()
+
+    return (mean_f(z_real) - mean_f(z_fake)).item()

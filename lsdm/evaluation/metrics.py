@@ -1,0 +1,136 @@
+"""Metrics. Each is what its name says; the feature backbone is part of every distance's name.
+
+FID and KID are clean-fid's own functions (`fid_from_feats`, `kernel_distance`), applied to
+features extracted in `lsdm.evaluation.features`. That is what `cleanfid.fid.compute_fid(...,
+custom_feat_extractor=...)` does after reading images from folders; a test checks that both give
+the same FID on the same images, without the PNG round trip here.
+
+KID's spread: clean-fid's `kernel_distance` averages the unbiased MMD^2 estimate over
+`num_subsets` random subsets but returns only the mean. Calling it once per subset
+(`num_subsets=1`) with the same seeded random draws gives exactly the same mean (a test checks)
+and also the per-subset values, whose standard deviation is the "KID std" that KID's authors and
+torch-fidelity report. Subsets smaller than the sets are needed for a spread at all: with
+subset size = set size every subset is the whole set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import torch
+from cleanfid import fid as cleanfid
+
+
+def label_accuracy(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tuple[float, dict[str, float]]:
+    """Overall accuracy and accuracy per class (keyed by the class as a string, for JSON)."""
+    pred, labels = pred.cpu(), labels.cpu()
+    hit = (pred == labels).float()
+    per_class = {str(k): hit[labels == k].mean().item() for k in range(n_classes) if (labels == k).any()}
+    return hit.mean().item(), per_class
+
+
+def fid(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
+    """Fréchet distance between Gaussian fits of two feature sets (clean-fid's implementation)."""
+    with warnings.catch_warnings():  # clean-fid calls scipy's sqrtm with a deprecated argument
+        warnings.filterwarnings("ignore", message=".*disp.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # evalnet features are ReLU outputs and a few never fire, so covariances can be singular and
+        # scipy's sqrtm warns; the number is clean-fid's as is, as compute_fid would report it
+        warnings.filterwarnings("ignore", message=".*singular.*")
+        return float(cleanfid.fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
+
+
+@contextlib.contextmanager
+def _numpy_seed(seed: int):
+    """clean-fid draws KID subsets from numpy's global RNG: seed it for this block, then restore it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def kid(
+    real_feats: np.ndarray, fake_feats: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID (clean-fid's `kernel_distance`): mean and standard deviation over random subsets.
+
+    `subset_size` is capped at the smaller set (clean-fid does the same). Deterministic in `seed`.
+    When the subsets would be the whole of both sets, one is computed and the std is 0.
+    """
+    # float32, as clean-fid's own feature extractors return (and twice as fast as float64)
+    real, fake = np.asarray(real_feats, np.float32), np.asarray(fake_feats, np.float32)
+    if min(len(real), len(fake)) < 2:
+        raise ValueError("KID needs at least 2 points in each set")
+    if subset_size >= max(len(real), len(fake)):
+        subsets = 1  # every "subset" would be both whole sets: the same value each time
+    with _numpy_seed(seed):
+        values = [
+            cleanfid.kernel_distance(real, fake, num_subsets=1, max_subset_size=subset_size) for _ in range(subsets)
+        ]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if subsets > 1 else 0.0
+
+
+def per_class_fid_kid(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    fake: np.ndarray,
+    fake_labels: np.ndarray,
+    *,
+    min_samples: int,
+    kid_subsets: int,
+    kid_subset_size: int,
+    seed: int = 0,
+) -> tuple[dict[str, float | None], dict[str, float | None], str | None]:
+    """FID and KID between the real and generated features of each class.
+
+    KID is unbiased at any size, so it is computed for every class with at least `min_samples`
+    points on both sides. FID's covariance is rank-deficient (and the number meaningless) unless a
+    class has more points than feature dimensions, so it is only computed then. Classes that miss
+    a bar get None; the returned note says why, in words.
+    """
+    real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+    dim = real.shape[1]
+    fids: dict[str, float | None] = {}
+    kids: dict[str, float | None] = {}
+    smallest = None
+    for c in np.unique(real_labels):
+        r, f = real[real_labels == c], fake[fake_labels == c]
+        n = min(len(r), len(f))
+        smallest = n if smallest is None else min(smallest, n)
+        kids[str(int(c))] = kid(r, f, kid_subsets, kid_subset_size, seed)[0] if n >= max(min_samples, 2) else None
+        fids[str(int(c))] = fid(r, f) if n > dim else None
+    notes = []
+    if any(v is None for v in fids.values()):
+        notes.append(
+            f"per-class FID needs more than {dim} images per class on each side (the feature dimension) "
+            f"for a full-rank covariance; the smallest class has {smallest}"
+        )
+    if any(v is None for v in kids.values()):
+        notes.append(f"per-class KID needs at least {min_samples} images per class (evaluate.per_class_min_samples)")
+    return fids, kids, "; ".join(notes) or None
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.mean((a - b) ** 2).item()
+
+
+def mae(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean absolute error per pixel, E|y - D(E(y))| averaged over pixels."""
+    return torch.mean((a - b).abs()).item()
+
+
+def mean_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """E ||a - b||_2 per image (pixels flattened): the norm the bound's Lip(D) is measured in."""
+    return (a - b).flatten(1).norm(dim=1).mean().item()
+
+
+def mean_std(values: list[float]) -> dict[str, float | int | None]:
+    """{"mean", "std", "n"} of a metric over evaluation seeds (std with ddof=1; None for one seed)."""
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if len(v) == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}

@@ -1,0 +1,83 @@
+"""LSDM: one-step generation y_hat = D(G(x, eta) * std + mean) through the shared autoencoder.
+
+Fitted by the main pipeline: fit_latent (the autoencoder on the whole latent pool), encode (the
+standardised latents), then `fit` here (fit_matcher): the matcher G(x, eta) -> z against a critic
+f(x, z) on the paired subset; with `matcher.marginal_weight` > 0 also against the pooled latents of
+every training image (our extension; 0 is the paper's method).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lsdm import paths
+from lsdm.config import variant_name
+from lsdm.data.schemas import LATENT_POOL
+from lsdm.io import read_json, read_table, save_checkpoint
+from lsdm.methods.common import Track, paired_inputs, shared_latents
+from lsdm.models import load
+from lsdm.models.autoencoder import ConvAutoencoder
+from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
+from lsdm.models.training import seed_everything, train_matcher
+
+FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS)
+SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS)
+
+
+class LSDMSampler(nn.Module):
+    """The matcher's generator, un-standardised, then the decoder: one forward pass per batch."""
+
+    nfe = 1
+
+    def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.generator, self.autoencoder = generator, autoencoder
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    @property
+    def noise_dim(self) -> int:
+        return self.generator.noise_dim
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.generator(x, eta) * self.std + self.mean  # [B, d], back to the decoder's scale
+        return self.autoencoder.decode(z)  # [B, C, H, W] in [0, 1]
+
+    @classmethod
+    def from_files(cls, matcher: Path, autoencoder: Path, stats: Path, device: torch.device) -> "LSDMSampler":
+        s = read_json(stats)
+        generator, ae = load(matcher, device, Matcher).generator, load(autoencoder, device, ConvAutoencoder)
+        return cls(generator, ae, torch.tensor(s["mean"]), torch.tensor(s["std"])).to(device).eval()
+
+    @classmethod
+    def from_pipeline(cls, device: torch.device, root: str | Path = ".") -> "LSDMSampler":
+        """Assemble from the fit_latent, encode and fit_matcher outputs."""
+        root = Path(root)
+        return cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device)
+
+
+def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
+    """Train the matcher on the pairs' latents (and the pool's, for the marginal term); writes matcher.pt."""
+    p = params.matcher
+    images, paired, _, cond, task = paired_inputs(params, device, root)
+    z = shared_latents(paired["id"], device, root)
+    marginal = p.marginal_weight > 0  # then G's pooled codes also match every training image's latent
+    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if marginal else None
+    config = matcher_config(p, task.condition_spec(images), z.shape[1])
+    seed_everything(p.seed)
+    matcher = wgan_gp_mlp(**config).to(device)
+    t0 = time.perf_counter()
+    train_matcher(matcher, p, cond, z, pool, log=track)
+    seconds = time.perf_counter() - t0
+    save_checkpoint(out_dir / paths.MATCHER.name, "wgan_gp_mlp", config, matcher.state_dict(), task=params.task)
+    return {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p),
+            "n_pool": len(pool) if marginal else 0}  # fmt: skip
+
+
+def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
+    return [("lsdm", LSDMSampler.from_pipeline(device, root))]

@@ -1,0 +1,435 @@
+"""Sweeps over the paired subset: DVC experiments over `split.n_paired_per_class` x `split.seed`,
+run one at a time through the DVC queue, collected into one tidy table, then the comparison report.
+
+    python -m lsdm.orchestration.sweep                               # params.yaml's sweep: section (make sweep)
+    python -m lsdm.orchestration.sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
+    python -m lsdm.orchestration.sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
+
+What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
+baselines and the training budget); the Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
+Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
+`dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
+does not depend on these params, so every run shares the cached autoencoder and latents). Counts
+larger than the smallest class are skipped and flagged, not run. Data without classes (a flat image
+folder) sweeps `split.n_paired` instead, capped by the training set.
+
+The table (results/sweep/sweep.parquet and .csv) has one row per experiment x sampler: the
+experiment's name and rev, `n_paired_per_class` / `n_paired`, `seed`, `method` (lsdm or a baseline),
+`sampler` (latent_flow gives one per NFE), `nfe`, the training time, and every `eval.*` metric that
+experiment's metrics files hold (results/evaluate/metrics.json for LSDM, results/baselines/<method>/
+for the baselines), flattened with dots. Whatever metrics exist are taken; none are required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import yaml
+
+from lsdm import paths
+from lsdm.config import PARAMS_FILE, load_params
+from lsdm.errors import ParamsError
+from lsdm.orchestration.dvc import find_tool, run_tool, tool_env
+
+SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
+TABLE_CSV = SWEEP_DIR / "sweep.csv"
+GRIDS = SWEEP_DIR / "grids"
+LSDM_EVAL = "results/evaluate/metrics.json"
+BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
+NFE_RE = re.compile(r"_nfe(\d+)$")
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+
+def class_counts(root: Path) -> pd.Series | None:
+    """Training images per class (None when the data has no classes); prepares the data if needed."""
+    from lsdm.io import read_table
+    from lsdm.data.schemas import IMAGES, UNLABELLED
+
+    images_path = root / paths.IMAGES
+    if not images_path.exists():
+        _dvc(["repro", "prepare"], root)
+    images = read_table(images_path, IMAGES)
+    train = images[(images["split"] == "train")]
+    labelled = train[train["label"] != UNLABELLED]
+    if labelled.empty:
+        return None if len(train) else pd.Series(dtype=int)
+    return labelled.groupby("label").size()
+
+
+def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | None, n_train: int | None = None):
+    """(runs [(param, count, seed)], skipped [(count, reason)]): counts the data cannot supply are skipped."""
+    key = "split.n_paired_per_class" if per_class is not None else "split.n_paired"
+    limit = int(per_class.min()) if per_class is not None else n_train
+    runs, skipped = [], []
+    for n in sorted(set(counts)):
+        if limit is not None and n > limit:
+            what = f"{limit} training images"
+            if per_class is not None:
+                what = f"smallest class has {what}"
+            skipped.append({"count": n, "reason": f"{key} = {n} skipped: {what}"})
+            continue
+        runs += [(key, n, s) for s in seeds]
+    return runs, skipped
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    p = run_tool(["dvc", *args], root)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+VARIANT_RE = re.compile(r"-n\d+-s-?\d+--(?P<variant>[a-z][a-z0-9_]*)$")
+
+
+def queue(runs, tag: str, root: Path, extra: list[str] = (), variants: dict[str, list[str]] | None = None) -> list[str]:
+    """One `dvc exp run --queue` per (param, count, seed), named TAG-nCOUNT-sSEED; `extra`: more dvc
+    args. Each of `variants` (name -> its dvc args) adds a run TAG-nCOUNT-sSEED--NAME per cell."""
+    names = []
+    for key, n, seed in runs:
+        for suffix, args in [("", extra), *((f"--{v}", a) for v, a in (variants or {}).items())]:
+            name = f"{tag}-n{n}-s{seed}{suffix}"
+            _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *args], root)
+            names.append(name)
+            print(f"queued {name}", flush=True)
+    return names
+
+
+def queue_status(root: Path) -> list[dict]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return list(repo.experiments.celery_queue.status())
+
+
+def run_queue(
+    names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None
+) -> dict[str, str]:
+    """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
+    # not through pipes: the worker it spawns would hold them open, and we would wait for it blind
+    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=root, env=tool_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    if p.returncode != 0:
+        raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
+    t0, last = time.monotonic(), None
+    while True:
+        status = {t["name"]: t["status"] for t in queue_status(root) if t.get("name") in names}
+        pending = [n for n in names if status.get(n) in ("Queued", "Running", None)]
+        line = ", ".join(f"{s}: {sum(v == s for v in status.values())}" for s in sorted(set(status.values())))
+        if line != last:
+            print(f"[{time.monotonic() - t0:6.0f}s] {line}", flush=True)
+            last = line
+        if not pending:
+            break
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"sweep still running after {timeout:.0f}s: {pending}")
+        time.sleep(poll)
+    failed = [n for n, s in status.items() if s != "Success"]
+    for n in failed:
+        log = _dvc(["queue", "logs", n], root, check=False)
+        print(f"--- {n}: {status[n]} ---\n{log.stdout[-2000:]}", file=sys.stderr)
+    return status
+
+
+# --- collecting --------------------------------------------------------------------------------------
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {dotted.key: scalar}; lists of numbers kept as JSON text, other lists dropped."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, (int, float, str, bool)) or d is None:
+        out[prefix] = d
+    elif isinstance(d, list) and all(isinstance(x, (int, float)) for x in d):
+        out[prefix] = json.dumps(d)
+    return out
+
+
+def _exp_entries(show: list[dict]) -> Iterable[tuple[str, str, dict]]:
+    """(name, rev, data) of every experiment in `dvc exp show --json` output (the baselines too)."""
+    for entry in show:
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("data"):
+                    yield rev.get("name") or exp.get("name") or rev["rev"][:7], rev["rev"], rev["data"]
+
+
+def _metric_data(data: dict) -> dict[str, dict]:
+    return {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+
+
+def _seconds(summary: dict, section: str) -> float | None:
+    v = (summary.get(section) or {}).get("train_seconds")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
+    """The tidy rows of one experiment: LSDM's and each baseline sampler's."""
+    params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+    split = params.get("split", {})
+    base = {
+        "experiment": name,
+        "rev": rev,
+        "n_paired_per_class": split.get("n_paired_per_class"),
+        "n_paired": split.get("n_paired"),
+        "seed": split.get("seed"),
+        "task": params.get("task"),
+        "data_source": (params.get("data") or {}).get("source"),
+    }
+    metrics = _metric_data(data)
+    hit = VARIANT_RE.search(str(name))
+    variant = hit["variant"] if hit else None
+    lsdm = variant or "lsdm"  # a variant run is LSDM alone, under the variant's name
+    rows = []
+    if LSDM_EVAL in metrics or "results/fit_matcher/metrics.json" in metrics:
+        m = metrics.get(LSDM_EVAL, {})
+        fit = metrics.get("results/fit_matcher/metrics.json", {})
+        rows.append({
+            **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
+            "train_seconds": _seconds(fit, "matcher"),
+            "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
+            **flatten({"eval": m.get("eval", {})}),
+        })  # fmt: skip
+        times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them
+        for col, stage in (("train_seconds", "fit_matcher"), ("train_seconds_shared", "fit_latent")):
+            if rows[-1][col] is None and isinstance(times.get(stage), (int, float)):
+                rows[-1][col] = float(times[stage])
+        bicubic = m.get("eval", {}).get("bicubic")
+        if isinstance(bicubic, dict):  # super-resolution: judged in LSDM's evaluate, on the same test set
+            rows.append({**base, "method": "bicubic", "sampler": "bicubic", "nfe": 0, "train_seconds": 0.0,
+                         **flatten({"eval": bicubic})})  # fmt: skip
+    if variant:  # its baselines' files, if any, are the commit's, not this run's
+        return rows
+    by_method: dict[str, dict] = {}
+    for path, m in metrics.items():
+        hit = BASELINE_RE.match(path)
+        if hit:
+            by_method.setdefault(hit["method"], {})[hit["sub"] or ""] = m
+    for method, files in sorted(by_method.items()):
+        train = files.pop("train", {})
+        common = {**base, "method": method, "train_seconds": _seconds(train, "baseline")}
+        evals = []  # (sampler, eval dict)
+        for sub, m in sorted(files.items()):
+            ev = m.get("eval", {})
+            nested = {k: v for k, v in ev.items() if isinstance(v, dict) and k.startswith(method)}
+            if nested:
+                evals += sorted(nested.items())
+            elif ev:  # a flat eval.* of the method's one sampler
+                evals.append((sub if sub not in ("", "eval") else method, ev))
+        if not evals:
+            evals = [(method, {})]
+        for sampler, ev in evals:
+            hit = NFE_RE.search(sampler)
+            nfe = ev.get("nfe") if isinstance(ev.get("nfe"), (int, float)) else (int(hit[1]) if hit else 1)
+            rows.append({**common, "sampler": sampler, "nfe": nfe, **flatten({"eval": ev})})
+    return rows
+
+
+def collect(show: list[dict], tag: str | None = None) -> pd.DataFrame:
+    """`dvc exp show --json` output -> the tidy table (experiments whose name starts with `tag`)."""
+    rows = []
+    for name, rev, data in _exp_entries(show):
+        if tag is None or str(name).startswith(tag):
+            rows += experiment_rows(name, rev, data)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    front = ["experiment", "rev", "n_paired_per_class", "n_paired", "seed", "method", "sampler", "nfe", "train_seconds"]
+    df = df[[c for c in front if c in df] + sorted(c for c in df if c not in front)]
+    order = ["n_paired_per_class", "n_paired", "seed", "method", "nfe"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]:
+    """The sample grids (PNG under results/) of the experiments at the smallest paired count and
+    first seed, copied out of their git commits: one file per grid, named after its path (a
+    variant's, `<variant>__evaluate__samples.png`, after its LSDM alone)."""
+    if df.empty:
+        return []
+    count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
+    first = df.sort_values([count, "seed"]).iloc[0]
+    cell = df[(df[count] == first[count]) & (df["seed"] == first["seed"])].drop_duplicates("experiment")
+    out = root / out
+    if out.exists():  # an earlier sweep's grids must not pass for this one's
+        shutil.rmtree(out)
+    found = []
+    for _, exp in cell.iterrows():
+        hit = VARIANT_RE.search(str(exp["experiment"]))
+        ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", exp["rev"], "results/"], cwd=root,
+                            capture_output=True, text=True)  # fmt: skip
+        for f in ls.stdout.split():
+            own = f.endswith(".png") and not f.startswith("results/sweep/")  # not a committed sweep's grids
+            if not own or (hit and f != "results/evaluate/samples.png"):
+                continue
+            blob = subprocess.run(["git", "show", f"{exp['rev']}:{f}"], cwd=root, capture_output=True)
+            if blob.returncode == 0:
+                name = f.removeprefix("results/").replace("/", "__")
+                dest = out / (f"{hit['variant']}__{name}" if hit else name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(blob.stdout)
+                found.append(dest)
+    return found
+
+
+def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
+    from lsdm.io import atomic_path, write_json
+
+    (root / SWEEP_DIR).mkdir(parents=True, exist_ok=True)
+    with atomic_path(root / TABLE) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(root / TABLE_CSV) as tmp:
+        df.to_csv(tmp, index=False)
+    write_json(meta, root / META)
+
+
+def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
+    """`dvc exp show --json` -> results/sweep/ (table, meta, grids) and reports/comparison.md.
+
+    The experiments are those of the commit the sweep was queued from (`meta["baseline"]`), so a
+    commit made while the sweep runs does not hide them; without it, those of every commit."""
+    revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
+    show = json.loads(_dvc(["exp", "show", "--json", *revs], root).stdout)
+    df = collect(show, tag)
+    grids = extract_grids(df, root)
+    meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
+            "grids": [str(g.relative_to(root)) for g in grids]}  # fmt: skip
+    write_table(df, root, meta)
+    print(f"sweep: {len(df)} rows from {meta['experiments']} experiments -> {TABLE}, {TABLE_CSV}")
+    from lsdm.reports.comparison import write_report
+
+    report = write_report(df, meta, root)
+    print(f"sweep: comparison report -> {report}")
+    return df
+
+
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"]."""
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return [a for k, v in overrides.items() for a in ("-S", f"{k}={text(v)}")]
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """Command-line `KEY=VALUE` overrides, values read as YAML (`methods=[pixel_wgan]`, `matcher.steps=500`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. matcher.steps=500")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+          overrides: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
+    """The sweep's counts, seeds and per-run overrides (params.yaml's `sweep:` unless given), checked
+    by the typed config as every run will see them: a bad key or value is a ParamsError, now."""
+    sweep = load_params(root / PARAMS_FILE).sweep
+    counts, seeds = list(counts or sweep.counts), list(seeds if seeds is not None else sweep.seeds)
+    overrides = {**sweep.set, **(overrides or {})}
+    # one check, as params.yaml's: the sweep section as it will run, and every run's params
+    load_params(root / PARAMS_FILE, {"sweep.counts": counts, "sweep.seeds": seeds, "sweep.set": overrides, **overrides})
+    for name, extra in sweep.variants.items():
+        try:
+            load_params(root / PARAMS_FILE, {**overrides, **variant_overrides(extra)})
+        except ParamsError as e:
+            raise ParamsError(f"sweep.variants.{name}: {e}") from None
+    return counts, seeds, overrides
+
+
+def variant_overrides(extra: dict[str, Any]) -> dict[str, Any]:
+    """A variant run's own overrides: LSDM alone (no baselines), then the variant's keys."""
+    return {"methods": [], **extra}
+
+
+def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+          overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
+    """Plan and queue a sweep: `sweep.counts` x `sweep.seeds` of params.yaml unless given, every run
+    with `sweep.set` and then `overrides`. Everything is checked before the first run is queued."""
+    counts, seeds, overrides = check(root, counts, seeds, overrides)
+    tag = check_tag(tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+    per_class = class_counts(root)
+    n_train = None
+    if per_class is None:
+        from lsdm.io import read_table
+        from lsdm.data.schemas import IMAGES
+
+        n_train = int((read_table(root / paths.IMAGES, IMAGES)["split"] == "train").sum())
+    runs, skipped = plan(counts, seeds, per_class, n_train)
+    for s in skipped:
+        print(f"warning: {s['reason']}", file=sys.stderr)
+    baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    variants = load_params(root / PARAMS_FILE).sweep.variants
+    meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
+            "variants": variants, "skipped": skipped}  # fmt: skip
+    variant_args = {v: set_args({**overrides, **variant_overrides(extra)}) for v, extra in variants.items()}
+    names = queue(runs, tag, root, set_args(overrides), variant_args) if runs else []
+    return names, meta
+
+
+def check_tag(tag: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", tag):
+        raise ParamsError(f"sweep tag {tag!r}: use letters, digits, '-', '_' and '.' (it names DVC experiments)")
+    return tag
+
+
+def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+              overrides: dict[str, Any] | None = None, tag: str | None = None, jobs: int = 1,
+              timeout: float | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report."""
+    t0 = time.perf_counter()
+    names, meta = start(root, counts, seeds, overrides, tag)
+    if not names:
+        raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+    status = run_queue(names, root, jobs=jobs, timeout=timeout)
+    meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0, "jobs": jobs}
+    return collect_and_report(root, meta["tag"], meta), meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lsdm.orchestration.sweep", description=__doc__.split("\n")[0])
+    ap.add_argument("--counts", type=int, nargs="+", default=None, help="paired counts (default: sweep.counts)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="split seeds (default: sweep.seeds)")
+    ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
+    ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
+                    help="param override for every run, after sweep.set, e.g. -S matcher.steps=500")  # fmt: skip
+    ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
+    ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    ap.add_argument("--repo", default=".", help="repository root (default: .)")
+    args = ap.parse_args(argv)
+    root = Path(args.repo).resolve()
+    if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
+        meta = json.loads((root / META).read_text()) if (root / META).exists() else {}
+        meta = meta if meta.get("tag") == args.tag else {"tag": args.tag}
+        collect_and_report(root, args.tag, {**meta, "collected_only": True})
+        return 0
+    try:
+        _, meta = run_sweep(root, args.counts, args.seeds, parse_set(args.overrides), args.tag, args.jobs, args.timeout)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if all(s == "Success" for s in meta["status"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

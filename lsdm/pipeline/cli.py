@@ -1,0 +1,66 @@
+"""`lsdm <stage>`: run one DVC stage with the parameters in params.yaml.
+
+Parameters are validated before any work starts; bad parameters or data end with a one-paragraph
+error naming the key or file, the value and what is allowed (exit status 2), and write nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from lsdm.config import PARAMS_FILE, load_params
+from lsdm.errors import DataError, ParamsError
+from lsdm.pipeline import STAGES
+
+# Commands beside the plain stages: the baselines' foreach stage, and the sweep's comparison report.
+EXTRA = {
+    "fit_baseline": "lsdm.pipeline.fit_baseline",
+    "evaluate_baseline": "lsdm.pipeline.evaluate_baseline",
+    "compare": "lsdm.reports.comparison",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
+    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check"], help="a stage of dvc.yaml, or `check` to validate params")
+    ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
+    ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
+    return ap.parse_args(argv)
+
+
+def trace(path: str, args: argparse.Namespace, modules: list[str]) -> None:
+    """Append what this stage imported (beyond params validation) and read, as one JSON line."""
+    import json
+
+    from lsdm.io import READS
+
+    line = {"stage": args.stage, "method": args.method, "modules": [m for m in modules if m.split(".")[0] == "lsdm"],
+            "reads": sorted(READS)}  # fmt: skip
+    with open(path, "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        if args.stage == "check":
+            print(f"{args.params}: ok")
+            return 0
+        before = set(sys.modules)
+        module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
+        module.run(params, method=args.method) if args.method else module.run(params)
+        if os.environ.get("LSDM_TRACE"):
+            trace(os.environ["LSDM_TRACE"], args, sorted(set(sys.modules) - before))
+    except (ParamsError, DataError, FileNotFoundError) as e:
+        print(f"lsdm {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""evaluate: LSDM's one-step samples for every test condition, judged by `lsdm.evaluation.judge`.
+
+Besides the metrics every method gets (`judge_sampler`), LSDM's run records what only it has:
+the bound's three terms (`lsdm.evaluation.bound`: reconstruction, Lip(D), the critic's held-out W1), the
+autoencoder's reconstruction error, a real-vs-real reference (what a perfect generator scores),
+each stage's wall time and, for super-resolution, the bicubic baseline on the same test set
+(`eval.bicubic.*`). Outputs: results/evaluate/metrics.json (DVC metrics, under `eval.*`),
+results/evaluate/samples.png (one row per class; for super-resolution input | bicubic | LSDM
+draws | truth), and results/evaluate/plots/*.tsv (DVC plots: PRDC against k, per-class figures).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from torchvision.utils import save_image
+
+from lsdm import paths
+from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
+from lsdm.config import Params, resolve_device
+from lsdm.data.tables import labels_tensor, to_tensor
+from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, curves, judge_sampler, latents_of, stage_seconds
+from lsdm.methods.lsdm import LSDMSampler
+from lsdm.methods.sampling import fixed_noise, sample
+from lsdm.io import atomic_dir, read_table, write_json
+from lsdm.evaluation.metrics import mae, mean_l2, mse
+from lsdm.models import load
+from lsdm.models.matcher import Matcher
+from lsdm.data.schemas import IMAGES, PAIRED
+from lsdm.tasks.superres import BicubicSampler
+from lsdm.tasks import SuperResolution
+from lsdm.models.training import batched
+
+
+def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test) -> dict:
+    """The bound's three terms on held-out data, plus the critic's value on its own training pairs."""
+    p, device, seed = ref.p, ref.device, ref.p.seeds[0]
+    ae, std, mean = sampler.autoencoder, sampler.std, sampler.mean
+    recon_l2 = mean_l2(batched(ae, ref.y_test), ref.y_test)
+    probe = lipschitz_probe_points(z_test, judgement.z_fake0, p.lipschitz_samples, seed)
+    lip = decoder_lipschitz(lambda zs: ae.decode(zs * std + mean), probe)
+    images = read_table(paths.IMAGES, IMAGES)
+    paired = read_table(paths.PAIRED, PAIRED)
+    pair_images = to_tensor(images.set_index("id").loc[paired["id"]]).to(device)
+    pair_cond = ref.task.conditions(pair_images, labels_tensor(paired).to(device))
+    pair_eta = fixed_noise(len(paired), sampler.noise_dim, seed, device)
+    pair_fake = sample(sampler.generator, pair_cond, pair_eta, p.batch_size)
+    w1_test = judgement.metrics["critic_w1_test"]
+    w1_train = critic_w1(critic, pair_cond, latents_of(paired["id"], device), pair_fake)
+    lip_w1 = lip["decoder_lipschitz_spectral_max"] * w1_test
+    return {
+        "recon_l2_test": recon_l2,
+        **lip,
+        "critic_w1_test": w1_test,
+        "critic_w1_train_pairs": w1_train,
+        "lip_times_w1": lip_w1,
+        "rhs": lip_w1 + recon_l2,
+    }
+
+
+def run(params: Params) -> None:
+    t_start = time.perf_counter()
+    device = resolve_device(params.base.device)
+    ref = Reference.load(params, device)
+    sampler, critic = LSDMSampler.from_pipeline(device), load(paths.MATCHER, device, Matcher).critic
+    z_test = latents_of(ref.test["id"], device)
+    judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)
+    real_reference = ref.real_reference()
+    real_div_pc = real_reference.pop("_diversity_per_class")
+    real_acc, _ = ref.classify(ref.real_feats)
+    rec = batched(sampler.autoencoder, ref.y_test)
+    times = stage_seconds()
+    metrics = {
+        "eval": {
+            **judgement.metrics,
+            "evalnet_accuracy_real_test": real_acc,
+            "fid_evalnet_train_vs_test": real_reference["fid_evalnet"],
+            "diversity_evalnet_real": real_reference["diversity_evalnet"],
+            "real_reference": real_reference,
+            "bound": bound_terms(ref, sampler, critic, judgement, z_test),
+            "recon_mse_test": mse(rec, ref.y_test),
+            "recon_mae_test": mae(rec, ref.y_test),
+            "stage_seconds": times,
+        }
+    }
+    if isinstance(ref.task, SuperResolution):
+        bicubic = judge_sampler(ref, BicubicSampler(ref.task.factor).to(device)).metrics
+        metrics["eval"]["bicubic"] = {k: v for k, v in bicubic.items() if k not in ("per_class", "over_seeds")}
+        metrics["eval"]["back_projection"] = params.sr.back_projection
+        if params.sr.back_projection:  # the headline is back-projected: D(G(x, eta)) as it comes, too
+            raw = judge_sampler(ref, sampler).metrics
+            metrics["eval"]["raw"] = {k: v for k, v in raw.items() if k not in ("per_class", "over_seeds")}
+
+    tables = curves(ref, judgement, real_div_pc)
+    with atomic_dir(paths.EVAL_DIR) as out:
+        (out / "plots").mkdir()
+        for name, table in tables.items():
+            table.to_csv(out / "plots" / name, sep="\t", index=False)
+        save_image(judgement.grid, out / paths.SAMPLES.name, nrow=judgement.grid_nrow, padding=2, pad_value=1.0)
+        times["evaluate"] = time.perf_counter() - t_start
+        write_json(metrics, out / paths.EVAL_METRICS.name)
+    print(summary_line(metrics["eval"], times["evaluate"]))
+
+
+def summary_line(e: dict, seconds: float) -> str:
+    parts = [f"{k} {e[k]:.3f}" for k in ("label_accuracy", "fid_evalnet", "precision", "recall", "density",
+                                          "coverage", "psnr", "consistency_psnr") if e.get(k) is not None]  # fmt: skip
+    if e.get("evalnet_accuracy_real_test") is not None:
+        parts.append(f"(evalnet on real test {e['evalnet_accuracy_real_test']:.3f})")
+    if "bicubic" in e:
+        b = e["bicubic"]
+        parts.append(f"| bicubic: fid_evalnet {b['fid_evalnet']:.3f}, psnr {b['psnr']:.3f}, "
+                     f"consistency_psnr {b['consistency_psnr']:.3f}")  # fmt: skip
+    lines = [f"evaluate: {', '.join(parts)}; {seconds:.1f}s"]
+    for what, reason in (("Inception FID/KID", e["inception_reason"]), ("LPIPS", e["lpips_reason"])):
+        if reason:
+            lines.append(f"evaluate: no {what}: {reason}")
+    return "\n".join(lines)

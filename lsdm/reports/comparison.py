@@ -1,0 +1,420 @@
+"""The comparison report (reports/comparison.md) from a sweep's tidy table (lsdm.orchestration.sweep).
+
+Method (sampler) x paired count, mean ± std over split seeds, for every metric the table holds;
+PNG plots (fidelity against the number of pairs; FID against NFE for latent_flow with LSDM's
+one-step point; throughput); the sample grids of the smallest count side by side; and a reading
+generated from the numbers, which says where LSDM does not win as plainly as where it does.
+Methods are compared on the same paired subsets: per split seed the difference of a metric between
+LSDM and the other method, then its mean and 95% t-interval over the seeds; a difference is called a
+win or a loss only when that interval excludes zero. Density is judged by its distance to the real
+reference (≈ 1: samples neither crowd nor thin out), not by "higher is better".
+
+`lsdm compare` (or `run(params)`) rebuilds the report from results/sweep/sweep.parquet.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lsdm import paths
+
+REPORT, FIGURES = paths.COMPARISON, paths.COMPARISON_FIGURES
+
+# (column, label, higher is better; None: closer to the real reference) in display order; only those present are shown.
+METRICS: list[tuple[str, str, bool | None]] = [
+    ("eval.fid_evalnet", "FID (evalnet features)", False),
+    ("eval.kid_evalnet", "KID (evalnet features)", False),
+    ("eval.fid_inception", "FID (Inception)", False),
+    ("eval.label_accuracy", "label accuracy", True),
+    ("eval.precision", "precision", True),
+    ("eval.recall", "recall", True),
+    ("eval.density", "density", None),
+    ("density_gap", "|density − real density|", False),
+    ("eval.coverage", "coverage", True),
+    ("eval.diversity_evalnet", "diversity (evalnet)", True),
+    ("eval.lpips_diversity", "diversity (LPIPS)", True),
+    ("eval.psnr", "PSNR", True),
+    ("eval.ssim", "SSIM", True),
+    ("eval.throughput_images_per_s", "images/s", True),
+    ("train_seconds", "training time (s)", False),
+]
+FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
+PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]  # judged in the reading
+METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
+
+
+def _count_col(df: pd.DataFrame) -> str:
+    classes = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
+    if classes and df.get("task", pd.Series(dtype=object)).ne("super_resolution").all():
+        return "n_paired_per_class"
+    return "n_paired"
+
+
+def _sampler_order(df: pd.DataFrame) -> list[str]:
+    def key(s: str):
+        method = df.loc[df["sampler"] == s, "method"].iloc[0]
+        nfe = df.loc[df["sampler"] == s, "nfe"].iloc[0]
+        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 0.5  # a sweep variant: LSDM's
+        nfe = pd.to_numeric(nfe, errors="coerce")
+        return rank, 0 if pd.isna(nfe) else float(nfe), s
+
+    return sorted(df["sampler"].unique(), key=key)
+
+
+def with_density_gap(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `density_gap` = |density − the real reference's density|, the reference being the one
+    LSDM's evaluate measured in the same experiment (every method there is judged on the same set)."""
+    ref = "eval.real_reference.density"
+    if "eval.density" not in df or ref not in df:
+        return df
+    real = pd.to_numeric(df[ref], errors="coerce").groupby(df["experiment"]).transform("first")
+    return df.assign(density_gap=(pd.to_numeric(df["eval.density"], errors="coerce") - real).abs())
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and number of seeds per (sampler, count) for every metric present."""
+    df = with_density_gap(df)
+    count = _count_col(df)
+    cols = [c for c, _, _ in METRICS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
+    num = df[["sampler", "method", "nfe", count, *cols]].copy()
+    for c in cols:
+        num[c] = pd.to_numeric(num[c], errors="coerce")
+    g = num.groupby(["sampler", "method", "nfe", count], dropna=False)[cols]
+    out = g.agg(["mean", "std", "count"])
+    out.columns = [f"{c}|{s}" for c, s in out.columns]
+    return out.reset_index()
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    digits = 3 if abs(mean) < 10 else 2 if abs(mean) < 100 else 1
+    s = f"{mean:.{digits}f}"
+    if n > 1 and not math.isnan(std):
+        s += f" ± {std:.{digits}f}"
+    return s if n > 1 else s + " (1 seed)"
+
+
+def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str]) -> str:
+    counts = sorted(summary[count].dropna().unique())
+    lines = [f"| method | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|" + "---|" * len(counts)]
+    for s in samplers:
+        cells = []
+        for c in counts:
+            r = summary[(summary["sampler"] == s) & (summary[count] == c)]
+            cells.append(
+                _fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–"
+            )
+        if any(x != "–" for x in cells):
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- plots -----------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fidelity(summary: pd.DataFrame, count: str, samplers: list[str], out: Path) -> Path | None:
+    cols = [c for c in FIDELITY if f"{c}|mean" in summary]
+    if not cols:
+        return None
+    plt = _plt()
+    labels = {c: l for c, l, _ in METRICS}
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        for s in samplers:
+            r = summary[summary["sampler"] == s].sort_values(count)
+            r = r[r[f"{col}|mean"].notna()]
+            if len(r):
+                ax.errorbar(r[count], r[f"{col}|mean"], yerr=r[f"{col}|std"].fillna(0), marker="o", capsize=3, label=s,
+                            lw=2.5 if s == "lsdm" else 1.2)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(count.replace("_", " "))
+        ax.set_title(labels[col])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Fidelity against the number of pairs (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_fid_vs_nfe(summary: pd.DataFrame, count: str, out: Path) -> Path | None:
+    col = "eval.fid_evalnet|mean"
+    if col not in summary:
+        return None
+    flow = summary[(summary["method"] == "latent_flow") & summary[col].notna()]
+    if flow.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, c in enumerate(sorted(flow[count].unique())):
+        r = flow[flow[count] == c].sort_values("nfe")
+        color = colors[i % len(colors)]
+        ax.errorbar(r["nfe"], r[col], yerr=r["eval.fid_evalnet|std"].fillna(0), marker="o", capsize=3, color=color,
+                    label=f"latent_flow, {int(c)} pairs")  # fmt: skip
+        one = summary[(summary["sampler"] == "lsdm") & (summary[count] == c) & summary[col].notna()]
+        if len(one):
+            ax.errorbar([1], one[col], yerr=one["eval.fid_evalnet|std"].fillna(0), marker="*", ms=14, color=color,
+                        ls="none", label=f"LSDM one-step, {int(c)} pairs")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("function evaluations per sample (NFE)")
+    ax.set_ylabel("FID (evalnet features)")
+    ax.set_title("Latent flow: FID against NFE; LSDM at NFE = 1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_throughput(df: pd.DataFrame, samplers: list[str], out: Path) -> Path | None:
+    col = "eval.throughput_images_per_s"
+    if col not in df or pd.to_numeric(df[col], errors="coerce").isna().all():
+        return None
+    plt = _plt()
+    vals = pd.to_numeric(df[col], errors="coerce").groupby(df["sampler"]).agg(["mean", "std"])
+    vals = vals.loc[[s for s in samplers if s in vals.index and not math.isnan(vals.loc[s, "mean"])]]
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(vals)), 3.6))
+    ax.bar(range(len(vals)), vals["mean"], yerr=vals["std"].fillna(0), capsize=3,
+           color=["C3" if s == "lsdm" else "C0" for s in vals.index])  # fmt: skip
+    ax.set_xticks(range(len(vals)), vals.index, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("images / s")
+    ax.set_title("Generation throughput (mean over runs)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# --- the reading -------------------------------------------------------------------------------------
+
+
+def _cell(summary, sampler, count_col, c, col):
+    r = summary[(summary["sampler"] == sampler) & (summary[count_col] == c)]
+    if r.empty or f"{col}|mean" not in r or pd.isna(r[f"{col}|mean"].iloc[0]):
+        return None
+    std = r[f"{col}|std"].iloc[0]
+    return float(r[f"{col}|mean"].iloc[0]), 0.0 if pd.isna(std) else float(std), int(r[f"{col}|count"].iloc[0])
+
+
+def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str) -> tuple[float, float, int] | None:
+    """Mean of a − b over the split seeds both samplers ran at count c (the same pairs), the half-width
+    of its 95% t-interval (nan for one seed) and the number of seeds; None if they share none."""
+    from scipy import stats
+
+    rows = df[df[count] == c]
+    va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index("seed")[col], errors="coerce") for s in (a, b))
+    d = (va - vb).dropna()
+    if d.empty:
+        return None
+    n = len(d)
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(d.mean()), half, n
+
+
+def paired_verdict(mean: float, half: float, higher: bool) -> str:
+    """'better' / 'worse' when the 95% interval of the paired difference excludes 0, else 'tie'."""
+    if math.isnan(half) or abs(mean) <= half:
+        return "tie"
+    return "better" if (mean > 0) == higher else "worse"
+
+
+def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
+    out: list[str] = []
+    df = with_density_gap(df)
+    primary = [(c, lab, h) for c, lab, h in METRICS if f"{c}|mean" in summary and c in PAIRED]
+    counts = sorted(summary[count].dropna().unique())
+    if not primary:
+        out.append("No evaluation metrics were found in these experiments (only training times), so the table "
+                   "cannot say which method generates better samples yet.")  # fmt: skip
+    if "lsdm" not in samplers:
+        out.append("LSDM itself has no rows in this table, so nothing is compared against it.")
+        return out
+    n_seeds = int(df.groupby(count)["seed"].nunique().min()) if "seed" in df else 1
+    if n_seeds < 2:
+        out.append(f"Only {n_seeds} seed per paired count: no interval over seeds, so every difference below is a "
+                   "single draw and could be noise (called a tie).")  # fmt: skip
+    else:
+        out.append(f"Each verdict pairs the runs on the same split seed ({n_seeds} per count): 'better'/'worse' "
+                   "only where the 95% t-interval of the per-seed differences excludes zero.")  # fmt: skip
+    for col, label, higher in primary:
+        for other in [s for s in samplers if s != "lsdm"]:
+            verdicts = []
+            for c in counts:
+                a, b = _cell(summary, "lsdm", count, c, col), _cell(summary, other, count, c, col)
+                d = paired_difference(df, "lsdm", other, count, c, col)
+                if a and b and d:
+                    verdicts.append((c, paired_verdict(d[0], d[1], higher), a[0], b[0]))
+            if not verdicts:
+                continue
+            wins = [v for v in verdicts if v[1] == "better"]
+            losses = [v for v in verdicts if v[1] == "worse"]
+            ties = [v for v in verdicts if v[1] == "tie"]
+            parts = []
+            if wins:
+                parts.append("better at " + ", ".join(f"{int(c)} ({x:.3g} vs {y:.3g})" for c, _, x, y in wins))
+            if losses:
+                parts.append("**worse** at " + ", ".join(f"{int(c)} ({x:.3g} vs {y:.3g})" for c, _, x, y in losses))
+            if ties:
+                parts.append("within the seeds' spread at " + ", ".join(f"{int(c)}" for c, *_ in ties))
+            out.append(f"{label}: LSDM vs {other}: " + "; ".join(parts) + ".")
+    # the claim: the gap to lsdm_paired_only should shrink as pairs grow
+    col = "eval.fid_evalnet"
+    if f"{col}|mean" in summary and len(counts) > 1:
+        gaps = []
+        for c in counts:
+            a, b = _cell(summary, "lsdm", count, c, col), _cell(summary, "lsdm_paired_only", count, c, col)
+            if a and b:
+                gaps.append((c, b[0] - a[0]))
+        if len(gaps) > 1:
+            lo, hi = gaps[0], gaps[-1]
+            trend = "larger" if lo[1] > hi[1] else "not larger"
+            claim = "" if trend == "larger" else " — this run does not show the paper's claim"
+            out.append(f"What the unpaired data buys (FID of lsdm_paired_only minus LSDM): {lo[1]:+.3g} at "
+                       f"{int(lo[0])} pairs vs {hi[1]:+.3g} at {int(hi[0])}: the benefit is {trend} when pairs "
+                       f"are few{claim}.")  # fmt: skip
+    tp = "eval.throughput_images_per_s"
+    if tp in df:
+        t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
+        if "lsdm" in t:
+            flows = [s for s in t.index if s.startswith("latent_flow")]
+            if flows:
+                ratios = ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows)
+                out.append(f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
+                           "(same batch size and device).")  # fmt: skip
+            if "pixel_wgan" in t and t["pixel_wgan"] > t["lsdm"]:
+                out.append(f"pixel_wgan samples faster than LSDM ({t['pixel_wgan']:.0f} vs {t['lsdm']:.0f} images/s): "
+                           "it has no decoder; speed is not where LSDM wins against it.")  # fmt: skip
+    if "train_seconds" in df:
+        tr = pd.to_numeric(df["train_seconds"], errors="coerce").groupby(df["method"]).mean().dropna()
+        shared = float("nan")
+        if "train_seconds_shared" in df:
+            shared = pd.to_numeric(df["train_seconds_shared"], errors="coerce").mean()
+        if len(tr):
+            txt = ", ".join(f"{m} {v:.0f}s" for m, v in tr.items())
+            note = "."
+            if not math.isnan(shared):
+                note = (f"; LSDM's shared autoencoder ({shared:.0f}s) is paid once for the whole sweep "
+                        "(DVC reuses it), latent_flow reuses it too.")  # fmt: skip
+            out.append(f"Training time per run: {txt}{note}")
+    return out
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str | Path = ".") -> Path:
+    from lsdm.io import atomic_path
+
+    root, meta = Path(root), meta or {}
+    figs = root / FIGURES
+    if figs.exists():
+        shutil.rmtree(figs)
+    figs.mkdir(parents=True)
+    lines = ["# LSDM against the baselines", ""]
+    if df.empty:
+        lines += ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""]
+        with atomic_path(root / REPORT) as tmp:
+            tmp.write_text("\n".join(lines))
+        return root / REPORT
+    count = _count_col(df)
+    samplers = _sampler_order(df)
+    summary = summarise(df)
+    seeds = sorted(df["seed"].dropna().unique().tolist())
+    lines += [
+        f"Sweep `{meta.get('tag') or 'all experiments'}`: {df['experiment'].nunique()} experiments, "
+        f"{count} ∈ {sorted(int(c) for c in df[count].dropna().unique())}, split seeds {seeds}; "
+        f"methods: {', '.join(samplers)}. Every method is trained on the same paired subset of each run "
+        "and judged by the same evaluation. Cells: mean ± std over split seeds.",
+        "",
+    ]
+    if "matcher" in df:  # which LSDM each row is: "LSDM" (the paper's) or "LSDM + marginal" (ours)
+        named = df.dropna(subset=["matcher"]).groupby("sampler")["matcher"].first()
+        if len(named):
+            lines += ["LSDM matchers: " + "; ".join(f"`{s}` = {v}" for s, v in named.items()) + ".", ""]
+    if meta.get("overrides"):
+        every = ", ".join(f"`{k}={v}`" for k, v in meta["overrides"].items())
+        lines += [f"Every run, beside the paired count and seed (params.yaml's `sweep.set`): {every}.", ""]
+    if isinstance(meta.get("wall_seconds"), (int, float)):
+        jobs = int(meta.get("jobs") or 1)
+        at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
+        lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
+                  "(queueing, every stage, collecting).", ""]  # fmt: skip
+    for s in meta.get("skipped") or []:
+        lines.append(f"- **Skipped:** {s['reason']}.")
+    failed = {n: s for n, s in (meta.get("status") or {}).items() if s != "Success"}
+    for n, s in failed.items():
+        lines.append(f"- **Failed run:** `{n}` ({s}); see `dvc queue logs {n}`.")
+    if meta.get("skipped") or failed:
+        lines.append("")
+    lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
+
+    lines += ["## Metrics by method and paired count", ""]
+    for col, label, higher in METRICS:
+        if f"{col}|mean" not in summary:
+            continue
+        direction = "closer to the real reference is better" if higher is None else (
+            f"{'higher' if higher else 'lower'} is better")  # fmt: skip
+        lines += [f"### {label} ({direction}; `{col}`)", "",
+                  metric_table(summary, col, count, samplers), ""]  # fmt: skip
+    lines += ["## Plots", ""]
+    for fn, name, caption in [
+        (lambda p: plot_fidelity(summary, count, samplers, p), "fidelity_vs_pairs.png",
+         "Fidelity against the number of pairs"),
+        (lambda p: plot_fid_vs_nfe(summary, count, p), "fid_vs_nfe.png",
+         "FID against NFE (latent flow) with LSDM's one-step point"),
+        (lambda p: plot_throughput(df, samplers, p), "throughput.png", "Generation throughput"),
+    ]:
+        made = fn(figs / name)
+        if made:
+            lines += [f"![{caption}](comparison/{name})", ""]
+        else:
+            lines += [f"- {caption}: not drawn (the metrics it needs are not in the table).", ""]
+    grids = [root / g for g in meta.get("grids") or [] if (root / g).exists()]
+    if grids:
+        smallest = int(df[count].min())
+        lines += [f"## Samples at the smallest paired count ({smallest})", ""]
+        heads, cells = [], []
+        grids.sort(key=lambda g: ("evaluate__samples" not in g.name, g.name))  # LSDM (and its variants) first
+        for g in grids:
+            shutil.copy(g, figs / g.name)
+            # results/evaluate/samples.png is LSDM's (a variant's: `<variant>__evaluate__...`); a
+            # baseline's grid is named after its sampler
+            lsdm = g.name.split("evaluate__samples")[0].removesuffix("__") or "lsdm"
+            heads.append(lsdm if "evaluate__samples" in g.name else g.stem.split("__")[-1])
+            cells.append(f"![{g.stem}](comparison/{g.name})")
+        lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
+    else:
+        lines += ["No sample grids were found in the experiments.", ""]
+    lines += ["## Data", "", f"The tidy table: `results/sweep/sweep.parquet` (and `.csv`), {len(df)} rows.", ""]
+    with atomic_path(root / REPORT) as tmp:
+        tmp.write_text("\n".join(lines))
+    return root / REPORT
+
+
+def run(params=None) -> None:
+    """`lsdm compare`: the report from results/sweep/ (written by `python -m lsdm.orchestration.sweep`)."""
+    from lsdm.io import read_json
+    table, meta = paths.SWEEP_TABLE, paths.SWEEP_META
+    if not table.exists():
+        raise FileNotFoundError(f"{table}: no sweep table (run `make sweep` or `lsdm sweep` first)")
+    print(f"compare: {write_report(pd.read_parquet(table), read_json(meta) if meta.exists() else {})}")
