@@ -105,7 +105,7 @@ SWEEP_ARGS ?=
 .PHONY: sweep compare bench
 
 sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
-	python -m lsdm.orchestration.sweep $(SWEEP_ARGS)
+	lsdm sweep $(SWEEP_ARGS)
 
 compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parquet
 	lsdm compare

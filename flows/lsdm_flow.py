@@ -163,14 +163,15 @@ def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = Non
     overrides = dict(overrides or {})
     logger = get_run_logger()
     root = check_repo(repo)
-    validate(root, overrides)  # ParamsError: the run fails here, before any task
+    params = validate(root, overrides)  # ParamsError: the run fails here, before any task
     name = _exp_name(root, exp_name)
     logger.info("workspace %s, overrides %s -> DVC experiment %r", root, overrides or "{}", name)
 
     with workspace_slot(root):
-        if recover_params(root):
+        recovered = recover_params(root)  # then the params validated above were read from the wrong file
+        if recovered:
             logger.warning("params.yaml was left overridden by a killed run; restored it first")
-        with applied_params(root, overrides):
+        with applied_params(root, overrides, None if recovered else params):
             graph = read_pipeline(root)  # after the overrides: `foreach: ${...}` stages expand from params
             stages = [dvc_stage.with_options(name=s, task_run_name=s)(str(root), s) for s in graph.stages]
             message = f"prefect flow run {flow_run.get_name()} ({flow_run.get_id()}): overrides {json.dumps(overrides)}"
@@ -252,8 +253,6 @@ def sweep(
     return {"tag": meta["tag"], "status": status, "rows": rows}
 
 
-lsdm = pipeline  # the flow named `lsdm`
-
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m flows.lsdm_flow ['{"split.n_paired_per_class": 3}']`: one run, here, now."""
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["collect_sweep", "dvc_stage", "queue_sweep", "run_sweep_queue", "lsdm", "pipeline", "record_experiment", "sweep"]
+__all__ = ["collect_sweep", "dvc_stage", "queue_sweep", "run_sweep_queue", "pipeline", "record_experiment", "sweep"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ the value and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
@@ -313,17 +313,41 @@ def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE) -> Param
         raise ParamsError("invalid parameters:\n  " + "\n  ".join(_describe(x, source) for x in e.errors())) from None
 
 
+def set_dotted(tree: dict, dotted: str, value: Any, section: Callable[[], dict] = dict) -> None:
+    """Set `tree[a][b][c] = value` for `dotted` = "a.b.c", creating missing sections with `section()`.
+    The one implementation of dotted overrides: `apply_overrides` and the params.yaml editor that keeps
+    comments (lsdm.orchestration.dvc.render_params) both call it."""
+    if not isinstance(dotted, str) or not dotted or any(not part for part in dotted.split(".")):
+        raise ParamsError(f"override key {dotted!r}: expected a dotted key such as 'split.n_paired_per_class'")
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if node.get(part) is None:
+            node[part] = section()
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ParamsError(f"override {dotted!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Return a copy of `raw` with dotted keys (`split.n_paired_per_class`) set to new values."""
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"overrides must be a mapping of dotted keys to values, got {type(overrides).__name__}")
     out = yaml.safe_load(yaml.safe_dump(raw or {}))
     for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ParamsError(f"override {dotted!r}: {p!r} is not a section")
-        node[leaf] = value
+        set_dotted(out, dotted, value)
+    return out
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """Command-line `KEY=VALUE` overrides (`-S`), values read as YAML: `methods=[pixel_wgan]`, `matcher.steps=500`."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. matcher.steps=500")
+        out[key.strip()] = yaml.safe_load(value)
     return out
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 # Tiny networks run faster on one thread, and tests that run stages side by side (Prefect) must
@@ -120,3 +124,118 @@ def copy_repo(src: Path, dest: Path) -> Path:
     skip_dvc_tmp = lambda d, names: ["tmp"] if Path(d) == src / ".dvc" else []  # noqa: E731  (locks, state db)
     shutil.copytree(src, dest, symlinks=True, ignore=skip_dvc_tmp)
     return dest
+
+
+# --- shared by several test files -------------------------------------------------------------
+
+# The caching contract: a new paired subset reruns these stages, and only these.
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection or download fails the test loudly."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    return calls
+
+
+class _StandInLayers(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # checks what clean-fid feeds Inception: 3 channels, 299 x 299, normalised to [-1, 1]
+        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
+        assert float(x.min()) >= -1.001 and float(x.max()) <= 1.001
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # [B, 48]
+        return pooled.repeat(1, 43)[:, :2048]
+
+
+class _StandInInception(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = _StandInLayers()
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return self.layers(x)
+
+
+def write_stand_in_inception(path) -> None:
+    """A small TorchScript file with the interface of clean-fid's inception-2015-12-05.pt."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation notice
+        torch.jit.save(torch.jit.script(_StandInInception()), str(path))
+
+
+def write_stand_in_squeezenet(torch_home) -> None:
+    """Randomly initialised SqueezeNet 1.1 weights where torchvision looks for the pretrained ones."""
+    from torchvision.models import squeezenet1_1
+
+    ckpt = torch_home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    torch.save(squeezenet1_1().state_dict(), ckpt / "squeezenet1_1-b8a52dc0.pth")
+
+
+PAIRED_STAGES = {"split", "fit_matcher", "evaluate", "report"}
+
+
+SHARED_STAGES = {"prepare", "fit_latent", "encode", "eval_net"}
+
+
+def ran_and_skipped(stdout: str) -> tuple[set[str], set[str]]:
+    """The main stages `dvc repro` said it ran, and those it said had not changed."""
+    from lsdm.pipeline import STAGES
+
+    ran = {s for s in STAGES if f"Running stage '{s}'" in stdout}
+    skipped = {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in stdout}
+    return ran, skipped
+
+
+def exp_show(repo: Path) -> dict[str, dict]:
+    """`dvc exp show --json` as {experiment name: {"params": ..., "metrics": ...}} (all baselines)."""
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    out = {}
+    for row in rows:
+        for exp in row.get("experiments") or []:
+            for rev in exp["revs"]:
+                data = rev["data"]
+                params = data["params"]["params.yaml"]["data"]
+                metrics = data["metrics"].get("results/evaluate/metrics.json", {}).get("data")
+                out[rev["name"]] = {"params": params, "metrics": metrics}
+    return out
+
+
+def add_flows(repo: Path) -> Path:
+    """Put the flows and prefect.yaml into a test repo (make_repo copies only the pipeline)."""
+    import shutil
+
+    shutil.copytree(ROOT / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "prefect.yaml", repo / "prefect.yaml")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "flows"], repo)
+    return repo
+
+
+def by_flow_run(client, flow_run_id):
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {a.key: a for a in arts}, tasks
+
+
+def stage_statuses(artifacts) -> dict[str, str]:
+    """{stage: ran/skipped/cached} from the run's `lsdm-stages` table artifact."""
+    table = artifacts["lsdm-stages"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    return {r["stage"]: r["status"] for r in rows}

@@ -69,3 +69,24 @@ def test_overrides_are_dotted_and_validated(tmp_path):
 def test_missing_params_file_is_a_clear_error(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_dotted_overrides_have_one_implementation_and_clear_errors():
+    from lsdm.config import apply_overrides, parse_assignments
+    from lsdm.orchestration.dvc import render_params
+
+    assert apply_overrides({"a": {"b": 1}}, {"a.c": 2, "d.e": 3}) == {"a": {"b": 1, "c": 2}, "d": {"e": 3}}
+    assert "c: 2" in render_params("a:  # kept\n  b: 1\n", {"a.c": 2}) and "# kept" in render_params("a:  # kept\n  b: 1\n", {})
+    for bad in ({"a..b": 1}, {"": 1}, {"a.b.c": 1}):
+        with pytest.raises(ParamsError, match="override"):
+            apply_overrides({"a": {"b": 1}}, bad)
+    assert parse_assignments(["methods=[pixel_wgan]", "matcher.steps=5"]) == {"methods": ["pixel_wgan"], "matcher.steps": 5}
+    with pytest.raises(ParamsError, match="KEY=VALUE"):
+        parse_assignments(["matcher.steps"])
+
+
+def test_lsdm_sweep_is_a_command():
+    import subprocess
+
+    out = subprocess.run(["lsdm", "sweep", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.startswith("usage: lsdm sweep") and "--counts" in out.stdout

@@ -23,8 +23,7 @@ from lsdm.io import read_table
 from lsdm.models import load
 from lsdm.data.schemas import IMAGES
 
-from conftest import ROOT, run
-from test_metrics import no_network, write_stand_in_inception, write_stand_in_squeezenet  # noqa: F401
+from conftest import ROOT, run, write_stand_in_inception, write_stand_in_squeezenet
 
 EXPECTED = [  # what the acceptance asks for, without any pretrained weights
     "label_accuracy", "label_accuracy_per_class", "evalnet_accuracy_real_test", "fid_evalnet", "kid_evalnet",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -30,53 +29,14 @@ from lsdm.orchestration.dvc import (
 )
 from lsdm.pipeline import STAGES
 
-from conftest import ROOT, make_repo, run, tiny_params
+from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, by_flow_run, exp_show, make_repo, run, stage_statuses, tiny_params
 
 sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout, not installed
 
-from test_pipeline import PAIRED_STAGES, SHARED_STAGES  # noqa: E402  (one definition of the caching contract)
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared with test_prefect_server.py
-
-
-def exp_show(repo: Path) -> dict[str, dict]:
-    """`dvc exp show --json` as {experiment name: {"params": ..., "metrics": ...}} (all baselines)."""
-    rows = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    out = {}
-    for row in rows:
-        for exp in row.get("experiments") or []:
-            for rev in exp["revs"]:
-                data = rev["data"]
-                params = data["params"]["params.yaml"]["data"]
-                metrics = data["metrics"].get("results/evaluate/metrics.json", {}).get("data")
-                out[rev["name"]] = {"params": params, "metrics": metrics}
-    return out
-
-
-def add_flows(repo: Path) -> Path:
-    """Put the flows and prefect.yaml into a test repo (make_repo copies only the pipeline)."""
-    import shutil
-
-    shutil.copytree(ROOT / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "prefect.yaml", repo / "prefect.yaml")
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "flows"], repo)
-    return repo
-
-
-def by_flow_run(client, flow_run_id):
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        FlowRunFilter,
-        FlowRunFilterId,
-    )
-
-    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {a.key: a for a in arts}, tasks
 
 
 def numbers(d: dict, prefix: str = "") -> dict[str, float]:
@@ -101,13 +61,6 @@ def assert_close(a, b, path="eval"):
         assert b == pytest.approx(a, rel=1e-3, abs=1e-6), path
     else:
         assert a == b, path
-
-
-def stage_statuses(artifacts) -> dict[str, str]:
-    """{stage: ran/skipped/cached} from the run's `lsdm-stages` table artifact."""
-    table = artifacts["lsdm-stages"].data
-    rows = json.loads(table) if isinstance(table, str) else table
-    return {r["stage"]: r["status"] for r in rows}
 
 
 # ---------------------------------------------------------------------------------------------

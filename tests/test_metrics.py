@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 
 import numpy as np
 import pytest
@@ -23,6 +21,8 @@ import lsdm.evaluation.features as features
 from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.evaluation.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
 from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
+
+from conftest import write_stand_in_inception, write_stand_in_squeezenet
 
 # ---------------------------------------------------------------- precision / recall / density / coverage
 
@@ -247,22 +247,6 @@ def test_probe_points_and_critic_w1():
 # ---------------------------------------------------------------- weight loaders
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection or download fails the test loudly."""
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    return calls
-
-
 def test_missing_weights_give_reasons_and_never_download(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "cleanfid"))
@@ -276,42 +260,6 @@ def test_missing_weights_give_reasons_and_never_download(tmp_path, monkeypatch, 
     assert model is None and str(expected) in reason
     assert features.lpips_backbone_file("squeeze").name == "squeezenet1_1-b8a52dc0.pth"
     assert no_network == []
-
-
-class _StandInLayers(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # checks what clean-fid feeds Inception: 3 channels, 299 x 299, normalised to [-1, 1]
-        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
-        assert float(x.min()) >= -1.001 and float(x.max()) <= 1.001
-        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # [B, 48]
-        return pooled.repeat(1, 43)[:, :2048]
-
-
-class _StandInInception(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layers = _StandInLayers()
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        return self.layers(x)
-
-
-def write_stand_in_inception(path) -> None:
-    """A small TorchScript file with the interface of clean-fid's inception-2015-12-05.pt."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.script's deprecation notice
-        torch.jit.save(torch.jit.script(_StandInInception()), str(path))
-
-
-def write_stand_in_squeezenet(torch_home) -> None:
-    """Randomly initialised SqueezeNet 1.1 weights where torchvision looks for the pretrained ones."""
-    from torchvision.models import squeezenet1_1
-
-    ckpt = torch_home / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    torch.save(squeezenet1_1().state_dict(), ckpt / "squeezenet1_1-b8a52dc0.pth")
 
 
 def test_stand_in_inception_runs_cleanfid_path(tmp_path, monkeypatch, no_network):

@@ -18,20 +18,11 @@ from lsdm.io import read_table
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.pipeline import STAGES
 
-from conftest import ROOT, copy_repo, env, make_repo, run, tiny_params
-
-PAIRED_STAGES = {"split", "fit_matcher", "evaluate", "report"}
-SHARED_STAGES = {"prepare", "fit_latent", "encode", "eval_net"}
+from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, run, tiny_params
 
 
 def dvc_stages() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-
-
-def ran_and_skipped(stdout: str) -> tuple[set[str], set[str]]:
-    ran = {s for s in STAGES if f"Running stage '{s}'" in stdout}
-    skipped = {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in stdout}
-    return ran, skipped
 
 
 def test_dvc_yaml_matches_cli_and_config():

@@ -23,8 +23,7 @@ import pytest
 
 from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 
-from conftest import env, make_repo, run, tiny_params
-from test_flows import SHARED_STAGES, add_flows, by_flow_run, exp_show, stage_statuses
+from conftest import SHARED_STAGES, add_flows, by_flow_run, env, exp_show, make_repo, run, stage_statuses, tiny_params
 
 pytestmark = pytest.mark.slow
 

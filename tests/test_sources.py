@@ -3,7 +3,6 @@ and torchvision's MNIST files, all read locally and mapped onto the same IMAGES 
 
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 
@@ -172,7 +171,7 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
 
     import yaml
     from conftest import make_repo, run, tiny_params
-    from test_pipeline import PAIRED_STAGES, SHARED_STAGES, ran_and_skipped
+    from conftest import PAIRED_STAGES, SHARED_STAGES, ran_and_skipped
 
     params = tiny_params(
         task="super_resolution",

@@ -162,7 +162,7 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
                                                     sweep={"variants": variants}, **TINY_BASELINES))
     every = ["-S", "methods=[pixel_wgan,lsdm_paired_only,latent_flow]"]
-    out = run(["python", "-m", "lsdm.orchestration.sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
+    out = run(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
               repo, timeout=1200)  # fmt: skip
     assert "split.n_paired_per_class = 1000 skipped" in out.stderr
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
@@ -203,7 +203,8 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
 
 def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
     from lsdm.errors import ParamsError
-    from lsdm.orchestration.sweep import check, parse_set
+    from lsdm.config import parse_assignments as parse_set
+    from lsdm.orchestration.sweep import check
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -94,7 +94,7 @@ class Projection(nn.Module):
     """A projection critic over features h = body(z): f(x, z) = w.h + <embed(cond(x)), h>.
 
     Why: with the condition concatenated, the critic can score z while half-ignoring x, and G's
-    label accuracy fell as pairs grew (issue 12); projected, every class has its own linear head
+    label accuracy fell as pairs grew; projected, every class has its own linear head
     on shared features, so x cannot be ignored. No normalisation layers (the GP is per sample).
     Subclasses set `body`; `lsdm.models.pixel_gan.PixelCritic` is the same head over a conv body.
     """
@@ -163,9 +163,8 @@ class ConvCondition(nn.Module):
 
     A 3x3 conv at the input's resolution keeps local detail, a stride-2 one halves it (7 -> 4 px for
     MNIST, 16 -> 8 for 64-px faces), and average pooling caps it at 4x4 so the head stays small.
-    It runs on every critic batch, so its width (`sr.encoder_width`) is a speed/quality trade: 8/16
-    channels instead of 16/32 keep a fresh super-resolution run on MNIST under 5 CPU minutes, at
-    FID(evalnet) 98 vs 92; 64 output features instead of 128 cost more again (111). See the README.
+    It runs on every critic batch, so its width (`sr.encoder_width`) trades speed for quality; the
+    README's super-resolution section has the measured trade.
     """
 
     def __init__(self, channels: int, size: int, width: int = 8, out_dim: int = 128):

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from lsdm.config import PARAMS_FILE, Params, load_params, read_params_file
+from lsdm.config import PARAMS_FILE, Params, load_params, set_dotted
 from lsdm.errors import ParamsError
 from lsdm.paths import EVAL_METRICS, REPORT
 
@@ -170,38 +170,20 @@ def repro_stage(repo: Path, stage: str, timeout: float | None = None) -> StageRe
 
 def validate(repo: Path, overrides: dict[str, Any] | None) -> Params:
     """The same typed check as `lsdm check`, on params.yaml with `overrides` applied."""
-    if overrides is not None and not isinstance(overrides, dict):
-        raise ParamsError(f"overrides must be a mapping of dotted keys to values, got {type(overrides).__name__}")
-    for key in overrides or {}:
-        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-            raise ParamsError(f"override key {key!r}: expected a dotted key such as 'split.n_paired_per_class'")
-    return load_params(repo / PARAMS_FILE, overrides or {})
-
-
-def _set_dotted(doc: Any, dotted: str, value: Any) -> None:
-    from ruamel.yaml.comments import CommentedMap
-
-    node = doc
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        if part not in node or node[part] is None:
-            node[part] = CommentedMap()
-        node = node[part]
-        if not isinstance(node, dict):
-            raise ParamsError(f"override {dotted!r}: {part!r} is not a section")
-    node[leaf] = value
+    return load_params(repo / PARAMS_FILE, {} if overrides is None else overrides)
 
 
 def render_params(text: str, overrides: dict[str, Any]) -> str:
     """`params.yaml` text with dotted overrides set, comments and order kept (as `dvc exp run -S`)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
     rt = YAML()  # round trip
     rt.preserve_quotes = True
     rt.width = 4096
     doc = rt.load(text)
     for dotted, value in overrides.items():
-        _set_dotted(doc, dotted, value)
+        set_dotted(doc, dotted, value, section=CommentedMap)
     buf = io.StringIO()
     rt.dump(doc, buf)
     return buf.getvalue()
@@ -223,15 +205,16 @@ def recover_params(repo: Path) -> bool:
 
 
 @contextlib.contextmanager
-def applied_params(repo: Path, overrides: dict[str, Any] | None) -> Iterator[Params]:
+def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None) -> Iterator[Params]:
     """params.yaml with `overrides` while the block runs; the original bytes come back afterwards.
 
     A copy is kept under .dvc/tmp until then, so a run killed outright is undone by the next one
-    (`recover_params`). Yields the validated params actually on disk.
+    (`recover_params`). `validated`: what `validate` already returned for these overrides (else it
+    runs here). Yields the params actually on disk, which must equal them.
     """
     path = repo / PARAMS_FILE
     original = path.read_bytes()
-    expected = validate(repo, overrides)
+    expected = validated if validated is not None else validate(repo, overrides)
     backup = _state_dir(repo) / "params.yaml.orig"
     backup.write_bytes(original)
     try:

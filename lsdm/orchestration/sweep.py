@@ -1,9 +1,9 @@
 """Sweeps over the paired subset: DVC experiments over `split.n_paired_per_class` x `split.seed`,
 run one at a time through the DVC queue, collected into one tidy table, then the comparison report.
 
-    python -m lsdm.orchestration.sweep                               # params.yaml's sweep: section (make sweep)
-    python -m lsdm.orchestration.sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
-    python -m lsdm.orchestration.sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
+    lsdm sweep                               # params.yaml's sweep: section (make sweep)
+    lsdm sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
+    lsdm sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
 
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget); the Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 
 from lsdm import paths
-from lsdm.config import PARAMS_FILE, load_params
+from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
 from lsdm.orchestration.dvc import find_tool, run_tool, tool_env
 
@@ -327,17 +326,6 @@ def set_args(overrides: dict[str, Any]) -> list[str]:
     return [a for k, v in overrides.items() for a in ("-S", f"{k}={text(v)}")]
 
 
-def parse_set(items: Iterable[str]) -> dict[str, Any]:
-    """Command-line `KEY=VALUE` overrides, values read as YAML (`methods=[pixel_wgan]`, `matcher.steps=500`)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. matcher.steps=500")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
           overrides: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
     """The sweep's counts, seeds and per-run overrides (params.yaml's `sweep:` unless given), checked
@@ -405,7 +393,7 @@ def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[i
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lsdm.orchestration.sweep", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="lsdm sweep", description=__doc__.split("\n")[0])
     ap.add_argument("--counts", type=int, nargs="+", default=None, help="paired counts (default: sweep.counts)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="split seeds (default: sweep.seeds)")
     ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
@@ -424,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         collect_and_report(root, args.tag, {**meta, "collected_only": True})
         return 0
     try:
-        _, meta = run_sweep(root, args.counts, args.seeds, parse_set(args.overrides), args.tag, args.jobs, args.timeout)
+        _, meta = run_sweep(root, args.counts, args.seeds, parse_assignments(args.overrides), args.tag, args.jobs, args.timeout)
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,8 @@ EXTRA = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check"], help="a stage of dvc.yaml, or `check` to validate params")
+    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check", "sweep"],
+                    help="a stage of dvc.yaml, `check` to validate params, or `sweep` (see `lsdm sweep --help`)")  # fmt: skip
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
     ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
     return ap.parse_args(argv)
@@ -45,6 +46,11 @@ def trace(path: str, args: argparse.Namespace, modules: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep"]:  # `lsdm sweep ...`: DVC experiments over the paired subset (its own options)
+        from lsdm.orchestration.sweep import main as sweep
+
+        return sweep(argv[1:])
     args = parse_args(argv)
     try:
         params = load_params(args.params)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 from torchvision.utils import save_image
 
 from lsdm import paths

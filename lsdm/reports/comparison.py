@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from lsdm import paths
@@ -103,7 +102,7 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str]) -> str:
     counts = sorted(summary[count].dropna().unique())
-    lines = [f"| method | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|" + "---|" * len(counts)]
+    lines = ["| method | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|" + "---|" * len(counts)]
     for s in samplers:
         cells = []
         for c in counts:

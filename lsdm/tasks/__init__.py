@@ -16,8 +16,6 @@ if TYPE_CHECKING:  # not imported at run time: params validation reads TASKS wit
 
 
 class Task(Protocol):
-    name: str
-
     def condition_spec(self, images: pd.DataFrame) -> dict: ...
 
     def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
@@ -25,8 +23,6 @@ class Task(Protocol):
 
 class ClassConditional:
     """x is the class label; G and f see it one-hot."""
-
-    name = "class_conditional"
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
         labels = images.loc[images["label"] >= 0, "label"]
@@ -39,8 +35,6 @@ class ClassConditional:
 class SuperResolution:
     """x is the image downsampled by `factor` (area); G and f see it through a small conv net
     `encoder_width` channels wide."""
-
-    name = "super_resolution"
 
     def __init__(self, factor: int = 4, encoder_width: int = 8):
         self.factor, self.encoder_width = factor, encoder_width
