@@ -7,6 +7,7 @@ the value and what is allowed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
@@ -31,6 +32,9 @@ class Section(BaseModel):
 
 class BaseSection(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    # CPU threads of torch in every stage; null: the cores this process may use. $LSDM_THREADS wins, so
+    # N workers on one machine each take their share. Listed by no stage: it changes speed, not results.
+    threads: PositiveInt | None = None
 
 
 class DataParams(Section):
@@ -377,6 +381,31 @@ def resolve_device(name: str):
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamsError("base.device = 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+THREADS_ENV = "LSDM_THREADS"
+
+
+def resolve_threads(threads: int | None) -> tuple[int, str]:
+    """torch's CPU thread count and why: $LSDM_THREADS, else `base.threads`, else $OMP_NUM_THREADS, else
+    the cores this process may run on (its CPU affinity, which a scheduler or `taskset` may narrow).
+    Sets it in torch."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env, omp = os.environ.get(THREADS_ENV, "").strip(), os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ParamsError(f"${THREADS_ENV} = {env!r}: expected a positive number of threads")
+        n, why = int(env), f"${THREADS_ENV}"
+    elif threads is not None:
+        n, why = threads, "base.threads"
+    elif omp.isdigit() and int(omp) > 0:
+        n, why = int(omp), "$OMP_NUM_THREADS"
+    else:
+        n, why = cores, "the cores this process may use"
+    torch.set_num_threads(n)
+    return n, f"{why}; {cores} cores available"
 
 
 def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:

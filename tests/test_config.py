@@ -90,3 +90,28 @@ def test_lsdm_sweep_is_a_command():
 
     out = subprocess.run(["lsdm", "sweep", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.startswith("usage: lsdm sweep") and "--counts" in out.stdout
+
+
+def test_thread_count_comes_from_env_param_or_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from lsdm.config import resolve_threads
+
+    before = torch.get_num_threads()
+    try:
+        for var in ("LSDM_THREADS", "OMP_NUM_THREADS"):
+            monkeypatch.delenv(var, raising=False)
+        cores = len(os.sched_getaffinity(0))
+        assert resolve_threads(None) == (cores, f"the cores this process may use; {cores} cores available")
+        assert resolve_threads(1)[0] == 1 == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert resolve_threads(None)[1].startswith("$OMP_NUM_THREADS")
+        monkeypatch.setenv("LSDM_THREADS", "1")
+        assert resolve_threads(3)[1].startswith("$LSDM_THREADS")  # the worker's share beats params.yaml
+        monkeypatch.setenv("LSDM_THREADS", "two")
+        with pytest.raises(ParamsError, match="LSDM_THREADS"):
+            resolve_threads(None)
+    finally:
+        torch.set_num_threads(before)

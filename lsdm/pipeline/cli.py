@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from lsdm.config import PARAMS_FILE, load_params
+from lsdm.config import PARAMS_FILE, load_params, resolve_threads
 from lsdm.errors import DataError, ParamsError
 from lsdm.pipeline import STAGES
 
@@ -21,6 +21,10 @@ EXTRA = {
     "evaluate_baseline": "lsdm.pipeline.evaluate_baseline",
     "compare": "lsdm.reports.comparison",
 }
+
+
+# Commands that move tables or text only: no torch to configure (and none to import).
+NO_TORCH = {"prepare", "split", "report", "compare"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "check":
             print(f"{args.params}: ok")
             return 0
+        if args.stage not in NO_TORCH:
+            n, why = resolve_threads(params.base.threads)
+            print(f"lsdm {args.stage}: {n} CPU threads ({why})", file=sys.stderr)
         before = set(sys.modules)
         module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
         module.run(params, method=args.method) if args.method else module.run(params)
