@@ -112,4 +112,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"{path}: checkpoint not found (has the stage that writes it run?)")
     import torch
 
-    return torch.load(_read(path), map_location=map_location, weights_only=False)
+    # weights_only: a checkpoint holds tensors, numbers, strings, lists and dicts; nothing is unpickled as code
+    return torch.load(_read(path), map_location=map_location, weights_only=True)

@@ -29,3 +29,24 @@ def test_atomic_dir_replaces_whole_or_nothing(tmp_path):
         (tmp / "c.txt").write_text("3")
     assert sorted(p.name for p in d.iterdir()) == ["c.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live"]
+
+
+def test_checkpoints_load_without_unpickling_code(tmp_path):
+    """torch.load(weights_only=True): a checkpoint that would run arbitrary code on load is refused."""
+    import pickle
+
+    import pytest
+    import torch
+
+    from lsdm.io import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "ok.pt", "conv_ae", {"dim": 4, "channels": [4]}, {"w": torch.ones(2)}, nfe=[1, 2])
+    assert load_checkpoint(tmp_path / "ok.pt")["nfe"] == [1, 2]
+    torch.save({"name": "x", "config": {}, "state_dict": {}, "evil": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
