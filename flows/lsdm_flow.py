@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +42,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+
+from lsdm import paths
 
 from lsdm.orchestration.dvc import (
     StageFailed,
@@ -185,35 +188,103 @@ def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = Non
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
-def queue_sweep(repo: str, counts, seeds, overrides, tag) -> tuple[list[str], dict[str, Any]]:
-    """`dvc exp run --queue` once per paired count x split seed (lsdm.orchestration.sweep.start)."""
-    from lsdm.orchestration.sweep import start
+def publish_shared(repo: str, overrides: dict[str, Any], tag: str, git_remote: str) -> str:
+    """The shared stages with the sweep's common overrides, committed and pushed to both remotes."""
+    from lsdm.orchestration.fanout import publish_shared as publish
 
-    names, meta = start(Path(repo), counts, seeds, overrides, tag)
-    get_run_logger().info("queued %d DVC experiments: %s", len(names), ", ".join(names))
-    for s in meta["skipped"]:
-        get_run_logger().warning("%s", s["reason"])
-    return names, meta
+    commit, status = publish(Path(repo), overrides, tag, git_remote)
+    get_run_logger().info("shared stages %s; baseline %s pushed as %s%s", status, commit[:10], "lsdm-sweeps/", tag)
+    return commit
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
-def run_sweep_queue(repo: str, names: list[str], timeout: float | None) -> dict[str, str]:
-    """`dvc queue start -j 1`: the queued experiments one at a time; name -> DVC's final status."""
-    from lsdm.orchestration.sweep import run_queue
+def ensure_zombie_automation(after_seconds: int) -> None:
+    """A run whose process died with its worker (SIGKILL, a lost machine) sends no final state: it
+    would stay RUNNING. This automation (Prefect's documented one) marks a flow run CRASHED once its
+    heartbeats ($PREFECT_FLOWS_HEARTBEAT_FREQUENCY, default 180 s) stop for `after_seconds`; the
+    sweep then submits the point again. Created once per server, named after the threshold."""
+    from datetime import timedelta
 
-    return run_queue(names, Path(repo), jobs=1, timeout=timeout)
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    name = f"lsdm: crash flow runs silent for {after_seconds}s"
+    with get_client(sync_client=True) as client:
+        if client.read_automations_by_name(name):
+            return
+    Automation(
+        name=name,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},  # fmt: skip
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=after_seconds),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {after_seconds}s: its worker is gone")],
+    ).create()
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, tags=["dvc"])
-def collect_sweep(repo: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """`dvc exp show --json` -> results/sweep/sweep.parquet and reports/comparison.md; the table's rows."""
-    from lsdm.orchestration.sweep import collect_and_report
-
-    df = collect_and_report(Path(repo), meta["tag"], meta)
-    return json.loads(df.to_json(orient="records"))
+def publish_json(key: str, data: dict[str, Any], description: str) -> None:
+    """`data` as a Markdown artifact holding one JSON block: readable in the UI, and by another flow
+    run anywhere (a flow's return value lives in its worker's result storage, not on the server)."""
+    create_markdown_artifact(markdown=f"```json\n{json.dumps(data, indent=2, default=str)}\n```", key=key,
+                             description=description)  # fmt: skip
 
 
-@flow(name="lsdm", description="A sweep over the paired count x split seed: DVC experiments, one at a time, then the comparison.")
+def read_json_artifact(client, flow_run_id, key: str) -> dict[str, Any] | None:
+    """What `publish_json` stored under `key` for that flow run (None if it published none)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=[key])))  # fmt: skip
+    if not found:
+        return None
+    return json.loads(found[-1].data.strip().removeprefix("```json").removesuffix("```"))
+
+
+def _submit(deployment: str, git_url: str, commit: str, name: str, overrides: dict[str, Any]):
+    from prefect.deployments import run_deployment
+
+    params = {"git_url": git_url, "commit": commit, "name": name, "overrides": overrides}
+    return run_deployment(deployment, parameters=params, timeout=0, flow_run_name=name, as_subflow=True)
+
+
+def wait_for_points(runs: dict[str, Any], resubmit, retries: int, timeout: float | None, poll: float = 5.0) -> dict[str, Any]:
+    """Poll the points' flow runs to the end; a run that CRASHED (its worker died, or stopped sending
+    heartbeats) is submitted again, up to `retries` times; FAILED is final (the point's own error)."""
+    from prefect.client.orchestration import get_client
+
+    logger, t0, attempts = get_run_logger(), time.monotonic(), {n: 1 for n in runs}
+    final: dict[str, Any] = {}
+    with get_client(sync_client=True) as client:
+        while len(final) < len(runs):
+            for name, fr in list(runs.items()):
+                if name in final:
+                    continue
+                state = client.read_flow_run(fr.id).state
+                if state is None or not state.is_final():
+                    continue
+                if state.is_crashed() and attempts[name] <= retries:
+                    logger.warning("point %s crashed (%s); submitting it again", name, state.message)
+                    runs[name], attempts[name] = resubmit(name), attempts[name] + 1
+                    continue
+                final[name] = {"state": state.type.value, "message": state.message, "attempts": attempts[name],
+                               "flow_run_id": str(fr.id), "result": read_json_artifact(client, fr.id, "lsdm-point")}  # fmt: skip
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"sweep points still running after {timeout:.0f}s: {sorted(set(runs) - set(final))}")
+            if len(final) < len(runs):
+                time.sleep(poll)
+    return final
+
+
+@flow(name="lsdm", description="A sweep fanned out over the work pool: one flow run per grid point, then the comparison.")
 def sweep(
     counts: list[int] | None = None,
     seeds: list[int] | None = None,
@@ -221,37 +292,75 @@ def sweep(
     tag: str | None = None,
     timeout: float | None = None,
     repo: str | None = None,
+    git_remote: str = "origin",
+    point_deployment: str = "lsdm/point",
+    point_retries: int = 2,
+    crashed_after: int = 600,
 ) -> dict[str, Any]:
-    """`make sweep` as a flow: the same `lsdm.orchestration.sweep` code, holding the workspace while it runs.
+    """The sweep of params.yaml's `sweep:` section over every worker of the pool (lsdm.orchestration.fanout).
 
     Args:
         counts, seeds: paired counts and split seeds (default: `sweep.counts`, `sweep.seeds` of params.yaml).
         overrides: dotted params for every run, after `sweep.set` (e.g. {"matcher.steps": 500});
-            checked, with the counts, before anything is queued.
+            checked, with the counts, before anything runs.
         tag: experiment name prefix (default: sweep-<UTC time>); timeout: give up waiting (s).
+        git_remote: the remote of this workspace the workers clone and push experiments to; its
+            default DVC remote (.dvc/config) carries the outputs.
+        point_deployment: the deployment that runs one point; point_retries: resubmissions of a
+            point whose run crashed; crashed_after: seconds without a heartbeat after which a
+            point's run counts as crashed (keep it above the workers' heartbeat frequency).
     """
-    import time
+    from lsdm.orchestration import fanout
+    from lsdm.orchestration.sweep import collect_and_report, plan_sweep
 
-    from lsdm.orchestration.sweep import check
-
-    root = check_repo(repo)
-    check(root, counts, seeds, overrides)  # ParamsError: the run fails here, before any task
-    t0 = time.perf_counter()
+    root, t0 = check_repo(repo), time.perf_counter()
+    points, meta = plan_sweep(root, counts, seeds, overrides, tag)  # ParamsError: nothing has run
+    if not points:
+        raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+    git_url = fanout.remote_url(root, git_remote)
+    fanout.check_dvc_remote(root)
+    ensure_zombie_automation(crashed_after)
     with workspace_slot(root):
-        names, meta = queue_sweep(str(root), counts, seeds, overrides, tag)
-        if not names:
-            raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
-        status = run_sweep_queue(str(root), names, timeout)
-        meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0}
-        rows = collect_sweep(str(root), meta)
+        commit = publish_shared(str(root), meta["overrides"], meta["tag"], git_remote)
+    by_name = dict(points)
+    runs = {name: _submit(point_deployment, git_url, commit, name, ov) for name, ov in points}
+    get_run_logger().info("submitted %d points to %s: %s", len(runs), point_deployment, ", ".join(runs))
+    final = wait_for_points(runs, lambda n: _submit(point_deployment, git_url, commit, n, by_name[n]), point_retries, timeout)
+    done = [n for n, f in final.items() if f["state"] == "COMPLETED"]
+    meta = {**meta, "baseline": commit, "status": {n: f["state"] for n, f in final.items()},
+            "points": final, "wall_seconds": time.perf_counter() - t0, "fanout": point_deployment}  # fmt: skip
+    with workspace_slot(root):
+        if done:
+            fanout.pull_experiments(root, done, git_remote)
+        df = collect_and_report(root, meta["tag"], meta)
     report = root / "reports/comparison.md"
     create_markdown_artifact(markdown=report.read_text(), key="lsdm-comparison",
                              description=f"reports/comparison.md of sweep {meta['tag']} in {root}")  # fmt: skip
-    failed = [n for n, s in status.items() if s != "Success"]
+    summary = {"tag": meta["tag"], "baseline": commit, "points": final, "rows": len(df), "table": str(paths.SWEEP_TABLE),
+               "wall_seconds": meta["wall_seconds"]}  # fmt: skip
+    publish_json("lsdm-sweep", summary, f"sweep {meta['tag']}: every point's state, host and what DVC did")
+    failed = {n: f["message"] for n, f in final.items() if f["state"] != "COMPLETED"}
     if failed:
-        raise RuntimeError(f"sweep {meta['tag']}: {len(failed)} experiments failed: {failed} (`dvc queue logs NAME`)")
-    return {"tag": meta["tag"], "status": status, "rows": rows}
+        raise RuntimeError(f"sweep {meta['tag']}: {len(failed)} points did not complete: {failed}")
+    return summary
 
+
+@flow(name="lsdm", description="One point of a fanned-out sweep: clone, pull the shared stages, run, push.")
+def sweep_point(git_url: str, commit: str, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run one grid point as the DVC experiment `name` in a workspace of this worker's own.
+
+    Args:
+        git_url: the project's git remote (the sweep's baseline commit and branch are there).
+        commit: the baseline: params with the sweep's common overrides, the shared stages in dvc.lock.
+        name: the experiment's name; overrides: its dotted params (paired count, split seed, ...).
+    """
+    from lsdm.orchestration.fanout import Point, run_point
+
+    result = run_point(git_url, commit, Point(name, overrides))
+    publish_json("lsdm-point", result, f"point {name}: where it ran and what DVC did per stage")
+    get_run_logger().info("point %s on %s:%s: DVC %s (%.0f s)", name, result["host"], result["pid"], result["stages"],
+                          result["seconds"])  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["collect_sweep", "dvc_stage", "queue_sweep", "run_sweep_queue", "pipeline", "record_experiment", "sweep"]
+__all__ = ["dvc_stage", "pipeline", "publish_shared", "record_experiment", "sweep", "sweep_point", "wait_for_points"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout, not installed
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
 # A few hundred images and a few dozen steps: every stage runs for real in seconds.
@@ -239,3 +244,104 @@ def stage_statuses(artifacts) -> dict[str, str]:
     table = artifacts["lsdm-stages"].data
     rows = json.loads(table) if isinstance(table, str) else table
     return {r["stage"]: r["status"] for r in rows}
+
+
+# --- a real Prefect server (one per test module that uses it) -----------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_group(cmd: list[str], cwd: Path, env_: dict, log: Path) -> subprocess.Popen:
+    """A process in its own session/process group (so a group kill reaches its children)."""
+    fh = open(log, "wb")
+    return subprocess.Popen(cmd, cwd=cwd, env=env_, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # children (flow-run processes, server services)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def tail(path: Path, n: int = 4000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict
+    home: Path
+    log: Path
+
+    def prefect(self, *args: str, cwd: Path, **extra) -> subprocess.CompletedProcess:
+        p = subprocess.run(
+            ["prefect", "--no-prompt", *args], cwd=cwd, env=dict(self.env, **extra), capture_output=True, text=True, timeout=300
+        )
+        if p.returncode != 0:
+            raise AssertionError(f"prefect {' '.join(args)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return p
+
+    @contextlib.contextmanager
+    def client(self):
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.url}):
+            with get_client(sync_client=True) as client:
+                yield client
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    e = dict(
+        env(),
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="3",  # a waiting run polls often
+        PREFECT_LOGGING_LEVEL="INFO",
+    )
+    log = home / "server.log"
+    proc = start_group(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], home, e, log)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, f"prefect server exited {proc.returncode}\n{tail(log)}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, f"prefect server did not answer on {url}\n{tail(log)}"
+            time.sleep(1)
+        yield Server(url, e, home, log)
+    finally:
+        stop_group(proc)
+        assert not group_alive(proc.pid), "server processes survived"

@@ -121,10 +121,30 @@ def find_tool(name: str) -> str:
     return found
 
 
-def run_tool(args: list[str], repo: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_tool(args: list[str], repo: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [find_tool(args[0]), *args[1:]], cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=timeout
+        [find_tool(args[0]), *args[1:]], cwd=repo, env=tool_env(env), capture_output=True, text=True, timeout=timeout
     )
+
+
+def tool(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`dvc ...` or `git ...` in `repo`; with `check`, a failure raises with the command's output tail."""
+    p = run_tool(args, repo, env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"`{' '.join(args)}` in {repo} exited {p.returncode}:\n{(p.stdout + p.stderr)[-_TAIL:]}")
+    return p
+
+
+def git(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return tool(["git", *args], repo, check, env)
+
+
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"] (`dvc exp run`)."""
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return [a for k, v in overrides.items() for a in ("-S", f"{k}={text(v)}")]
 
 
 def check_repo(repo: str | Path | None = None) -> Path:

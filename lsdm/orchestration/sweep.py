@@ -38,7 +38,7 @@ import pandas as pd
 from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
-from lsdm.orchestration.dvc import find_tool, run_tool, tool_env
+from lsdm.orchestration.dvc import find_tool, run_tool, set_args, tool_env
 
 SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
 TABLE_CSV = SWEEP_DIR / "sweep.csv"
@@ -96,17 +96,23 @@ def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.Complete
 VARIANT_RE = re.compile(r"-n\d+-s-?\d+--(?P<variant>[a-z][a-z0-9_]*)$")
 
 
-def queue(runs, tag: str, root: Path, extra: list[str] = (), variants: dict[str, list[str]] | None = None) -> list[str]:
-    """One `dvc exp run --queue` per (param, count, seed), named TAG-nCOUNT-sSEED; `extra`: more dvc
-    args. Each of `variants` (name -> its dvc args) adds a run TAG-nCOUNT-sSEED--NAME per cell."""
-    names = []
+def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str, Any]]) -> list[tuple[str, dict]]:
+    """(experiment name, its overrides) of every run: TAG-nCOUNT-sSEED with the cell's paired count and
+    seed, then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys."""
+    out = []
     for key, n, seed in runs:
-        for suffix, args in [("", extra), *((f"--{v}", a) for v, a in (variants or {}).items())]:
-            name = f"{tag}-n{n}-s{seed}{suffix}"
-            _dvc(["exp", "run", "--queue", "--name", name, "-S", f"{key}={n}", "-S", f"split.seed={seed}", *args], root)
-            names.append(name)
-            print(f"queued {name}", flush=True)
-    return names
+        cell = {key: n, "split.seed": seed, **overrides}
+        out.append((f"{tag}-n{n}-s{seed}", cell))
+        out += [(f"{tag}-n{n}-s{seed}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()]
+    return out
+
+
+def queue(points: list[tuple[str, dict]], root: Path) -> list[str]:
+    """One `dvc exp run --queue --name NAME -S ...` per point."""
+    for name, overrides in points:
+        _dvc(["exp", "run", "--queue", "--name", name, *set_args(overrides)], root)
+        print(f"queued {name}", flush=True)
+    return [name for name, _ in points]
 
 
 def queue_status(root: Path) -> list[dict]:
@@ -318,14 +324,6 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     return df
 
 
-def set_args(overrides: dict[str, Any]) -> list[str]:
-    """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"]."""
-    def text(v: Any) -> str:
-        return v if isinstance(v, str) else json.dumps(v)
-
-    return [a for k, v in overrides.items() for a in ("-S", f"{k}={text(v)}")]
-
-
 def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
           overrides: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
     """The sweep's counts, seeds and per-run overrides (params.yaml's `sweep:` unless given), checked
@@ -348,10 +346,10 @@ def variant_overrides(extra: dict[str, Any]) -> dict[str, Any]:
     return {"methods": [], **extra}
 
 
-def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-          overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
-    """Plan and queue a sweep: `sweep.counts` x `sweep.seeds` of params.yaml unless given, every run
-    with `sweep.set` and then `overrides`. Everything is checked before the first run is queued."""
+def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+               overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[tuple[str, dict]], dict]:  # fmt: skip
+    """The sweep's points (name, overrides) and its metadata: `sweep.counts` x `sweep.seeds` of
+    params.yaml unless given, every run with `sweep.set` and then `overrides`, all checked first."""
     counts, seeds, overrides = check(root, counts, seeds, overrides)
     tag = check_tag(tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
     per_class = class_counts(root)
@@ -368,9 +366,14 @@ def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] 
     variants = load_params(root / PARAMS_FILE).sweep.variants
     meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
             "variants": variants, "skipped": skipped}  # fmt: skip
-    variant_args = {v: set_args({**overrides, **variant_overrides(extra)}) for v, extra in variants.items()}
-    names = queue(runs, tag, root, set_args(overrides), variant_args) if runs else []
-    return names, meta
+    return grid(runs, tag, overrides, variants), meta
+
+
+def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
+          overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
+    """Plan and queue a sweep in this workspace's DVC queue (see `plan_sweep`)."""
+    points, meta = plan_sweep(root, counts, seeds, overrides, tag)
+    return queue(points, root), meta
 
 
 def check_tag(tag: str) -> str:

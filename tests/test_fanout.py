@@ -1,0 +1,175 @@
+"""A sweep fanned out over two workers in two separate clones that share only a bare git remote and a
+directory DVC remote, on a real Prefect server and process work pool (no mocks): every point is a DVC
+experiment run on whichever worker took it; the shared stages run once, in the parent; a worker
+killed with SIGKILL mid-point does not lose the sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT = 30  # seconds between a flow run's heartbeats (Prefect's minimum)
+CRASHED_AFTER = 75  # a point silent this long counts as crashed and is submitted again
+
+
+@dataclass
+class Cluster:
+    server: Server
+    parent: Path  # the user's checkout, where the sweep's table and report land
+    origin: Path  # the bare git remote
+    store: Path  # the DVC remote
+    workers: dict[str, subprocess.Popen]
+    logs: dict[str, Path]
+    workdirs: dict[str, Path]
+
+    def worker_logs(self) -> str:
+        return "\n".join(f"--- worker {n} ---\n{tail(log, 3000)}" for n, log in self.logs.items())
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect_server, tmp_path_factory):
+    srv, base = prefect_server, tmp_path_factory.mktemp("fanout")
+    origin, store = base / "origin.git", base / "dvc-store"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base)
+    parent = add_flows(make_repo(base / "parent", tiny_params()))
+    run(["git", "remote", "add", "origin", str(origin)], parent)
+    run(["dvc", "remote", "add", "-d", "store", str(store)], parent)
+    run(["git", "commit", "-qam", "remotes"], parent)
+    run(["git", "push", "-q", "origin", "main"], parent)
+    srv.prefect("work-pool", "create", "gpu", "--type", "process", cwd=parent)
+    out = srv.prefect("deploy", "--all", cwd=parent).stdout
+    assert "lsdm/sweep" in out and "lsdm/point" in out, out
+    workers, logs, workdirs = {}, {}, {}
+    for name in ("a", "b"):  # each in its own clone of the remote, as on another machine
+        clone = base / f"worker-{name}"
+        run(["git", "clone", "-q", str(origin), str(clone)], base)
+        logs[name], workdirs[name] = base / f"worker-{name}.log", base / f"workspaces-{name}"
+        e = dict(srv.env, LSDM_REPO=str(clone), LSDM_WORKDIR=str(workdirs[name]), LSDM_THREADS="1",
+                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT))  # fmt: skip
+        workers[name] = start_group(["prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "2",
+                                     "--name", f"worker-{name}"], clone, e, logs[name])  # fmt: skip
+    try:
+        yield Cluster(srv, parent, origin, store, workers, logs, workdirs)
+    finally:
+        for w in workers.values():
+            stop_group(w)
+        assert not any(group_alive(w.pid) for w in workers.values()), "worker or flow-run processes survived"
+
+
+def run_sweep(c: Cluster, tag: str, counts: list[int], seeds: list[int]) -> str:
+    """`prefect deployment run lsdm/sweep` as a user types it; the flow run's id."""
+    params = {"counts": counts, "seeds": seeds, "tag": tag, "repo": str(c.parent), "timeout": 900,
+              "crashed_after": CRASHED_AFTER}  # fmt: skip
+    out = c.server.prefect("deployment", "run", "lsdm/sweep", "--params", json.dumps(params), cwd=c.parent).stdout
+    return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+
+
+def wait(c: Cluster, flow_run_id: str, timeout: float = 900):
+    deadline = time.monotonic() + timeout
+    with c.server.client() as client:
+        while True:
+            fr = client.read_flow_run(flow_run_id)
+            if fr.state and fr.state.is_final():
+                return fr
+            assert time.monotonic() < deadline, f"sweep not final after {timeout}s: {fr.state}\n{c.worker_logs()}"
+            time.sleep(3)
+
+
+def sweep_result(c: Cluster, fr) -> dict:
+    from flows.lsdm_flow import read_json_artifact
+
+    assert fr.state.is_completed(), f"{fr.state.name}: {fr.state.message}\n{c.worker_logs()}"
+    with c.server.client() as client:
+        return read_json_artifact(client, fr.id, "lsdm-sweep")
+
+
+def check_sweep(c: Cluster, result: dict, tag: str, n_points: int) -> dict[str, dict]:
+    """What every fanned-out sweep must show; returns the points' results by name."""
+    points = {n: p["result"] for n, p in result["points"].items()}
+    assert len(points) == n_points and all(p["state"] == "COMPLETED" for p in result["points"].values())
+    for name, p in points.items():  # the shared stages came from the DVC remote, never recomputed
+        assert p["ran_shared"] == [], (name, p["stages"])
+        assert {p["stages"][s] for s in ("prepare", "fit_latent", "encode", "eval_net")} == {"skipped"}, p["stages"]
+        assert p["stages"]["fit_matcher"] == "ran"
+    table = pd.read_parquet(c.parent / "results/sweep/sweep.parquet")
+    assert sorted(table["experiment"].unique()) == sorted(points) and all(str(n).startswith(tag) for n in points)
+    assert (c.parent / "reports/comparison.md").read_text().count("| lsdm |") >= 1
+    # a fresh clone sees every experiment after `dvc exp pull` from the git remote
+    fresh = c.parent.parent / f"fresh-{tag}"
+    run(["git", "clone", "-q", str(c.origin), str(fresh)], c.parent.parent)
+    run(["dvc", "exp", "pull", "--no-cache", "origin", *points], fresh)
+    shown = run(["dvc", "exp", "show", "--json", "--rev", result["baseline"]], fresh).stdout
+    assert all(f'"{n}"' in shown for n in points)
+    return points
+
+
+def test_fanout_sweep_over_two_workers(cluster):
+    c, tag = cluster, "fan"
+    fr = wait(c, run_sweep(c, tag, counts=[2, 3], seeds=[0, 1]))
+    points = check_sweep(c, sweep_result(c, fr), tag, 4)
+    used = {name for name, d in c.workdirs.items() for p in points.values() if p["workspace"].startswith(str(d))}
+    assert used == {"a", "b"}, {n: p["workspace"] for n, p in points.items()}  # both workers ran points
+
+
+def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster):
+    c, tag = cluster, "kill"
+    flow_run_id = run_sweep(c, tag, counts=[2, 3], seeds=[2])
+    victim = wait_for_point_on_a_worker(c, flow_run_id, tag)
+    time.sleep(3)  # in the middle of the point: the machine is lost, worker and flow-run processes at once
+    for pid in [c.workers[victim].pid, *_descendants(c.workers[victim].pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    result = sweep_result(c, wait(c, flow_run_id))
+    check_sweep(c, result, tag, 2)
+    assert any(p["attempts"] > 1 for p in result["points"].values()), result["points"]  # resubmitted after the crash
+
+
+def wait_for_point_on_a_worker(c: Cluster, parent_id: str, tag: str, timeout: float = 600) -> str:
+    """The worker that runs one of the sweep's points but not the sweep itself (the flow run's
+    process, its `infrastructure_pid`, descends from the worker's)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    deadline = time.monotonic() + timeout
+    with c.server.client() as client:
+        while time.monotonic() < deadline:
+            parent = _pid(client.read_flow_run(parent_id).infrastructure_pid)
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{tag}-n")))
+            running = {_pid(r.infrastructure_pid) for r in runs if r.state and r.state.is_running()} - {None}
+            for name, w in c.workers.items():
+                tree = _descendants(w.pid)
+                if running & tree and parent not in tree:
+                    return name
+            time.sleep(1)
+    raise AssertionError(f"no worker started a point of {tag}\n{c.worker_logs()}")
+
+
+def _pid(infrastructure_pid: str | None) -> int | None:
+    return int(infrastructure_pid.rsplit(":", 1)[-1]) if infrastructure_pid else None
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process under `pid` (children of children too), from `ps`'s parent links."""
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for row in filter(None, (r.split() for r in rows)):
+        children.setdefault(int(row[1]), []).append(int(row[0]))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
