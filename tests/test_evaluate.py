@@ -22,6 +22,7 @@ from lsdm.evaluation.geometry import prdc
 from lsdm.io import read_table
 from lsdm.models import load
 from lsdm.data.schemas import IMAGES
+from lsdm.evaluation.registry import HEADLINE, read_results
 
 from conftest import ROOT, run, write_stand_in_inception, write_stand_in_squeezenet
 
@@ -54,7 +55,11 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
 
     params = load_params()
     evaluate.run(params)
-    e = json.loads(paths.EVAL_METRICS.read_text())["eval"]
+    headline = json.loads(paths.EVAL_METRICS.read_text())["eval"]  # what `dvc exp show` lists
+    assert set(headline) <= set(HEADLINE) and {"label_accuracy", "fid_evalnet", "density"} <= set(headline)
+    assert all(not isinstance(v, (dict, list)) for v in headline.values())
+    e = read_results(paths.EVAL_DIR)["eval"]  # with details.json: every value, under the same keys
+    assert not set(headline) & set(json.loads(paths.EVAL_DETAILS.read_text())["eval"])
     for key in EXPECTED:
         assert e[key] is not None, key
     for key in BOUND:
@@ -93,7 +98,7 @@ def test_evaluate_with_stand_in_weights(tiny_repro, tmp_path, monkeypatch):
     work = workdir(tiny_repro, tmp_path / "work", inception_weights=str(inception), lpips_net="squeeze",
                    diversity_pairs=5, seeds=[3])  # fmt: skip
     run(["lsdm", "evaluate"], work)
-    e = json.loads((work / "results/evaluate/metrics.json").read_text())["eval"]
+    e = read_results(work / "results/evaluate")["eval"]
     assert isinstance(e["fid_inception"], float) and isinstance(e["kid_inception"], float)
     assert e["inception_reason"] is None and e["inception_weights"] == str(inception.resolve())
     assert isinstance(e["lpips_diversity"], float) and e["lpips_diversity"] > 0 and e["lpips_reason"] is None
@@ -155,7 +160,7 @@ def test_evaluate_on_the_validation_split_judges_val_images_only(tiny_repro, tmp
 
     params = load_params()
     evaluate.run(params)
-    e = json.loads(paths.EVAL_METRICS.read_text())["eval"]
+    e = read_results(paths.EVAL_DIR)["eval"]
     images = read_table(paths.IMAGES, IMAGES)
     n_val, n_test = int((images["split"] == "val").sum()), int((images["split"] == "test").sum())
     assert e["split"] == "val" and e["n_samples"] == n_val and n_val != n_test

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from lsdm.config import Params
+from lsdm.evaluation.registry import read_results
 from lsdm.io import read_table
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.pipeline import STAGES
@@ -63,7 +64,7 @@ def test_tiny_repro_end_to_end(tiny_repro):
     assert len(paired) == 30
     assert len(read_table(repo / "data/split/latent_pool.parquet", LATENT_POOL)) == (images["split"] == "train").sum()
 
-    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    metrics = read_results(repo / "results/evaluate")["eval"]
     for key in ("label_accuracy", "fid_evalnet", "recon_mse_test", "throughput_images_per_s"):
         assert isinstance(metrics[key], float), key
     assert 0.0 <= metrics["label_accuracy"] <= 1.0 and metrics["fid_evalnet"] >= 0.0
@@ -91,7 +92,7 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
                          evalnet={"epochs": 8}, matcher={**shipped, "steps": 500, "width": 64, "depth": 2, "batch_size": 64})
     repo = make_repo(tmp_path / "repo", params)
     run(["dvc", "repro", "report"], repo)
-    e = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    e = read_results(repo / "results/evaluate")["eval"]
     # chance is 0.1; on these 120 test images a binomial std is ~0.04, and the net itself is ~0.8 on real digits
     assert e["split"] == "test" and e["label_accuracy"] > 0.3, (e["label_accuracy"], e["evalnet_accuracy_real_test"])
 
@@ -187,3 +188,24 @@ def test_interrupted_stage_leaves_no_output(tiny_repo):
     assert not (repo / "results/fit_latent").exists()
     leftovers = [p.name for p in (repo / "results").glob("*")] if (repo / "results").exists() else []
     assert leftovers == [], leftovers
+
+
+def metric_columns(show: list[dict]) -> dict[str, list[str]]:
+    """The metric columns `dvc exp show` gives each revision: {rev: [file:dotted.key, ...]}."""
+    def flat(d, prefix=""):
+        if not isinstance(d, dict):
+            return [prefix]
+        return [c for k, v in d.items() for c in flat(v, f"{prefix}.{k}" if prefix else k)]
+
+    return {row["rev"]: [f"{path}:{c}" for path, m in ((row.get("data") or {}).get("metrics") or {}).items()
+                         for c in flat((m or {}).get("data") or {})] for row in show}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dvc_exp_show_stays_readable(tiny_repro, tmp_path):
+    """The pipeline's DVC metrics files hold headline scalars only (details.json the rest): a short table."""
+    repo = copy_repo(tiny_repro, tmp_path / "repo")
+    cols = metric_columns(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))["workspace"]
+    assert 0 < len(cols) <= 25, cols
+    assert "results/evaluate/metrics.json:eval.fid_evalnet" in cols
+    assert not any(".over_seeds." in c or ".per_class" in c or ".real_reference." in c for c in cols), cols

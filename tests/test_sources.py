@@ -13,6 +13,7 @@ from PIL import Image
 from lsdm.config import DataParams
 from lsdm.data.tables import conform, images_table
 from lsdm.errors import DataError
+from lsdm.evaluation.registry import read_results
 from lsdm.data.schemas import IMAGES, UNLABELLED
 from lsdm.data.sources import SOURCES, loader
 
@@ -155,7 +156,7 @@ def test_image_folder_repro_class_conditional(tmp_path):
     assert "1 unreadable files skipped" in out
     import json
 
-    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    metrics = read_results(repo / "results/evaluate")["eval"]
     assert set(metrics["label_accuracy_per_class"]) == {"0", "1", "2"}
     assert json.loads((repo / "results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "labels"
     # adding images reruns prepare (the folder is a dependency); the old images keep their split
@@ -186,7 +187,7 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
     run(["git", "commit", "-qm", "images"], repo)
     out = run(["dvc", "repro"], repo).stdout
     assert "1 unreadable files skipped" in out
-    ev = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
+    ev = read_results(repo / "results/evaluate")["eval"]
     for key in ("psnr", "ssim", "consistency_psnr", "fid_evalnet"):
         assert isinstance(ev[key], float), key
         assert isinstance(ev["bicubic"][key], float), f"bicubic.{key}"

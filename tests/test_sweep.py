@@ -35,7 +35,8 @@ def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], 
     params = {"params.yaml": {"data": {"split": {"n_paired_per_class": n, "n_paired": 100, "seed": seed},
                                        "task": "class_conditional", "data": {"source": "mnist5k"}}}}  # fmt: skip
     lsdm_eval = {"eval": {"fid_evalnet": fid, "label_accuracy": 0.9, "throughput_images_per_s": tp, "seeds": [0, 1],
-                          "per_class": {"fid_evalnet": {"0": 1.0}}}}  # fmt: skip
+                          "per_class": {"fid_evalnet": {"0": 1.0}}, "density": 1.25, "real_reference": {"density": 1.0},
+                          "over_seeds": {"fid_evalnet": {"mean": fid, "std": 0.5, "n": 2}}}}  # fmt: skip
     metrics = {
         "results/evaluate/metrics.json": {"data": lsdm_eval},
         "results/fit_matcher/metrics.json": {"data": {"matcher": {"train_seconds": 10.0}}},
@@ -45,7 +46,8 @@ def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], 
                                                                         "throughput_images_per_s": 5 * tp}}},  # fmt: skip
         "results/baselines/latent_flow/train/metrics.json": {"data": {"baseline": {"train_seconds": 20.0}}},
         "results/baselines/latent_flow/eval/metrics.json": {"data": {"eval": {
-            f"latent_flow_nfe{k}": {"fid_evalnet": v, "label_accuracy": 0.95, "throughput_images_per_s": tp / k}
+            f"latent_flow_nfe{k}": {"fid_evalnet": v, "label_accuracy": 0.95, "throughput_images_per_s": tp / k,
+                                    "kid_evalnet_std": 0.25, "nfe": k}
             for k, v in flow_fids.items()}}},  # fmt: skip
         "results/baselines/lsdm_paired_only/train/metrics.json": {"data": {"baseline": {"train_seconds": 40.0}}},
     }
@@ -57,13 +59,34 @@ def _show(exps: list[dict]) -> list[dict]:
             {"rev": "abc", "name": "main", "data": {}, "experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]  # fmt: skip
 
 
+def _details(exps: list[dict]) -> dict[tuple[str, str], dict]:
+    """Move every value of each evaluation's metrics file that the registry does not call headline into
+    its details file (as evaluate and evaluate_baseline write them): {(rev, details path): JSON}."""
+    from lsdm.evaluation.registry import split_results
+
+    files = {}
+    for e in exps:
+        for path, m in e["data"]["metrics"].items():
+            ev = m["data"].get("eval")
+            if "/train/" in path or not ev:
+                continue
+            nested = all(isinstance(v, dict) for v in ev.values()) and "baselines" in path
+            parts = {k: split_results(v) for k, v in ev.items()} if nested else {None: split_results(ev)}
+            m["data"]["eval"] = {k: h for k, (h, _) in parts.items()} if nested else parts[None][0]
+            rest = {k: d for k, (_, d) in parts.items()} if nested else parts[None][1]
+            files[(e["rev"], path.replace("metrics.json", "details.json"))] = {"eval": rest}
+    return files
+
+
 def test_collect_and_report_from_synthetic_experiments(tmp_path):
     exps = [
         _exp(f"sw-n{n}-s{s}", n, s, fid=10.0 / n + s, flow_fids={10: 9.0 / n + s, 50: 8.0 / n + s})
         for n in (1, 10) for s in (0, 1)
     ]
+    details = _details(exps)
+    assert "seeds" not in exps[0]["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]
     show = _show(exps + [_exp("other-n1-s0", 1, 0, 99.0, {10: 1.0})])
-    df = collect(show, tag="sw-")
+    df = collect(show, tag="sw-", read=lambda rev, path: details.get((rev, path)))
     assert df["experiment"].nunique() == 4 and "other-n1-s0" not in set(df["experiment"])
     assert set(df["sampler"]) == {"lsdm", "pixel_wgan", "latent_flow_nfe10", "latent_flow_nfe50", "lsdm_paired_only"}
     assert len(df) == 4 * 5
@@ -73,6 +96,10 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     lsdm = df[df["sampler"] == "lsdm"].iloc[0]
     assert lsdm["train_seconds"] == 10.0 and lsdm["train_seconds_shared"] == 50.0 and lsdm["nfe"] == 1
     assert json.loads(lsdm["eval.seeds"]) == [0, 1] and lsdm["eval.per_class.fid_evalnet.0"] == 1.0
+    # the details files' values keep the columns they had when everything was in metrics.json
+    assert lsdm["eval.real_reference.density"] == 1.0 and lsdm["eval.over_seeds.fid_evalnet.std"] == 0.5
+    assert row["eval.kid_evalnet_std"] == 0.25
+    assert summarise(df).set_index("sampler").loc["lsdm", "density_gap|mean"].iloc[0] == pytest.approx(0.25)
     paired_only = df[df["sampler"] == "lsdm_paired_only"].iloc[0]  # trained, not yet evaluated: a row all the same
     assert paired_only["train_seconds"] == 40.0 and pd.isna(paired_only["eval.fid_evalnet"])
 
@@ -151,7 +178,7 @@ def test_density_is_judged_by_its_distance_to_the_real_reference(tmp_path):
     gaps = summary.set_index("sampler")["density_gap|mean"]
     assert gaps["lsdm"] == pytest.approx(0.1) and gaps["latent_flow_nfe10"] == pytest.approx(0.6)
     report = write_report(pd.DataFrame(rows), {}, tmp_path).read_text()
-    assert "density (closer to the real reference is better" in report and "|density − real density|" in report
+    assert "density (closest to its real reference is better" in report and "|density − real density|" in report
 
 
 @pytest.mark.slow

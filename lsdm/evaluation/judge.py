@@ -14,7 +14,8 @@ label or on its downsampled self), so real and generated sets have equal size. T
 - speed: generation throughput (batch size and device stated)
 
 The first seed gives the headline numbers; `over_seeds` has mean and std over all seeds, so a
-difference between runs can be told from sampling noise.
+difference between runs can be told from sampling noise. Each metric's key, direction, reading and
+whether it is averaged over seeds are declared in `lsdm.evaluation.registry`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from lsdm import paths
+from lsdm.evaluation import registry
 from lsdm.evaluation.bound import critic_w1
 from lsdm.config import EvaluateParams, Params
 from lsdm.data.tables import codes, labels_tensor, to_tensor
@@ -47,10 +49,10 @@ from lsdm.models.training import timed
 
 # Stages whose dvclive summary records a `<section>.train_seconds` (read for the wall-time table).
 TIMED_STAGES = ("fit_latent", "fit_matcher", "eval_net")
-OVER_SEEDS = ("label_accuracy", "fid_evalnet", "kid_evalnet", "precision", "recall", "density", "coverage",
-              "diversity_evalnet", "critic_w1_test", "psnr", "ssim", "consistency_psnr")  # fmt: skip
-HEADLINE = ("label_accuracy", "fid_evalnet", "kid_evalnet", "kid_evalnet_std", "precision", "recall", "density",
-            "coverage", "diversity_evalnet", "psnr", "ssim", "consistency_psnr")  # fmt: skip
+# Per-seed metrics (the registry's `over_seeds`): the first seed's value is reported, with its own spread
+# where it has one (KID's std over subsets), and mean ± std over all seeds under `over_seeds`.
+OVER_SEEDS = tuple(m.key for m in registry.METRICS if m.over_seeds)
+HEADLINE = tuple(k for m in registry.METRICS if m.over_seeds for k in (m.key, m.std_key) if k)
 SR_GRID_ROWS, SR_GRID_DRAWS = 8, 3
 
 
@@ -179,7 +181,7 @@ def pretrained_metrics(ref: Reference, fake: torch.Tensor) -> dict:
 
 @dataclass
 class Judgement:
-    metrics: dict[str, Any]  # everything for the metrics JSON (`eval.*`)
+    metrics: dict[str, Any]  # everything under `eval.*` (metrics.json and details.json: `registry.split_results`)
     grid: torch.Tensor  # the sample grid to save
     grid_nrow: int
     per_seed: list[dict]
@@ -242,8 +244,6 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         "throughput_images_per_s": bs / seconds,
         "throughput_batch_size": bs,
     }
-    if critic is not None:
-        metrics["critic_w1_test"] = head["critic_w1_test"]
     if sr:  # several draws per input: how much do outputs for one input differ?
         metrics["diversity_draws_pixel_std"] = draw_spread(torch.stack(draws)) if len(draws) > 1 else None
         k = min(SR_GRID_DRAWS, len(draws))

@@ -324,7 +324,8 @@ def save_experiment(repo: Path, name: str, message: str | None = None, pipeline:
 
 
 def read_metrics(repo: Path) -> dict[str, Any]:
-    """The evaluate stage's metrics (`eval.*` of results/evaluate/metrics.json)."""
+    """The evaluate stage's headline metrics (`eval.*` of results/evaluate/metrics.json, as `dvc exp show`
+    lists them; the rest is in details.json beside it)."""
     path = repo / EVAL_METRICS
     return json.loads(path.read_text())["eval"]
 

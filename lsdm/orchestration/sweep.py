@@ -15,9 +15,11 @@ folder) sweeps `split.n_paired` instead, capped by the training set.
 
 The table (results/sweep/sweep.parquet and .csv) has one row per experiment x sampler: the
 experiment's name and rev, `n_paired_per_class` / `n_paired`, `seed`, `method` (lsdm or a baseline),
-`sampler` (latent_flow gives one per NFE), `nfe`, the training time, and every `eval.*` metric that
-experiment's metrics files hold (results/evaluate/metrics.json for LSDM, results/baselines/<method>/
-for the baselines), flattened with dots. Whatever metrics exist are taken; none are required.
+`sampler` (latent_flow gives one per NFE), `nfe`, the training time, and every `eval.*` value that
+experiment's evaluation files hold (results/evaluate/ for LSDM, results/baselines/<method>/eval/ for
+the baselines), flattened with dots. `dvc exp show` gives the headline metrics.json; the details.json
+beside it is read from the experiment's git commit and merged in, so every column keeps its name
+wherever the registry files the value. Whatever metrics exist are taken; none are required.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
+from lsdm.evaluation.registry import DETAILS_FILE, merge
 from lsdm.orchestration.dvc import find_tool, run_tool, set_args, tool_env
 
 SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
@@ -176,8 +179,32 @@ def _exp_entries(show: list[dict]) -> Iterable[tuple[str, str, dict]]:
                     yield rev.get("name") or exp.get("name") or rev["rev"][:7], rev["rev"], rev["data"]
 
 
-def _metric_data(data: dict) -> dict[str, dict]:
-    return {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+# (experiment commit, path) -> the JSON of that file in that commit, or None
+Reader = Callable[[str, str], "dict | None"]
+
+
+def git_reader(root: Path) -> Reader:
+    """Reads a file of an experiment's commit (the results are git-tracked `cache: false` outputs)."""
+    def read(rev: str, path: str) -> dict | None:
+        p = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        return json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+
+    return read
+
+
+def _is_eval(path: str) -> bool:
+    hit = BASELINE_RE.match(path)
+    return path == LSDM_EVAL or bool(hit and hit["sub"] != "train")
+
+
+def _metric_data(data: dict, rev: str | None = None, read: Reader | None = None) -> dict[str, dict]:
+    """Each metrics file's values; an evaluation's with its details file (same keys) merged in."""
+    out = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+    for path in [p for p in out if _is_eval(p)] if read and rev else []:
+        details = read(rev, str(Path(path).with_name(DETAILS_FILE)))
+        if isinstance(details, dict):
+            out[path] = merge(out[path], details)
+    return out
 
 
 def _seconds(summary: dict, section: str) -> float | None:
@@ -185,8 +212,8 @@ def _seconds(summary: dict, section: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
-    """The tidy rows of one experiment: LSDM's and each baseline sampler's."""
+def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None) -> list[dict]:
+    """The tidy rows of one experiment: LSDM's and each baseline sampler's (`read`: its details files)."""
     params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
     split = params.get("split", {})
     base = {
@@ -198,7 +225,7 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
         "task": params.get("task"),
         "data_source": (params.get("data") or {}).get("source"),
     }
-    metrics = _metric_data(data)
+    metrics = _metric_data(data, rev, read)
     hit = VARIANT_RE.search(str(name))
     variant = hit["variant"] if hit else None
     lsdm = variant or "lsdm"  # a variant run is LSDM alone, under the variant's name
@@ -247,12 +274,13 @@ def experiment_rows(name: str, rev: str, data: dict) -> list[dict]:
     return rows
 
 
-def collect(show: list[dict], tag: str | None = None) -> pd.DataFrame:
-    """`dvc exp show --json` output -> the tidy table (experiments whose name starts with `tag`)."""
+def collect(show: list[dict], tag: str | None = None, read: Reader | None = None) -> pd.DataFrame:
+    """`dvc exp show --json` output -> the tidy table (experiments whose name starts with `tag`), with
+    each evaluation's details file as `read` gives it (`git_reader`: from the experiment's commit)."""
     rows = []
     for name, rev, data in _exp_entries(show):
         if tag is None or str(name).startswith(tag):
-            rows += experiment_rows(name, rev, data)
+            rows += experiment_rows(name, rev, data, read)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -311,7 +339,7 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     commit made while the sweep runs does not hide them; without it, those of every commit."""
     revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
     show = json.loads(_dvc(["exp", "show", "--json", *revs], root).stdout)
-    df = collect(show, tag)
+    df = collect(show, tag, git_reader(root))
     grids = extract_grids(df, root)
     meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
             "grids": [str(g.relative_to(root)) for g in grids]}  # fmt: skip

@@ -4,9 +4,11 @@ Besides the metrics every method gets (`judge_sampler`), LSDM's run records what
 the bound's three terms (`lsdm.evaluation.bound`: reconstruction, Lip(D), the critic's held-out W1), the
 autoencoder's reconstruction error, a real-vs-real reference (what a perfect generator scores),
 each stage's wall time and, for super-resolution, the bicubic baseline on the same test set
-(`eval.bicubic.*`). Outputs: results/evaluate/metrics.json (DVC metrics, under `eval.*`),
-results/evaluate/samples.png (one row per class; for super-resolution input | bicubic | LSDM
-draws | truth), and results/evaluate/plots/*.tsv (DVC plots: PRDC against k, per-class figures).
+(`eval.bicubic.*`). Outputs: results/evaluate/metrics.json (DVC metrics, under `eval.*`: the
+registry's headline scalars only, so `dvc exp show` stays readable), results/evaluate/details.json
+(everything else, same keys; `registry.read_results` merges the two), results/evaluate/samples.png
+(one row per class; for super-resolution input | bicubic | LSDM draws | truth), and
+results/evaluate/plots/*.tsv (DVC plots: PRDC against k, per-class figures).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lsdm import paths
 from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.config import Params, resolve_device
 from lsdm.data.tables import labels_tensor, to_tensor
+from lsdm.evaluation import registry
 from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, curves, judge_sampler, latents_of, stage_seconds
 from lsdm.methods.lsdm import LSDMSampler
 from lsdm.methods.sampling import fixed_noise, sample
@@ -98,7 +101,9 @@ def run(params: Params) -> None:
             table.to_csv(out / "plots" / name, sep="\t", index=False)
         save_image(judgement.grid, out / paths.SAMPLES.name, nrow=judgement.grid_nrow, padding=2, pad_value=1.0)
         times["evaluate"] = time.perf_counter() - t_start
-        write_json(metrics, out / paths.EVAL_METRICS.name)
+        headline, details = registry.split_results(metrics["eval"])
+        write_json({"eval": headline}, out / paths.EVAL_METRICS.name)
+        write_json({"eval": details}, out / paths.EVAL_DETAILS.name)
     print(summary_line(metrics["eval"], times["evaluate"]))
 
 

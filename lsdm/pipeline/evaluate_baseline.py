@@ -1,8 +1,9 @@
 """evaluate_baseline: a baseline's samplers judged exactly like LSDM (`lsdm.evaluation.judge`), on the
 same test set, evaluation net and seeds. One DVC stage per method (`evaluate_baseline@<method>`).
 
-Writes results/baselines/<method>/metrics.json with `eval.<sampler>.*` (latent_flow has one
-sampler per NFE: `latent_flow_nfe10`, ...) and results/baselines/<method>/samples/<sampler>.png.
+Writes results/baselines/<method>/eval/metrics.json with `eval.<sampler>.*` (latent_flow has one
+sampler per NFE: `latent_flow_nfe10`, ...): the registry's headline scalars, for `dvc exp show`;
+the rest under the same keys in eval/details.json; and eval/samples/<sampler>.png.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torchvision.utils import save_image
 
 from lsdm import paths
 from lsdm.config import Params, resolve_device
+from lsdm.evaluation import registry
 from lsdm.evaluation.judge import Reference, as_evaluated, judge_sampler
 from lsdm.io import atomic_dir, write_json
 from lsdm.methods import samplers
@@ -35,4 +37,6 @@ def run(params: Params, method: str | None = None) -> None:
         (out / "samples").mkdir()
         for name, (grid, nrow) in grids.items():
             save_image(grid, out / "samples" / f"{name}.png", nrow=nrow, padding=2, pad_value=1.0)
-        write_json({"eval": results}, out / "metrics.json")
+        split = {name: registry.split_results(e) for name, e in results.items()}
+        write_json({"eval": {name: head for name, (head, _) in split.items()}}, out / registry.METRICS_FILE)
+        write_json({"eval": {name: rest for name, (_, rest) in split.items()}}, out / registry.DETAILS_FILE)

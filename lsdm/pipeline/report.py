@@ -1,9 +1,10 @@
-"""report: reports/report.md (and its figures) from the metrics, curves and sample grid."""
+"""report: reports/report.md (and its figures) from the metrics (and their details), curves and sample grid."""
 
 import shutil
 
 from lsdm import paths
 from lsdm.config import Params
+from lsdm.evaluation.registry import read_results
 from lsdm.io import atomic_dir, atomic_path, read_json
 from lsdm.reports.run_report import CURVES, plot_curves, plot_prdc_vs_k, render
 
@@ -12,7 +13,7 @@ def run(params: Params) -> None:
     metrics: dict = {}
     for stage in ("fit_latent", "eval_net", "fit_matcher"):
         metrics.update({k: v for k, v in read_json(paths.live_dir(stage) / "metrics.json").items() if k != "step"})
-    metrics.update(read_json(paths.EVAL_METRICS))
+    metrics.update(read_results(paths.EVAL_DIR))  # the headline metrics and their details, merged
 
     figures, rel = {}, paths.REPORT_FIGURES.relative_to(paths.REPORT.parent)
     with atomic_dir(paths.REPORT_FIGURES) as out:

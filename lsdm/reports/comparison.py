@@ -7,7 +7,8 @@ generated from the numbers, which says where LSDM does not win as plainly as whe
 Methods are compared on the same paired subsets: per split seed the difference of a metric between
 LSDM and the other method, then its mean and 95% t-interval over the seeds; a difference is called a
 win or a loss only when that interval excludes zero. Density is judged by its distance to the real
-reference (≈ 1: samples neither crowd nor thin out), not by "higher is better".
+reference (≈ 1: samples neither crowd nor thin out), not by "higher is better". The metrics, labels
+and directions are the registry's (`lsdm.evaluation.registry`).
 
 `lsdm compare` (or `run(params)`) rebuilds the report from results/sweep/sweep.parquet.
 """
@@ -22,27 +23,31 @@ from typing import Any
 import pandas as pd
 
 from lsdm import paths
+from lsdm.evaluation import registry
+from lsdm.evaluation.registry import DIRECTIONS, Metric
 
 REPORT, FIGURES = paths.COMPARISON, paths.COMPARISON_FIGURES
 
-# (column, label, higher is better; None: closer to the real reference) in display order; only those present are shown.
-METRICS: list[tuple[str, str, bool | None]] = [
-    ("eval.fid_evalnet", "FID (evalnet features)", False),
-    ("eval.kid_evalnet", "KID (evalnet features)", False),
-    ("eval.fid_inception", "FID (Inception)", False),
-    ("eval.label_accuracy", "label accuracy", True),
-    ("eval.precision", "precision", True),
-    ("eval.recall", "recall", True),
-    ("eval.density", "density", None),
-    ("density_gap", "|density − real density|", False),
-    ("eval.coverage", "coverage", True),
-    ("eval.diversity_evalnet", "diversity (evalnet)", True),
-    ("eval.lpips_diversity", "diversity (LPIPS)", True),
-    ("eval.psnr", "PSNR", True),
-    ("eval.ssim", "SSIM", True),
-    ("eval.throughput_images_per_s", "images/s", True),
-    ("train_seconds", "training time (s)", False),
-]
+
+def gap_column(m: Metric) -> str:
+    """The column judging a metric whose ideal is its real reference: |value − reference|."""
+    return f"{m.key.replace('.', '_')}_gap"
+
+
+def metric_columns() -> list[tuple[str, str, bool | None]]:
+    """(column, label, higher is better; None: closer to the real reference) in display order, from the
+    registry's compared metrics; each judged against its real reference is followed by its gap column."""
+    out: list[tuple[str, str, bool | None]] = []
+    for m in registry.METRICS:
+        if m.compared:
+            out.append((m.column, m.label, m.higher))
+            if m.direction == "reference" and m.reference:
+                out.append((gap_column(m), f"|{m.label} − real {m.label}|", False))
+    return out + [("train_seconds", "training time (s)", False)]
+
+
+# Only those present in a table are shown (the functions below ask `metric_columns()` afresh).
+METRICS: list[tuple[str, str, bool | None]] = metric_columns()
 FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
 PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]  # judged in the reading
 METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
@@ -66,21 +71,24 @@ def _sampler_order(df: pd.DataFrame) -> list[str]:
     return sorted(df["sampler"].unique(), key=key)
 
 
-def with_density_gap(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `density_gap` = |density − the real reference's density|, the reference being the one
-    LSDM's evaluate measured in the same experiment (every method there is judged on the same set)."""
-    ref = "eval.real_reference.density"
-    if "eval.density" not in df or ref not in df:
-        return df
-    real = pd.to_numeric(df[ref], errors="coerce").groupby(df["experiment"]).transform("first")
-    return df.assign(density_gap=(pd.to_numeric(df["eval.density"], errors="coerce") - real).abs())
+def with_reference_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """Add each gap column (`density_gap` = |density − the real reference's density|, ...), the
+    reference being the one LSDM's evaluate measured in the same experiment (every method there is
+    judged on the same set)."""
+    for m in registry.METRICS:
+        ref = f"eval.{m.reference}"
+        if m.direction != "reference" or not m.reference or m.column not in df or ref not in df:
+            continue
+        real = pd.to_numeric(df[ref], errors="coerce").groupby(df["experiment"]).transform("first")
+        df = df.assign(**{gap_column(m): (pd.to_numeric(df[m.column], errors="coerce") - real).abs()})
+    return df
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and number of seeds per (sampler, count) for every metric present."""
-    df = with_density_gap(df)
+    df = with_reference_gaps(df)
     count = _count_col(df)
-    cols = [c for c, _, _ in METRICS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
+    cols = [c for c, _, _ in metric_columns() if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
     num = df[["sampler", "method", "nfe", count, *cols]].copy()
     for c in cols:
         num[c] = pd.to_numeric(num[c], errors="coerce")
@@ -132,7 +140,7 @@ def plot_fidelity(summary: pd.DataFrame, count: str, samplers: list[str], out: P
     if not cols:
         return None
     plt = _plt()
-    labels = {c: l for c, l, _ in METRICS}
+    labels = {c: l for c, l, _ in metric_columns()}
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
     for ax, col in zip(axes[0], cols):
         for s in samplers:
@@ -239,8 +247,8 @@ def paired_verdict(mean: float, half: float, higher: bool) -> str:
 
 def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
     out: list[str] = []
-    df = with_density_gap(df)
-    primary = [(c, lab, h) for c, lab, h in METRICS if f"{c}|mean" in summary and c in PAIRED]
+    df = with_reference_gaps(df)
+    primary = [(c, lab, h) for c, lab, h in metric_columns() if f"{c}|mean" in summary and c in PAIRED]
     counts = sorted(summary[count].dropna().unique())
     if not primary:
         out.append("No evaluation metrics were found in these experiments (only training times), so the table "
@@ -368,11 +376,10 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
 
     lines += ["## Metrics by method and paired count", ""]
-    for col, label, higher in METRICS:
+    for col, label, higher in metric_columns():
         if f"{col}|mean" not in summary:
             continue
-        direction = "closer to the real reference is better" if higher is None else (
-            f"{'higher' if higher else 'lower'} is better")  # fmt: skip
+        direction = DIRECTIONS["reference" if higher is None else "higher" if higher else "lower"]
         lines += [f"### {label} ({direction}; `{col}`)", "",
                   metric_table(summary, col, count, samplers), ""]  # fmt: skip
     lines += ["## Plots", ""]

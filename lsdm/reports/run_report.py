@@ -1,5 +1,6 @@
 """The Markdown report: metrics with a plain-language reading, the sample grid, training curves
-and the parameters of the run. Everything here reads files the stages wrote; nothing is recomputed."""
+and the parameters of the run. Everything here reads files the stages wrote; nothing is recomputed.
+Which metrics, their labels, readings and directions: `lsdm.evaluation.registry`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+
+from lsdm.evaluation.registry import BY_KEY, Metric, get, section  # noqa: E402
 
 # The curves each training stage logs, and what they show.
 CURVES = {
@@ -77,58 +80,29 @@ def _pm(spread: dict | None) -> str:
     return f"{spread['mean']:.4g} ± {spread['std']:.2g} ({spread['n']} seeds)"
 
 
-# (key under eval, reading) for the distribution table, in reading order.
-DISTRIBUTION = [
-    ("label_accuracy", "share of generated samples the evaluation net classifies as their conditioning label "
-     "(conditional accuracy; higher is better; the ceiling is the net's accuracy on real test images)"),
-    ("fid_evalnet", "Fréchet distance (clean-fid) between real test and generated images in the evaluation "
-     "net's 128-d feature space — not Inception, so not comparable with published FIDs; lower is better"),
-    ("kid_evalnet", "kernel distance (clean-fid's KID, polynomial kernel) in the same space; unbiased, so about "
-     "0 for two sets from one law; ± is the std over KID subsets; its scale follows the features', so compare "
-     "runs, not absolute values"),
-    ("precision", "share of generated samples that fall inside the real data's manifold (k-NN balls): "
-     "are samples on the image manifold? (Kynkäänniemi et al. 2019)"),
-    ("recall", "share of real test images that fall inside the generated samples' manifold: "
-     "does the generator cover the data? (Kynkäänniemi et al. 2019)"),
-    ("density", "how many real neighbourhoods each sample sits in, normalised so that about 1 means "
-     "'as packed as real data'; above 1 = samples crowd the dense middle of the data (Naeem et al. 2020)"),
-    ("coverage", "share of real images with a generated sample in their neighbourhood; robust to outlier "
-     "samples (Naeem et al. 2020)"),
-    ("diversity_evalnet", "mean feature distance between two samples of the same condition "
-     "(0 = mode collapse); compare with the real reference"),
-    ("lpips_diversity", "mean LPIPS between two samples of the same condition (lpips package; perceptual "
-     "diversity); compare with the real reference"),
-    ("fid_inception", "Fréchet distance with clean-fid's Inception-V3 features (the standard FID)"),
-    ("kid_inception", "KID with clean-fid's Inception-V3 features"),
-]  # fmt: skip
-
-REFERENCE = {"fid_evalnet": "fid_evalnet", "kid_evalnet": "kid_evalnet", "precision": "precision", "recall": "recall",
-             "density": "density", "coverage": "coverage", "diversity_evalnet": "diversity_evalnet"}  # fmt: skip
-
-
-def _with_std(e: dict, key: str) -> Any:
-    v = e.get(key)
-    std = e.get(f"{key}_std")
+def _with_std(e: dict, m: Metric) -> Any:
+    v, std = get(e, m.key), e.get(m.std_key) if m.std_key else None
     if isinstance(v, float) and isinstance(std, float):
         return f"{v:.4g} ± {std:.2g}"
     return _fmt(v)
 
 
+def _reading(m: Metric) -> str:
+    """The registry's reading and its direction, for the tables that judge samples."""
+    return f"{m.reading}; {m.direction_text}"
+
+
 def distribution_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(metric, headline value, mean ± std over seeds, real reference, reading) rows."""
-    ref, spread = e.get("real_reference", {}), e.get("over_seeds", {})
+    """(metric, headline value, mean ± std over seeds, real reference, reading) rows, one per registry
+    metric of the distribution section that the run recorded."""
+    spread = e.get("over_seeds", {})
     rows = []
-    for key, why in DISTRIBUTION:
-        if key not in e:
+    for m in section("distribution"):
+        if get(e, m.key, KeyError) is KeyError:
             continue
-        if key == "label_accuracy":
-            real = e.get("evalnet_accuracy_real_test")
-        elif key == "lpips_diversity":
-            real = e.get("lpips_diversity_real")
-        else:
-            real = ref.get(REFERENCE[key]) if key in REFERENCE else None
-        value = "not computed" if e[key] is None else _with_std(e, key)
-        rows.append((f"eval.{key}", value, _pm(spread.get(key)), _fmt(real), why))
+        value = "not computed" if get(e, m.key) is None else _with_std(e, m)
+        real = get(e, m.reference) if m.reference else None
+        rows.append((m.column, value, _pm(spread.get(m.key)), _fmt(real), _reading(m)))
     return rows
 
 
@@ -155,69 +129,55 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
     return notes
 
 
+# What a reading cannot say in advance: figures of the run, appended to a metric's registry reading.
+NOTES = {
+    "bound.decoder_lipschitz_spectral_max": lambda e: (
+        f"{get(e, 'bound.decoder_lipschitz_n_points')} latents probed; median "
+        f"{_fmt(get(e, 'bound.decoder_jacobian_spectral_median'))}, largest Frobenius norm "
+        f"{_fmt(get(e, 'bound.decoder_jacobian_frobenius_max'))}"),
+    "bound.rhs": lambda e: f"= {_fmt(get(e, 'bound.lip_times_w1'))} + {_fmt(get(e, 'bound.recon_l2_test'))}",
+    "throughput_images_per_s": lambda e: f"batch {e.get('throughput_batch_size')} on device {e.get('device')}",
+}  # fmt: skip
+
+
+def _rows(e: dict[str, Any], metrics, fallback: dict[str, Any] | None = None, missing: str | None = None):
+    """(name, value, reading) rows for registry metrics; a missing value is skipped, or shown as `missing`."""
+    rows = []
+    for m in metrics:
+        v = get(e, m.key)
+        if v is None and fallback:
+            v = fallback.get(m.key)
+        if v is None and missing is None:
+            continue
+        note = f" ({NOTES[m.key](e)})" if m.key in NOTES else ""
+        rows.append((m.column, missing if v is None else _fmt(v), m.reading + note))
+    return rows
+
+
 def bound_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The three terms of the LSDM bound (DESIGN.md) side by side, with readings."""
-    b = e.get("bound") or {}
-    if not b:
+    if not e.get("bound"):
         return []
-    rows = [
-        ("eval.bound.recon_l2_test", b.get("recon_l2_test"),
-         "E‖y − D(E(y))‖₂ per test image (pixels in [0, 1]): the reconstruction term, paid once with all "
-         "unpaired data"),
-        ("eval.bound.decoder_lipschitz_spectral_max", b.get("decoder_lipschitz_spectral_max"),
-         f"Lip(D) estimate: the largest spectral norm of the decoder's Jacobian (w.r.t. the standardised latent) over "
-         f"{b.get('decoder_lipschitz_n_points')} latents — real test codes, generated codes and points between them; "
-         f"a lower estimate of the global constant (median {_fmt(b.get('decoder_jacobian_spectral_median'))}, "
-         f"largest Frobenius norm {_fmt(b.get('decoder_jacobian_frobenius_max'))})"),
-        ("eval.bound.critic_w1_test", b.get("critic_w1_test"),
-         "W1 of the latent joints as the trained critic sees it, on held-out test images' (label, latent) vs "
-         "(label, G(label, η)); a lower estimate of W1 — near 0 or negative means the critic, fitted on the few "
-         "pairs, does not tell held-out real codes from generated ones (it does not certify the two are close)"),
-        ("eval.bound.critic_w1_train_pairs", b.get("critic_w1_train_pairs"),
-         "the same estimate on the paired training subset the critic was fitted on; a large gap to the held-out "
-         "value means the critic memorised the pairs"),
-        ("eval.bound.rhs", b.get("rhs"),
-         f"Lip(D) × W1 + reconstruction = {_fmt(b.get('lip_times_w1'))} + {_fmt(b.get('recon_l2_test'))}: the size "
-         "of each term of the bound, indicative only (both factors of the product are estimates from below)"),
-    ]  # fmt: skip
-    return [(k, _fmt(v), why) for k, v, why in rows if v is not None]
+    return _rows(e, [m for m in section("bound") if m.key.startswith("bound.")])
 
 
 def speed_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     e, lat, net, mat = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet", "matcher"))
-    secs = e.get("stage_seconds") or {}
-    rows = [
-        ("eval.throughput_images_per_s", e.get("throughput_images_per_s"),
-         f"one-step generation speed: batch {e.get('throughput_batch_size')} on device {e.get('device')} "
-         "(best of 3 timed batches after a warm-up)"),
-        ("eval.stage_seconds.fit_latent", secs.get("fit_latent") or lat.get("train_seconds"),
-         "autoencoder training wall time (s)"),
-        ("eval.stage_seconds.fit_matcher", secs.get("fit_matcher") or mat.get("train_seconds"),
-         f"matcher training wall time (s) on {mat.get('n_pairs', 'the')} pairs"),
-        ("eval.stage_seconds.eval_net", secs.get("eval_net") or net.get("train_seconds"),
-         "evaluation net training wall time (s)"),
-        ("eval.stage_seconds.evaluate", secs.get("evaluate"), "this evaluation's wall time (s), all seeds included"),
-    ]  # fmt: skip
     # a stage's time comes from evaluate's collection, else from the stage's own summary; else "not recorded"
-    return [(k, "not recorded" if v is None else _fmt(v), why) for k, v, why in rows]
+    own = {f"stage_seconds.{s}": d.get("train_seconds") for s, d in
+           (("fit_latent", lat), ("fit_matcher", mat), ("eval_net", net))}  # fmt: skip
+    return _rows(e, section("speed"), fallback=own, missing="not recorded")
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(name, value, reading) rows for the other headline metrics, in reading order."""
+    """(name, value, reading) rows for the other figures: the registry's, then the training stages' own."""
     e, lat, net = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet"))
-    rows = [
-        ("eval.evalnet_accuracy_real_test", e.get("evalnet_accuracy_real_test"),
-         "the evaluation net's accuracy on real test images: the ceiling it can certify"),
-        ("eval.fid_evalnet_train_vs_test", e.get("fid_evalnet_train_vs_test"),
-         "FID (evalnet) between two real sets (a training sample vs test): the floor a perfect generator would reach"),
-        ("eval.recon_mse_test", e.get("recon_mse_test"), "autoencoder reconstruction MSE per pixel on test images"),
-        ("eval.recon_mae_test", e.get("recon_mae_test"),
-         "E\\|y − D(E(y))\\| per pixel on test images (mean absolute error)"),
+    stages = [
         ("latent.test_mse", lat.get("test_mse"), "reconstruction MSE reported by fit_latent"),
         ("evalnet.test_accuracy", net.get("test_accuracy"),
          "evaluation net accuracy on real test images (eval_net stage)"),
     ]  # fmt: skip
-    return [(k, _fmt(v), why) for k, v, why in rows if v is not None]
+    return _rows(e, section("other")) + [(k, _fmt(v), why) for k, v, why in stages if v is not None]
 
 
 def _table(header: list[str], rows: list[tuple]) -> list[str]:
@@ -250,17 +210,8 @@ def per_class_lines(e: dict[str, Any]) -> list[str]:
     ]
 
 
-SR_ROWS = (
-    ("psnr", "PSNR to the ground truth, dB (higher: closer pixel by pixel; favours blurry averages)"),
-    ("ssim", "SSIM to the ground truth (1 = same local structure)"),
-    ("consistency_psnr", "PSNR of the output downsampled again vs the input, dB: does the output explain x?"),
-    ("lpips_to_truth", "LPIPS to the ground truth (perceptual; lower is closer)"),
-    ("fid_evalnet", "FID in the evaluation net's feature space, vs real test images (lower: on the image manifold)"),
-    ("density", "density (evalnet features): samples sit where real images crowd"),
-    ("coverage", "coverage (evalnet features): share of real images with a sample nearby"),
-    ("label_accuracy", "the digit identity kept: evaluation net's accuracy on the outputs"),
-    ("diversity_draws_pixel_std", "per-pixel std across noise draws of one input (0 for a deterministic method)"),
-)
+# Super-resolution: its own metrics, then the distribution metrics that matter most there.
+SR_ROWS = (*section("super_resolution"), *(BY_KEY[k] for k in ("fid_evalnet", "density", "coverage", "label_accuracy")))
 
 
 def sr_lines(e: dict[str, Any]) -> list[str]:
@@ -269,8 +220,8 @@ def sr_lines(e: dict[str, Any]) -> list[str]:
     if not b:
         return []
     raw = e.get("raw")
-    rows = [(k, _fmt(e.get(k)), *([_fmt(raw.get(k))] if raw else []), _fmt(b.get(k)), why)
-            for k, why in SR_ROWS if k in e or k in b]  # fmt: skip
+    rows = [(m.key, _fmt(e.get(m.key)), *([_fmt(raw.get(m.key))] if raw else []), _fmt(b.get(m.key)), _reading(m))
+            for m in SR_ROWS if m.key in e or m.key in b]  # fmt: skip
     bp = e.get("back_projection")
     note = (f"LSDM's outputs pass through {bp} iterations of back-projection (`sr.back_projection`), "
             "which makes them explain their input; the column *LSDM raw* is D(G(x, eta)) as it comes."
