@@ -54,6 +54,11 @@ def imported_modules(rel: str) -> set[str]:
     return files - {rel}
 
 
+# Registries that import their entries by name from params (`task:`, `data.source:`): a stage that
+# imports one may run any entry, so it depends on all of them.
+BY_NAME = {"lsdm/tasks/__init__.py", "lsdm/data/sources/__init__.py"}
+
+
 def closure(*start: str) -> set[str]:
     seen, todo = set(), list(start)
     while todo:
@@ -61,6 +66,8 @@ def closure(*start: str) -> set[str]:
         if f not in seen:
             seen.add(f)
             todo += [g for g in imported_modules(f) if g not in PLUMBING]
+            if f in BY_NAME:
+                todo += [p.relative_to(ROOT).as_posix() for p in (ROOT / f).parent.glob("*.py")]
     return seen
 
 

@@ -209,12 +209,3 @@ def test_every_method_fits_loads_and_samples(tmp_path):
         assert pixel(torch.tensor([1]), torch.randn(1, pixel.noise_dim)).shape == (1, 1, 8, 8)
     finally:
         os.chdir(cwd)
-
-
-def test_bicubic_sampler_for_super_resolution():
-    params = parse_params({"task": "super_resolution", "sr": {"factor": 4}})
-    [(name, s)] = samplers("bicubic", torch.device("cpu"), params)
-    y = s(torch.rand(3, 1, 7, 7), torch.randn(3, s.noise_dim))
-    assert name == "bicubic" and y.shape == (3, 1, 28, 28) and 0 <= y.min() and y.max() <= 1
-    with pytest.raises(ValueError, match="super-resolution"):
-        samplers("bicubic", torch.device("cpu"), Params())

@@ -190,7 +190,7 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
     ev = read_results(repo / "results/evaluate")["eval"]
     for key in ("psnr", "ssim", "consistency_psnr", "fid_evalnet"):
         assert isinstance(ev[key], float), key
-        assert isinstance(ev["bicubic"][key], float), f"bicubic.{key}"
+        assert isinstance(ev["references"]["bicubic"][key], float), f"bicubic.{key}"
     assert json.loads((repo / "results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "rotation"
     assert "bicubic" in (repo / "reports/report.md").read_text()
 

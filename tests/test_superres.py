@@ -7,8 +7,8 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lsdm.models import build
-from lsdm.tasks.superres import bicubic_upsample, consistency_psnr, downsample, psnr, ssim
-from lsdm.tasks import SuperResolution
+from lsdm.tasks.super_resolution import bicubic_upsample, consistency_psnr, downsample, psnr, ssim
+from lsdm.tasks.super_resolution import SuperResolution
 
 
 def test_downsample_is_block_average_and_bicubic_keeps_range():
@@ -63,7 +63,7 @@ def test_sr_task_conditions_feed_the_matcher():
 
 
 def test_fidelity_spread_and_grid():
-    from lsdm.tasks.superres import comparison_grid, draw_spread, fidelity
+    from lsdm.tasks.super_resolution import comparison_grid, draw_spread, fidelity
 
     y = torch.rand(3, 1, 28, 28)
     x = downsample(y, 4)
@@ -77,7 +77,7 @@ def test_fidelity_spread_and_grid():
 
 
 def test_back_projection_makes_outputs_consistent():
-    from lsdm.tasks.superres import BackProjected, back_project
+    from lsdm.tasks.super_resolution import BackProjected, back_project
 
     torch.manual_seed(0)
     y = torch.rand(4, 1, 28, 28) * 0.8 + 0.1
@@ -98,12 +98,28 @@ def test_back_projection_makes_outputs_consistent():
 
 
 def test_report_puts_raw_lsdm_beside_back_projected_and_bicubic():
-    from lsdm.reports.run_report import sr_lines
+    from lsdm.reports.run_report import task_lines
+    from lsdm.tasks.class_conditional import ClassConditional
 
-    e = {"psnr": 16.5, "consistency_psnr": 38.1, "back_projection": 5,
-         "raw": {"psnr": 15.9, "consistency_psnr": 20.2}, "bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}}  # fmt: skip
-    text = "\n".join(sr_lines(e))
+    task = SuperResolution(4, 8, back_projection=5)
+    e = {"psnr": 16.5, "consistency_psnr": 38.1, "back_projection": 5, "raw": {"psnr": 15.9, "consistency_psnr": 20.2},
+         "references": {"bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}}}  # fmt: skip
+    text = "\n".join(task_lines(e, task))
     assert "| metric | LSDM | LSDM raw | bicubic |" in text and "5 iterations of back-projection" in text
     assert "| `consistency_psnr` | 38.1" in text and "| 20.2" in text and "| 26.4" in text
-    text = "\n".join(sr_lines({"psnr": 16.0, "back_projection": 0, "bicubic": {"psnr": 14.6}}))
+    text = "\n".join(task_lines({"psnr": 16.0, "back_projection": 0, "references": {"bicubic": {"psnr": 14.6}}}, task))
     assert "LSDM raw" not in text and "as they come" in text
+    assert task_lines(e, ClassConditional()) == []  # a task without a section of its own adds none
+
+
+def test_tasks_are_found_and_built_from_their_params():
+    from lsdm.config import parse_params
+    from lsdm.tasks import TASKS, make_task
+
+    assert TASKS == ("class_conditional", "super_resolution")
+    task = make_task(parse_params({"task": "super_resolution", "sr": {"factor": 2, "back_projection": 3}}))
+    assert (task.factor, task.back_projection) == (2, 3)
+    [(name, bicubic)] = task.reference_samplers(torch.device("cpu"))
+    y = bicubic(torch.rand(3, 1, 7, 7), torch.randn(3, bicubic.noise_dim))
+    assert name == "bicubic" and y.shape == (3, 1, 14, 14) and 0 <= y.min() and y.max() <= 1
+    assert make_task(parse_params({})).reference_samplers(torch.device("cpu")) == []

@@ -136,7 +136,7 @@ def test_a_variant_run_is_lsdm_alone_under_the_variant_name(tmp_path):
 def test_super_resolution_sweep_has_a_bicubic_row(tmp_path):
     exp = _exp("sr-n100-s0", 10, 0, 50.0, {10: 40.0})
     exp["data"]["params"]["params.yaml"]["data"]["task"] = "super_resolution"
-    exp["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]["bicubic"] = {"fid_evalnet": 800.0, "psnr": 14.6}
+    exp["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]["references"] = {"bicubic": {"fid_evalnet": 800.0, "psnr": 14.6}}
     df = collect(_show([exp]))
     bicubic = df[df["method"] == "bicubic"].iloc[0]
     assert bicubic["eval.fid_evalnet"] == 800.0 and bicubic["eval.psnr"] == 14.6 and bicubic["nfe"] == 0

@@ -43,8 +43,7 @@ from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_std, per_clas
 from lsdm.models import load
 from lsdm.models.lenet import LeNet
 from lsdm.data.schemas import IMAGES, LATENTS
-from lsdm.tasks.superres import BackProjected, BicubicSampler, comparison_grid, draw_spread, fidelity
-from lsdm.tasks import SuperResolution, Task, make_task
+from lsdm.tasks import Task, make_task
 from lsdm.models.training import timed
 
 # Stages whose dvclive summary records a `<section>.train_seconds` (read for the wall-time table).
@@ -53,7 +52,6 @@ TIMED_STAGES = ("fit_latent", "fit_matcher", "eval_net")
 # where it has one (KID's std over subsets), and mean ± std over all seeds under `over_seeds`.
 OVER_SEEDS = tuple(m.key for m in registry.METRICS if m.over_seeds)
 HEADLINE = tuple(k for m in registry.METRICS if m.over_seeds for k in (m.key, m.std_key) if k)
-SR_GRID_ROWS, SR_GRID_DRAWS = 8, 3
 
 
 def latents_of(ids: pd.Series, device: torch.device) -> torch.Tensor:
@@ -166,16 +164,12 @@ def pretrained_metrics(ref: Reference, fake: torch.Tensor) -> dict:
         out["kid_inception"], out["kid_inception_std"] = kid(real_i, fake_i, p.kid_subsets, p.kid_subset_size, seed)
         out["fid_inception"] = fid(real_i, fake_i)
     out.update(lpips_diversity=None, lpips_diversity_real=None)
-    if isinstance(ref.task, SuperResolution):
-        out["lpips_to_truth"] = None
     lpips_fn, out["lpips_reason"] = load_lpips(p.lpips_net, device, p.lpips_size)
     out["lpips_net"] = p.lpips_net
     if lpips_fn is not None:
         out["lpips_diversity"] = pairwise_same_condition(lpips_fn, fake, ref.labels, p.diversity_pairs, seed)[0]
         out["lpips_diversity_real"] = pairwise_same_condition(lpips_fn, real, ref.labels, p.diversity_pairs, seed)[0]
-        if isinstance(ref.task, SuperResolution):
-            dists = [lpips_fn(fake[i : i + 256], real[i : i + 256]) for i in range(0, len(real), 256)]
-            out["lpips_to_truth"] = torch.cat(dists).mean().item()
+    out.update(ref.task.to_truth(lpips_fn, fake, real))
     return out
 
 
@@ -192,10 +186,13 @@ class Judgement:
 
 
 def as_evaluated(ref: Reference, sampler: nn.Module) -> nn.Module:
-    """The sampler as it is judged: for super-resolution with `sr.back_projection` > 0, its outputs
-    are back-projected onto their inputs (the same for every generative method)."""
-    n = ref.params.sr.back_projection
-    return BackProjected(sampler, ref.task.factor, n) if isinstance(ref.task, SuperResolution) and n else sampler
+    """The sampler as every generative method is judged (the task may post-process its outputs)."""
+    return ref.task.as_evaluated(sampler)
+
+
+def brief(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A judgement's metrics without the per-class and per-seed tables (for samplers judged beside)."""
+    return {k: v for k, v in metrics.items() if k not in ("per_class", "over_seeds")}
 
 
 def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None = None,
@@ -203,7 +200,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
     """All metrics of one sampler against `ref`. With LSDM's latent `critic` and `generator`, also
     the critic's W1 estimate between held-out real (x, z) and generated (x, G(x, eta)) per seed."""
     p, device, cond = ref.p, ref.device, ref.cond
-    seed0, sr = p.seeds[0], isinstance(ref.task, SuperResolution)
+    seed0, task = p.seeds[0], ref.task
     per_seed, acc_per_class, draws = [], [], []
     for seed in p.seeds:
         eta = fixed_noise(len(cond), sampler.noise_dim, seed, device)
@@ -215,9 +212,8 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         if critic is not None:
             z_fake = sample(generator, cond, eta, p.batch_size)
             m["critic_w1_test"] = critic_w1(critic, cond, z_test, z_fake)
-        if sr:
-            m.update(fidelity(fake, ref.y_test, cond, ref.task.factor))
-            draws.append(fake)
+        m.update(task.draw_metrics(fake, ref.y_test, cond))
+        draws.append(fake)
         per_seed.append(m)
         acc_per_class.append(acc_pc)
         if seed == seed0:
@@ -244,17 +240,8 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         "throughput_images_per_s": bs / seconds,
         "throughput_batch_size": bs,
     }
-    if sr:  # several draws per input: how much do outputs for one input differ?
-        metrics["diversity_draws_pixel_std"] = draw_spread(torch.stack(draws)) if len(draws) > 1 else None
-        k = min(SR_GRID_DRAWS, len(draws))
-        bicubic = BicubicSampler(ref.task.factor)(cond[:SR_GRID_ROWS])
-        grid = comparison_grid(cond[:SR_GRID_ROWS], bicubic, torch.stack([d[:SR_GRID_ROWS] for d in draws[:k]]),
-                               ref.y_test[:SR_GRID_ROWS])  # fmt: skip
-        nrow = 3 + k
-    else:
-        grid_cond = torch.arange(ref.n_classes, device=device).repeat_interleave(p.grid_per_class)
-        grid = sample(sampler, grid_cond, fixed_noise(len(grid_cond), sampler.noise_dim, seed0 + 1, device))
-        nrow = p.grid_per_class
+    metrics.update(task.across_draws(draws))
+    grid, nrow = task.grid(ref, sampler, draws)
     return Judgement(metrics, grid, nrow, per_seed, acc_per_class, fake0, fake_feats0, z_fake0)
 
 

@@ -76,7 +76,7 @@ class Metric:
 
 
 _M, _G, _F, _SR = ("lsdm.evaluation.metrics", "lsdm.evaluation.geometry", "lsdm.evaluation.features",
-                   "lsdm.tasks.superres")  # fmt: skip
+                   "lsdm.tasks.super_resolution")  # fmt: skip
 
 # In reading order: the report shows them in this order, the comparison too.
 METRICS: tuple[Metric, ...] = (

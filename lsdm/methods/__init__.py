@@ -35,12 +35,5 @@ def method(name: str) -> ModuleType:
 
 
 def samplers(name: str, device, params=None, root: str | Path = "."):
-    """The (sampler name, sampler) pairs to judge for method `name`, or for a task's reference
-    baseline (`bicubic` for super-resolution, which needs `params`)."""
-    if name == "bicubic":
-        if params is None or params.task != "super_resolution":
-            raise ValueError("bicubic is a super-resolution baseline: pass params with task super_resolution")
-        from lsdm.tasks.superres import BicubicSampler
-
-        return [("bicubic", BicubicSampler(params.sr.factor).to(device))]
+    """The (sampler name, sampler) pairs to judge for method `name`."""
     return method(name).samplers(device, params, root)

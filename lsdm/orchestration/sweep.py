@@ -237,16 +237,14 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
             **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
             "train_seconds": _seconds(fit, "matcher"),
             "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
-            **flatten({"eval": m.get("eval", {})}),
+            **flatten({"eval": {k: v for k, v in m.get("eval", {}).items() if k != "references"}}),
         })  # fmt: skip
         times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them
         for col, stage in (("train_seconds", "fit_matcher"), ("train_seconds_shared", "fit_latent")):
             if rows[-1][col] is None and isinstance(times.get(stage), (int, float)):
                 rows[-1][col] = float(times[stage])
-        bicubic = m.get("eval", {}).get("bicubic")
-        if isinstance(bicubic, dict):  # super-resolution: judged in LSDM's evaluate, on the same test set
-            rows.append({**base, "method": "bicubic", "sampler": "bicubic", "nfe": 0, "train_seconds": 0.0,
-                         **flatten({"eval": bicubic})})  # fmt: skip
+        for ref, ev in (m.get("eval", {}).get("references") or {}).items():  # the task's (bicubic), same test set
+            rows.append({**base, "method": ref, "sampler": ref, "nfe": 0, "train_seconds": 0.0, **flatten({"eval": ev})})
     if variant:  # its baselines' files, if any, are the commit's, not this run's
         return rows
     by_method: dict[str, dict] = {}

@@ -27,7 +27,7 @@ def run(params: Params, method: str | None = None) -> None:
     ref = Reference.load(params, device)
     results, grids = {}, {}
     for name, sampler in samplers(method, device, params):
-        judgement = judge_sampler(ref, sampler if name == "bicubic" else as_evaluated(ref, sampler))
+        judgement = judge_sampler(ref, as_evaluated(ref, sampler))
         results[name] = {**judgement.metrics, "nfe": getattr(sampler, "nfe", 1)}
         grids[name] = (judgement.grid, judgement.grid_nrow)
         e = judgement.metrics

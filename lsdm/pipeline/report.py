@@ -7,6 +7,7 @@ from lsdm.config import Params
 from lsdm.evaluation.registry import read_results
 from lsdm.io import atomic_dir, atomic_path, read_json
 from lsdm.reports.run_report import CURVES, plot_curves, plot_prdc_vs_k, render
+from lsdm.tasks import make_task
 
 
 def run(params: Params) -> None:
@@ -23,7 +24,7 @@ def run(params: Params) -> None:
                 figures[title] = f"{rel}/{stage}.png"
         if plot_prdc_vs_k(paths.EVAL_DIR / "plots" / "prdc_vs_k.tsv", out / "prdc_vs_k.png"):
             figures["Precision, recall, density and coverage against k"] = f"{rel}/prdc_vs_k.png"
-        text = render(metrics, params.model_dump(), figures, samples=f"{rel}/samples.png")
+        text = render(metrics, params.model_dump(), figures, samples=f"{rel}/samples.png", task=make_task(params))
         with atomic_path(paths.REPORT) as tmp:
             tmp.write_text(text)
     print(f"report: {paths.REPORT}")

@@ -54,10 +54,14 @@ METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubi
 
 
 def _count_col(df: pd.DataFrame) -> str:
-    classes = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
-    if classes and df.get("task", pd.Series(dtype=object)).ne("super_resolution").all():
-        return "n_paired_per_class"
-    return "n_paired"
+    """The paired count the sweep varied: per class when the data has classes (the judge then reports
+    label accuracy), else in all; whichever one varies across the experiments wins."""
+    varied = [c for c in ("n_paired_per_class", "n_paired") if c in df and df[c].nunique() > 1]
+    if varied:
+        return varied[0]
+    labelled = "eval.label_accuracy" in df and pd.to_numeric(df["eval.label_accuracy"], errors="coerce").notna().any()
+    per_class = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
+    return "n_paired_per_class" if per_class and (labelled or "n_paired" not in df) else "n_paired"
 
 
 def _sampler_order(df: pd.DataFrame) -> list[str]:

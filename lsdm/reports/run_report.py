@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from lsdm.evaluation.registry import BY_KEY, Metric, get, section  # noqa: E402
+from lsdm.tasks import Task  # noqa: E402
 
 # The curves each training stage logs, and what they show.
 CURVES = {
@@ -210,32 +211,21 @@ def per_class_lines(e: dict[str, Any]) -> list[str]:
     ]
 
 
-# Super-resolution: its own metrics, then the distribution metrics that matter most there.
-SR_ROWS = (*section("super_resolution"), *(BY_KEY[k] for k in ("fid_evalnet", "density", "coverage", "label_accuracy")))
-
-
-def sr_lines(e: dict[str, Any]) -> list[str]:
-    """LSDM beside the bicubic baseline, both judged on the same test set in the same run."""
-    b = e.get("bicubic")
-    if not b:
+def task_lines(e: dict[str, Any], task: Task) -> list[str]:
+    """The task's own section: LSDM beside its reference baselines (and any columns the task adds),
+    all judged on the same test set in the same run, over the metrics the task names."""
+    refs = e.get("references") or {}
+    if not task.title or not refs:
         return []
-    raw = e.get("raw")
-    rows = [(m.key, _fmt(e.get(m.key)), *([_fmt(raw.get(m.key))] if raw else []), _fmt(b.get(m.key)), _reading(m))
-            for m in SR_ROWS if m.key in e or m.key in b]  # fmt: skip
-    bp = e.get("back_projection")
-    note = (f"LSDM's outputs pass through {bp} iterations of back-projection (`sr.back_projection`), "
-            "which makes them explain their input; the column *LSDM raw* is D(G(x, eta)) as it comes."
-            if raw else "LSDM's outputs are D(G(x, eta)) as they come (`sr.back_projection: 0`).")  # fmt: skip
-    return [
-        "### Super-resolution: LSDM vs bicubic",
-        "",
-        "All judged on the same test images (input = ground truth downsampled by `sr.factor`). " + note,
-        "",
-        *_table(["metric", "LSDM", *(["LSDM raw"] if raw else []), "bicubic", "what it means"], rows),
-    ]
+    columns = {"LSDM": e, **task.report_columns(e), **refs}
+    metrics = [BY_KEY[k] for k in task.report_metrics if any(k in c for c in columns.values())]
+    rows = [(m.key, *(_fmt(c.get(m.key)) for c in columns.values()), _reading(m)) for m in metrics]
+    return [f"### {task.title}: LSDM vs {', '.join(refs)}", "", task.report_note(e), "",
+            *_table(["metric", *columns, "what it means"], rows)]  # fmt: skip
 
 
-def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None) -> str:
+def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None,
+           task: Task) -> str:  # fmt: skip
     """The report as Markdown; `figures` maps a title to an image path relative to the report."""
     e = metrics.get("eval", {})
     split, data = params.get("split", {}), params.get("data", {})
@@ -262,7 +252,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         + (" (held-out images never used to choose any setting; judged once)." if held_out == "test" else
            " (held out of every fit; used to choose settings, so not a final score).")
         + f" One generated sample per real {held_out} image ({e.get('n_samples')} images), conditioned on "
-        f"{'its downsampled self' if 'bicubic' in e else 'its label'}. "
+        f"{task.condition_text}. "
         f"Values are for noise seed {seeds[0] if seeds else '?'}; the next column repeats the metric over "
         f"{len(seeds)} seeds (mean ± std), so a difference between two runs smaller than the std is noise. "
         "The real reference is the same metric between two sets of real images (a training sample vs the test "
@@ -271,7 +261,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         *_table(["metric", "value", "over seeds", "real reference", "what it means"], distribution_rows(e)),
         *[f"{n}\n" for n in unavailable_notes(e)],
         *per_class_lines(e),
-        *sr_lines(e),
+        *task_lines(e, task),
         "### The bound's terms",
         "",
         "LSDM's guarantee: W1(real joint, generated joint) ≤ Lip(D) · W1(latent joints) + E‖y − D(E(y))‖. "
@@ -287,9 +277,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         *_table(["metric", "value", "what it means"], metric_rows(metrics)),
     ]
     if samples:
-        layout = ("One row per test input: the input (enlarged), bicubic, LSDM draws, the ground truth."
-                  if "bicubic" in e else "One row per class, one column per noise draw.")  # fmt: skip
-        lines += ["## Samples", "", layout, "", f"![samples]({samples})", ""]
+        lines += ["## Samples", "", task.samples_layout, "", f"![samples]({samples})", ""]
     if figures:
         lines += ["## Curves", ""]
         lines += [f"**{title}**\n\n![{title}]({path})\n" for title, path in figures.items()]

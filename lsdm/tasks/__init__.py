@@ -1,59 +1,88 @@
-"""Tasks: what the condition x of a pair is, and how the matcher encodes it.
+"""Tasks: what the condition x of a pair is, and everything that differs with it.
 
-A task turns a batch of images and labels into conditions, and names the condition encoder
-(`lsdm.models.matcher.condition_encoder`) that G and f use. Add a task by registering a class
-with the same three members in TASKS; `task:` in params.yaml then accepts its name.
+A task is one module here whose `TASK` is a `Task` subclass; `task:` in params.yaml names the module
+(found without importing it, so validating params stays cheap), and its params section, if any, is
+read by `TASK.from_params`. The judge, the evaluate stage and the run report call only the hooks
+below, so a new task is one module (plus its params section); nothing outside it branches on it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-if TYPE_CHECKING:  # not imported at run time: params validation reads TASKS without torch
+if TYPE_CHECKING:  # not at run time: params validation lists TASKS without torch
+    import pandas as pd
     import torch
+    from torch import nn
+
+#: Every task's name: the modules of this package.
+TASKS: tuple[str, ...] = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
 
 
-class Task(Protocol):
-    def condition_spec(self, images: pd.DataFrame) -> dict: ...
+class Task:
+    """The hooks a task supplies. Defaults fit a task judged as a distribution only."""
 
-    def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
+    title = ""  # heading of its own section in the run report
+    condition_text = ""  # what each sample is conditioned on, as the report says it
+    samples_layout = ""  # how the sample grid is laid out, as the report says it
+    report_metrics: tuple[str, ...] = ()  # registry keys of its own section in the run report
 
-
-class ClassConditional:
-    """x is the class label; G and f see it one-hot."""
-
-    def condition_spec(self, images: pd.DataFrame) -> dict:
-        labels = images.loc[images["label"] >= 0, "label"]
-        return {"kind": "label", "n_classes": int(labels.max()) + 1}
-
-    def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return labels
-
-
-class SuperResolution:
-    """x is the image downsampled by `factor` (area); G and f see it through a small conv net
-    `encoder_width` channels wide."""
-
-    def __init__(self, factor: int = 4, encoder_width: int = 8):
-        self.factor, self.encoder_width = factor, encoder_width
+    @classmethod
+    def from_params(cls, params) -> "Task":
+        return cls()
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
-        size, channels = int(images["height"].iloc[0]), int(images["channels"].iloc[0])
-        return {"kind": "image", "channels": channels, "size": size // self.factor, "width": self.encoder_width}
+        """How G and f encode x (`lsdm.models.matcher.condition_encoder`)."""
+        raise NotImplementedError
 
     def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from lsdm.tasks.superres import downsample
+        """The conditions x of a batch of images [B, C, H, W] and their labels [B]."""
+        raise NotImplementedError
 
-        return downsample(images, self.factor)
+    def as_evaluated(self, sampler: nn.Module) -> nn.Module:
+        """The sampler as every method is judged (e.g. with post-processing the task prescribes)."""
+        return sampler
+
+    def draw_metrics(self, fake: torch.Tensor, truth: torch.Tensor, cond: torch.Tensor) -> dict[str, float]:
+        """Metrics of one draw (one noise seed) against the ground truth of each condition."""
+        return {}
+
+    def across_draws(self, draws: list[torch.Tensor]) -> dict[str, Any]:
+        """Metrics across the draws of all noise seeds (e.g. how much outputs for one input differ)."""
+        return {}
+
+    def to_truth(self, lpips_fn, fake: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+        """Perceptual distances to the ground truth (`lpips_fn` is None when its weights are missing)."""
+        return {}
+
+    def grid(self, ref, sampler: nn.Module, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """The sample grid to save and its row length."""
+        raise NotImplementedError
+
+    def reference_samplers(self, device) -> list[tuple[str, nn.Module]]:
+        """Classical baselines judged beside every run on the same test set (e.g. bicubic)."""
+        return []
+
+    def extra_results(self, ref, sampler: nn.Module, judge) -> dict[str, Any]:
+        """More of `evaluate`'s results for LSDM's `sampler` (`judge(ref, sampler)` judges another one)."""
+        return {}
+
+    def report_columns(self, e: dict[str, Any]) -> dict[str, dict]:
+        """Columns of the task's report table beside LSDM's and the reference samplers'."""
+        return {}
+
+    def report_note(self, e: dict[str, Any]) -> str:
+        return ""
 
 
-TASKS: dict[str, type] = {"class_conditional": ClassConditional, "super_resolution": SuperResolution}
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; allowed: {list(TASKS)}")
+    return importlib.import_module(f"lsdm.tasks.{name}").TASK
 
 
 def make_task(params) -> Task:
     """The task named by `params.task`, configured by its own params section where it has one."""
-    if params.task == "super_resolution":
-        return SuperResolution(params.sr.factor, params.sr.encoder_width)
-    return TASKS[params.task]()
+    return task_class(params.task).from_params(params)
