@@ -35,10 +35,10 @@ def test_the_registry_and_the_reports_import_without_torch():
 
 
 def test_the_judge_derives_its_keys_from_the_registry():
-    from lsdm.evaluation.judge import HEADLINE, OVER_SEEDS
+    from lsdm.evaluation.judge import headline_keys, over_seeds_keys
 
-    assert set(OVER_SEEDS) == {m.key for m in METRICS if m.over_seeds}
-    assert set(HEADLINE) == set(OVER_SEEDS) | {m.std_key for m in METRICS if m.over_seeds and m.std_key}
+    assert set(over_seeds_keys()) == {m.key for m in METRICS if m.over_seeds}
+    assert set(headline_keys()) == set(over_seeds_keys()) | {m.std_key for m in METRICS if m.over_seeds and m.std_key}
 
 
 def test_split_keeps_headline_scalars_in_metrics_and_the_rest_in_details():
@@ -116,3 +116,47 @@ def test_training_summaries_keep_no_curve_points():
                "latent": {"test_mse": 0.2, "train_seconds": 3.0}}
     kept = {"critic": {"gp": 0.1}, "latent": {"test_mse": 0.2, "train_seconds": 3.0}}
     assert without_curves(summary, {"train/mse", "lr", "critic/w1"}) == kept
+
+
+def mean_brightness(draw) -> float:
+    """A metric added for the test below: one function..."""
+    return float(draw.fake.mean())
+
+
+def test_a_per_draw_metric_needs_no_judge_code(monkeypatch):
+    """...and one registry entry: the judge computes it per seed, over seeds and for the real reference."""
+    import torch
+
+    from lsdm.config import parse_params
+    from lsdm.evaluation.judge import Reference, judge_sampler, over_seeds_keys
+    from lsdm.evaluation.features import evalnet_features
+    from lsdm.models.lenet import LeNet
+    from lsdm.tasks import make_task
+
+    entry = Metric("brightness", "brightness", "reference", "mean pixel value", compute="test_registry:mean_brightness",
+                   reference="real_reference.brightness", over_seeds=True, headline=True, per_draw=True)  # fmt: skip
+    monkeypatch.setattr(registry, "METRICS", registry.METRICS + (entry,))
+    params = parse_params({"evaluate": {"seeds": [0, 1], "kid_subsets": 2, "kid_subset_size": 10, "diversity_pairs": 5,
+                                        "grid_per_class": 2}})  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    y, labels = torch.rand(60, 1, 8, 8, generator=g) * 0.5, torch.arange(60) % 3  # real images: mean 0.25
+    pixels = (y * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    images = pd.DataFrame({"id": [f"i{i}" for i in range(60)], "split": ["test"] * 30 + ["train"] * 30,
+                           "label": labels.numpy(), "height": 8, "width": 8, "channels": 1,
+                           "image": [p.tobytes() for p in pixels]})  # fmt: skip
+    test, train = images[images["split"] == "test"], images[images["split"] == "train"]
+    evalnet, cpu = LeNet(8, 1, 3).eval(), torch.device("cpu")
+    ref = Reference(params, cpu, make_task(params), test, train, y[:30], labels[:30], labels[:30], evalnet, True,
+                    evalnet_features(evalnet, y[:30]))  # fmt: skip
+
+    class Bright(torch.nn.Module):  # samples of mean 0.75
+        noise_dim, nfe = 2, 1
+
+        def forward(self, x, eta=None):
+            return 0.5 + 0.5 * torch.rand(len(x), 1, 8, 8, generator=torch.Generator().manual_seed(len(x)))
+
+    m = judge_sampler(ref, Bright()).metrics
+    assert m["brightness"] == pytest.approx(0.75, abs=0.02) and "brightness" in over_seeds_keys()
+    assert m["over_seeds"]["brightness"]["n"] == 2
+    assert ref.real_reference()["brightness"] == pytest.approx(0.25, abs=0.02)  # real vs real: its ideal
+    assert split_results(m)[0]["brightness"] == m["brightness"]  # a headline: in the DVC metrics file

@@ -50,8 +50,14 @@ from lsdm.models.training import timed
 TIMED_STAGES = ("fit_latent", "fit_matcher", "eval_net")
 # Per-seed metrics (the registry's `over_seeds`): the first seed's value is reported, with its own spread
 # where it has one (KID's std over subsets), and mean ± std over all seeds under `over_seeds`.
-OVER_SEEDS = tuple(m.key for m in registry.METRICS if m.over_seeds)
-HEADLINE = tuple(k for m in registry.METRICS if m.over_seeds for k in (m.key, m.std_key) if k)
+def over_seeds_keys() -> tuple[str, ...]:
+    """The metrics recorded as mean ± std over the generation seeds (the registry's `over_seeds`)."""
+    return tuple(m.key for m in registry.METRICS if m.over_seeds)
+
+
+def headline_keys() -> tuple[str, ...]:
+    """The first seed's values put at the top of `eval.*`: those metrics and their own spreads."""
+    return tuple(k for m in registry.METRICS if m.over_seeds for k in (m.key, m.std_key) if k)
 
 
 def latents_of(ids: pd.Series, device: torch.device) -> torch.Tensor:
@@ -68,6 +74,22 @@ def stage_seconds(results: Path = paths.RESULTS) -> dict[str, float | None]:
         found = [v["train_seconds"] for v in summary.values() if isinstance(v, dict) and "train_seconds" in v]
         out[stage] = float(found[0]) if found else None
     return out
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One generated set against the real held-out set: what a `per_draw` metric of the registry sees."""
+
+    real: torch.Tensor  # [N, C, H, W] in [0, 1]
+    fake: torch.Tensor  # [N, C, H, W], one per real image, same conditions
+    real_feats: np.ndarray  # evaluation-net features, [N, 128]
+    fake_feats: np.ndarray
+    labels: np.ndarray  # the real images' labels (-1 without classes)
+
+
+def per_draw_metrics(draw: Draw, keys: set[str] | None = None) -> dict[str, Any]:
+    """Every `per_draw` metric of the registry (read now, so an entry added at run time counts too)."""
+    return {m.key: m.function()(draw) for m in registry.METRICS if m.per_draw and (keys is None or m.key in keys)}
 
 
 def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_labels, p: EvaluateParams, seed: int, device) -> dict:
@@ -143,8 +165,11 @@ class Reference:
         perfect generator would reach (and the test set's own diversity)."""
         seed0 = self.p.seeds[0]
         reference = self.train.sample(min(len(self.test), len(self.train)), random_state=seed0)
-        ref_feats = evalnet_features(self.evalnet, to_tensor(reference).to(self.device))
+        ref_images = to_tensor(reference).to(self.device)
+        ref_feats = evalnet_features(self.evalnet, ref_images)
         out = feature_metrics(self.real_feats, ref_feats, reference["label"].to_numpy(), self.p, seed0, self.device)
+        own = {m.key for m in registry.METRICS if m.per_draw and m.reference == f"real_reference.{m.key}"}
+        out.update(per_draw_metrics(Draw(self.y_test, ref_images, self.real_feats, ref_feats, self.labels_np), own))
         out.pop("_diversity_per_class")
         real_div, real_div_pc = within_class_diversity(self.real_feats, self.labels_np)
         out.update(diversity_evalnet=real_div, n=len(ref_feats), _diversity_per_class=real_div_pc)
@@ -213,6 +238,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
             z_fake = sample(generator, cond, eta, p.batch_size)
             m["critic_w1_test"] = critic_w1(critic, cond, z_test, z_fake)
         m.update(task.draw_metrics(fake, ref.y_test, cond))
+        m.update(per_draw_metrics(Draw(ref.y_test, fake, ref.real_feats, fake_feats, ref.labels_np)))
         draws.append(fake)
         per_seed.append(m)
         acc_per_class.append(acc_pc)
@@ -232,11 +258,11 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         "device": device.type,
         "n_samples": len(fake0),
         "seeds": list(p.seeds),
-        **{k: head[k] for k in HEADLINE if k in head and head[k] is not None},
+        **{k: head[k] for k in headline_keys() if k in head and head[k] is not None},
         "label_accuracy_per_class": acc_per_class[0],
         **pretrained_metrics(ref, fake0),
         "per_class": {"fid_evalnet": fid_pc, "kid_evalnet": kid_pc, "note": per_class_note},
-        "over_seeds": {k: mean_std([m[k] for m in per_seed]) for k in OVER_SEEDS if per_seed[0].get(k) is not None},
+        "over_seeds": {k: mean_std([m[k] for m in per_seed]) for k in over_seeds_keys() if per_seed[0].get(k) is not None},
         "throughput_images_per_s": bs / seconds,
         "throughput_batch_size": bs,
     }

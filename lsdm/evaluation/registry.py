@@ -33,6 +33,10 @@ class Metric:
     """One metric: `key` under `eval.` (dots for nested keys), how it is judged and read.
 
     `compute` names the function computing it (`module:function`, resolved lazily), where one does;
+    with `per_draw`, that function takes one `lsdm.evaluation.judge.Draw` (a generated set and the real
+    one, images and evaluation-net features) and returns the value: the judge computes it for every
+    generation seed, and for the real reference when `reference` is "real_reference.<key>", with no
+    code of its own — a new metric is that function and its entry here;
     `reference` is the key of the same quantity between two real sets (what a perfect generator
     scores); `std_key` the key of its own spread (KID's std over subsets); `over_seeds` whether its
     mean ± std over the generation seeds is recorded; `headline` whether it goes to the DVC metrics
@@ -49,6 +53,7 @@ class Metric:
     over_seeds: bool = False
     headline: bool = False
     compared: bool = True
+    per_draw: bool = False  # the judge calls `function()(draw)` itself (lsdm.evaluation.judge.Draw)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
