@@ -322,13 +322,15 @@ def sweep(
     ensure_zombie_automation(crashed_after)
     with workspace_slot(root):
         commit = publish_shared(str(root), meta["overrides"], meta["tag"], git_remote)
+    t_points = time.perf_counter()
     by_name = dict(points)
     runs = {name: _submit(point_deployment, git_url, commit, name, ov) for name, ov in points}
     get_run_logger().info("submitted %d points to %s: %s", len(runs), point_deployment, ", ".join(runs))
     final = wait_for_points(runs, lambda n: _submit(point_deployment, git_url, commit, n, by_name[n]), point_retries, timeout)
     done = [n for n, f in final.items() if f["state"] == "COMPLETED"]
-    meta = {**meta, "baseline": commit, "status": {n: f["state"] for n, f in final.items()},
-            "points": final, "wall_seconds": time.perf_counter() - t0, "fanout": point_deployment}  # fmt: skip
+    meta = {**meta, "baseline": commit, "status": {n: f["state"] for n, f in final.items()}, "points": final,
+            "shared_seconds": t_points - t0, "points_seconds": time.perf_counter() - t_points,
+            "wall_seconds": time.perf_counter() - t0, "fanout": point_deployment}  # fmt: skip
     with workspace_slot(root):
         if done:
             fanout.pull_experiments(root, done, git_remote)
@@ -337,7 +339,7 @@ def sweep(
     create_markdown_artifact(markdown=report.read_text(), key="lsdm-comparison",
                              description=f"reports/comparison.md of sweep {meta['tag']} in {root}")  # fmt: skip
     summary = {"tag": meta["tag"], "baseline": commit, "points": final, "rows": len(df), "table": str(paths.SWEEP_TABLE),
-               "wall_seconds": meta["wall_seconds"]}  # fmt: skip
+               **{k: meta[k] for k in ("shared_seconds", "points_seconds", "wall_seconds")}}  # fmt: skip
     publish_json("lsdm-sweep", summary, f"sweep {meta['tag']}: every point's state, host and what DVC did")
     failed = {n: f["message"] for n, f in final.items() if f["state"] != "COMPLETED"}
     if failed:
