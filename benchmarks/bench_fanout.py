@@ -9,7 +9,8 @@ a Prefect server (SQLite, analytics off), the deployments of prefect.yaml, and o
 requested count, each in its own clone, pinned to one thread (LSDM_THREADS=1) and taking one point
 at a time. The sweep's parent flow runs in this process (so workers run only points), and the script
 prints the wall time of the shared stages and of the points, and the speed-up of 2 workers over 1 on
-the same sweep (the second run has its own tag: its points rerun, its shared stages are DVC-skipped).
+the same grid (the second run draws other pairs, split seeds + 100, so no point comes from DVC's run
+cache; its shared stages are DVC-skipped, which is why only the points are compared).
 
 `--keep` copies the sweep's results/sweep/, reports/comparison.md and reports/comparison/ back into
 this checkout (what `make sweep` would have written here).
@@ -76,9 +77,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="copy the last sweep's table and report into this checkout")
     args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if not args.full:
-        params = deep_update(params, {**TINY, "methods": [], "sweep": {"counts": [2, 3], "seeds": [0, 1], "set": {},
-                                                                          "variants": {}}})  # fmt: skip
+    if not args.full:  # the sweep section replaced, not merged: no budget overrides, no variants
+        params = {**deep_update(params, TINY), "methods": [], "sweep": {"counts": [2, 3], "seeds": [0, 1]}}
     base = Path(tempfile.mkdtemp(prefix="lsdm-fanout-"))
     origin, parent = base / "origin.git", make_clone(base / "parent", params)
     for d in ("flows", "benchmarks"):
@@ -99,8 +99,8 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
         from flows.lsdm_flow import sweep
 
-        timings = {}
-        for n in args.workers:
+        timings, seeds = {}, params["sweep"]["seeds"]
+        for i, n in enumerate(args.workers):
             while len(workers) < n:  # each worker: its own clone, one point at a time, one thread
                 i = len(workers)
                 clone = base / f"worker-{i}"
@@ -110,7 +110,8 @@ def main() -> int:
                 workers.append(start([*prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1"],
                                      clone, w_env, base / f"worker-{i}.log"))  # fmt: skip
             t0 = time.perf_counter()
-            result = sweep(tag=f"bench-w{n}", repo=str(parent), timeout=4 * 3600)
+            # later runs draw other pairs (split seeds + 100 i): nothing comes from DVC's run cache
+            result = sweep(seeds=[s + 100 * i for s in seeds], tag=f"bench-w{n}", repo=str(parent), timeout=4 * 3600)
             wall = time.perf_counter() - t0
             timings[n] = {"wall": wall, "shared": result["shared_seconds"], "points": result["points_seconds"],
                           "n_points": len(result["points"])}  # fmt: skip
@@ -128,6 +129,10 @@ def main() -> int:
             shutil.copy(parent / "reports/comparison.md", ROOT / "reports/comparison.md")
             print(f"copied results/sweep/ and reports/comparison* from {parent}")
     finally:
+        with contextlib.suppress(Exception):  # this process's flow logs reach the server before it stops
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()
         for w in workers:
             stop(w)
         stop(proc)

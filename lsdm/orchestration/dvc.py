@@ -139,6 +139,30 @@ def git(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | N
     return tool(["git", *args], repo, check, env)
 
 
+def dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return tool(["dvc", *args], repo, check)
+
+
+def git_files(repo: Path, rev: str, under: str) -> list[str]:
+    """The paths of commit `rev` under the folder `under`."""
+    return git(["ls-tree", "-r", "--name-only", rev, under], repo, check=False).stdout.split()
+
+
+def git_file(repo: Path, rev: str, path: str) -> bytes | None:
+    """The bytes of `path` in commit `rev` (None if it has no such file)."""
+    p = subprocess.run([find_tool("git"), "show", f"{rev}:{path}"], cwd=repo, env=tool_env(), capture_output=True)
+    return p.stdout if p.returncode == 0 else None
+
+
+def start_queue(repo: Path, jobs: int) -> None:
+    """`dvc queue start -j JOBS`: its output goes nowhere, not through pipes (the queue worker it
+    spawns would hold them open and a caller reading them would wait for it blind)."""
+    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=tool_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    if p.returncode != 0:
+        raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
+
+
 def set_args(overrides: dict[str, Any]) -> list[str]:
     """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"] (`dvc exp run`)."""
     def text(v: Any) -> str:

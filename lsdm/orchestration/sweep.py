@@ -28,7 +28,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -41,7 +40,7 @@ from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
 from lsdm.evaluation.registry import DETAILS_FILE, merge
-from lsdm.orchestration.dvc import find_tool, run_tool, set_args, tool_env
+from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue
 
 SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
 TABLE_CSV = SWEEP_DIR / "sweep.csv"
@@ -61,7 +60,7 @@ def class_counts(root: Path) -> pd.Series | None:
 
     images_path = root / paths.IMAGES
     if not images_path.exists():
-        _dvc(["repro", "prepare"], root)
+        dvc(["repro", "prepare"], root)
     images = read_table(images_path, IMAGES)
     train = images[(images["split"] == "train")]
     labelled = train[train["label"] != UNLABELLED]
@@ -89,13 +88,6 @@ def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | Non
 # --- running -----------------------------------------------------------------------------------------
 
 
-def _dvc(args: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
-    p = run_tool(["dvc", *args], root)
-    if check and p.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
 VARIANT_RE = re.compile(r"-n\d+-s-?\d+--(?P<variant>[a-z][a-z0-9_]*)$")
 
 
@@ -113,7 +105,7 @@ def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str
 def queue(points: list[tuple[str, dict]], root: Path) -> list[str]:
     """One `dvc exp run --queue --name NAME -S ...` per point."""
     for name, overrides in points:
-        _dvc(["exp", "run", "--queue", "--name", name, *set_args(overrides)], root)
+        dvc(["exp", "run", "--queue", "--name", name, *set_args(overrides)], root)
         print(f"queued {name}", flush=True)
     return [name for name, _ in points]
 
@@ -129,11 +121,7 @@ def run_queue(
     names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None
 ) -> dict[str, str]:
     """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
-    # not through pipes: the worker it spawns would hold them open, and we would wait for it blind
-    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=root, env=tool_env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    if p.returncode != 0:
-        raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
+    start_queue(root, jobs)
     t0, last = time.monotonic(), None
     while True:
         status = {t["name"]: t["status"] for t in queue_status(root) if t.get("name") in names}
@@ -149,7 +137,7 @@ def run_queue(
         time.sleep(poll)
     failed = [n for n, s in status.items() if s != "Success"]
     for n in failed:
-        log = _dvc(["queue", "logs", n], root, check=False)
+        log = dvc(["queue", "logs", n], root, check=False)
         print(f"--- {n}: {status[n]} ---\n{log.stdout[-2000:]}", file=sys.stderr)
     return status
 
@@ -186,8 +174,8 @@ Reader = Callable[[str, str], "dict | None"]
 def git_reader(root: Path) -> Reader:
     """Reads a file of an experiment's commit (the results are git-tracked `cache: false` outputs)."""
     def read(rev: str, path: str) -> dict | None:
-        p = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
-        return json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+        blob = git_file(root, rev, path)
+        return json.loads(blob) if blob and blob.strip() else None
 
     return read
 
@@ -303,18 +291,16 @@ def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]
     found = []
     for _, exp in cell.iterrows():
         hit = VARIANT_RE.search(str(exp["experiment"]))
-        ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", exp["rev"], "results/"], cwd=root,
-                            capture_output=True, text=True)  # fmt: skip
-        for f in ls.stdout.split():
+        for f in git_files(root, exp["rev"], "results/"):
             own = f.endswith(".png") and not f.startswith("results/sweep/")  # not a committed sweep's grids
             if not own or (hit and f != "results/evaluate/samples.png"):
                 continue
-            blob = subprocess.run(["git", "show", f"{exp['rev']}:{f}"], cwd=root, capture_output=True)
-            if blob.returncode == 0:
+            blob = git_file(root, exp["rev"], f)
+            if blob is not None:
                 name = f.removeprefix("results/").replace("/", "__")
                 dest = out / (f"{hit['variant']}__{name}" if hit else name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(blob.stdout)
+                dest.write_bytes(blob)
                 found.append(dest)
     return found
 
@@ -336,7 +322,7 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     The experiments are those of the commit the sweep was queued from (`meta["baseline"]`), so a
     commit made while the sweep runs does not hide them; without it, those of every commit."""
     revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
-    show = json.loads(_dvc(["exp", "show", "--json", *revs], root).stdout)
+    show = json.loads(dvc(["exp", "show", "--json", *revs], root).stdout)
     df = collect(show, tag, git_reader(root))
     grids = extract_grids(df, root)
     meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
