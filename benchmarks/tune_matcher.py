@@ -1,4 +1,4 @@
-"""Choose the matcher's settings on the validation split (issue 12): train each variant on the
+"""Choose the matcher's settings on the validation split: train each variant on the
 pipeline's own latents and judge it with the pipeline's own evaluation, on `val` images only.
 
 Run from a workspace where `dvc repro encode eval_net` has run (the shared stages: images with their

@@ -1,4 +1,4 @@
-"""Baselines (issue 7): network shapes, losses that move on toy data, flow-matching samplers that
+"""The methods beside LSDM: network shapes, losses that move on toy data, flow-matching samplers that
 land where the exact answer is, and each baseline's fit -> load -> sample round trip on toy files."""
 
 from __future__ import annotations

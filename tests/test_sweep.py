@@ -1,4 +1,4 @@
-"""Sweeps and the comparison report (issue 7): planning, collecting `dvc exp show --json` into the
+"""Sweeps and the comparison report: planning, collecting `dvc exp show --json` into the
 tidy table, the report from whatever metrics exist, and a tiny real sweep through the DVC queue."""
 
 from __future__ import annotations
