@@ -25,8 +25,10 @@ test: install  ## the whole test suite (what CI runs): two workers, each test fi
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs
 	pytest -q -m "not slow"
 
+# Metrics and params, without a column per dependency file; `--only-changed` shows what varies.
+EXP_SHOW_ARGS ?= --only-changed
 exp-show: install
-	dvc exp show --md
+	dvc exp show --md --drop '^(lsdm|data|inputs|results)/|^inputs$$' $(EXP_SHOW_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -102,13 +102,13 @@ def main() -> int:
         timings, seeds = {}, params["sweep"]["seeds"]
         for i, n in enumerate(args.workers):
             while len(workers) < n:  # each worker: its own clone, one point at a time, one thread
-                i = len(workers)
-                clone = base / f"worker-{i}"
+                w = len(workers)
+                clone = base / f"worker-{w}"
                 sh(["git", "clone", "-q", str(origin), str(clone)], base)
-                w_env = {**extra, "LSDM_REPO": str(clone), "LSDM_WORKDIR": str(base / f"workspaces-{i}"),
+                w_env = {**extra, "LSDM_REPO": str(clone), "LSDM_WORKDIR": str(base / f"workspaces-{w}"),
                          "LSDM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
                 workers.append(start([*prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1"],
-                                     clone, w_env, base / f"worker-{i}.log"))  # fmt: skip
+                                     clone, w_env, base / f"worker-{w}.log"))  # fmt: skip
             t0 = time.perf_counter()
             # later runs draw other pairs (split seeds + 100 i): nothing comes from DVC's run cache
             result = sweep(seeds=[s + 100 * i for s in seeds], tag=f"bench-w{n}", repo=str(parent), timeout=4 * 3600)

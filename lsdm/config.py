@@ -127,7 +127,7 @@ class EvaluateParams(Section):
     pr_k: PositiveInt = 3  # k of the k-NN balls for precision/recall (Kynkäänniemi et al. 2019)
     dc_k: PositiveInt = 5  # k of the k-NN balls for density/coverage (Naeem et al. 2020)
     kid_subsets: PositiveInt = 25  # KID: random subsets averaged (their std is the KID std)
-    kid_subset_size: int = Field(500, ge=2)  # KID: points per subset, capped at the set size
+    kid_subset_size: int = Field(500, ge=2)  # KID: points per subset, capped at half the smaller set
     per_class_min_samples: int = Field(50, ge=2)  # per-class KID only for classes with this many images
     diversity_pairs: PositiveInt = 100  # random same-class pairs per class for LPIPS diversity
     lipschitz_samples: PositiveInt = 96  # latents where the decoder's Jacobian is measured

@@ -105,8 +105,10 @@ def check_sweep(c: Cluster, result: dict, tag: str, n_points: int) -> dict[str, 
         assert p["ran_shared"] == [], (name, p["stages"])
         assert {p["stages"][s] for s in ("prepare", "fit_latent", "encode", "eval_net")} == {"skipped"}, p["stages"]
         assert p["stages"]["fit_matcher"] == "ran"
-    table = pd.read_parquet(c.parent / "results/sweep/sweep.parquet")
-    assert sorted(table["experiment"].unique()) == sorted(points) and all(str(n).startswith(tag) for n in points)
+    assert result["rows"] == n_points and all(str(n).startswith(f"{tag}-") for n in points)  # its table: its own rows
+    table = pd.read_parquet(c.parent / "results/sweep/sweep.parquet")  # the last sweep's: one tag, all its points
+    tags = {str(e).split("-n")[0] for e in table["experiment"]}
+    assert len(tags) == 1 and (tags != {tag} or sorted(table["experiment"].unique()) == sorted(points)), tags
     assert (c.parent / "reports/comparison.md").read_text().count("| lsdm |") >= 1
     # a fresh clone sees every experiment after `dvc exp pull` from the git remote
     fresh = c.parent.parent / f"fresh-{tag}"
@@ -117,10 +119,21 @@ def check_sweep(c: Cluster, result: dict, tag: str, n_points: int) -> dict[str, 
     return points
 
 
-def test_fanout_sweep_over_two_workers(cluster):
-    c, tag = cluster, "fan"
-    fr = wait(c, run_sweep(c, tag, counts=[2, 3], seeds=[0, 1]))
-    points = check_sweep(c, sweep_result(c, fr), tag, 4)
+def test_fanout_sweep_over_two_workers(cluster, tmp_path):
+    """Two sweeps submitted at once, one as a user types `lsdm sweep --fanout`: both complete over both
+    workers, and neither's table, report or experiments hold the other's points."""
+    c = cluster
+    log = tmp_path / "lsdm-sweep.log"
+    cli = start_group(["lsdm", "sweep", "--fanout", "--counts", "2", "--seeds", "5", "--tag", "other", "--repo",
+                       str(c.parent)], c.parent, c.server.env, log)  # fmt: skip
+    fr = wait(c, run_sweep(c, "fan", counts=[2, 3], seeds=[0, 1]))
+    assert cli.wait(timeout=600) == 0, tail(log)
+    other_id = re.search(r"UUID: ([0-9a-f-]{36})", log.read_text()).group(1)
+    other = sweep_result(c, wait(c, other_id))
+    check_sweep(c, other, "other", 1)
+    result = sweep_result(c, fr)
+    points = check_sweep(c, result, "fan", 4)  # its table (written last or first) holds its own 4 only
+    assert set(points).isdisjoint(other["points"]) and result["baseline"] != other["baseline"]
     used = {name for name, d in c.workdirs.items() for p in points.values() if p["workspace"].startswith(str(d))}
     assert used == {"a", "b"}, {n: p["workspace"] for n, p in points.items()}  # both workers ran points
 

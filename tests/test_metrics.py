@@ -178,8 +178,12 @@ def test_kid_is_cleanfid_kernel_distance_with_its_std():
     assert mean == pytest.approx(kernel_distance(a, b, num_subsets=20, max_subset_size=50), rel=1e-6)
     assert std > 0
     assert kid(a, b, 20, 50, seed=7) == (mean, std)  # deterministic
-    whole = kid(a[:50], b[:50], subsets=20, subset_size=500)  # subsets = both whole sets
-    assert whole[1] == 0.0
+    # subsets as large as the sets would all be the same draw: capped at half, so the std is a spread
+    small = kid(a[:50], b[:50], subsets=20, subset_size=500, seed=7)
+    np.random.seed(7)
+    assert small[0] == pytest.approx(kernel_distance(a[:50], b[:50], num_subsets=20, max_subset_size=25), rel=1e-6)
+    assert small[1] > 0
+    assert kid(a[:3], b[:3], subsets=20, subset_size=500)[1] is None  # too small to halve: one value, no spread
 
 
 def test_kid_and_fid_of_identical_laws_are_small():

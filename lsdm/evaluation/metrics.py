@@ -55,23 +55,28 @@ def _numpy_seed(seed: int):
 
 def kid(
     real_feats: np.ndarray, fake_feats: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
-) -> tuple[float, float]:
+) -> tuple[float, float | None]:
     """KID (clean-fid's `kernel_distance`): mean and standard deviation over random subsets.
 
-    `subset_size` is capped at the smaller set (clean-fid does the same). Deterministic in `seed`.
-    When the subsets would be the whole of both sets, one is computed and the std is 0.
+    `subset_size` is capped at half the smaller set, so that the subsets differ and their std says
+    something (KID is unbiased at any subset size; clean-fid caps at the whole set, where every
+    subset of two equal sets is the same draw). Sets too small to halve give one value and std None.
+    Deterministic in `seed`.
     """
     # float32, as clean-fid's own feature extractors return (and twice as fast as float64)
     real, fake = np.asarray(real_feats, np.float32), np.asarray(fake_feats, np.float32)
     if min(len(real), len(fake)) < 2:
         raise ValueError("KID needs at least 2 points in each set")
-    if subset_size >= max(len(real), len(fake)):
+    half = min(len(real), len(fake)) // 2
+    if half >= 2:
+        subset_size = min(subset_size, half)
+    elif subset_size >= max(len(real), len(fake)):
         subsets = 1  # every "subset" would be both whole sets: the same value each time
     with _numpy_seed(seed):
         values = [
             cleanfid.kernel_distance(real, fake, num_subsets=1, max_subset_size=subset_size) for _ in range(subsets)
         ]
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if subsets > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if subsets > 1 else None
 
 
 def per_class_fid_kid(

@@ -135,6 +135,11 @@ def tool(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | 
     return p
 
 
+def stream(args: list[str], repo: Path) -> int:
+    """Run a tool with its output on this process's stdout and stderr (a long `--watch`); its exit status."""
+    return subprocess.run([find_tool(args[0]), *args[1:]], cwd=repo, env=tool_env()).returncode
+
+
 def git(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return tool(["git", *args], repo, check, env)
 
@@ -155,9 +160,13 @@ def git_file(repo: Path, rev: str, path: str) -> bytes | None:
 
 
 def start_queue(repo: Path, jobs: int) -> None:
-    """`dvc queue start -j JOBS`: its output goes nowhere, not through pipes (the queue worker it
-    spawns would hold them open and a caller reading them would wait for it blind)."""
-    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=tool_env(),
+    """`dvc queue start -j JOBS`, each run's stages with its share of the cores ($LSDM_THREADS, unless
+    set already): N runs of all-core torch on one machine slow each other many times over. Its
+    output goes nowhere, not through pipes (the queue worker it spawns would hold them open and a
+    caller reading them would wait for it blind)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = {} if os.environ.get("LSDM_THREADS") else {"LSDM_THREADS": str(max(1, cores // jobs))}
+    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=tool_env(share),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     if p.returncode != 0:
         raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")

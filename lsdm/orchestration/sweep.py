@@ -4,6 +4,7 @@ run one at a time through the DVC queue, collected into one tidy table, then the
     lsdm sweep                               # params.yaml's sweep: section (make sweep)
     lsdm sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
     lsdm sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
+    lsdm sweep --fanout                               # the same, over every worker of the Prefect pool
 
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget); the Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
@@ -40,7 +41,7 @@ from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
 from lsdm.evaluation.registry import DETAILS_FILE, merge
-from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue
+from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue, stream
 
 SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
 TABLE_CSV = SWEEP_DIR / "sweep.csv"
@@ -419,8 +420,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
+    ap.add_argument("--fanout", action="store_true",
+                    help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
+                         "worker, README 'Sweeps over many workers'), and watch it")  # fmt: skip
     args = ap.parse_args(argv)
     root = Path(args.repo).resolve()
+    if args.fanout:
+        check(root, args.counts, args.seeds, parse_assignments(args.overrides))  # a bad value fails here, not on a worker
+        params = {"counts": args.counts, "seeds": args.seeds, "overrides": parse_assignments(args.overrides) or None,
+                  "tag": args.tag, "timeout": args.timeout, "repo": str(root)}  # fmt: skip
+        return stream(["prefect", "deployment", "run", "lsdm/sweep", "--params",
+                       json.dumps({k: v for k, v in params.items() if v is not None}), "--watch"], root)  # fmt: skip
     if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
         meta = json.loads((root / META).read_text()) if (root / META).exists() else {}
         meta = meta if meta.get("tag") == args.tag else {"tag": args.tag}
