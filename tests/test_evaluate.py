@@ -76,11 +76,14 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     assert e["stage_seconds"]["evaluate"] > 0
     assert e["per_class"]["note"]  # 6 test images per class: too few for per-class FID/KID, said so
     assert set(e["real_reference"]) >= {"precision", "recall", "density", "coverage", "fid_evalnet"}
+    assert e["real_reference"]["kid_evalnet_std"] > 0  # its KID subsets differ, even on a small test set
+    assert "fewer samples than dimensions" in e["fid_note"]  # 60 test images, 128-d features
     assert (work / "results/evaluate/plots/prdc_vs_k.tsv").exists()
 
     report.run(params)
     text = paths.REPORT.read_text()
     assert "Inception FID/KID were not computed" in text and "LPIPS was not computed" in text
+    assert "FID on a small set" in text
     assert "`eval.precision`" in text and "`eval.bound.decoder_lipschitz_spectral_max`" in text
     assert (work / "reports/figures/prdc_vs_k.png").exists()
     assert no_network == []

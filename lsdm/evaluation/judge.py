@@ -266,6 +266,10 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         "throughput_images_per_s": bs / seconds,
         "throughput_batch_size": bs,
     }
+    if len(fake0) <= ref.real_feats.shape[1]:  # FID's covariances are rank-deficient: say so beside the number
+        metrics["fid_note"] = (f"FID on {len(fake0)} samples in {ref.real_feats.shape[1]}-d features: fewer samples "
+                               "than dimensions, so the covariances are rank-deficient and FID is biased upward; "
+                               "compare FIDs only at equal sample counts")  # fmt: skip
     metrics.update(task.across_draws(draws))
     grid, nrow = task.grid(ref, sampler, draws)
     return Judgement(metrics, grid, nrow, per_seed, acc_per_class, fake0, fake_feats0, z_fake0)

@@ -115,4 +115,6 @@ def summary_line(e: dict, seconds: float) -> str:
     for what, reason in (("Inception FID/KID", e["inception_reason"]), ("LPIPS", e["lpips_reason"])):
         if reason:
             lines.append(f"evaluate: no {what}: {reason}")
+    if e.get("fid_note"):
+        lines.append(f"evaluate: warning: {e['fid_note']}")
     return "\n".join(lines)

@@ -124,6 +124,8 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
             "measures the same thing without pretrained weights. To get LPIPS, put torchvision's ImageNet "
             f"weights for `evaluate.lpips_net` in `$TORCH_HOME/hub/checkpoints`, {rerun}."
         )
+    if e.get("fid_note"):
+        notes.append(f"**FID on a small set**: {e['fid_note']}.")
     pc_note = (e.get("per_class") or {}).get("note")
     if pc_note:
         notes.append(f"Per-class distances: {pc_note}.")
