@@ -11,6 +11,7 @@ from pathlib import Path
 DATA, RESULTS, REPORTS = Path("data"), Path("results"), Path("reports")
 
 IMAGES = DATA / "prepared" / "images.parquet"
+PREPARE_METRICS = RESULTS / "prepare" / "metrics.json"  # images kept per split, unreadable files skipped
 LATENT_POOL = DATA / "split" / "latent_pool.parquet"
 PAIRED = DATA / "split" / "paired.parquet"
 AUTOENCODER = DATA / "latent" / "autoencoder.pt"

@@ -156,6 +156,8 @@ def test_image_folder_repro_class_conditional(tmp_path):
     assert "1 unreadable files skipped" in out
     import json
 
+    assert json.loads((repo / "results/prepare/metrics.json").read_text())["prepare"] == {"n_images": 120, "n_skipped": 1}
+    assert "1 unreadable image files were skipped" in (repo / "reports/report.md").read_text()
     metrics = read_results(repo / "results/evaluate")["eval"]
     assert set(metrics["label_accuracy_per_class"]) == {"0", "1", "2"}
     assert json.loads((repo / "results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "labels"

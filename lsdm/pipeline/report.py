@@ -11,7 +11,7 @@ from lsdm.tasks import make_task
 
 
 def run(params: Params) -> None:
-    metrics: dict = {}
+    metrics: dict = read_json(paths.PREPARE_METRICS)
     for stage in ("fit_latent", "eval_net", "fit_matcher"):
         metrics.update({k: v for k, v in read_json(paths.live_dir(stage) / "metrics.json").items() if k != "step"})
     metrics.update(read_results(paths.EVAL_DIR))  # the headline metrics and their details, merged

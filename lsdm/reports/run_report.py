@@ -107,6 +107,15 @@ def distribution_rows(e: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
     return rows
 
 
+def skipped_notes(metrics: dict[str, Any]) -> list[str]:
+    """What `prepare` left out of the data (`results/prepare/metrics.json`)."""
+    n = (metrics.get("prepare") or {}).get("n_skipped")
+    if not n:
+        return []
+    return [f"**{n} unreadable image files were skipped** by `prepare` (`data.on_corrupt: skip`; the console "
+            "output names them): every number here is on the images that could be read."]
+
+
 def unavailable_notes(e: dict[str, Any]) -> list[str]:
     """Plain sentences for each metric that could not be computed, and why."""
     notes = []
@@ -261,7 +270,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "set): what a perfect generator would score.",
         "",
         *_table(["metric", "value", "over seeds", "real reference", "what it means"], distribution_rows(e)),
-        *[f"{n}\n" for n in unavailable_notes(e)],
+        *[f"{n}\n" for n in unavailable_notes(e) + skipped_notes(metrics)],
         *per_class_lines(e),
         *task_lines(e, task),
         "### The bound's terms",
