@@ -31,7 +31,8 @@ EXPECTED = [  # what the issue's acceptance asks for, without any pretrained wei
     "kid_evalnet_std", "precision", "recall", "density", "coverage", "diversity_evalnet", "diversity_evalnet_real",
     "throughput_images_per_s", "throughput_batch_size", "device", "recon_mse_test", "recon_mae_test",
 ]  # fmt: skip
-BOUND = ["recon_l2_test", "decoder_lipschitz_spectral_max", "critic_w1_test", "critic_w1_train_pairs", "rhs"]
+BOUND = ["recon_l2_test", "decoder_lipschitz_spectral_max", "critic_w1_test", "critic_w1_train_pairs", "rhs",
+         "w1_latent_exact", "w1_pixel_exact"]
 
 
 def workdir(repro: Path, dest: Path, **evaluate) -> Path:
@@ -64,7 +65,11 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
         assert e[key] is not None, key
     for key in BOUND:
         assert isinstance(e["bound"][key], float), key
-    assert e["bound"]["decoder_lipschitz_spectral_max"] > 0 and e["bound"]["recon_l2_test"] > 0
+    b = e["bound"]
+    assert b["decoder_lipschitz_spectral_max"] > 0 and b["recon_l2_test"] > 0
+    assert b["w1_latent_exact"] > 0 and b["w1_pixel_exact"] > 0 and b["convention"] == "per class, averaged"
+    assert b["rhs"] == pytest.approx(b["decoder_lipschitz_spectral_max"] * b["w1_latent_exact"] + b["recon_l2_test"])
+    assert b["holds"] == (b["w1_pixel_exact"] <= b["rhs"])
     for key in ("fid_inception", "kid_inception", "lpips_diversity"):
         assert key in e and e[key] is None, key
     assert "not found" in e["inception_reason"] and "no-cleanfid" in e["inception_reason"]
