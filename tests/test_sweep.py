@@ -247,3 +247,15 @@ def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
         check(repo, overrides={"split.seed": 3})
     with pytest.raises(ParamsError, match=r"KEY=VALUE"):
         parse_set(["matcher.steps"])
+
+
+def test_comparison_plots_the_measured_bound_against_the_pairs(tmp_path):
+    rows = [{"experiment": f"e{n}-{s}", "sampler": "lsdm", "method": "lsdm", "nfe": 1, "n_paired_per_class": n, "seed": s,
+             "eval.fid_evalnet": 10.0 / n + s, "eval.bound.w1_pixel_exact": 5.0 / n + 1, "eval.bound.rhs": 20.0 / n + 3,
+             "eval.bound.lip_times_w1": 17.0 / n, "eval.bound.recon_l2_test": 3.0} for n in (1, 3, 10) for s in (0, 1)]  # fmt: skip
+    text = write_report(pd.DataFrame(rows), {}, tmp_path).read_text()
+    assert "![LSDM's bound, measured, against the number of pairs](comparison/bound_vs_pairs.png)" in text
+    assert (tmp_path / "reports/comparison/bound_vs_pairs.png").stat().st_size > 0
+    without = write_report(pd.DataFrame(rows).drop(columns=["eval.bound.rhs", "eval.bound.w1_pixel_exact",
+                                                             "eval.bound.lip_times_w1"]), {}, tmp_path).read_text()
+    assert "bound, measured, against the number of pairs: not drawn" in without

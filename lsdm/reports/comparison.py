@@ -196,6 +196,36 @@ def plot_fid_vs_nfe(summary: pd.DataFrame, count: str, out: Path) -> Path | None
     return out
 
 
+BOUND_TERMS = [("eval.bound.w1_pixel_exact", "W1 image joints (left side, measured)"),
+               ("eval.bound.rhs", "Lip(D) · W1 latent + recon (right side)"),
+               ("eval.bound.lip_times_w1", "Lip(D) · W1 latent joints"),
+               ("eval.bound.recon_l2_test", "reconstruction E‖y − D(E(y))‖")]
+
+
+def plot_bound(df: pd.DataFrame, count: str, out: Path) -> Path | None:
+    """LSDM's bound measured (exact W1 on held-out data): both sides and the right side's terms
+    against the number of pairs, mean ± std over split seeds."""
+    terms = [(c, label) for c, label in BOUND_TERMS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
+    lsdm = df[df["sampler"] == "lsdm"]
+    if len(terms) < 2 or lsdm.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for col, label in terms:
+        g = pd.to_numeric(lsdm[col], errors="coerce").groupby(lsdm[count]).agg(["mean", "std"]).dropna(subset=["mean"])
+        ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=label,
+                    lw=2.5 if col == "eval.bound.w1_pixel_exact" else 1.2)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(count.replace("_", " "))
+    ax.set_title("LSDM's bound on held-out data (exact W1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def plot_throughput(df: pd.DataFrame, samplers: list[str], out: Path) -> Path | None:
     col = "eval.throughput_images_per_s"
     if col not in df or pd.to_numeric(df[col], errors="coerce").isna().all():
@@ -368,13 +398,17 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     if isinstance(meta.get("wall_seconds"), (int, float)):
         jobs = int(meta.get("jobs") or 1)
         at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
+        if meta.get("fanout"):
+            at_once = (f"fanned out over the work pool's workers (`{meta['fanout']}`; shared stages "
+                       f"{meta.get('shared_seconds', 0) / 60:.1f} min, points {meta.get('points_seconds', 0) / 60:.1f} min)")
         lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
                   "(queueing, every stage, collecting).", ""]  # fmt: skip
     for s in meta.get("skipped") or []:
         lines.append(f"- **Skipped:** {s['reason']}.")
-    failed = {n: s for n, s in (meta.get("status") or {}).items() if s != "Success"}
+    failed = {n: s for n, s in (meta.get("status") or {}).items() if s not in ("Success", "COMPLETED")}
     for n, s in failed.items():
-        lines.append(f"- **Failed run:** `{n}` ({s}); see `dvc queue logs {n}`.")
+        where = "its flow run's logs" if meta.get("fanout") else f"`dvc queue logs {n}`"
+        lines.append(f"- **Failed run:** `{n}` ({s}); see {where}.")
     if meta.get("skipped") or failed:
         lines.append("")
     lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
@@ -393,6 +427,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         (lambda p: plot_fid_vs_nfe(summary, count, p), "fid_vs_nfe.png",
          "FID against NFE (latent flow) with LSDM's one-step point"),
         (lambda p: plot_throughput(df, samplers, p), "throughput.png", "Generation throughput"),
+        (lambda p: plot_bound(df, count, p), "bound_vs_pairs.png", "LSDM's bound, measured, against the number of pairs"),
     ]:
         made = fn(figs / name)
         if made:
