@@ -142,3 +142,16 @@ def test_validation_split_is_held_out_and_leaves_test_unchanged(split_by):
     if split_by != "given":  # data.seed redraws it (a given split keeps its own test set)
         other = images_table(raw, 0.2, seed=1, val_fraction=0.25)
         assert set(other.loc[other["split"] == "val", "id"]) != ids["val"]
+
+
+def test_classes_that_cannot_be_learned_are_refused_at_prepare():
+    from lsdm.errors import DataError
+
+    with pytest.raises(DataError, match="one class only"):
+        images_table(fake_raw(n_classes=1), test_fraction=0.25, seed=0)
+    raw = fake_raw(n_per_class=20, n_classes=3)
+    given = np.where(raw.labels == 2, "test", "train")  # every image of class 2 held out
+    with pytest.raises(DataError, match=r"classes \[2\] have no training images"):
+        images_table(RawImages(raw.ids, raw.images, raw.labels, split_by="given", splits=given), 0.25, seed=0)
+    flat = RawImages(raw.ids, raw.images, np.full(len(raw.ids), -1, dtype=np.int64), split_by="hash")
+    assert len(images_table(flat, 0.25, seed=0)) == 60  # no classes: nothing to check

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lsdm.errors import ParamsError
+from lsdm.errors import DataError, ParamsError
 from lsdm.data.schemas import UNLABELLED
 from lsdm.data.schemas import RawImages
 
@@ -81,6 +81,7 @@ def images_table(
         df = df[df["pos"] < np.maximum(1, np.round(keep))]
         df["size"] = df.groupby("label")["id"].transform("size")
     df["split"] = assign_split(df, raw.split_by, test_fraction, val_fraction)
+    check_classes(df)
     df = df.sort_values("id")
     return pd.DataFrame(
         {
@@ -93,6 +94,25 @@ def images_table(
             "image": [raw.images[r].tobytes() for r in df["row"]],
         }
     )
+
+
+def check_classes(df: pd.DataFrame) -> None:
+    """Labelled data must have two classes or more, each with training images: with one class every
+    sample has the right label (accuracy 1 by construction), and a class absent from training can be
+    neither paired nor learned, yet would be judged. A DataError now, before any model is fitted."""
+    labelled = df[df["label"] != UNLABELLED]
+    if labelled.empty:
+        return
+    classes = sorted(labelled["label"].unique())
+    if len(classes) < 2:
+        raise DataError(f"the images have one class only (label {classes[0]}): class-conditional generation needs "
+                        "two or more (one subfolder per class), or use a flat folder and task: super_resolution")
+    trained = set(labelled.loc[labelled["split"] == "train", "label"])
+    missing = [int(c) for c in classes if c not in trained]
+    if missing:
+        held = labelled[labelled["label"].isin(missing)].groupby("label")["split"].agg(lambda s: sorted(set(s)))
+        raise DataError(f"classes {missing} have no training images (all of theirs fell in {held.to_dict()}): they "
+                        "cannot be paired or learned; add images to them, or lower data.test_fraction / val_fraction")
 
 
 def to_tensor(df: pd.DataFrame) -> torch.Tensor:
