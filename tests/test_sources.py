@@ -65,6 +65,16 @@ def test_corrupt_file_named_or_skipped(tmp_path):
     assert raw.skipped == ["cat/broken.png"] and len(raw.ids) == 12
 
 
+def test_stray_subfolders_do_not_turn_a_flat_folder_into_classes(tmp_path):
+    root = write_image_folder(tmp_path / "faces", n_per_class=6, flat=True)
+    (root / "thumbnails").mkdir()  # a subfolder without images: ignored, the folder stays flat
+    raw = loader("image_folder")(folder_params(root, image_size=8))
+    assert len(raw.ids) == 6 and (raw.labels == UNLABELLED).all()
+    write_image_folder(root / "extra", n_per_class=2, flat=True)  # images at the top and in a subfolder
+    with pytest.raises(DataError, match=r"6 images at its top level and class folders \['extra'\]"):
+        loader("image_folder")(folder_params(root, image_size=8))
+
+
 def test_missing_or_empty_root_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not a directory"):
         loader("image_folder")(folder_params(tmp_path / "nope"))

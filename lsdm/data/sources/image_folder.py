@@ -33,18 +33,29 @@ def _read(path: Path, size: int, channels: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
 
 
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+
 def list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    """(files, labels, class names): class subfolders if any hold images, else the flat folder."""
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if classes:
-        files, labels = [], []
-        for k, c in enumerate(classes):
-            found = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-            files += found
-            labels += [k] * len(found)
-        return files, labels, classes
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
-    return files, [UNLABELLED] * len(files), []
+    """(files, labels, class names): the subfolders that hold images are the classes; else the flat
+    folder, unlabelled. Images both at the top and in subfolders are ambiguous: an error, not a guess."""
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    by_class = {d.name: found for d in folders if (found := _images_in(d, recursive=True))}
+    top = _images_in(root, recursive=False)
+    if by_class and top:
+        raise DataError(
+            f"data.root = {str(root)!r}: {len(top)} images at its top level and class folders {sorted(by_class)}: "
+            "put every image in a class folder (labelled), or move the subfolders out (a flat, unlabelled folder)"
+        )
+    if not by_class:
+        return top, [UNLABELLED] * len(top), []
+    files, labels = [], []
+    for k, (name, found) in enumerate(sorted(by_class.items())):
+        files += found
+        labels += [k] * len(found)
+    return files, labels, sorted(by_class)
 
 
 def load(params) -> RawImages:
