@@ -212,3 +212,14 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
     ran, skipped = ran_and_skipped(out := run(["dvc", "repro"], repo).stdout)
     assert ran == PAIRED_STAGES and skipped == SHARED_STAGES, out
     assert (repo / "data/split/latent_pool.parquet").read_bytes() == pool
+
+
+def test_class_conditional_on_a_flat_folder_fails_at_prepare(tmp_path, monkeypatch):
+    """The first stage says what is wrong and what to do (it used to fail five stages later on int(NaN))."""
+    from conftest import run
+
+    root = write_image_folder(tmp_path / "inputs/faces", n_per_class=12, flat=True)
+    (tmp_path / "params.yaml").write_text(f"data: {{source: image_folder, root: {root}, image_size: 8}}\n")
+    out = run(["lsdm", "prepare"], tmp_path, check=False)
+    assert out.returncode == 2 and "task: class_conditional needs class labels" in out.stderr, out.stderr
+    assert "task: super_resolution" in out.stderr and not (tmp_path / "data/prepared/images.parquet").exists()

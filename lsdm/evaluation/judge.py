@@ -271,7 +271,7 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
                                "than dimensions, so the covariances are rank-deficient and FID is biased upward; "
                                "compare FIDs only at equal sample counts")  # fmt: skip
     metrics.update(task.across_draws(draws))
-    grid, nrow = task.grid(ref, sampler, draws)
+    grid, nrow = task.grid(ref, lambda c, s: sample(sampler, c, fixed_noise(len(c), sampler.noise_dim, s, device), p.batch_size), draws)
     return Judgement(metrics, grid, nrow, per_seed, acc_per_class, fake0, fake_feats0, z_fake0)
 
 

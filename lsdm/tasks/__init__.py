@@ -33,6 +33,9 @@ class Task:
     def from_params(cls, params) -> "Task":
         return cls()
 
+    def check_data(self, images: pd.DataFrame) -> None:
+        """Refuse, with a DataError, data this task cannot use (checked by `prepare`, the first stage)."""
+
     def condition_spec(self, images: pd.DataFrame) -> dict:
         """How G and f encode x (`lsdm.models.matcher.condition_encoder`)."""
         raise NotImplementedError
@@ -57,8 +60,9 @@ class Task:
         """Perceptual distances to the ground truth (`lpips_fn` is None when its weights are missing)."""
         return {}
 
-    def grid(self, ref, sampler: nn.Module, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """The sample grid to save and its row length."""
+    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """The sample grid to save and its row length. `draw(cond, seed)` samples the judged sampler at
+        any conditions; `draws` are its samples of the held-out conditions, one per noise seed."""
         raise NotImplementedError
 
     def reference_samplers(self, device) -> list[tuple[str, nn.Module]]:

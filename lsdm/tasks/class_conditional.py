@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from lsdm.methods.sampling import fixed_noise, sample
+import pandas as pd
+
+from lsdm.errors import DataError
 from lsdm.tasks import Task
+
+if TYPE_CHECKING:  # torch only where tensors are made: `prepare` checks the data without it
+    import torch
 
 
 class ClassConditional(Task):
     condition_text = "its label"
     samples_layout = "One row per class, one column per noise draw."
+
+    def check_data(self, images: pd.DataFrame) -> None:
+        if not (images["label"] >= 0).any():
+            raise DataError("task: class_conditional needs class labels, and these images have none (a flat folder): "
+                            "put them in one subfolder per class, or set task: super_resolution")
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
         labels = images.loc[images["label"] >= 0, "label"]
@@ -21,11 +29,13 @@ class ClassConditional(Task):
     def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return labels
 
-    def grid(self, ref, sampler: nn.Module, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """`evaluate.grid_per_class` samples of every class, from fresh noise (seed: the first + 1)."""
+        import torch
+
         p = ref.p
         cond = torch.arange(ref.n_classes, device=ref.device).repeat_interleave(p.grid_per_class)
-        return sample(sampler, cond, fixed_noise(len(cond), sampler.noise_dim, p.seeds[0] + 1, ref.device)), p.grid_per_class
+        return draw(cond, p.seeds[0] + 1), p.grid_per_class
 
 
 TASK = ClassConditional

@@ -169,7 +169,7 @@ class SuperResolution(Task):
         dists = [lpips_fn(fake[i : i + 256], truth[i : i + 256]) for i in range(0, len(truth), 256)]
         return {"lpips_to_truth": torch.cat(dists).mean().item()}
 
-    def grid(self, ref, sampler: torch.nn.Module, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Rows of input | bicubic | the first draws | ground truth, for the first test inputs."""
         n, k = self.grid_rows, min(self.grid_draws, len(draws))
         cond = ref.cond[:n]
