@@ -278,6 +278,21 @@ class Params(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _networks_fit_the_image_size(self) -> "Params":
+        """Each entry of a `channels` list is one stride-2 conv: the image size must halve that often."""
+        size = self.data.image_size
+        needs = [("latent.channels", 2 ** len(self.latent.channels))]
+        if "lsdm_paired_only" in self.methods:
+            needs.append(("lsdm_paired_only.channels", 2 ** len(self.lsdm_paired_only.channels)))
+        if "pixel_wgan" in self.methods:
+            needs.append(("pixel_wgan (two stride-2 convs)", 4))
+        for what, k in needs:
+            if size % k:
+                raise ValueError(f"data.image_size = {size} must be divisible by {k} for {what} (one stride-2 conv "
+                                 f"per halving); use an image size that is a multiple of {k}")
+        return self
+
 
 #: The methods `methods:` may name, in the order their sections appear in Params.
 METHOD_NAMES: tuple[str, ...] = tuple(

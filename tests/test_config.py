@@ -115,3 +115,11 @@ def test_thread_count_comes_from_env_param_or_cores(monkeypatch):
             resolve_threads(None)
     finally:
         torch.set_num_threads(before)
+
+
+def test_image_size_the_networks_cannot_take_is_refused_up_front():
+    with pytest.raises(ParamsError, match=r"data.image_size = 30 must be divisible by 4 for latent.channels"):
+        parse_params({"data": {"image_size": 30}})
+    with pytest.raises(ParamsError, match=r"divisible by 8 for latent.channels"):
+        parse_params({"data": {"image_size": 28}, "latent": {"channels": [8, 8, 8]}})
+    assert parse_params({"data": {"image_size": 32}, "latent": {"channels": [8, 8, 8]}}).data.image_size == 32
