@@ -130,6 +130,12 @@ def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str
 # --- plots -----------------------------------------------------------------------------------------
 
 
+def _save(fig, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+
+
 def _plt():
     import matplotlib
 
@@ -159,9 +165,7 @@ def plot_fidelity(summary: pd.DataFrame, count: str, samplers: list[str], out: P
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Fidelity against the number of pairs (mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
     return out
 
 
@@ -190,9 +194,7 @@ def plot_fid_vs_nfe(summary: pd.DataFrame, count: str, out: Path) -> Path | None
     ax.set_title("Latent flow: FID against NFE; LSDM at NFE = 1")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
     return out
 
 
@@ -220,9 +222,7 @@ def plot_bound(df: pd.DataFrame, count: str, out: Path) -> Path | None:
     ax.set_title("LSDM's bound on held-out data (exact W1)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
     return out
 
 
@@ -240,9 +240,7 @@ def plot_throughput(df: pd.DataFrame, samplers: list[str], out: Path) -> Path | 
     ax.set_yscale("log")
     ax.set_ylabel("images / s")
     ax.set_title("Generation throughput (mean over runs)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
     return out
 
 
