@@ -311,16 +311,17 @@ def sweep(
             point's run counts as crashed (keep it above the workers' heartbeat frequency).
     """
     from lsdm.orchestration import fanout
-    from lsdm.orchestration.sweep import collect_and_report, plan_sweep
+    from lsdm.orchestration.sweep import check, collect_and_report, plan_sweep
 
     root, t0 = check_repo(repo), time.perf_counter()
-    points, meta = plan_sweep(root, counts, seeds, overrides, tag)  # ParamsError: nothing has run
-    if not points:
-        raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+    check(root, counts, seeds, overrides)  # ParamsError: nothing has run
     git_url = fanout.remote_url(root, git_remote)
     fanout.check_dvc_remote(root)
     ensure_zombie_automation(crashed_after)
-    with workspace_slot(root):
+    with workspace_slot(root):  # planning may `dvc repro prepare` (class sizes): one DVC run at a time here
+        points, meta = plan_sweep(root, counts, seeds, overrides, tag)
+        if not points:
+            raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
         commit = publish_shared(str(root), meta["overrides"], meta["tag"], git_remote)
     t_points = time.perf_counter()
     by_name = dict(points)

@@ -60,7 +60,7 @@ def cluster(prefect_server, tmp_path_factory):
         logs[name], workdirs[name] = base / f"worker-{name}.log", base / f"workspaces-{name}"
         e = dict(srv.env, LSDM_REPO=str(clone), LSDM_WORKDIR=str(workdirs[name]), LSDM_THREADS="1",
                  PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT))  # fmt: skip
-        workers[name] = start_group(["prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "2",
+        workers[name] = start_group(["prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "3",
                                      "--name", f"worker-{name}"], clone, e, logs[name])  # fmt: skip
     try:
         yield Cluster(srv, parent, origin, store, workers, logs, workdirs)
@@ -134,8 +134,10 @@ def test_fanout_sweep_over_two_workers(cluster, tmp_path):
     result = sweep_result(c, fr)
     points = check_sweep(c, result, "fan", 4)  # its table (written last or first) holds its own 4 only
     assert set(points).isdisjoint(other["points"]) and result["baseline"] != other["baseline"]
-    used = {name for name, d in c.workdirs.items() for p in points.values() if p["workspace"].startswith(str(d))}
-    assert used == {"a", "b"}, {n: p["workspace"] for n, p in points.items()}  # both workers ran points
+    # both workers ran points (each holds at most 3 runs, parents included, and there are 5 points)
+    every = {**points, **{n: p["result"] for n, p in other["points"].items()}}
+    used = {name for name, d in c.workdirs.items() for p in every.values() if p["workspace"].startswith(str(d))}
+    assert used == {"a", "b"}, {n: p["workspace"] for n, p in every.items()}
 
 
 def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster):
