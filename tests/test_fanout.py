@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
+from conftest import ROOT, Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -140,20 +141,28 @@ def test_fanout_sweep_over_two_workers(cluster, tmp_path):
     assert used == {"a", "b"}, {n: p["workspace"] for n, p in every.items()}
 
 
-def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster):
+def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster, tmp_path):
+    """The sweep's parent runs off the workers here (a process of its own against the server), so
+    whichever worker takes a point can be lost without losing the parent."""
     c, tag = cluster, "kill"
-    flow_run_id = run_sweep(c, tag, counts=[2, 3], seeds=[2])
-    victim = wait_for_point_on_a_worker(c, flow_run_id, tag)
+    code = ("import sys; from flows.lsdm_flow import sweep; "
+            f"s = sweep(counts=[2, 3], seeds=[2], tag={tag!r}, repo={str(c.parent)!r}, timeout=900, "
+            f"crashed_after={CRASHED_AFTER}, return_state=True); print('FLOW RUN', s.state_details.flow_run_id)")  # fmt: skip
+    log = tmp_path / "parent.log"
+    parent = start_group([sys.executable, "-c", code], ROOT, c.server.env, log)
+    victim = wait_for_point_on_a_worker(c, None, tag)
     time.sleep(3)  # in the middle of the point: the machine is lost, worker and flow-run processes at once
     for pid in [c.workers[victim].pid, *_descendants(c.workers[victim].pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    assert parent.wait(timeout=900) == 0, tail(log)
+    flow_run_id = re.search(r"FLOW RUN ([0-9a-f-]{36})", log.read_text()).group(1)
     result = sweep_result(c, wait(c, flow_run_id))
     check_sweep(c, result, tag, 2)
     assert any(p["attempts"] > 1 for p in result["points"].values()), result["points"]  # resubmitted after the crash
 
 
-def wait_for_point_on_a_worker(c: Cluster, parent_id: str, tag: str, timeout: float = 600) -> str:
+def wait_for_point_on_a_worker(c: Cluster, parent_id: str | None, tag: str, timeout: float = 600) -> str:
     """The worker that runs one of the sweep's points but not the sweep itself (the flow run's
     process, its `infrastructure_pid`, descends from the worker's)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -161,7 +170,7 @@ def wait_for_point_on_a_worker(c: Cluster, parent_id: str, tag: str, timeout: fl
     deadline = time.monotonic() + timeout
     with c.server.client() as client:
         while time.monotonic() < deadline:
-            parent = _pid(client.read_flow_run(parent_id).infrastructure_pid)
+            parent = _pid(client.read_flow_run(parent_id).infrastructure_pid) if parent_id else None
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{tag}-n")))
             running = {_pid(r.infrastructure_pid) for r in runs if r.state and r.state.is_running()} - {None}
             for name, w in c.workers.items():
