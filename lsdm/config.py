@@ -401,13 +401,18 @@ def resolve_device(name: str):
 THREADS_ENV = "LSDM_THREADS"
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a scheduler or `taskset` may narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def resolve_threads(threads: int | None) -> tuple[int, str]:
     """torch's CPU thread count and why: $LSDM_THREADS, else `base.threads`, else $OMP_NUM_THREADS, else
     the cores this process may run on (its CPU affinity, which a scheduler or `taskset` may narrow).
     Sets it in torch."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     env, omp = os.environ.get(THREADS_ENV, "").strip(), os.environ.get("OMP_NUM_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from lsdm.config import PARAMS_FILE, Params, load_params, set_dotted
+from lsdm.config import PARAMS_FILE, THREADS_ENV, Params, available_cores, load_params, set_dotted
 from lsdm.errors import ParamsError
 from lsdm.paths import EVAL_METRICS, REPORT
 
@@ -164,8 +164,7 @@ def start_queue(repo: Path, jobs: int) -> None:
     set already): N runs of all-core torch on one machine slow each other many times over. Its
     output goes nowhere, not through pipes (the queue worker it spawns would hold them open and a
     caller reading them would wait for it blind)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    share = {} if os.environ.get("LSDM_THREADS") else {"LSDM_THREADS": str(max(1, cores // jobs))}
+    share = {} if os.environ.get(THREADS_ENV) else {THREADS_ENV: str(max(1, available_cores() // jobs))}
     p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=tool_env(share),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     if p.returncode != 0:

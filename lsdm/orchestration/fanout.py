@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from lsdm.config import PARAMS_FILE
 from lsdm.errors import ParamsError
-from lsdm.orchestration.dvc import RAN, applied_params, git, parse_repro, read_pipeline, tool, set_args
+from lsdm.orchestration.dvc import RAN, applied_params, exp_names, git, parse_repro, read_pipeline, set_args, tool
 from lsdm.pipeline import SHARED_STAGES, STAGES
 
 BRANCH_PREFIX = "lsdm-sweeps/"
@@ -151,7 +151,7 @@ def run_point(git_url: str, commit: str, point: Point, base: Path | None = None)
         env = {"PYTHONPATH": str(ws)}  # the stages run the baseline commit's code
         targets = [s for s in SHARED_STAGES if s != "prepare"]
         tool(["dvc", "pull", "-q", "--with-deps", *targets], ws, env=env)
-        if point.name in {r.rsplit("/", 1)[-1] for r in git(["for-each-ref", "--format=%(refname)", "refs/exps"], ws).stdout.split()}:
+        if point.name in exp_names(ws):
             tool(["dvc", "exp", "remove", point.name], ws, env=env)  # a retried point's earlier attempt
         out = tool(["dvc", "exp", "run", "-n", point.name, *set_args(point.overrides)], ws, env=env)
         stages = {s: status for s in _stage_names(out.stdout + out.stderr) if (status := parse_repro(s, out.stdout + out.stderr))}
