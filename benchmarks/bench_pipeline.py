@@ -44,7 +44,6 @@ TINY = {  # as tests/conftest.py, plus the baselines
     "evalnet": {"epochs": 1},
     "evaluate": {"batch_size": 60, "grid_per_class": 4, "seeds": [0]},
     "pixel_wgan": {"steps": 5, "width": 8, "batch_size": 16},
-    "lsdm_paired_only": {"ae_steps": 20, "steps": 5, "width": 32, "depth": 2, "batch_size": 32},
     "latent_flow": {"steps": 50, "width": 32, "depth": 2},
 }
 # Runs `cmd` and prints its wall time and the peak RSS (KiB on Linux) of its finished process tree.

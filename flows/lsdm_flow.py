@@ -296,8 +296,9 @@ def sweep(
     point_deployment: str = "lsdm/point",
     point_retries: int = 2,
     crashed_after: int = 600,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The sweep of params.yaml's `sweep:` section over every worker of the pool (lsdm.orchestration.fanout).
+    """The sweep of params.yaml's `sweep:` section (or `sweeps.<name>`) over every worker of the pool (lsdm.orchestration.fanout).
 
     Args:
         counts, seeds: paired counts and split seeds (default: `sweep.counts`, `sweep.seeds` of params.yaml).
@@ -314,12 +315,12 @@ def sweep(
     from lsdm.orchestration.sweep import check, collect_and_report, plan_sweep
 
     root, t0 = check_repo(repo), time.perf_counter()
-    check(root, counts, seeds, overrides)  # ParamsError: nothing has run
+    check(root, counts, seeds, overrides, name)  # ParamsError: nothing has run
     git_url = fanout.remote_url(root, git_remote)
     fanout.check_dvc_remote(root)
     ensure_zombie_automation(crashed_after)
     with workspace_slot(root):  # planning may `dvc repro prepare` (class sizes): one DVC run at a time here
-        points, meta = plan_sweep(root, counts, seeds, overrides, tag)
+        points, meta = plan_sweep(root, counts, seeds, overrides, tag, name)
         if not points:
             raise ValueError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
         commit = publish_shared(str(root), meta["overrides"], meta["tag"], git_remote)
@@ -336,10 +337,11 @@ def sweep(
         if done:
             fanout.pull_experiments(root, done, git_remote)
         df = collect_and_report(root, meta["tag"], meta)
-    report = root / "reports/comparison.md"
+    report = root / paths.comparison(name)[0]
     create_markdown_artifact(markdown=report.read_text(), key="lsdm-comparison",
-                             description=f"reports/comparison.md of sweep {meta['tag']} in {root}")  # fmt: skip
-    summary = {"tag": meta["tag"], "baseline": commit, "points": final, "rows": len(df), "table": str(paths.SWEEP_TABLE),
+                             description=f"{paths.comparison(name)[0]} of sweep {meta['tag']} in {root}")  # fmt: skip
+    summary = {"tag": meta["tag"], "baseline": commit, "points": final, "rows": len(df),
+               "table": str(paths.sweep_dir(name) / "sweep.parquet"),
                **{k: meta[k] for k in ("shared_seconds", "points_seconds", "wall_seconds")}}  # fmt: skip
     publish_json("lsdm-sweep", summary, f"sweep {meta['tag']}: every point's state, host and what DVC did")
     failed = {n: f["message"] for n, f in final.items() if f["state"] != "COMPLETED"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from lsdm.errors import ParamsError
 
@@ -69,6 +69,9 @@ class DataParams(Section):
 class SplitParams(Section):
     n_paired_per_class: PositiveInt = 10  # when the data has classes
     n_paired: PositiveInt = 100  # when it has none (e.g. a flat folder of faces for super-resolution)
+    # training images beside the pairs in the latent pool, drawn in a fixed hash order (so a larger
+    # pool holds every smaller one); null: all of them, and the pool is then independent of the pairs
+    n_unpaired: NonNegativeInt | None = None
     seed: int = 0
 
 
@@ -162,26 +165,6 @@ class PixelWGANParams(MethodSection):
     seed: int = 0
 
 
-class PairedOnlyParams(MethodSection):
-    """Baseline lsdm_paired_only: LSDM whose autoencoder sees only the paired images."""
-
-    dim: PositiveInt = 16  # autoencoder, as `latent`
-    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], min_length=1)
-    ae_steps: PositiveInt = 2500
-    ae_batch_size: PositiveInt = 64
-    ae_lr: PositiveFloat = 2e-3
-    noise: float = Field(0.1, ge=0.0)
-    noise_dim: PositiveInt = 16  # matcher, as `matcher`
-    critic: Literal["concat", "projection"] = "projection"
-    width: PositiveInt = 256
-    depth: PositiveInt = 3
-    n_critic: PositiveInt = 5
-    gp_weight: float = Field(10.0, ge=0.0)
-    steps: PositiveInt = 2000
-    batch_size: PositiveInt = 128
-    lr: PositiveFloat = 1e-3
-    seed: int = 0
-
 
 class LatentFlowParams(MethodSection):
     """Baseline latent_flow: conditional flow matching on the shared latents, sampled by an ODE solver."""
@@ -204,7 +187,7 @@ class LatentFlowParams(MethodSection):
 
 class SweepParams(Section):
     """`make sweep` and the Prefect deployment `lsdm/sweep`: one DVC experiment per paired count x
-    split seed. Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
+    split seed (x variant). Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
 
     counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
@@ -244,9 +227,10 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     methods: list[str] = Field(default_factory=list)  # baselines fitted beside LSDM (a sweep sets all)
     pixel_wgan: PixelWGANParams = PixelWGANParams()
-    lsdm_paired_only: PairedOnlyParams = PairedOnlyParams()
     latent_flow: LatentFlowParams = LatentFlowParams()
     sweep: SweepParams = SweepParams()
+    # more sweeps, run by name (`lsdm sweep --name NAME`), each written beside the default one
+    sweeps: dict[str, SweepParams] = Field(default_factory=dict)
 
     @field_validator("task")
     @classmethod
@@ -283,8 +267,6 @@ class Params(Section):
         """Each entry of a `channels` list is one stride-2 conv: the image size must halve that often."""
         size = self.data.image_size
         needs = [("latent.channels", 2 ** len(self.latent.channels))]
-        if "lsdm_paired_only" in self.methods:
-            needs.append(("lsdm_paired_only.channels", 2 ** len(self.lsdm_paired_only.channels)))
         if "pixel_wgan" in self.methods:
             needs.append(("pixel_wgan (two stride-2 convs)", 4))
         for what, k in needs:

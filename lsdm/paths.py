@@ -32,6 +32,19 @@ COMPARISON = REPORTS / "comparison.md"
 COMPARISON_FIGURES = REPORTS / "comparison"  # not under REPORT_FIGURES: the report stage's output, replaced on each run
 
 
+def sweep_dir(name: str | None = None) -> Path:
+    """Where a sweep's table, metadata and grids go: results/sweep/ for params.yaml's `sweep:`,
+    results/sweep-<name>/ for a named one of `sweeps:`."""
+    return SWEEP_DIR if name is None else RESULTS / f"sweep-{name}"
+
+
+def comparison(name: str | None = None) -> tuple[Path, Path]:
+    """A sweep's report and its figures folder (reports/comparison.md, or comparison-<name>.md)."""
+    if name is None:
+        return COMPARISON, COMPARISON_FIGURES
+    return REPORTS / f"comparison-{name}.md", REPORTS / f"comparison-{name}"
+
+
 def live_dir(stage: str) -> Path:
     """Where a training stage's dvclive writes metrics.json (summary) and plots/metrics/*.tsv."""
     return RESULTS / stage

@@ -139,7 +139,7 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 
 def test_params_sections_and_methods_validated():
-    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "lsdm_paired_only", "latent_flow")  # LSDM alone unless asked
+    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "latent_flow")  # LSDM alone unless asked
     sweep = load_params().sweep  # the shipped sweep: the matcher against latent flow, and the paper's variant
     assert sweep.set["methods"] == ["latent_flow"] and sweep.variants["lsdm_paper"] == {"matcher.marginal_weight": 0.0}
     with pytest.raises(ParamsError, match="methods"):
@@ -177,7 +177,6 @@ def test_every_method_fits_loads_and_samples(tmp_path):
         "base": {"device": "cpu"},
         "matcher": {"steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
         "pixel_wgan": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
-        "lsdm_paired_only": {"dim": 4, "channels": [4], "ae_steps": 5, "steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
         "latent_flow": {"steps": 10, "width": 16, "depth": 1, "nfe": [2, 5], "batch_size": 8},
     })  # fmt: skip
     device = torch.device("cpu")
@@ -194,7 +193,7 @@ def test_every_method_fits_loads_and_samples(tmp_path):
             y = sampler(x, torch.randn(4, sampler.noise_dim))
             assert y.shape == (4, 1, 8, 8) and 0 <= y.min() and y.max() <= 1, name
             assert sampler.nfe >= 1
-    assert names == ["lsdm", "pixel_wgan", "lsdm_paired_only", "latent_flow_nfe2", "latent_flow_nfe5"]
+    assert names == ["lsdm", "pixel_wgan", "latent_flow_nfe2", "latent_flow_nfe5"]
     flows = samplers("latent_flow", device, params=parse_params({"latent_flow": {"nfe": [3]}}), root=tmp_path)
     assert [(n, s.nfe) for n, s in flows] == [("latent_flow_nfe3", 3)]  # NFE from params, no refit
     with pytest.raises(ValueError, match="unknown method"):

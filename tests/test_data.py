@@ -64,11 +64,25 @@ def test_paired_subset_deterministic_and_sized():
 
 def test_latent_pool_ignores_paired_params(tmp_path):
     df = images_table(fake_raw(), 0.25, seed=0)
-    pool = latent_pool(df)
+    pool = latent_pool(df, paired_subset(df, 2, 100, seed=0))
     assert set(pool["id"]) == set(df.loc[df["split"] == "train", "id"])
     write_table(pool, tmp_path / "a.parquet", LATENT_POOL)
-    write_table(latent_pool(df), tmp_path / "b.parquet", LATENT_POOL)
+    write_table(latent_pool(df, paired_subset(df, 5, 100, seed=3)), tmp_path / "b.parquet", LATENT_POOL)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_unpaired_pools_hold_the_pairs_and_grow_nested():
+    df = images_table(fake_raw(), 0.25, seed=0)
+    paired = paired_subset(df, 2, 100, seed=1)
+    others = len(df[df["split"] == "train"]) - len(paired)
+    pools = {n: set(latent_pool(df, paired, n, seed=1)["id"]) for n in (0, 5, 12, others)}
+    assert pools[0] == set(paired["id"])  # no unpaired images: the pairs alone
+    assert pools[0] < pools[5] < pools[12] < pools[others]  # nested as the pool grows
+    assert [len(p) for p in pools.values()] == [len(paired) + n for n in (0, 5, 12, others)]
+    assert pools[others] == set(latent_pool(df)["id"])  # all of them: the full training split
+    assert set(latent_pool(df, paired, 5, seed=2)["id"]) != pools[5]  # a split seed draws other unpaired images
+    with pytest.raises(ParamsError, match=rf"split.n_unpaired = {others + 1}.*allowed: 0..{others}"):
+        latent_pool(df, paired, others + 1, seed=1)
 
 
 def test_too_many_pairs_is_a_clear_error():

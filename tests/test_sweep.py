@@ -17,7 +17,6 @@ from conftest import make_repo, run, tiny_params
 # Baselines at a few steps each, on top of conftest's TINY.
 TINY_BASELINES = {
     "pixel_wgan": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
-    "lsdm_paired_only": {"ae_steps": 10, "ae_batch_size": 16, "steps": 4, "n_critic": 2, "width": 32, "depth": 2, "batch_size": 32},
     "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
 }
 
@@ -49,7 +48,7 @@ def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], 
             f"latent_flow_nfe{k}": {"fid_evalnet": v, "label_accuracy": 0.95, "throughput_images_per_s": tp / k,
                                     "kid_evalnet_std": 0.25, "nfe": k}
             for k, v in flow_fids.items()}}},  # fmt: skip
-        "results/baselines/lsdm_paired_only/train/metrics.json": {"data": {"baseline": {"train_seconds": 40.0}}},
+        "results/baselines/unjudged/train/metrics.json": {"data": {"baseline": {"train_seconds": 40.0}}},
     }
     return {"rev": f"{name}rev", "name": name, "data": {"params": params, "metrics": metrics}}
 
@@ -88,7 +87,7 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     show = _show(exps + [_exp("other-n1-s0", 1, 0, 99.0, {10: 1.0})])
     df = collect(show, tag="sw-", read=lambda rev, path: details.get((rev, path)))
     assert df["experiment"].nunique() == 4 and "other-n1-s0" not in set(df["experiment"])
-    assert set(df["sampler"]) == {"lsdm", "pixel_wgan", "latent_flow_nfe10", "latent_flow_nfe50", "lsdm_paired_only"}
+    assert set(df["sampler"]) == {"lsdm", "pixel_wgan", "latent_flow_nfe10", "latent_flow_nfe50", "unjudged"}
     assert len(df) == 4 * 5
     row = df[(df["sampler"] == "latent_flow_nfe50") & (df["n_paired_per_class"] == 10) & (df["seed"] == 1)].iloc[0]
     assert row["nfe"] == 50 and row["method"] == "latent_flow" and row["train_seconds"] == 20.0
@@ -100,8 +99,8 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     assert lsdm["eval.real_reference.density"] == 1.0 and lsdm["eval.over_seeds.fid_evalnet.std"] == 0.5
     assert row["eval.kid_evalnet_std"] == 0.25
     assert summarise(df).set_index("sampler").loc["lsdm", "density_gap|mean"].iloc[0] == pytest.approx(0.25)
-    paired_only = df[df["sampler"] == "lsdm_paired_only"].iloc[0]  # trained, not yet evaluated: a row all the same
-    assert paired_only["train_seconds"] == 40.0 and pd.isna(paired_only["eval.fid_evalnet"])
+    unjudged = df[df["sampler"] == "unjudged"].iloc[0]  # trained, not yet evaluated: a row all the same
+    assert unjudged["train_seconds"] == 40.0 and pd.isna(unjudged["eval.fid_evalnet"])
 
     meta = {"tag": "sw-", "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}],
             "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0}  # fmt: skip
@@ -185,16 +184,21 @@ def test_density_is_judged_by_its_distance_to_the_real_reference(tmp_path):
 def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     """2 counts x 1 seed x every method, through `dvc exp run --queue` and `dvc queue start -j 1`;
     a count above the smallest class is skipped, not run; table, report and plots appear."""
-    variants = {"lsdm_paper": {"matcher.critic": "concat", "matcher.marginal_weight": 0.0}}
+    variants = {"lsdm_paper": {"matcher.critic": "concat", "matcher.marginal_weight": 0.0},
+                "lsdm_paired_only": {"split.n_unpaired": 0}}
     repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
                                                     sweep={"variants": variants}, **TINY_BASELINES))
-    every = ["-S", "methods=[pixel_wgan,lsdm_paired_only,latent_flow]"]
+    every = ["-S", "methods=[pixel_wgan,latent_flow]"]
     out = run(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
               repo, timeout=1200)  # fmt: skip
     assert "split.n_paired_per_class = 1000 skipped" in out.stderr
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
-    assert sorted(df["experiment"].unique()) == ["t-n1-s0", "t-n1-s0--lsdm_paper", "t-n2-s0", "t-n2-s0--lsdm_paper"]
+    assert sorted(df["experiment"].unique()) == [f"t-n{n}-s0{v}" for n in (1, 2) for v in ("", "--lsdm_paired_only", "--lsdm_paper")]
     assert set(df["method"]) == {"lsdm", "lsdm_paper", "pixel_wgan", "lsdm_paired_only", "latent_flow"}
+    pools = df[df["sampler"].isin(["lsdm", "lsdm_paired_only"])].set_index(["sampler", "n_paired_per_class"])["pool_size"]
+    assert pools["lsdm_paired_only", 1] == 10 and pools["lsdm_paired_only", 2] == 20  # the pairs alone (10 classes)
+    assert pools["lsdm", 1] == pools["lsdm", 2] > 100  # every training image, whatever the pairs
+    assert set(df.loc[df["sampler"] == "lsdm_paired_only", "n_unpaired"]) == {0}
     paper = df[df["method"] == "lsdm_paper"]  # the variant runs LSDM alone, with its own matcher
     assert len(paper) == 2 and set(paper["experiment"].str.endswith("--lsdm_paper")) == {True}
     assert set(paper["matcher"]) == {"LSDM (concat critic)"}
@@ -203,8 +207,8 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     assert lsdm["eval.fid_evalnet"].notna().all() and set(lsdm["n_paired_per_class"]) == {1, 2}
     assert len(pd.read_csv(repo / "results/sweep/sweep.csv")) == len(df)
     meta = json.loads((repo / "results/sweep/sweep.json").read_text())
-    assert set(meta["status"].values()) == {"Success"} and len(meta["status"]) == 4
-    assert meta["skipped"][0]["count"] == 1000
+    assert set(meta["status"].values()) == {"Success"}
+    assert meta["skipped"][0]["count"] == 1000 and len(meta["status"]) == 6
     report = (repo / "reports/comparison.md").read_text()
     assert "n_paired_per_class ∈ [1, 2]" in report and "Skipped:** split.n_paired_per_class = 1000" in report
     assert (repo / "reports/comparison/fidelity_vs_pairs.png").exists()
@@ -217,10 +221,13 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     assert (repo / "reports/comparison/fid_vs_nfe.png").exists()
     # a new paired subset reruns the baselines, never the shared autoencoder (the second run reuses it)
     log = run(["dvc", "queue", "logs", "t-n2-s0"], repo).stdout
-    for stage in ("split", "fit_matcher", "fit_baseline@pixel_wgan", "fit_baseline@lsdm_paired_only", "fit_baseline@latent_flow"):
+    for stage in ("split", "fit_matcher", "fit_baseline@pixel_wgan", "fit_baseline@latent_flow"):
         assert f"Running stage '{stage}'" in log, stage
     for stage in ("prepare", "fit_latent", "encode", "eval_net"):
         assert f"Running stage '{stage}'" not in log, stage
+    # no unpaired images: a latent pool of its own, so its own autoencoder
+    log = run(["dvc", "queue", "logs", "t-n2-s0--lsdm_paired_only"], repo).stdout
+    assert "Running stage 'fit_latent'" in log and "Running stage 'encode'" in log
     # the workspace itself never ran the paired stages: the queue did, each in its own experiment
     assert not (repo / "data/baselines").exists()
     (repo / "reports/comparison.md").unlink()

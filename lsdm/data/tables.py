@@ -139,14 +139,25 @@ def codes(latents: pd.DataFrame, ids: pd.Series) -> torch.Tensor:
     return torch.from_numpy(np.stack(z)).float()
 
 
-def latent_pool(images: pd.DataFrame) -> pd.DataFrame:
-    """Ids of every training image, paired or not: the data the latent space is fitted on
-    (validation and test images are held out of it, as out of every fit).
+def latent_pool(images: pd.DataFrame, paired: pd.DataFrame | None = None, n_unpaired: int | None = None,
+                seed: int = 0) -> pd.DataFrame:
+    """Ids of the images the latent space is fitted on: every training image when `n_unpaired` is
+    None, else the pairs plus the first `n_unpaired` other training images in the hash order of
+    `seed` (nested: a larger pool holds every smaller one). Validation and test images are held
+    out of it, as out of every fit.
 
-    Depends on the images table alone, never on the paired-subset parameters, so its file is
-    byte-identical when only those change and DVC skips fit_latent and encode.
+    With `n_unpaired` None the pool depends on the images table alone, never on the paired subset,
+    so its file is byte-identical when only the pairs change and DVC skips fit_latent and encode.
     """
     train = images.loc[images["split"] == "train", "id"]
+    if n_unpaired is not None:
+        assert paired is not None, "a pool of the pairs plus n_unpaired others needs the pairs"
+        others = train[~train.isin(paired["id"])]
+        if n_unpaired > len(others):
+            raise ParamsError(f"split.n_unpaired = {n_unpaired}: only {len(others)} training images are not "
+                              f"paired; allowed: 0..{len(others)}, or null for all of them")  # fmt: skip
+        ranked = others.iloc[np.argsort(hash_rank(others, seed).to_numpy(), kind="stable")]
+        train = pd.concat([paired["id"], ranked.head(n_unpaired)])
     return pd.DataFrame({"id": train.sort_values().to_numpy()})
 
 

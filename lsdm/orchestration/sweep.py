@@ -5,9 +5,12 @@ run one at a time through the DVC queue, collected into one tidy table, then the
     lsdm sweep --counts 1 3 --seeds 0 -S latent.steps=50   # extra -S overrides for every run
     lsdm sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
     lsdm sweep --fanout                               # the same, over every worker of the Prefect pool
+    lsdm sweep --name unpaired_pool                   # a named sweep of params.yaml's `sweeps:` section
 
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
-baselines and the training budget); the Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
+baselines and the training budget; `variants`: more LSDM runs per cell), or with `--name NAME` the
+sweep `sweeps.NAME`, written to results/sweep-NAME/ and reports/comparison-NAME.md instead; the
+Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
 Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
 `dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
 does not depend on these params, so every run shares the cached autoencoder and latents). Counts
@@ -43,9 +46,7 @@ from lsdm.errors import ParamsError
 from lsdm.evaluation.registry import DETAILS_FILE, merge
 from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue, stream
 
-SWEEP_DIR, TABLE, META = paths.SWEEP_DIR, paths.SWEEP_TABLE, paths.SWEEP_META
-TABLE_CSV = SWEEP_DIR / "sweep.csv"
-GRIDS = SWEEP_DIR / "grids"
+TABLE, TABLE_CSV, META, GRIDS = "sweep.parquet", "sweep.csv", "sweep.json", "grids"  # in paths.sweep_dir(name)
 LSDM_EVAL = "results/evaluate/metrics.json"
 BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
 NFE_RE = re.compile(r"_nfe(\d+)$")
@@ -211,6 +212,7 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
         "n_paired_per_class": split.get("n_paired_per_class"),
         "n_paired": split.get("n_paired"),
         "seed": split.get("seed"),
+        "n_unpaired": split.get("n_unpaired"),  # None: every other training image
         "task": params.get("task"),
         "data_source": (params.get("data") or {}).get("source"),
     }
@@ -222,10 +224,12 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
     if LSDM_EVAL in metrics or "results/fit_matcher/metrics.json" in metrics:
         m = metrics.get(LSDM_EVAL, {})
         fit = metrics.get("results/fit_matcher/metrics.json", {})
+        latent = metrics.get("results/fit_latent/metrics.json", {}).get("latent") or {}
         rows.append({
             **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
             "train_seconds": _seconds(fit, "matcher"),
             "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
+            "pool_size": latent.get("n_images"), "recon_test_mse": latent.get("test_mse"),
             **flatten({"eval": {k: v for k, v in m.get("eval", {}).items() if k != "references"}}),
         })  # fmt: skip
         times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them
@@ -277,7 +281,7 @@ def collect(show: list[dict], tag: str | None = None, read: Reader | None = None
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]:
+def extract_grids(df: pd.DataFrame, root: Path, out: Path = paths.SWEEP_DIR / GRIDS) -> list[Path]:
     """The sample grids (PNG under results/) of the experiments at the smallest paired count and
     first seed, copied out of their git commits: one file per grid, named after its path (a
     variant's, `<variant>__evaluate__samples.png`, after its LSDM alone)."""
@@ -309,12 +313,13 @@ def extract_grids(df: pd.DataFrame, root: Path, out: Path = GRIDS) -> list[Path]
 def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
     from lsdm.io import atomic_path, write_json
 
-    (root / SWEEP_DIR).mkdir(parents=True, exist_ok=True)
-    with atomic_path(root / TABLE) as tmp:
+    out = root / paths.sweep_dir(meta.get("name"))
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / TABLE) as tmp:
         df.to_parquet(tmp, index=False)
-    with atomic_path(root / TABLE_CSV) as tmp:
+    with atomic_path(out / TABLE_CSV) as tmp:
         df.to_csv(tmp, index=False)
-    write_json(meta, root / META)
+    write_json(meta, out / META)
 
 
 def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
@@ -325,11 +330,12 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
     show = json.loads(dvc(["exp", "show", "--json", *revs], root).stdout)
     df = collect(show, tag, git_reader(root))
-    grids = extract_grids(df, root)
+    out = paths.sweep_dir(meta.get("name"))
+    grids = extract_grids(df, root, out / GRIDS)
     meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
             "grids": [str(g.relative_to(root)) for g in grids]}  # fmt: skip
     write_table(df, root, meta)
-    print(f"sweep: {len(df)} rows from {meta['experiments']} experiments -> {TABLE}, {TABLE_CSV}")
+    print(f"sweep: {len(df)} rows from {meta['experiments']} experiments -> {out / TABLE}, {out / TABLE_CSV}")
     from lsdm.reports.comparison import write_report
 
     report = write_report(df, meta, root)
@@ -337,20 +343,30 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     return df
 
 
+def spec(root: Path, name: str | None = None):
+    """The sweep to run: params.yaml's `sweep:`, or `sweeps.<name>`, and its dotted key there."""
+    params = load_params(root / PARAMS_FILE)
+    if name is None:
+        return params.sweep, "sweep"
+    if name not in params.sweeps:
+        raise ParamsError(f"sweep --name {name!r}: not in params.yaml's `sweeps:` section; defined: {sorted(params.sweeps)}")
+    return params.sweeps[name], f"sweeps.{name}"
+
+
 def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-          overrides: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
-    """The sweep's counts, seeds and per-run overrides (params.yaml's `sweep:` unless given), checked
-    by the typed config as every run will see them: a bad key or value is a ParamsError, now."""
-    sweep = load_params(root / PARAMS_FILE).sweep
+          overrides: dict[str, Any] | None = None, name: str | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
+    """The sweep's counts, seeds and per-run overrides (its section's unless given), checked by the
+    typed config as every run will see them: a bad key or value is a ParamsError, now."""
+    sweep, key = spec(root, name)
     counts, seeds = list(counts or sweep.counts), list(seeds if seeds is not None else sweep.seeds)
     overrides = {**sweep.set, **(overrides or {})}
     # one check, as params.yaml's: the sweep section as it will run, and every run's params
-    load_params(root / PARAMS_FILE, {"sweep.counts": counts, "sweep.seeds": seeds, "sweep.set": overrides, **overrides})
-    for name, extra in sweep.variants.items():
+    load_params(root / PARAMS_FILE, {f"{key}.counts": counts, f"{key}.seeds": seeds, f"{key}.set": overrides, **overrides})
+    for variant, extra in sweep.variants.items():
         try:
             load_params(root / PARAMS_FILE, {**overrides, **variant_overrides(extra)})
         except ParamsError as e:
-            raise ParamsError(f"sweep.variants.{name}: {e}") from None
+            raise ParamsError(f"{key}.variants.{variant}: {e}") from None
     return counts, seeds, overrides
 
 
@@ -360,10 +376,12 @@ def variant_overrides(extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-               overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[tuple[str, dict]], dict]:  # fmt: skip
+               overrides: dict[str, Any] | None = None, tag: str | None = None,
+               name: str | None = None) -> tuple[list[tuple[str, dict]], dict]:  # fmt: skip
     """The sweep's points (name, overrides) and its metadata: `sweep.counts` x `sweep.seeds` of
-    params.yaml unless given, every run with `sweep.set` and then `overrides`, all checked first."""
-    counts, seeds, overrides = check(root, counts, seeds, overrides)
+    params.yaml (or of `sweeps.<name>`) unless given, every run with its `set` and then `overrides`,
+    all checked first."""
+    counts, seeds, overrides = check(root, counts, seeds, overrides, name)
     tag = check_tag(tag or "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
     per_class = class_counts(root)
     n_train = None
@@ -376,16 +394,17 @@ def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)
     baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
-    variants = load_params(root / PARAMS_FILE).sweep.variants
-    meta = {"tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
+    variants = spec(root, name)[0].variants
+    meta = {"name": name, "tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
             "variants": variants, "skipped": skipped}  # fmt: skip
     return grid(runs, tag, overrides, variants), meta
 
 
 def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-          overrides: dict[str, Any] | None = None, tag: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
+          overrides: dict[str, Any] | None = None, tag: str | None = None,
+          name: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
     """Plan and queue a sweep in this workspace's DVC queue (see `plan_sweep`)."""
-    points, meta = plan_sweep(root, counts, seeds, overrides, tag)
+    points, meta = plan_sweep(root, counts, seeds, overrides, tag, name)
     return queue(points, root), meta
 
 
@@ -397,10 +416,10 @@ def check_tag(tag: str) -> str:
 
 def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
               overrides: dict[str, Any] | None = None, tag: str | None = None, jobs: int = 1,
-              timeout: float | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+              timeout: float | None = None, name: str | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report."""
     t0 = time.perf_counter()
-    names, meta = start(root, counts, seeds, overrides, tag)
+    names, meta = start(root, counts, seeds, overrides, tag, name)
     if not names:
         raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
     status = run_queue(names, root, jobs=jobs, timeout=timeout)
@@ -419,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect-only", action="store_true",
                     help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    ap.add_argument("--name", default=None,
+                    help="run the sweep `sweeps.NAME` of params.yaml (default: its `sweep:` section); written to "
+                         "results/sweep-NAME/ and reports/comparison-NAME.md")  # fmt: skip
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     ap.add_argument("--fanout", action="store_true",
                     help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
@@ -426,18 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = Path(args.repo).resolve()
     if args.fanout:
-        check(root, args.counts, args.seeds, parse_assignments(args.overrides))  # a bad value fails here, not on a worker
+        check(root, args.counts, args.seeds, parse_assignments(args.overrides), args.name)  # fails here, not on a worker
         params = {"counts": args.counts, "seeds": args.seeds, "overrides": parse_assignments(args.overrides) or None,
-                  "tag": args.tag, "timeout": args.timeout, "repo": str(root)}  # fmt: skip
+                  "tag": args.tag, "timeout": args.timeout, "repo": str(root), "name": args.name}  # fmt: skip
         return stream(["prefect", "deployment", "run", "lsdm/sweep", "--params",
                        json.dumps({k: v for k, v in params.items() if v is not None}), "--watch"], root)  # fmt: skip
     if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
-        meta = json.loads((root / META).read_text()) if (root / META).exists() else {}
-        meta = meta if meta.get("tag") == args.tag else {"tag": args.tag}
+        meta_file = root / paths.sweep_dir(args.name) / META
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        meta = meta if meta.get("tag") == args.tag else {"tag": args.tag, "name": args.name}
         collect_and_report(root, args.tag, {**meta, "collected_only": True})
         return 0
     try:
-        _, meta = run_sweep(root, args.counts, args.seeds, parse_assignments(args.overrides), args.tag, args.jobs, args.timeout)
+        _, meta = run_sweep(root, args.counts, args.seeds, parse_assignments(args.overrides), args.tag, args.jobs,
+                            args.timeout, args.name)  # fmt: skip
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

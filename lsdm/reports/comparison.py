@@ -26,7 +26,6 @@ from lsdm import paths
 from lsdm.evaluation import registry
 from lsdm.evaluation.registry import DIRECTIONS, Metric
 
-REPORT, FIGURES = paths.COMPARISON, paths.COMPARISON_FIGURES
 
 
 def gap_column(m: Metric) -> str:
@@ -365,16 +364,18 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     from lsdm.io import atomic_path
 
     root, meta = Path(root), meta or {}
-    figs = root / FIGURES
+    report_path, figures = paths.comparison(meta.get("name"))
+    link = figures.name  # figures are linked relative to reports/
+    figs = root / figures
     if figs.exists():
         shutil.rmtree(figs)
     figs.mkdir(parents=True)
     lines = ["# LSDM against the baselines", ""]
     if df.empty:
         lines += ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""]
-        with atomic_path(root / REPORT) as tmp:
+        with atomic_path(root / report_path) as tmp:
             tmp.write_text("\n".join(lines))
-        return root / REPORT
+        return root / report_path
     count = _count_col(df)
     samplers = _sampler_order(df)
     summary = summarise(df)
@@ -429,7 +430,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     ]:
         made = fn(figs / name)
         if made:
-            lines += [f"![{caption}](comparison/{name})", ""]
+            lines += [f"![{caption}]({link}/{name})", ""]
         else:
             lines += [f"- {caption}: not drawn (the metrics it needs are not in the table).", ""]
     grids = [root / g for g in meta.get("grids") or [] if (root / g).exists()]
@@ -444,14 +445,15 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
             # baseline's grid is named after its sampler
             lsdm = g.name.split("evaluate__samples")[0].removesuffix("__") or "lsdm"
             heads.append(lsdm if "evaluate__samples" in g.name else g.stem.split("__")[-1])
-            cells.append(f"![{g.stem}](comparison/{g.name})")
+            cells.append(f"![{g.stem}]({link}/{g.name})")
         lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
     else:
         lines += ["No sample grids were found in the experiments.", ""]
-    lines += ["## Data", "", f"The tidy table: `results/sweep/sweep.parquet` (and `.csv`), {len(df)} rows.", ""]
-    with atomic_path(root / REPORT) as tmp:
+    table = paths.sweep_dir(meta.get("name")) / "sweep.parquet"
+    lines += ["## Data", "", f"The tidy table: `{table}` (and `.csv`), {len(df)} rows.", ""]
+    with atomic_path(root / report_path) as tmp:
         tmp.write_text("\n".join(lines))
-    return root / REPORT
+    return root / report_path
 
 
 def run(params=None) -> None:
