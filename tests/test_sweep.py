@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lsdm.reports.comparison import paired_difference, paired_verdict, summarise, write_report
+from lsdm.reports.comparison import paired_difference, paired_verdict, pool_effects, pool_rows, summarise, write_report
 from lsdm.orchestration.sweep import collect, plan
 
 from conftest import make_repo, run, tiny_params
@@ -266,3 +266,35 @@ def test_comparison_plots_the_measured_bound_against_the_pairs(tmp_path):
     without = write_report(pd.DataFrame(rows).drop(columns=["eval.bound.rhs", "eval.bound.w1_pixel_exact",
                                                              "eval.bound.lip_times_w1"]), {}, tmp_path).read_text()
     assert "bound, measured, against the number of pairs: not drawn" in without
+
+
+def test_claim_one_section_pairs_pool_sizes_by_split_seed(tmp_path):
+    """The unpaired-pool reading: rows of LSDM and of variants that only set split.n_unpaired, paired by
+    split seed; the gain of all unpaired images over none is judged with its interval, per count."""
+    rows = []
+    for n, gain in ((3, 10.0), (10, 2.0)):  # all unpaired images lower FID by 10 at 3 pairs, by 2 at 10
+        for s in range(3):
+            pairs = 10 * n
+            for sampler, unpaired in (("unpaired_0", 0), ("unpaired_300", 300), ("lsdm", None), ("lsdm_paper", None)):
+                size = pairs + (3000 if unpaired is None else unpaired)
+                fid = 50.0 + s - (gain if unpaired is None else gain * unpaired / 3000) + 0.1 * s * (sampler == "lsdm")
+                rows.append({"experiment": f"p-n{n}-s{s}--{sampler}", "sampler": sampler, "method": sampler, "nfe": 1,
+                             "n_paired_per_class": n, "seed": s, "n_unpaired": unpaired, "pool_size": size,
+                             "recon_test_mse": 0.01 + 10 / size, "eval.fid_evalnet": fid, "eval.coverage": 0.5})  # fmt: skip
+    df = pd.DataFrame(rows)
+    variants = {"unpaired_0": {"split.n_unpaired": 0}, "unpaired_300": {"split.n_unpaired": 300},
+                "lsdm_paper": {"matcher.marginal_weight": 0.0}}  # fmt: skip
+    pool = pool_rows(df, variants)
+    assert set(pool["sampler"]) == {"lsdm", "unpaired_0", "unpaired_300"}  # the paper's variant is not a pool size
+    assert sorted(pool["unpaired"].unique()) == [0, 300, 3000]  # the main run: pool size minus the pairs
+    effects = pool_effects(pool, "n_paired_per_class").set_index(["n_paired_per_class", "metric"])
+    fid3, fid10 = effects.loc[(3, "eval.fid_evalnet")], effects.loc[(10, "eval.fid_evalnet")]
+    assert fid3["diff"] == pytest.approx(-10.0 + 0.1) and fid3["verdict"] == "better" and fid3["n"] == 3
+    assert fid10["diff"] == pytest.approx(-2.0 + 0.1) and fid10["verdict"] == "better"
+    assert effects.loc[(3, "eval.coverage"), "verdict"] == "tie"  # no difference at all
+    report = write_report(df, {"name": "pool", "variants": variants}, tmp_path).read_text()
+    assert report.startswith("# LSDM sweep `pool`") and "## Claim 1: what the unpaired images buy" in report
+    assert "The gain is larger with fewer pairs (+9.9 at 3 vs +1.9 at 10" in report
+    assert "![Fidelity against the unpaired pool size](comparison-pool/fidelity_vs_unpaired.png)" in report
+    assert (tmp_path / "reports/comparison-pool/fidelity_vs_unpaired.png").exists()
+    assert (tmp_path / "reports/comparison-pool.md").exists() and not (tmp_path / "reports/comparison.md").exists()

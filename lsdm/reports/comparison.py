@@ -315,21 +315,6 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             if ties:
                 parts.append("within the seeds' spread at " + ", ".join(f"{int(c)}" for c, *_ in ties))
             out.append(f"{label}: LSDM vs {other}: " + "; ".join(parts) + ".")
-    # the claim: the gap to lsdm_paired_only should shrink as pairs grow
-    col = "eval.fid_evalnet"
-    if f"{col}|mean" in summary and len(counts) > 1:
-        gaps = []
-        for c in counts:
-            a, b = _cell(summary, "lsdm", count, c, col), _cell(summary, "lsdm_paired_only", count, c, col)
-            if a and b:
-                gaps.append((c, b[0] - a[0]))
-        if len(gaps) > 1:
-            lo, hi = gaps[0], gaps[-1]
-            trend = "larger" if lo[1] > hi[1] else "not larger"
-            claim = "" if trend == "larger" else " — this run does not show the paper's claim"
-            out.append(f"What the unpaired data buys (FID of lsdm_paired_only minus LSDM): {lo[1]:+.3g} at "
-                       f"{int(lo[0])} pairs vs {hi[1]:+.3g} at {int(hi[0])}: the benefit is {trend} when pairs "
-                       f"are few{claim}.")  # fmt: skip
     tp = "eval.throughput_images_per_s"
     if tp in df:
         t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
@@ -357,6 +342,147 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
     return out
 
 
+# --- the unpaired pool (the paper's first claim) ----------------------------------------------------
+
+POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "eval.recall", "density_gap", "eval.label_accuracy"]
+
+
+def pool_rows(df: pd.DataFrame, variants: dict[str, dict] | None = None) -> pd.DataFrame:
+    """LSDM's rows that differ only in the size of the latent pool's unpaired part, with `unpaired`:
+    how many unpaired images the pool held (the main runs, `n_unpaired` null, hold all the others).
+
+    A row counts when it is LSDM's own or a variant that sets `split.n_unpaired` and nothing else (the
+    sweep's metadata says; without it, any sampler with a finite `n_unpaired`)."""
+    need = {"pool_size", "n_unpaired", "seed"}
+    if not need <= set(df):
+        return df.iloc[0:0]
+    only_pool = {v for v, ov in (variants or {}).items() if set(ov) == {"split.n_unpaired"}}
+    finite = df["n_unpaired"].notna() & (df["sampler"].isin(only_pool) if variants else True)
+    rows = df[df["pool_size"].notna() & (((df["sampler"] == "lsdm") & df["n_unpaired"].isna()) | finite)].copy()
+    if rows["n_unpaired"].notna().sum() == 0:
+        return rows.iloc[0:0]
+    count = _count_col(df)
+    rows["pool_size"] = pd.to_numeric(rows["pool_size"], errors="coerce")
+    given = rows.dropna(subset=["n_unpaired"])
+    pairs = (given["pool_size"] - pd.to_numeric(given["n_unpaired"])).groupby([given[count], given["seed"]]).first()
+    key = pd.MultiIndex.from_frame(rows[[count, "seed"]])
+    rows["unpaired"] = pd.to_numeric(rows["n_unpaired"]).fillna(rows["pool_size"] - pairs.reindex(key).to_numpy())
+    return with_reference_gaps(rows.dropna(subset=["unpaired"]))
+
+
+def _t_interval(d: pd.Series) -> tuple[float, float, int]:
+    """Mean, 95% t half-width (nan for one value) and n of paired differences."""
+    from scipy import stats
+
+    d = d.dropna()
+    n = len(d)
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(d.mean()) if n else float("nan"), half, n
+
+
+def pool_effects(rows: pd.DataFrame, count: str) -> pd.DataFrame:
+    """Per paired count and metric: the largest pool minus no unpaired images, paired over split seeds
+    (same pairs), its 95% t-interval and verdict in the metric's direction."""
+    labels = {c: (lab, h) for c, lab, h in metric_columns()}
+    out = []
+    for c, at in rows.groupby(count):
+        lo, hi = at["unpaired"].min(), at["unpaired"].max()
+        if lo != 0 or hi == lo:
+            continue
+        for col in [m for m in POOL_METRICS if m in at]:
+            v = pd.to_numeric(at[col], errors="coerce")
+            diff = v[at["unpaired"] == hi].groupby(at["seed"]).mean() - v[at["unpaired"] == 0].groupby(at["seed"]).mean()
+            mean, half, n = _t_interval(diff)
+            if n:
+                out.append({count: c, "metric": col, "label": labels[col][0], "higher": labels[col][1], "unpaired": hi,
+                            "diff": mean, "half": half, "n": n, "verdict": paired_verdict(mean, half, labels[col][1]),
+                            "per_seed": diff.dropna()})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def plot_pool(rows: pd.DataFrame, count: str, out: Path) -> Path | None:
+    cols = [c for c in POOL_METRICS if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
+    if rows.empty or not cols:
+        return None
+    plt = _plt()
+    labels = {c: l for c, l, _ in metric_columns()}
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        for c, at in rows.groupby(count):
+            g = pd.to_numeric(at[col], errors="coerce").groupby(at["unpaired"]).agg(["mean", "std"]).dropna(subset=["mean"])
+            ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=f"{int(c)} pairs")
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_xlabel("unpaired images in the latent pool")
+        ax.set_title(labels.get(col, col), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, title=count.replace("_", " "), title_fontsize=7)
+    fig.suptitle("LSDM against the size of the unpaired pool (mean ± std over split seeds; same autoencoder budget)")
+    _save(fig, out)
+    return out
+
+
+def pool_section(df: pd.DataFrame, meta: dict, figs: Path, link: str) -> list[str]:
+    """The paper's claim 1, tested at fixed pairs: fidelity against the unpaired pool's size, the
+    autoencoder's reconstruction error at each size, and the paired effect of all unpaired images."""
+    rows = pool_rows(df, meta.get("variants"))
+    if rows.empty or rows["unpaired"].nunique() < 2:
+        return []
+    count = _count_col(df)
+    labels = {c: l for c, l, _ in metric_columns()}
+    lines = ["## Claim 1: what the unpaired images buy", "",
+             "LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
+             "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
+             "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.", ""]  # fmt: skip
+    cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
+    names = {"pool_size": "pool size", "recon_test_mse": "recon MSE (test)", **labels}
+    lines += [f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(names[c] for c in cols) + " |",
+              "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    for (c, u), at in rows.groupby([count, "unpaired"]):
+        cells = []
+        for col in cols:
+            v = pd.to_numeric(at[col], errors="coerce").dropna()
+            cells.append(_fmt(float(v.mean()), float(v.std()) if len(v) > 1 else float("nan"), len(v)) if len(v) else "–")
+        lines.append(f"| {int(c)} | {int(u)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    effects = pool_effects(rows, count)
+    if not effects.empty:
+        lines += ["All unpaired images against none, paired by split seed (the same pairs), 95% t-interval:", "",
+                  f"| {count.replace('_', ' ')} | metric | all − none | 95% interval | verdict for all |", "|---|---|---|---|---|"]  # fmt: skip
+        for _, e in effects.iterrows():
+            ci = "–" if math.isnan(e["half"]) else f"[{e['diff'] - e['half']:+.3g}, {e['diff'] + e['half']:+.3g}]"
+            lines.append(f"| {int(e[count])} | {e['label']} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |")
+        lines += ["", "**Reading.** " + " ".join(pool_reading(effects, count)), ""]
+    made = plot_pool(rows, count, figs / "fidelity_vs_unpaired.png")
+    if made:
+        lines += [f"![Fidelity against the unpaired pool size]({link}/fidelity_vs_unpaired.png)", ""]
+    return lines
+
+
+def pool_reading(effects: pd.DataFrame, count: str) -> list[str]:
+    """Does the claim hold here: all unpaired images better than none, and by more when pairs are fewer?"""
+    out = []
+    for col in ["eval.fid_evalnet", "eval.coverage"]:
+        e = effects[effects["metric"] == col].sort_values(count)
+        if e.empty:
+            continue
+        label = e["label"].iloc[0]
+        better = e[e["verdict"] == "better"]
+        where = ", ".join(f"{int(c)}" for c in better[count]) or "no paired count"
+        out.append(f"{label}: all unpaired images beat none at {where} ({len(e)} tested).")
+        if len(e) > 1:
+            few, many = e.iloc[0], e.iloc[-1]
+            gain = (lambda r: r["diff"] if r["higher"] else -r["diff"])  # improvement, in the metric's direction
+            d = (few["per_seed"] if few["higher"] else -few["per_seed"]) - (many["per_seed"] if many["higher"] else -many["per_seed"])
+            mean, half, n = _t_interval(d)
+            larger = gain(few) > gain(many)
+            sure = not math.isnan(half) and abs(mean) > half
+            out.append(f"The gain is {'larger' if larger else '**not larger**'} with fewer pairs ({gain(few):+.3g} at "
+                       f"{int(few[count])} vs {gain(many):+.3g} at {int(many[count])}; difference {mean:+.3g}, 95% "
+                       + ("interval excludes 0" if sure else "interval includes 0: not resolved by these seeds")
+                       + ").")  # fmt: skip
+    return out
+
+
 # --- the report --------------------------------------------------------------------------------------
 
 
@@ -370,7 +496,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     if figs.exists():
         shutil.rmtree(figs)
     figs.mkdir(parents=True)
-    lines = ["# LSDM against the baselines", ""]
+    lines = ["# LSDM against the baselines" if meta.get("name") is None else f"# LSDM sweep `{meta['name']}`", ""]
     if df.empty:
         lines += ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""]
         with atomic_path(root / report_path) as tmp:
@@ -411,6 +537,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     if meta.get("skipped") or failed:
         lines.append("")
     lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
+    lines += pool_section(df, meta, figs, link)
 
     lines += ["## Metrics by method and paired count", ""]
     for col, label, higher in metric_columns():
