@@ -4,7 +4,9 @@ pipeline's own latents and judge it with the pipeline's own evaluation, on `val`
 Run from a workspace where `dvc repro encode eval_net` has run (the shared stages: images with their
 train/val/test split, autoencoder, latents, evaluation net). Every (variant x paired count x split
 seed) trains `lsdm.models.training.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
-`lsdm.methods.flow_matching.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE) and is judged by
+`lsdm.methods.flow_matching.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE;
+with `method=<another method>`, that method's own `fit` and samplers, in a scratch workspace holding
+the shared files and the job's paired subset) and is judged by
 `lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
 also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON). Nothing
 under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
@@ -13,6 +15,7 @@ under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
         --variant base: --variant proj:matcher.critic=projection \
         --variant proj_m1:matcher.critic=projection,matcher.marginal_weight=1 \
         --variant flow:method=latent_flow
+    python benchmarks/tune_matcher.py --counts 10 --variant w32:method=pixel_wgan,pixel_wgan.width=32
 
 Test metrics are never computed here: the test split is judged once, by the default run.
 """
@@ -90,7 +93,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     sets = {**overrides, "split.n_paired_per_class": count, "split.seed": seed, "evaluate.split": "val",
             "evaluate.seeds": [0], "base.device": "cpu"}  # fmt: skip
     if steps:
-        sets["latent_flow.steps" if method == "latent_flow" else "matcher.steps"] = steps
+        sets[f"{method}.steps" if method != "lsdm" else "matcher.steps"] = steps
     params = load_params(overrides=sets)
     device, task = torch.device("cpu"), make_task(params)
     images = read_table(paths.IMAGES, IMAGES)
@@ -103,7 +106,30 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     ref = Reference.load(params, device)
     curve: list[dict] = []
     spec = task.condition_spec(images)
-    if method == "latent_flow":
+    scratch = None
+    if method not in ("lsdm", "latent_flow"):  # any other method of the registry, by its own fit
+        import tempfile
+
+        from lsdm.data.schemas import PAIRED
+        from lsdm.io import write_table
+        from lsdm.methods import method as method_module
+
+        if curve_every:
+            raise SystemExit(f"--curve-every: {method} samples from its checkpoint, written when training ends")
+        module = method_module(method)
+        scratch = tempfile.TemporaryDirectory(prefix="tune-")
+        root = Path(scratch.name)
+        for shared in (paths.IMAGES.parent, paths.AUTOENCODER.parent, paths.LATENTS.parent, paths.EVALNET.parent):
+            (root / shared).parent.mkdir(parents=True, exist_ok=True)
+            (root / shared).symlink_to(Path.cwd() / shared)
+        write_table(paired, root / paths.PAIRED, PAIRED)
+        out = paths.method_data(method, root)
+        out.mkdir(parents=True)
+        p = getattr(params, method)
+        samplers = lambda: module.samplers(device, params, root)  # noqa: E731
+        train = lambda log: module.fit(params, device, out, log, root=root)  # noqa: E731
+        label, n_steps = f"{method} ({', '.join(f'{k}={v}' for k, v in p.model_dump().items())})", p.steps
+    elif method == "latent_flow":
         p = params.latent_flow
         seed_everything(p.seed)
         velocity = build("flow_mlp", dict(condition=spec, z_dim=z.shape[1], width=p.width, depth=p.depth))
@@ -140,10 +166,14 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     rows = []
     for suffix, sampler in samplers():
         m = judge_sampler(ref, sampler.eval()).metrics
+        suffix = "" if suffix == method else suffix
         rows.append({"variant": name + (f"_{suffix}" if suffix else ""), "matcher": label,
                      "overrides": json.dumps(overrides), "n_per_class": count, "seed": seed, "steps": n_steps,
                      **{k: m.get(k) for k in COLUMNS}, "density_real": real["density"],
-                     "recall_real": real["recall"], "train_seconds": seconds, "curve": json.dumps(curve)})  # fmt: skip
+                     "recall_real": real["recall"], "train_seconds": seconds, "curve": json.dumps(curve),
+                     "sampler_parameters": sum(x.numel() for x in sampler.parameters())})  # fmt: skip
+    if scratch is not None:
+        scratch.cleanup()
     return rows
 
 
