@@ -191,6 +191,8 @@ class SweepParams(Section):
 
     counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
+    # training seeds: every trained generator's seed (`train_seed_keys`), crossed with the split seeds
+    train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides for every run (e.g. methods, budgets)
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (e.g. the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
@@ -209,10 +211,23 @@ class SweepParams(Section):
     @field_validator("set")
     @classmethod
     def _not_swept_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        swept = [k for k in v if k.startswith(("split.n_paired", "split.seed", "sweep"))]
+        swept = [k for k in v if k.startswith(("split.n_paired", "split.seed", "sweep")) or k in train_seed_keys()]
         if swept:
-            raise ValueError(f"{swept} cannot be set for every run: the sweep sets them (counts, seeds)")
+            raise ValueError(f"{swept} cannot be set for every run: the sweep sets them (counts, seeds, train_seeds)")
         return v
+
+    @field_validator("seeds", "train_seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+
+def train_seed_keys() -> list[str]:
+    """The seeds a sweep's training seed sets: the autoencoder's, the matcher's and every method's
+    (what varies between two trainings on the same data); never the data split's or the judge's."""
+    return ["latent.seed", "matcher.seed", *(f"{m}.seed" for m in METHOD_NAMES)]
 
 
 class Params(Section):

@@ -298,3 +298,20 @@ def test_claim_one_section_pairs_pool_sizes_by_split_seed(tmp_path):
     assert "![Fidelity against the unpaired pool size](comparison-pool/fidelity_vs_unpaired.png)" in report
     assert (tmp_path / "reports/comparison-pool/fidelity_vs_unpaired.png").exists()
     assert (tmp_path / "reports/comparison-pool.md").exists() and not (tmp_path / "reports/comparison.md").exists()
+
+
+def test_training_seeds_cross_the_split_seeds_and_pair_the_runs():
+    from lsdm.config import train_seed_keys
+    from lsdm.orchestration.sweep import grid
+
+    points = dict(grid([("split.n_paired_per_class", 3, 0), ("split.n_paired_per_class", 3, 1)], "t", {"methods": []},
+                       {"lsdm_paper": {"matcher.marginal_weight": 0.0}}, train_seeds=[0, 1]))  # fmt: skip
+    assert sorted(points) == sorted(f"t-n3-s{s}-t{t}{v}" for s in (0, 1) for t in (0, 1) for v in ("", "--lsdm_paper"))
+    assert all(points["t-n3-s1-t1--lsdm_paper"][k] == 1 for k in train_seed_keys())
+    assert points["t-n3-s1-t1--lsdm_paper"]["split.seed"] == 1 and "pixel_wgan.seed" in train_seed_keys()
+    assert sorted(dict(grid([("split.n_paired_per_class", 3, 0)], "t", {}, {}))) == ["t-n3-s0"]  # one seed: no suffix
+    # two samplers paired on (split seed, training seed): 4 pairs, the difference exactly known
+    rows = [{"sampler": m, "n_paired_per_class": 3, "seed": s, "train_seed": t, "eval.fid_evalnet": 10 * s + t + (2.0 if m == "a" else 0)}
+            for m in ("a", "b") for s in (0, 1) for t in (0, 1)]  # fmt: skip
+    mean, half, n = paired_difference(pd.DataFrame(rows), "a", "b", "n_paired_per_class", 3, "eval.fid_evalnet")
+    assert (mean, half, n) == (2.0, 0.0, 4)  # unpaired, the spread over seeds (10 FID) would swamp it

@@ -90,17 +90,27 @@ def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | Non
 # --- running -----------------------------------------------------------------------------------------
 
 
-VARIANT_RE = re.compile(r"-n\d+-s-?\d+--(?P<variant>[a-z][a-z0-9_]*)$")
+VARIANT_RE = re.compile(r"-n\d+-s-?\d+(?:-t-?\d+)?--(?P<variant>[a-z][a-z0-9_]*)$")
 
 
-def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str, Any]]) -> list[tuple[str, dict]]:
+def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str, Any]],
+         train_seeds: Iterable[int] = (0,)) -> list[tuple[str, dict]]:  # fmt: skip
     """(experiment name, its overrides) of every run: TAG-nCOUNT-sSEED with the cell's paired count and
-    seed, then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys."""
+    split seed (and -tSEED, every training seed of `train_seed_keys`, when there are several training
+    seeds), then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys."""
+    from lsdm.config import train_seed_keys
+
+    train_seeds = list(train_seeds)
     out = []
     for key, n, seed in runs:
-        cell = {key: n, "split.seed": seed, **overrides}
-        out.append((f"{tag}-n{n}-s{seed}", cell))
-        out += [(f"{tag}-n{n}-s{seed}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()]
+        for t in train_seeds:
+            cell = {key: n, "split.seed": seed, **overrides}
+            name = f"{tag}-n{n}-s{seed}"
+            if train_seeds != [0]:
+                cell.update({k: t for k in train_seed_keys()})
+                name += f"-t{t}"
+            out.append((name, cell))
+            out += [(f"{name}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()]
     return out
 
 
@@ -213,6 +223,7 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
         "n_paired": split.get("n_paired"),
         "seed": split.get("seed"),
         "n_unpaired": split.get("n_unpaired"),  # None: every other training image
+        "train_seed": (params.get("matcher") or {}).get("seed"),  # a sweep's training seed sets them all
         "task": params.get("task"),
         "data_source": (params.get("data") or {}).get("source"),
     }
@@ -394,10 +405,10 @@ def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)
     baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
-    variants = spec(root, name)[0].variants
-    meta = {"name": name, "tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds, "overrides": overrides,
-            "variants": variants, "skipped": skipped}  # fmt: skip
-    return grid(runs, tag, overrides, variants), meta
+    sweep = spec(root, name)[0]
+    meta = {"name": name, "tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds,
+            "train_seeds": sweep.train_seeds, "overrides": overrides, "variants": sweep.variants, "skipped": skipped}  # fmt: skip
+    return grid(runs, tag, overrides, sweep.variants, sweep.train_seeds), meta
 
 
 def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,

@@ -254,19 +254,21 @@ def _cell(summary, sampler, count_col, c, col):
     return float(r[f"{col}|mean"].iloc[0]), 0.0 if pd.isna(std) else float(std), int(r[f"{col}|count"].iloc[0])
 
 
-def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str) -> tuple[float, float, int] | None:
-    """Mean of a − b over the split seeds both samplers ran at count c (the same pairs), the half-width
-    of its 95% t-interval (nan for one seed) and the number of seeds; None if they share none."""
-    from scipy import stats
+def pair_keys(df: pd.DataFrame) -> list[str]:
+    """What makes two runs a pair: the split seed (the same pairs), and the training seed when a sweep
+    had several."""
+    trained = "train_seed" in df and df["train_seed"].nunique() > 1
+    return ["seed", "train_seed"] if trained else ["seed"]
 
-    rows = df[df[count] == c]
-    va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index("seed")[col], errors="coerce") for s in (a, b))
-    d = (va - vb).dropna()
-    if d.empty:
-        return None
-    n = len(d)
-    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return float(d.mean()), half, n
+
+def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str) -> tuple[float, float, int] | None:
+    """Mean of a − b over the (split seed, training seed) runs both samplers had at count c (the same
+    pairs), the half-width of its 95% t-interval (nan for one pair) and the number of pairs; None if
+    they share none."""
+    rows, keys = df[df[count] == c], pair_keys(df)
+    va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index(keys)[col], errors="coerce") for s in (a, b))
+    mean, half, n = _t_interval(va - vb)
+    return None if n == 0 else (mean, half, n)
 
 
 def paired_verdict(mean: float, half: float, higher: bool) -> str:
@@ -287,13 +289,15 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
     if "lsdm" not in samplers:
         out.append("LSDM itself has no rows in this table, so nothing is compared against it.")
         return out
-    n_seeds = int(df.groupby(count)["seed"].nunique().min()) if "seed" in df else 1
+    keys = pair_keys(df)
+    n_seeds = int(df.groupby(count)[keys].apply(lambda g: len(g.drop_duplicates())).min()) if "seed" in df else 1
+    paired_on = "split seed" if keys == ["seed"] else "split seed and training seed"
     if n_seeds < 2:
-        out.append(f"Only {n_seeds} seed per paired count: no interval over seeds, so every difference below is a "
+        out.append(f"Only {n_seeds} run per paired count: no interval over seeds, so every difference below is a "
                    "single draw and could be noise (called a tie).")  # fmt: skip
     else:
-        out.append(f"Each verdict pairs the runs on the same split seed ({n_seeds} per count): 'better'/'worse' "
-                   "only where the 95% t-interval of the per-seed differences excludes zero.")  # fmt: skip
+        out.append(f"Each verdict pairs the runs on the same {paired_on} ({n_seeds} pairs per count): "
+                   "'better'/'worse' only where the 95% t-interval of the paired differences excludes zero.")  # fmt: skip
     for col, label, higher in primary:
         for other in [s for s in samplers if s != "lsdm"]:
             verdicts = []
@@ -389,9 +393,10 @@ def pool_effects(rows: pd.DataFrame, count: str) -> pd.DataFrame:
         lo, hi = at["unpaired"].min(), at["unpaired"].max()
         if lo != 0 or hi == lo:
             continue
+        keys = [at[k] for k in pair_keys(rows)]
         for col in [m for m in POOL_METRICS if m in at]:
             v = pd.to_numeric(at[col], errors="coerce")
-            diff = v[at["unpaired"] == hi].groupby(at["seed"]).mean() - v[at["unpaired"] == 0].groupby(at["seed"]).mean()
+            diff = v[at["unpaired"] == hi].groupby(keys).mean() - v[at["unpaired"] == 0].groupby(keys).mean()
             mean, half, n = _t_interval(diff)
             if n:
                 out.append({count: c, "metric": col, "label": labels[col][0], "higher": labels[col][1], "unpaired": hi,
