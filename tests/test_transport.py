@@ -41,3 +41,23 @@ def test_the_bound_holds_for_a_linear_decoder():
     assert sides["convention"] == "per class, averaged"
     lower = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, 0.1 * lip, 0.0, labels)  # an underestimated Lip(D)
     assert not lower["holds"]
+
+
+def test_bootstrap_gives_each_side_a_sampling_error():
+    """Resampling the held-out points: a spread > 0 that shrinks with more points; the bound of a linear
+    decoder holds in every resampling (it holds for any empirical law)."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 3))
+    lip = float(np.linalg.norm(a, 2))
+
+    def sides(n: int) -> dict:
+        z_real, z_fake, labels = rng.normal(size=(n, 3)), rng.normal(size=(n, 3)) + 0.5, np.arange(n) % 3
+        recon = rng.uniform(0.0, 0.2, size=n)
+        return bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels, bootstrap=30, seed=0)
+
+    small, large = sides(30), sides(300)
+    assert small["bootstrap"] == 30 and small["holds_fraction"] == 1.0
+    assert 0 < large["w1_pixel_exact_std"] < small["w1_pixel_exact_std"]
+    assert 0 < large["rhs_std"] < small["rhs_std"]
+    assert "w1_pixel_exact_std" not in bound_sides(np.ones((4, 2)), np.zeros((4, 2)), np.ones((4, 1)), np.zeros((4, 1)), 1.0,
+                                                   0.0, np.zeros(4, int))  # no bootstrap asked: no std

@@ -128,9 +128,14 @@ def mae(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.mean((a - b).abs()).item()
 
 
+def l2_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a - b||_2 of each image (pixels flattened): the norm the bound's Lip(D) is measured in."""
+    return (a - b).flatten(1).norm(dim=1)
+
+
 def mean_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """E ||a - b||_2 per image (pixels flattened): the norm the bound's Lip(D) is measured in."""
-    return (a - b).flatten(1).norm(dim=1).mean().item()
+    """E ||a - b||_2 per image."""
+    return l2_each(a, b).mean().item()
 
 
 def mean_std(values: list[float]) -> dict[str, float | int | None]:

@@ -163,6 +163,12 @@ METRICS: tuple[Metric, ...] = (
            "exact W1 between the held-out images' (condition, y) and (condition, D(G(x, η))) in pixels: the "
            "left side of the bound, measured", section="bound", compute="lsdm.evaluation.transport:joint_w1",
            compared=False),
+    Metric("bound.w1_pixel_exact_std", "W1, image joints: sampling std", "lower",
+           "std of the left side over bootstrap resamplings of the held-out points (within each class)",
+           section="bound", compute="lsdm.evaluation.transport:bound_sides", compared=False),
+    Metric("bound.rhs_std", "right-hand side: sampling std", "lower",
+           "std of the right side over the same resamplings (latent W1 and reconstruction error; Lip(D) held fixed)",
+           section="bound", compute="lsdm.evaluation.transport:bound_sides", compared=False),
     Metric("bound.critic_w1_test", "critic W1 (held out; diagnostic)", "lower",
            "the trained critic's estimate of the latent W1 on held-out (condition, latent) vs (condition, "
            "G(x, η)), a memorisation diagnostic, not a term of the bound: near 0 or negative means the critic, "

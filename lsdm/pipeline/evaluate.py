@@ -26,7 +26,7 @@ from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, brief, cur
 from lsdm.methods.lsdm import LSDMSampler
 from lsdm.methods.sampling import fixed_noise, sample
 from lsdm.io import atomic_dir, read_table, write_json
-from lsdm.evaluation.metrics import mae, mean_l2, mse
+from lsdm.evaluation.metrics import l2_each, mae, mean_l2, mse
 from lsdm.evaluation.transport import bound_sides
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
@@ -40,7 +40,8 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     held-out and on its own training pairs, as a diagnostic of memorisation (not a term of the bound)."""
     p, device, seed = ref.p, ref.device, ref.p.seeds[0]
     ae, std, mean = sampler.autoencoder, sampler.std, sampler.mean
-    recon_l2 = mean_l2(batched(ae, ref.y_test), ref.y_test)
+    reconstructed = batched(ae, ref.y_test)
+    recon_l2, recon_each = mean_l2(reconstructed, ref.y_test), l2_each(reconstructed, ref.y_test)  # each: for the bootstrap
     probe = lipschitz_probe_points(z_test, judgement.z_fake0, p.lipschitz_samples, seed)
     lip = decoder_lipschitz(lambda zs: ae.decode(zs * std + mean), probe)
     images = read_table(paths.IMAGES, IMAGES)
@@ -53,8 +54,8 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     raw = batched(lambda z: ae.decode(z * std + mean), judgement.z_fake0)  # D(G(x, eta)): what the bound is about
     labels = ref.labels_np if ref.judges_labels else None
     measured = bound_sides(ref.y_test.cpu().numpy(), raw.cpu().numpy(), z_test.cpu().numpy(),
-                           judgement.z_fake0.cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_l2, labels,
-                           ref.cond.float().cpu().numpy())  # fmt: skip
+                           judgement.z_fake0.cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_each.cpu().numpy(),
+                           labels, ref.cond.float().cpu().numpy(), bootstrap=p.bound_bootstrap, seed=seed)  # fmt: skip
     return {"recon_l2_test": recon_l2, **lip, **measured,
             "critic_w1_test": judgement.metrics["critic_w1_test"], "critic_w1_train_pairs": w1_train}  # fmt: skip
 

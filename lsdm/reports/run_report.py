@@ -141,6 +141,16 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _sampling(e: dict[str, Any], side: str) -> str:
+    std = get(e, f"bound.{side}_std")
+    return "" if std is None else f"; ± {_fmt(std)} (std over {get(e, 'bound.bootstrap')} bootstrap resamplings of the test points)"
+
+
+def _held(e: dict[str, Any]) -> str:
+    frac = get(e, "bound.holds_fraction")
+    return "" if frac is None else f"; it held in {frac:.0%} of the resamplings, the right side {_fmt(get(e, 'bound.rhs') / get(e, 'bound.w1_pixel_exact'))}x the left"
+
+
 # What a reading cannot say in advance: figures of the run, appended to a metric's registry reading.
 NOTES = {
     "bound.decoder_lipschitz_spectral_max": lambda e: (
@@ -148,9 +158,10 @@ NOTES = {
         f"{_fmt(get(e, 'bound.decoder_jacobian_spectral_median'))}, largest Frobenius norm "
         f"{_fmt(get(e, 'bound.decoder_jacobian_frobenius_max'))}"),
     "bound.rhs": lambda e: (f"= {_fmt(get(e, 'bound.lip_times_w1'))} + {_fmt(get(e, 'bound.recon_l2_test'))}; "
-                            f"W1 {get(e, 'bound.convention')}"),
-    "bound.w1_pixel_exact": lambda e: ("**the bound holds here**" if get(e, "bound.holds") else
-                                       "**the bound does not hold here**: Lip(D) is estimated from below"),
+                            f"W1 {get(e, 'bound.convention')}{_sampling(e, 'rhs')}"),
+    "bound.w1_pixel_exact": lambda e: (("**the bound holds here**" if get(e, "bound.holds") else
+                                        "**the bound does not hold here**: Lip(D) is estimated from below")
+                                       + _sampling(e, "w1_pixel_exact") + _held(e)),
     "throughput_images_per_s": lambda e: f"batch {e.get('throughput_batch_size')} on device {e.get('device')}",
 }  # fmt: skip
 
