@@ -48,7 +48,7 @@ def metric_columns() -> list[tuple[str, str, bool | None]]:
 # Only those present in a table are shown (the functions below ask `metric_columns()` afresh).
 METRICS: list[tuple[str, str, bool | None]] = metric_columns()
 FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
-PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]  # judged in the reading
+PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "recall_gap", "density_gap"]  # judged in the reading
 METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
 
 
@@ -348,7 +348,7 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
 
 # --- the unpaired pool (the paper's first claim) ----------------------------------------------------
 
-POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "eval.recall", "density_gap", "eval.label_accuracy"]
+POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "recall_gap", "density_gap", "eval.label_accuracy"]
 
 
 def pool_rows(df: pd.DataFrame, variants: dict[str, dict] | None = None) -> pd.DataFrame:
