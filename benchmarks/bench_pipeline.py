@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from lsdm.orchestration.dvc import tool
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {  # as tests/conftest.py, plus the baselines
@@ -85,7 +87,7 @@ def make_clone(path: Path, params: dict) -> Path:
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@lsdm.invalid"],
                 ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "bench"]):  # fmt: skip
-        sh(cmd, path)
+        tool(cmd, path)
     return path
 
 
