@@ -34,8 +34,9 @@ def commit(root: Path = ROOT) -> dict[str, Any]:
 class Run:
     """The provenance of one benchmark run, captured at its start; `write` adds it to the figures."""
 
-    def __init__(self, root: Path = ROOT) -> None:
-        self.root = root
+    def __init__(self, root: Path = ROOT, code: dict[str, Any] | None = None) -> None:
+        """`code`: the commit the benchmark's code was copied from, when that was earlier than now."""
+        self.root, self.code = root, code or commit(root)
         self.started = dt.datetime.now(dt.timezone.utc)
         self.machine = {
             "cores": available_cores(),
@@ -51,7 +52,7 @@ class Run:
         """`figures` plus machine, date, commit and command, written atomically to `path`."""
         doc = {**figures, "machine": self.machine, "date": self.started.isoformat(timespec="seconds"),
                "seconds_total": round((dt.datetime.now(dt.timezone.utc) - self.started).total_seconds(), 1),
-               "command": self.command, **commit(self.root)}  # fmt: skip
+               "command": self.command, **self.code}  # fmt: skip
         write_json(doc, path)
         print(f"figures written to {os.path.relpath(path)}")
         return path

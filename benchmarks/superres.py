@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from bench_pipeline import ROOT, TINY, deep_update, make_clone
-from record import Run
+from record import Run, commit
 
 from lsdm.evaluation.registry import read_results
 from lsdm.orchestration.dvc import RAN, read_pipeline, repro_stage
@@ -81,9 +81,10 @@ def main() -> None:
         params = deep_update(params, TINY)
     tmp = Path(tempfile.mkdtemp(prefix="lsdm-superres-"))
     try:
+        code = commit()  # what the copy holds, whatever changes here while it runs
         repo = make_clone(tmp / "repo", params)
         for i, width in enumerate(args.widths):
-            run = Run()
+            run = Run(code=code)
             print(f"sr.encoder_width={width} in {repo} ({'tiny' if args.tiny else 'shipped'} params, "
                   f"{'fresh: empty DVC cache' if i == 0 else 'after the previous width'})", flush=True)  # fmt: skip
             figures = run_width(repo, params, width)
