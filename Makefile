@@ -104,7 +104,7 @@ prefect-down:  ## stop the worker (and its flow runs), then the server, started 
 # and writes reports/comparison.md. SWEEP_ARGS='--counts 1 10 --seeds 0 -S matcher.steps=500' for others.
 SWEEP_ARGS ?=
 
-.PHONY: sweep compare bench
+.PHONY: sweep compare bench readme
 
 sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
 	lsdm sweep $(SWEEP_ARGS)
@@ -114,3 +114,7 @@ compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parq
 
 bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
 	python benchmarks/bench_pipeline.py
+
+# --- The README's figures (README: every generated block names the files it comes from) ----------
+readme: install  ## rewrite the README's generated blocks from their committed files (--check: only compare)
+	python -m lsdm.reports.readme
