@@ -88,6 +88,11 @@ def transcribed(doc: dict[str, Any]) -> str | None:
             f" ({doc.get('date', 'date not recorded')}).{note}")  # fmt: skip
 
 
+def listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
 def read(root: Path, rel: str) -> Any:
     path = root / rel
     if not path.exists():
@@ -111,7 +116,7 @@ def better(metric: str, a: float, b: float, reference: float | None = None, digi
 # --- super-resolution --------------------------------------------------------------------------------
 
 SR_FILES = ("results/superres/encoder_width_8.json", "results/superres/encoder_width_16.json")
-SR_COLUMNS = {"lsdm": "LSDM back-projected onto its input", "lsdm_raw": "LSDM raw D(G(x, eta))", "bicubic": "bicubic"}
+SR_COLUMNS = {"lsdm": "LSDM back-projected onto its input ({})", "lsdm_raw": "LSDM raw D(G(x, eta))", "bicubic": "bicubic"}
 SR_ROWS = (("fid_evalnet", "FID (evalnet)", 1), ("psnr", "PSNR (dB)", 1), ("ssim", "SSIM", 3),
            ("consistency_psnr", "consistency PSNR (dB)", 1), ("label_accuracy", "label accuracy of outputs", 3))  # fmt: skip
 
@@ -121,8 +126,8 @@ def superres(root: Path) -> list[str]:
     first = runs[0]
     real = first.get("real_reference") or {}
     cols = [c for c in SR_COLUMNS if all(c in r["columns"] for r in runs)]  # no raw column without back-projection
-    lines = [" | ".join(SR_COLUMNS[c] for c in cols) + f" (`sr.back_projection: {first['sr']['back_projection']}`), "
-             f"on the {first['n_test']:,} test images, generation seed {first['generation_seed']}, "
+    bp = f"`sr.back_projection: {first['sr']['back_projection']}`"
+    lines = ["Cells: " + " | ".join(SR_COLUMNS[c].format(bp) for c in cols) + f"; on the {first['n_test']:,} test images, generation seed {first['generation_seed']}, "
              f"{first['n_paired_per_class']} pairs per class, `sr.factor: {first['sr']['factor']}`:", "",
              "| metric | " + " | ".join(f"`sr.encoder_width: {r['sr']['encoder_width']}`" for r in runs) + " |",
              "|---|" + "---|" * len(runs)]  # fmt: skip
@@ -159,7 +164,7 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
     cons = raw["consistency_psnr"] - bic["consistency_psnr"] if raw else 0.0
     if raw:
         out.append(f"At `sr.encoder_width: {runs[0]['sr']['encoder_width']}`, raw samples beat bicubic on "
-                   f"{', '.join(beats) or 'none of FID, PSNR and SSIM'} and are {abs(cons):.1f} dB "
+                   f"{listed(beats) or 'none of FID, PSNR and SSIM'}, and are {abs(cons):.1f} dB "
                    f"{'more' if cons > 0 else 'less'} consistent with their input; back-projection changes "
                    f"consistency by {lsdm['consistency_psnr'] - raw['consistency_psnr']:+.1f} dB, PSNR by "
                    f"{lsdm['psnr'] - raw['psnr']:+.1f} dB and FID by {lsdm['fid_evalnet'] - raw['fid_evalnet']:+.1f}.")  # fmt: skip
@@ -169,9 +174,10 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
         verdicts = {k: better(k, w[k], lsdm[k], real_density, d) for k, d in shown.items()}
         up = [BY_KEY[k].label for k, v in verdicts.items() if v]
         down = [BY_KEY[k].label for k, v in verdicts.items() if v is False]
-        out.append(f"`sr.encoder_width: {r['sr']['encoder_width']}` against {runs[0]['sr']['encoder_width']} "
-                   f"(back-projected, one generation seed): better on {', '.join(up) or 'nothing'}"
-                   + (f"; worse on {', '.join(down)}" if down else "") + ".")  # fmt: skip
+        out.append(f"`sr.encoder_width: {r['sr']['encoder_width']}` against {runs[0]['sr']['encoder_width']}, "
+                   f"back-projected (one training run and one generation seed each, so small differences may be "
+                   f"noise): better on {listed(up) or 'nothing'}" + (f"; worse on {listed(down)}" if down else "")
+                   + ".")  # fmt: skip
     return out
 
 
