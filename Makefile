@@ -115,6 +115,10 @@ compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parq
 bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
 	python benchmarks/bench_pipeline.py
 
-# --- The README's figures (README: every generated block names the files it comes from) ----------
-readme: install  ## rewrite the README's generated blocks from their committed files (--check: only compare)
-	python -m lsdm.reports.readme
+# --- The README's figures: each `<!-- generated: NAME -->` block is rendered from the committed files
+# it names (lsdm/reports/readme.py). After rerunning what writes one of them, `make readme`;
+# README_ARGS=--check only compares (exit 1 names the stale blocks), as tests/test_readme.py does.
+README_ARGS ?=
+
+readme: install  ## rewrite the README's generated blocks from their committed files
+	python -m lsdm.reports.readme $(README_ARGS)

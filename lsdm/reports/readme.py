@@ -213,9 +213,11 @@ def sweep(root: Path) -> list[str]:
     counts = sorted(int(c) for c in summary[count].dropna().unique())
     every = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (meta.get("overrides") or {}).items())
     seeds = sorted(df["seed"].dropna().unique().tolist())
+    split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
              f"{counts} × split seeds {seeds}), every run with {every or 'the shipped params'}; "
-             f"{meta['wall_seconds'] / 60:.1f} min of wall time. Test split; cells: mean ± std over the split seeds.",
+             f"{meta['wall_seconds'] / 60:.1f} min of wall time. Judged on the {split} split; cells: mean ± std over "
+             "the split seeds.",
              "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
     for col in SWEEP_METRICS:
         m = BY_KEY[col.removeprefix("eval.")]
@@ -246,7 +248,7 @@ def default_run(root: Path) -> list[str]:
         read(root, f)  # each must exist
     e = read_results(root / Path(EVAL_FILES[0]).parent)["eval"]
     seeds = e.get("seeds") or []
-    lines = [f"Test split, {e['n_samples']:,} images; the headline at generation seed {seeds[0]}, beside it the mean "
+    lines = [f"{str(e.get('split')).capitalize()} split, {e['n_samples']:,} images; the headline at generation seed {seeds[0]}, beside it the mean "
              f"± std over the seeds {seeds}:", "",
              "| metric | headline | over seeds | real data |", "|---|---|---|---|"]  # fmt: skip
     for key, digits in DEFAULT_METRICS:
@@ -277,7 +279,7 @@ BENCH_FANOUT = "results/benchmarks/bench_fanout-tiny.json"
 
 def bench_pipeline(root: Path) -> list[str]:
     d = read(root, BENCH_PIPELINE)
-    lines = [transcribed(d) or f"One run ({provenance(d)}, {d['params']} params, methods {d.get('methods')}):", ""]
+    lines = [transcribed(d) or f"One run ({provenance(d)}, {d['params']} params, methods: {', '.join(d.get('methods') or []) or 'none'}):", ""]
     top = sorted(d["stages"], key=lambda r: -r["seconds"])[:3]
     tp = d.get("throughput") or []
     lsdm = next((t for t in tp if t["sampler"] == "lsdm"), None)
@@ -298,7 +300,7 @@ def bench_pipeline(root: Path) -> list[str]:
 def fanout(root: Path) -> list[str]:
     tiny, meta = read(root, BENCH_FANOUT), read(root, SWEEP_META)
     t = sorted(tiny["timings"].items(), key=lambda kv: int(kv[0]))
-    per = ", ".join(f"{v['points']:.0f} s on {n} worker{'s' * (int(n) > 1)}" for n, v in t)
+    per = listed([f"{v['points']:.0f} s on {n} worker{'s' * (int(n) > 1)}" for n, v in t])
     lines = [transcribed(tiny) or f"One run ({provenance(tiny)}):", "",
              f"The tiny sweep's {t[0][1]['n_points']} points took {per}: **{tiny['speedup_points']:.2f}x** on the points.", ""]  # fmt: skip
     how = f"fanned out as `{meta['fanout']}` flow runs" if meta.get("fanout") else f"{meta.get('jobs', 1)} run(s) at a time"
