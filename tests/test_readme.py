@@ -18,31 +18,37 @@ README = ROOT / "README.md"
 SOURCES = sorted({s for b in readme.BLOCKS.values() for s in b.sources})
 
 
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    """Each block as the committed files give it."""
+    return {name: readme.render(name, ROOT) for name in readme.BLOCKS}
+
+
 def test_the_readme_blocks_match_their_files(capsys):
     rc = readme.main(["--check", "--readme", str(README), "--root", str(ROOT)])
     assert rc == 0, f"stale README blocks; run `make readme`:\n{capsys.readouterr().out}"
 
 
-def test_every_block_is_in_the_readme_and_names_its_committed_sources():
+def test_every_block_is_in_the_readme_and_names_its_committed_sources(rendered):
     text = README.read_text()
     assert sorted(set(readme.names_in(text))) == sorted(readme.BLOCKS)
     tracked = set(git(["ls-files", "--", *SOURCES], ROOT).stdout.split())
     assert tracked == set(SOURCES), f"source files not committed: {sorted(set(SOURCES) - tracked)}"
     for name, block in readme.BLOCKS.items():
-        body = readme.render(name, ROOT)
+        body = rendered[name]
         assert all(f"`{s}`" in body.splitlines()[-2] for s in block.sources), f"{name} does not name its sources"
 
 
-def test_benchmark_files_are_measured_or_marked_transcribed():
+def test_benchmark_files_are_measured_or_marked_transcribed(rendered):
     """A figure file either records where it was measured or says plainly that it was not, and the
     README repeats that warning wherever it shows a transcribed file."""
     files = sorted((ROOT / "results/benchmarks").glob("*.json")) + sorted((ROOT / "results/superres").glob("*.json"))
     assert files
-    rendered = "\n".join(readme.render(n, ROOT) for n in readme.BLOCKS)
+    text = "\n".join(rendered.values())
     for f in files:
         doc = json.loads(f.read_text())
         if doc.get("transcribed_from"):
-            assert "Transcribed, not re-measured" in rendered and doc["command"] in rendered, f
+            assert "Transcribed, not re-measured" in text and doc["command"] in text, f
         else:
             assert doc["commit"] and doc["date"] and doc["machine"]["cores"] >= 1, f
             assert doc["command"].startswith("python benchmarks/"), f
