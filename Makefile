@@ -104,7 +104,7 @@ prefect-down:  ## stop the worker (and its flow runs), then the server, started 
 # and writes reports/comparison.md. SWEEP_ARGS='--counts 1 10 --seeds 0 -S matcher.steps=500' for others.
 SWEEP_ARGS ?=
 
-.PHONY: sweep compare bench
+.PHONY: sweep compare bench readme
 
 sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
 	lsdm sweep $(SWEEP_ARGS)
@@ -114,3 +114,11 @@ compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parq
 
 bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
 	python benchmarks/bench_pipeline.py
+
+# --- The README's figures: each `<!-- generated: NAME -->` block is rendered from the committed files
+# it names (lsdm/reports/readme.py). After rerunning what writes one of them, `make readme`;
+# README_ARGS=--check only compares (exit 1 names the stale blocks), as tests/test_readme.py does.
+README_ARGS ?=
+
+readme: install  ## rewrite the README's generated blocks from their committed files
+	python -m lsdm.reports.readme $(README_ARGS)

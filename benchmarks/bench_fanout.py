@@ -13,7 +13,9 @@ the same grid (the second run draws other pairs, split seeds + 100, so no point 
 cache; its shared stages are DVC-skipped, which is why only the points are compared).
 
 `--keep` copies the sweep's results/sweep/, reports/comparison.md and reports/comparison/ back into
-this checkout (what `make sweep` would have written here).
+this checkout (what `make sweep` would have written here). The timings are also written, with the
+machine, date and commit, to results/benchmarks/bench_fanout-<tiny|shipped>.json (`--json` elsewhere),
+which the README's fan-out figures are rendered from (`python -m lsdm.reports.readme`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from bench_pipeline import BIN, ROOT, TINY, deep_update, env, make_clone, sh
+from record import RESULTS, Run
 
 import yaml
 
@@ -70,12 +73,22 @@ def server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     raise SystemExit(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
 
 
+def figures(mode: str, timings: dict[int, dict]) -> dict:
+    """The timings per worker count, and the speed-up of the most workers over the fewest on the points."""
+    a, b = min(timings), max(timings)
+    return {"params": mode, "timings": {str(n): t for n, t in timings.items()},
+            "speedup_points": timings[a]["points"] / timings[b]["points"] if b != a else None}  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="params.yaml as shipped (its sweep section) instead of tiny")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time, in order")
     ap.add_argument("--keep", action="store_true", help="copy the last sweep's table and report into this checkout")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="where the timings go (default: results/benchmarks/bench_fanout-<tiny|shipped>.json)")
     args = ap.parse_args()
+    run = Run()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if not args.full:  # the sweep section replaced, not merged: no budget overrides, no variants
         params = {**deep_update(params, TINY), "methods": [], "sweep": {"counts": [2, 3], "seeds": [0, 1]}}
@@ -122,6 +135,8 @@ def main() -> int:
             a, b = min(timings), max(timings)
             print(f"speed-up of {b} workers over {a} on the points: {timings[a]['points'] / timings[b]['points']:.2f}x")
         print(json.dumps(timings, indent=2))
+        mode = "shipped" if args.full else "tiny"
+        run.write(args.json or RESULTS / f"bench_fanout-{mode}.json", figures(mode, timings))
         if args.keep:
             for rel in ("results/sweep", "reports/comparison"):
                 shutil.rmtree(ROOT / rel, ignore_errors=True)

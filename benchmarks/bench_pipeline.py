@@ -15,13 +15,14 @@ In a throwaway copy of the repository (git + DVC, like the tests' repos) it prin
    process is part of the tree, so ~150-250 MB is the floor).
 
 The full run is the stages one at a time in dvc.yaml order (a topological order), each timed; its
-wall time is their sum. Nothing is written to this repository.
+wall time is their sum. The figures are also written, with the machine, date and commit, to
+results/benchmarks/bench_pipeline-<shipped|tiny>.json (`--json` elsewhere), which the README's
+benchmark paragraph is rendered from (`python -m lsdm.reports.readme`); nothing else is written here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -32,6 +33,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from lsdm.orchestration.dvc import tool
+from record import RESULTS, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -85,7 +89,7 @@ def make_clone(path: Path, params: dict) -> Path:
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@lsdm.invalid"],
                 ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "bench"]):  # fmt: skip
-        sh(cmd, path)
+        tool(cmd, path)
     return path
 
 
@@ -159,17 +163,30 @@ def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
         os.chdir(cwd)
 
 
+def figures(mode: str, methods: list[str], stages: list[dict], inc: float, ran: list[str], tp: list[dict]) -> dict:
+    """What the script prints, as the JSON the README is rendered from."""
+    full = sum(r["seconds"] for r in stages)
+    top = max(stages, key=lambda r: r["max_rss_mb"])
+    return {"params": mode, "methods": methods, "stages": stages, "full_seconds": full, "incremental_seconds": inc,
+            "incremental_ran": ran, "incremental_change": "split.n_paired_per_class", "ratio": full / inc,
+            "throughput": tp, "peak_rss_mb": {"min": min(r["max_rss_mb"] for r in stages), "max": top["max_rss_mb"],
+                                              "max_stage": top["stage"]}}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny params (300 images, a few dozen steps)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="where the figures go (default: results/benchmarks/bench_pipeline-<shipped|tiny>.json)")
     ap.add_argument("--methods", nargs="*", default=["latent_flow"],
                     help="baselines in the pipeline (default: latent_flow, which the throughput figure needs)")  # fmt: skip
     args = ap.parse_args()
     params = {**yaml.safe_load((ROOT / "params.yaml").read_text()), "methods": args.methods}
     if args.tiny:
         params = deep_update(params, TINY)
+    mode = "tiny" if args.tiny else "shipped"
+    run = Run()
     tmp = Path(tempfile.mkdtemp(prefix="lsdm-bench-"))
     try:
         repo = make_clone(tmp / "repo", params)
@@ -186,9 +203,7 @@ def main() -> None:
         print("\n3. peak memory per stage (MB):")
         for r in sorted(stages, key=lambda r: -r["max_rss_mb"]):
             print(f"  {r['stage']:<32} {r['max_rss_mb']:8.0f}")
-        if args.json:
-            args.json.write_text(json.dumps({"stages": stages, "full_seconds": full, "incremental_seconds": inc,
-                                             "incremental_ran": ran, "throughput": tp}, indent=2))  # fmt: skip
+        run.write(args.json or RESULTS / f"bench_pipeline-{mode}.json", figures(mode, args.methods, stages, inc, ran, tp))
     finally:
         if args.keep:
             print(f"\nkept {tmp}")

@@ -1,0 +1,437 @@
+"""The README's figures, rendered from the committed files that hold them.
+
+A part of README.md between `<!-- generated: NAME -->` and `<!-- /generated: NAME -->` belongs to
+this module: `BLOCKS[NAME]` names its source files and renders its Markdown from them, ending with a
+line that names those files. A figure in such a block therefore always says where it comes from,
+and cannot drift from it unnoticed: `python -m lsdm.reports.readme --check` (run by
+tests/test_readme.py) exits 1 listing every block whose text is not what its files give. Without
+`--check` the blocks are rewritten in place (`make readme`); text outside them is never touched.
+
+Numbers are formatted here, never typed into the README: to change a figure, change (rerun) what
+writes its file, then `make readme`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from lsdm.evaluation.registry import BY_KEY, get, read_results
+from lsdm.io import atomic_path
+from lsdm.reports.comparison import _count_col, _fmt, _sampler_order, reading, summarise
+
+README = Path("README.md")
+OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
+_BLOCK = re.compile(r"<!-- generated: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /generated: (?P=name) -->", re.S)
+_MARKER = re.compile(r"<!-- /?generated: ([\w.-]+) -->")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One generated part of the README: the files it is rendered from, and how."""
+
+    sources: tuple[str, ...]
+    render: Callable[[Path], list[str]]  # the repository root -> Markdown lines (without the source line)
+
+
+# --- formatting --------------------------------------------------------------------------------------
+
+
+def num(x: float | None, digits: int) -> str:
+    """A figure with `digits` decimals and thousands separators; '–' where there is none."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    """'4 min 07 s' above a minute, else '47 s'."""
+    s = round(seconds)
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def short(commit: str | None) -> str:
+    return f"`{commit[:7]}`" if commit else "an unrecorded commit"
+
+
+def provenance(doc: dict[str, Any]) -> str:
+    """Where a benchmark's figures were measured: command, commit, date, machine, load."""
+    m = doc.get("machine") or {}
+    dirty = " with uncommitted changes" if doc.get("dirty") else ""
+    parts = [f"`{doc['command']}`" if doc.get("command") else None, f"at commit {short(doc.get('commit'))}{dirty}",
+             (doc.get("date") or "")[:10] or None]  # fmt: skip
+    if m.get("cores"):
+        parts.append(f"{m['cores']} cores")
+    if m.get("load_average_at_start"):
+        parts.append(f"load average {m['load_average_at_start'][0]:.1f} at the start")
+    if m.get("threads_env"):
+        parts.append(f"`LSDM_THREADS={m['threads_env']}`")
+    return ", ".join(p for p in parts if p)
+
+
+def transcribed(doc: dict[str, Any]) -> str | None:
+    """The warning a transcribed (not re-measured) figure file carries into the README."""
+    if not doc.get("transcribed_from"):
+        return None
+    what = f"`{doc['command']}`" if doc.get("command") else "the run"
+    at = f" at commit {short(doc.get('measured_at_commit'))}" if doc.get("measured_at_commit") else ""
+    note = f" {doc['note']}" if doc.get("note") else ""
+    return (f"*Transcribed, not re-measured:* the figures the {doc['transcribed_from']} stated for {what}{at}"
+            f" ({doc.get('date', 'date not recorded')}).{note}")  # fmt: skip
+
+
+def listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def read(root: Path, rel: str) -> Any:
+    path = root / rel
+    if not path.exists():
+        raise FileNotFoundError(f"{rel}: a generated README block's source file is missing")
+    return json.loads(path.read_text())
+
+
+def better(metric: str, a: float, b: float, reference: float | None = None, digits: int | None = None) -> bool | None:
+    """Whether `a` is better than `b` in the registry's direction for `metric` (None: equal, or equal
+    at the `digits` the README shows them with)."""
+    m = BY_KEY[metric]
+    if digits is not None:
+        a, b = round(a, digits), round(b, digits)
+    if m.direction == "reference":
+        a, b = -abs(a - reference), -abs(b - reference)
+    elif m.direction == "lower":
+        a, b = -a, -b
+    return None if a == b else a > b
+
+
+# --- super-resolution --------------------------------------------------------------------------------
+
+SR_FILES = ("results/superres/encoder_width_8.json", "results/superres/encoder_width_16.json")
+SR_COLUMNS = {"lsdm": "LSDM back-projected onto its input ({})", "lsdm_raw": "LSDM raw D(G(x, eta))", "bicubic": "bicubic"}
+SR_ROWS = (("fid_evalnet", "FID (evalnet)", 1), ("psnr", "PSNR (dB)", 1), ("ssim", "SSIM", 3),
+           ("consistency_psnr", "consistency PSNR (dB)", 1), ("label_accuracy", "label accuracy of outputs", 3))  # fmt: skip
+
+
+def superres(root: Path) -> list[str]:
+    runs = [read(root, f) for f in SR_FILES]
+    first = runs[0]
+    real = first.get("real_reference") or {}
+    cols = [c for c in SR_COLUMNS if all(c in r["columns"] for r in runs)]  # no raw column without back-projection
+    bp = f"`sr.back_projection: {first['sr']['back_projection']}`"
+    lines = ["Cells: " + " | ".join(SR_COLUMNS[c].format(bp) for c in cols) + f"; on the {first['n_test']:,} test images, generation seed {first['generation_seed']}, "
+             f"{first['n_paired_per_class']} pairs per class, `sr.factor: {first['sr']['factor']}`:", "",
+             "| metric | " + " | ".join(f"`sr.encoder_width: {r['sr']['encoder_width']}`" for r in runs) + " |",
+             "|---|" + "---|" * len(runs)]  # fmt: skip
+    for key, label, digits in SR_ROWS:
+        cells = [" \\| ".join(num(r["columns"][c][key], digits) for c in cols) for r in runs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    dc = [" \\| ".join(f"{num(r['columns'][c]['density'], 2)} / {num(r['columns'][c]['coverage'], 2)}" for c in cols)
+          for r in runs]  # fmt: skip
+    lines += [f"| density / coverage (real: {num(real.get('density'), 2)} / {num(real.get('coverage'), 2)}) | "
+              + " | ".join(dc) + " |", ""]  # fmt: skip
+    lines.append(" ".join(sr_reading(runs)))
+    lines.append("")
+    for r in runs:
+        lines.append(f"- `sr.encoder_width: {r['sr']['encoder_width']}`: {sr_timing(r)}")
+    return lines
+
+
+def sr_timing(r: dict[str, Any]) -> str:
+    stages = [s for s in r["stages"] if s["status"] == "ran"]  # in graph order
+    ran = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in stages)
+    what = ("a fresh copy (empty DVC cache), every stage" if r.get("fresh")
+            else "after the previous width in the same copy, DVC reran only " + ", ".join(s["stage"] for s in stages))  # fmt: skip
+    return f"{what}: {duration(r['wall_seconds'])} ({ran}); {provenance(r)}."
+
+
+def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
+    """What the table says, in words: back-projection and raw against bicubic at the first width,
+    then each further width against the first (LSDM back-projected)."""
+    out = []
+    real_density = (runs[0].get("real_reference") or {}).get("density")
+    c = runs[0]["columns"]
+    lsdm, raw, bic = c["lsdm"], c.get("lsdm_raw"), c["bicubic"]
+    beats = [BY_KEY[k].label for k, _, d in SR_ROWS[:3] if raw and better(k, raw[k], bic[k], digits=d)]
+    cons = raw["consistency_psnr"] - bic["consistency_psnr"] if raw else 0.0
+    if raw:
+        out.append(f"At `sr.encoder_width: {runs[0]['sr']['encoder_width']}`, raw samples beat bicubic on "
+                   f"{listed(beats) or 'none of FID, PSNR and SSIM'}, and are {abs(cons):.1f} dB "
+                   f"{'more' if cons > 0 else 'less'} consistent with their input; back-projection changes "
+                   f"consistency by {lsdm['consistency_psnr'] - raw['consistency_psnr']:+.1f} dB, PSNR by "
+                   f"{lsdm['psnr'] - raw['psnr']:+.1f} dB and FID by {lsdm['fid_evalnet'] - raw['fid_evalnet']:+.1f}.")  # fmt: skip
+    shown = {k: digits for k, _, digits in SR_ROWS} | {"density": 2, "coverage": 2}
+    for r in runs[1:]:
+        w = r["columns"]["lsdm"]
+        verdicts = {k: better(k, w[k], lsdm[k], real_density, d) for k, d in shown.items()}
+        up = [BY_KEY[k].label for k, v in verdicts.items() if v]
+        down = [BY_KEY[k].label for k, v in verdicts.items() if v is False]
+        out.append(f"`sr.encoder_width: {r['sr']['encoder_width']}` against {runs[0]['sr']['encoder_width']}, "
+                   f"back-projected (one training run and one generation seed each, so small differences may be "
+                   f"noise): better on {listed(up) or 'nothing'}" + (f"; worse on {listed(down)}" if down else "")
+                   + ".")  # fmt: skip
+    return out
+
+
+# --- the shipped sweep -------------------------------------------------------------------------------
+
+SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
+SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
+FLOW_NFE = (1, 10, 100)  # latent flow's rows in the README (the report has every NFE)
+READING_AGAINST = ("lsdm_paper", "latent_flow_nfe10", "latent_flow_nfe100")
+
+
+def sweep_samplers(df: pd.DataFrame) -> list[str]:
+    keep = df["method"].ne("latent_flow") | pd.to_numeric(df["nfe"], errors="coerce").isin(FLOW_NFE)
+    return [s for s in _sampler_order(df) if s in set(df.loc[keep, "sampler"])]
+
+
+def sampler_label(df: pd.DataFrame, s: str) -> str:
+    named = df.loc[df["sampler"] == s, "matcher"].dropna() if "matcher" in df else pd.Series(dtype=object)
+    if len(named):
+        return f"{named.iloc[0]} (`{s}`)"
+    nfe = pd.to_numeric(df.loc[df["sampler"] == s, "nfe"], errors="coerce").dropna()
+    method = df.loc[df["sampler"] == s, "method"].iloc[0]
+    return f"{method.replace('_', ' ')}, NFE {int(nfe.iloc[0])}" if len(nfe) and method != s else f"`{s}`"
+
+
+def sweep(root: Path) -> list[str]:
+    path = root / SWEEP_TABLE
+    if not path.exists():
+        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated README block's source file is missing")
+    df, meta = pd.read_parquet(path), read(root, SWEEP_META)
+    count, samplers = _count_col(df), sweep_samplers(df)
+    summary = summarise(df)
+    counts = sorted(int(c) for c in summary[count].dropna().unique())
+    every = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (meta.get("overrides") or {}).items())
+    seeds = sorted(df["seed"].dropna().unique().tolist())
+    split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
+    lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
+             f"{counts} × split seeds {seeds}), every run with {every or 'the shipped params'}; "
+             f"{meta['wall_seconds'] / 60:.1f} min of wall time. Judged on the {split} split; cells: mean ± std over "
+             "the split seeds.",
+             "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
+    for col in SWEEP_METRICS:
+        m = BY_KEY[col.removeprefix("eval.")]
+        ref = f"eval.{m.reference}" if m.reference else None
+        real = pd.to_numeric(df[ref], errors="coerce").mean() if ref in df else float("nan")
+        label = m.label + ("" if math.isnan(real) else f", real {real:.2f}")
+        for i, s in enumerate(samplers):
+            cells = []
+            for c in counts:
+                r = summary[(summary["sampler"] == s) & (summary[count] == c)]
+                cells.append(_fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
+                             if len(r) and f"{col}|mean" in r else "–")  # fmt: skip
+            lines.append(f"| {label if i == 0 else ''} | {sampler_label(df, s)} | " + " | ".join(cells) + " |")
+    against = ["lsdm", *[s for s in READING_AGAINST if s in samplers]]
+    lines += ["", *[f"- {r}" for r in reading(df, summary, count, against)]]
+    return lines
+
+
+# --- the default run ---------------------------------------------------------------------------------
+
+EVAL_FILES = ("results/evaluate/metrics.json", "results/evaluate/details.json")
+DEFAULT_METRICS = (("label_accuracy", 3), ("fid_evalnet", 2), ("precision", 3), ("recall", 3), ("density", 3),
+                   ("coverage", 3))  # fmt: skip
+
+
+def default_run(root: Path) -> list[str]:
+    for f in EVAL_FILES:
+        read(root, f)  # each must exist
+    e = read_results(root / Path(EVAL_FILES[0]).parent)["eval"]
+    seeds = e.get("seeds") or []
+    lines = [f"{str(e.get('split')).capitalize()} split, {e['n_samples']:,} images; the headline at generation seed {seeds[0]}, beside it the mean "
+             f"± std over the seeds {seeds}:", "",
+             "| metric | headline | over seeds | real data |", "|---|---|---|---|"]  # fmt: skip
+    for key, digits in DEFAULT_METRICS:
+        m, over = BY_KEY[key], get(e, f"over_seeds.{key}") or {}
+        spread = f"{num(over.get('mean'), digits)} ± {num(over.get('std'), digits)}" if over else "–"
+        real = get(e, m.reference) if m.reference else None
+        lines.append(f"| {m.label} | {num(e.get(key), digits)} | {spread} | {num(real, digits)} |")
+    b = e["bound"]
+    holds = "it holds" if b["holds"] else "**it does not hold**"
+    lines += ["", f"The bound on the test images, exact W1 ({b['convention']}): left side W1(image joints) = "
+              f"{b['w1_pixel_exact']:.2f}; right side {b['rhs']:.2f} = Lip(D) {b['decoder_lipschitz_spectral_max']:.2f} "
+              f"× W1(latent joints) {b['w1_latent_exact']:.2f} + reconstruction {b['recon_l2_test']:.2f} — {holds}, "
+              f"the left side at {b['w1_pixel_exact'] / b['rhs']:.2f} of the right (Lip(D) is a lower estimate). The "
+              f"critic's own W1 estimate, a memorisation diagnostic and no term of the bound: "
+              f"{b['critic_w1_test']:.2f} held out vs {b['critic_w1_train_pairs']:.2f} on its training pairs."]  # fmt: skip
+    times = e.get("stage_seconds") or {}
+    if times:
+        lines += ["", "Stage compute times of this run: " + ", ".join(
+            f"{k} {v:.0f} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1])) + "."]  # fmt: skip
+    return lines
+
+
+# --- benchmarks --------------------------------------------------------------------------------------
+
+BENCH_PIPELINE = "results/benchmarks/bench_pipeline-shipped.json"
+BENCH_FANOUT = "results/benchmarks/bench_fanout-tiny.json"
+
+
+def bench_pipeline(root: Path) -> list[str]:
+    d = read(root, BENCH_PIPELINE)
+    lines = [transcribed(d) or f"One run ({provenance(d)}, {d['params']} params, methods: {', '.join(d.get('methods') or []) or 'none'}):", ""]
+    top = sorted(d["stages"], key=lambda r: -r["seconds"])[:3]
+    tp = d.get("throughput") or []
+    lsdm = next((t for t in tp if t["sampler"] == "lsdm"), None)
+    flows = [t for t in tp if t["sampler"] != "lsdm"]
+    rss = d["peak_rss_mb"]
+    text = (f"full `dvc repro` {d['full_seconds']:.0f} s (" + ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in top)
+            + f"), incremental after a change of `{d['incremental_change']}` {d['incremental_seconds']:.0f} s (ran: "
+            f"{', '.join(d['incremental_ran'])}): full / incremental = {d['full_seconds'] / d['incremental_seconds']:.1f}x.")  # fmt: skip
+    if lsdm and flows:
+        text += (f" Sampling at batch {lsdm['batch_size']}: LSDM {num(lsdm['images_per_s'], 0)} images/s, "
+                 + ", ".join(f"{t['sampler']} {num(t['images_per_s'], 0)}" for t in flows) + "; LSDM is "
+                 + " / ".join(f"{lsdm['images_per_s'] / t['images_per_s']:.1f}x" for t in flows) + " faster.")  # fmt: skip
+    text += (f" Peak RSS per stage (DVC included) {rss['min'] / 1000:.2f}-{rss['max'] / 1000:.2f} GB, the largest "
+             f"{rss['max_stage']}.")  # fmt: skip
+    return lines + [text[0].upper() + text[1:]]
+
+
+def fanout(root: Path) -> list[str]:
+    tiny, meta = read(root, BENCH_FANOUT), read(root, SWEEP_META)
+    t = sorted(tiny["timings"].items(), key=lambda kv: int(kv[0]))
+    per = listed([f"{v['points']:.0f} s on {n} worker{'s' * (int(n) > 1)}" for n, v in t])
+    lines = [transcribed(tiny) or f"One run ({provenance(tiny)}):", "",
+             f"The tiny sweep's {t[0][1]['n_points']} points took {per}: **{tiny['speedup_points']:.2f}x** on the points.", ""]  # fmt: skip
+    how = f"fanned out as `{meta['fanout']}` flow runs" if meta.get("fanout") else f"{meta.get('jobs', 1)} run(s) at a time"
+    lines.append(f"The shipped sweep `{meta.get('tag')}` at its own budget ({meta.get('experiments')} points, {how}): "
+                 f"{meta['points_seconds'] / 60:.1f} min of points after {meta['shared_seconds'] / 60:.1f} min of "
+                 f"shared stages, {meta['wall_seconds'] / 60:.1f} min in all.")  # fmt: skip
+    return lines
+
+
+# --- matcher tuning ----------------------------------------------------------------------------------
+
+TUNING = "results/tuning/matcher_val.csv"
+#: The README's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
+#: a cell lists the runs' values separated by " / ".
+TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
+    ("before: concat critic, lr 2e-4", (("concat", 10, 0), ("concat", 100, 0))),
+    ("projection critic, lr 2e-4", (("proj", 10, 0), ("proj", 100, 0))),
+    ("projection, lr 5e-4", (("proj_lr5e-4", 10, 0), ("proj_lr5e-4", 100, 0))),
+    ('projection, lr 1e-3 (= "LSDM", the paper\'s method)', (("proj_lr1e-3", 10, 0), ("proj_lr1e-3", 100, 0))),
+    ("projection, lr 2e-3", (("proj_lr2e-3", 10, 0), ("proj_lr2e-3", 100, 0))),
+    ("projection, lr 1e-3, 1,000 steps, marginal 1 (shared body)",
+     (("proj_lr1e-3_m1_s1000", 10, 0), ("proj_lr1e-3_m1_s1000", 100, 0))),
+    ("+ marginal 0.3 / 0.7 / 1, critic body shared",
+     (("proj_lr1e-3_m0.3", 10, 0), ("proj_lr1e-3_m0.7", 10, 0), ("proj_lr1e-3_m1", 10, 0))),
+    ("+ marginal 0.3 / 0.7 / 1, critic body shared",
+     (("proj_lr1e-3_m0.3", 100, 0), ("proj_lr1e-3_m0.7", 100, 0), ("proj_lr1e-3_m1", 100, 0))),
+    ('**+ marginal 1, its own critic network (default, "LSDM + marginal")**',
+     (("proj_lr1e-3_m1_own", 10, 0), ("proj_lr1e-3_m1_own", 100, 0))),
+    ("latent_flow, NFE 10 / 100, 12,000 steps (the old default)", (("flow_nfe10", 10, 0), ("flow_nfe100", 10, 0))),
+    ("latent_flow, NFE 10 / 100, 12,000 steps", (("flow_nfe10", 100, 0), ("flow_nfe100", 100, 0))),
+    ("latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)", (("flow76k_nfe10", 10, 0), ("flow76k_nfe100", 10, 0))),
+    ("latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)", (("flow76k_nfe10", 100, 0), ("flow76k_nfe100", 100, 0))),
+    ("3 pairs/class: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
+     (("proj_lr1e-3_m0", 3, 0), ("flow_nfe10", 3, 0), ("proj_lr1e-3_m1", 3, 0))),
+    ("split seed 1: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
+     (("proj_lr1e-3_m0", 10, 1), ("flow_nfe10", 10, 1), ("proj_lr1e-3_m1", 10, 1))),
+)  # fmt: skip
+TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
+               ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
+
+
+def tuning(root: Path) -> list[str]:
+    path = root / TUNING
+    if not path.exists():
+        raise FileNotFoundError(f"{TUNING}: a generated README block's source file is missing")
+    df = pd.read_csv(path).set_index(["variant", "n_per_class", "seed"]).sort_index()
+    if not df.index.is_unique:
+        raise ValueError(f"{TUNING}: more than one row for a (variant, n_per_class, seed)")
+    real = df["density_real"].mean()
+    head = [label if key != "density" else f"density (real {real:.2f})" for key, label, _ in TUNING_COLS]
+    lines = ["| matcher (validation) | pairs/class | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
+    for label, runs in TUNING_ROWS:
+        missing = [r for r in runs if r not in df.index]
+        if missing:
+            raise KeyError(f"{TUNING}: no row for {missing} (README row {label!r})")
+        counts = list(dict.fromkeys(n for _, n, _ in runs))
+        cells = [" / ".join(num(df.loc[r, key], digits) for r in runs) for key, _, digits in TUNING_COLS]
+        lines.append(f"| {label} | {' / '.join(map(str, counts))} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# --- the blocks --------------------------------------------------------------------------------------
+
+BLOCKS: dict[str, Block] = {
+    "superres": Block(SR_FILES, superres),
+    "sweep": Block((SWEEP_TABLE, SWEEP_META), sweep),
+    "default-run": Block(EVAL_FILES, default_run),
+    "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
+    "fanout": Block((BENCH_FANOUT, SWEEP_META), fanout),
+    "matcher-tuning": Block((TUNING,), tuning),
+}
+
+
+def render(name: str, root: Path = Path(".")) -> str:
+    """A block's text between its markers: a blank line, its Markdown, the line naming its sources."""
+    block = BLOCKS[name]
+    src = ", ".join(f"`{s}`" for s in block.sources)
+    return "\n" + "\n".join([*block.render(root), "", f"<sub>Generated from {src} by `make readme`.</sub>"]) + "\n\n"
+
+
+def names_in(text: str) -> list[str]:
+    """The blocks a README holds, in order; an unknown name or an unmatched marker is an error."""
+    found = [m.group("name") for m in _BLOCK.finditer(text)]
+    markers = _MARKER.findall(text)
+    if len(markers) != 2 * len(found):
+        raise ValueError(f"unmatched generated-block markers: {sorted(set(markers) - set(found)) or markers}")
+    unknown = [n for n in found if n not in BLOCKS]
+    if unknown:
+        raise ValueError(f"unknown generated blocks {unknown}; known: {sorted(BLOCKS)}")
+    return found
+
+
+def refresh(text: str, root: Path = Path(".")) -> tuple[str, list[str]]:
+    """`text` with every block rendered afresh, and the names of those whose text changed."""
+    names_in(text)
+    stale: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name, body = m.group("name"), render(m.group("name"), root)
+        if body != m.group("body"):
+            stale.append(name)
+        return OPEN.format(name) + "\n" + body + CLOSE.format(name)
+
+    return _BLOCK.sub(sub, text), stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 listing the stale blocks")
+    ap.add_argument("--readme", type=Path, default=README, help="the Markdown file (default README.md)")
+    ap.add_argument("--root", type=Path, default=Path("."), help="the repository root the sources are read from")
+    args = ap.parse_args(argv)
+    text = args.readme.read_text()
+    try:
+        new, stale = refresh(text, args.root)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"{args.readme}: {e}", file=sys.stderr)
+        return 2
+    n = len(names_in(text))
+    if args.check:
+        for name in stale:
+            print(f"{args.readme}: block `{name}` is stale (sources: {', '.join(BLOCKS[name].sources)})")
+        if not stale:
+            print(f"{args.readme}: {n} generated blocks match their files")
+        return 1 if stale else 0
+    if new != text:
+        with atomic_path(args.readme) as tmp:
+            tmp.write_text(new)
+    print(f"{args.readme}: {n} generated blocks, {len(stale)} rewritten" + (f" ({', '.join(stale)})" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Every figure in the README's generated blocks comes from a committed file, and says which: the
+blocks match what `lsdm.reports.readme` renders from those files, the files are tracked by git, and a
+changed file makes `--check` fail on exactly the blocks that read it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import ROOT
+
+from lsdm.orchestration.dvc import git
+from lsdm.reports import readme
+
+README = ROOT / "README.md"
+SOURCES = sorted({s for b in readme.BLOCKS.values() for s in b.sources})
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    """Each block as the committed files give it."""
+    return {name: readme.render(name, ROOT) for name in readme.BLOCKS}
+
+
+def test_the_readme_blocks_match_their_files(capsys):
+    rc = readme.main(["--check", "--readme", str(README), "--root", str(ROOT)])
+    assert rc == 0, f"stale README blocks; run `make readme`:\n{capsys.readouterr().out}"
+
+
+def test_every_block_is_in_the_readme_and_names_its_committed_sources(rendered):
+    text = README.read_text()
+    assert sorted(set(readme.names_in(text))) == sorted(readme.BLOCKS)
+    tracked = set(git(["ls-files", "--", *SOURCES], ROOT).stdout.split())
+    assert tracked == set(SOURCES), f"source files not committed: {sorted(set(SOURCES) - tracked)}"
+    for name, block in readme.BLOCKS.items():
+        body = rendered[name]
+        assert all(f"`{s}`" in body.splitlines()[-2] for s in block.sources), f"{name} does not name its sources"
+
+
+def test_benchmark_files_are_measured_or_marked_transcribed(rendered):
+    """A figure file either records where it was measured or says plainly that it was not, and the
+    README repeats that warning wherever it shows a transcribed file."""
+    files = sorted((ROOT / "results/benchmarks").glob("*.json")) + sorted((ROOT / "results/superres").glob("*.json"))
+    assert files
+    text = "\n".join(rendered.values())
+    for f in files:
+        doc = json.loads(f.read_text())
+        if doc.get("transcribed_from"):
+            assert "Transcribed, not re-measured" in text and doc["command"] in text, f
+        else:
+            assert doc["commit"] and doc["date"] and doc["machine"]["cores"] >= 1, f
+            assert doc["command"].startswith("python benchmarks/"), f
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """The README and every block's sources in a throwaway root."""
+    for rel in ["README.md", *SOURCES]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    return tmp_path
+
+
+def check(root, capsys) -> tuple[int, str]:
+    rc = readme.main(["--check", "--readme", str(root / "README.md"), "--root", str(root)])
+    return rc, capsys.readouterr().out
+
+
+def test_a_changed_source_makes_its_blocks_stale_and_a_rewrite_fixes_them(copy, capsys):
+    metrics = copy / "results/evaluate/metrics.json"
+    doc = json.loads(metrics.read_text())
+    doc["eval"]["label_accuracy"] = 0.5
+    metrics.write_text(json.dumps(doc))
+    before = (copy / "README.md").read_text()
+
+    rc, out = check(copy, capsys)
+    assert rc == 1
+    assert "`default-run` is stale" in out
+    assert [n for n in readme.BLOCKS if f"`{n}` is stale" in out] == ["default-run"], out
+    assert (copy / "README.md").read_text() == before  # --check writes nothing
+
+    assert readme.main(["--readme", str(copy / "README.md"), "--root", str(copy)]) == 0
+    after = (copy / "README.md").read_text()
+    assert "| label accuracy | 0.500 |" in after and "| label accuracy | 0.500 |" not in before
+    outside = lambda t: readme._BLOCK.sub("", t)  # noqa: E731
+    assert outside(after) == outside(before)  # text outside the blocks untouched
+    assert check(copy, capsys)[0] == 0
+
+
+def test_a_file_read_by_two_blocks_makes_both_stale(copy, capsys):
+    meta = copy / "results/sweep/sweep.json"
+    doc = json.loads(meta.read_text())
+    doc["wall_seconds"] += 600
+    meta.write_text(json.dumps(doc))
+    rc, out = check(copy, capsys)
+    assert rc == 1
+    assert sorted(n for n in readme.BLOCKS if f"`{n}` is stale" in out) == ["fanout", "sweep"]
+
+
+def test_a_missing_source_or_a_bad_marker_is_an_error(copy, capsys):
+    (copy / readme.BENCH_PIPELINE).unlink()
+    assert readme.main(["--check", "--readme", str(copy / "README.md"), "--root", str(copy)]) == 2
+    assert readme.BENCH_PIPELINE in capsys.readouterr().err
+    bad = copy / "bad.md"
+    bad.write_text("<!-- generated: nope -->\nx\n<!-- /generated: nope -->\n")
+    assert readme.main(["--check", "--readme", str(bad), "--root", str(ROOT)]) == 2
+    bad.write_text("<!-- generated: superres -->\nno end marker\n")
+    assert readme.main(["--check", "--readme", str(bad), "--root", str(ROOT)]) == 2
