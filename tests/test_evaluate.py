@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-import lsdm.evaluation.features as features
 from lsdm import paths
 from lsdm.config import load_params
 from lsdm.data.tables import to_tensor
@@ -51,7 +50,7 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     work = workdir(tiny_repro, tmp_path / "work")
     monkeypatch.chdir(work)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "no-cleanfid"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
     from lsdm.pipeline import evaluate, report
 
     params = load_params()
@@ -72,7 +71,8 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     assert b["holds"] == (b["w1_pixel_exact"] <= b["rhs"])
     for key in ("fid_inception", "kid_inception", "lpips_diversity"):
         assert key in e and e[key] is None, key
-    assert "not found" in e["inception_reason"] and "no-cleanfid" in e["inception_reason"]
+    assert "not found" in e["inception_reason"] and str(tmp_path / "no-cache" / "lsdm") in e["inception_reason"]
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "inception") in e["inception_reason"]
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in e["lpips_reason"]
     for name in ("precision", "recall", "density", "coverage", "label_accuracy", "fid_evalnet"):
         spread = e["over_seeds"][name]
