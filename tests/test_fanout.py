@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ROOT, Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # a server, two workers, sweeps waited on for up to 900 s
 
 HEARTBEAT = 30  # seconds between a flow run's heartbeats (Prefect's minimum)
 CRASHED_AFTER = 75  # a point silent this long counts as crashed and is submitted again

@@ -159,6 +159,7 @@ def test_bad_overrides_fail_before_anything_runs(harness, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three flow runs, the first the whole pipeline
 def test_flow_matches_dvc_repro_and_reruns_only_paired_stages(harness, tiny_repro, tmp_path):
     from flows.lsdm_flow import pipeline
 

@@ -22,7 +22,7 @@ from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 from conftest import (SHARED_STAGES, Server, add_flows, by_flow_run, exp_show, group_alive, make_repo, run, stage_statuses,
                       start_group, stop_group, tail, tiny_params)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
 
 FLOW_RUN_TIMEOUT = 600  # seconds; a tiny run takes about a minute on two busy cores
 

@@ -185,6 +185,7 @@ def test_density_is_judged_by_its_distance_to_the_real_reference(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the sweep itself may take up to 1200 s (run's timeout below)
 def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     """2 counts x 1 seed x every method, through `dvc exp run --queue` and `dvc queue start -j 1`;
     a count above the smallest class is skipped, not run; table, report and plots appear."""
