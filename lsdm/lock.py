@@ -104,6 +104,7 @@ def workspace_lock(root: str | Path, who: str, timeout: float | None = None,
         timeout: seconds to wait for another holder (None: as long as it takes; 0: not at all).
         say: where the one "waiting for ..." line goes.
     """
+    root = Path(root).resolve()
     path = lock_file(root)
     # not inherited by children (PEP 446): a daemon started under the lock (dvc queue's worker) does not keep it
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -122,13 +123,13 @@ def workspace_lock(root: str | Path, who: str, timeout: float | None = None,
             waited = time.monotonic() - t0
             if timeout is not None and waited >= timeout:
                 raise WorkspaceBusy(
-                    f"the workspace {Path(root).resolve()} is busy: {by} holds its lock ({path}); "
+                    f"the workspace {root} is busy: {by} holds its lock ({path}); "
                     f"{who} gave up after {waited:.0f} s. Run it again when that has finished, or wait longer "
                     f"with ${TIMEOUT_ENV}=<seconds>"
                 )
             if not said and (by != "another process" or waited >= 1):
                 limit = "as long as it takes" if timeout is None else f"up to {timeout:.0f} s (${TIMEOUT_ENV})"
-                say(f"{who}: waiting for the workspace {Path(root).resolve()}, held by {by}; waiting {limit}")
+                say(f"{who}: waiting for the workspace {root}, held by {by}; waiting {limit}")
                 said = True
             time.sleep(_POLL)
         since = datetime.now().astimezone().isoformat(timespec="seconds")

@@ -200,12 +200,12 @@ def test_per_class_fid_only_with_more_points_than_dims():
     labels = np.repeat([0, 1, 2], 20)
     labels[:3] = 2  # class 0 now has 17 points
     fids, kids, note = per_class_fid_kid(real, labels, fake, labels, min_samples=18, kid_subsets=5, kid_subset_size=10)
-    assert all(v is not None for v in fids.values())  # 17+ points > 4 dims
+    assert set(fids) == {"0", "1", "2"} and all(v is not None for v in fids.values())  # 17+ points > 4 dims
     assert kids["0"] is None and kids["1"] is not None
     assert "at least 18" in note
     fids, _, note = per_class_fid_kid(real[:, :1].repeat(30, 1), labels, fake[:, :1].repeat(30, 1), labels,
                                       min_samples=2, kid_subsets=2, kid_subset_size=10)  # fmt: skip
-    assert all(v is None for v in fids.values()) and "more than 30" in note
+    assert set(fids) == {"0", "1", "2"} and all(v is None for v in fids.values()) and "more than 30" in note
 
 
 def test_label_accuracy_and_spread():

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from lsdm.config import Params
+from lsdm.config import METHOD_NAMES, Params
 from lsdm.evaluation.registry import read_results
 from lsdm.io import read_table
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
@@ -36,7 +36,7 @@ def test_dvc_yaml_matches_cli_and_config():
             assert stage["foreach"] == "${methods}"
             stage = stage["do"]
             assert stage["cmd"] == f"lsdm {name} --method ${{item}}"
-            assert all(m in Params.model_fields for m in Params().methods)
+            assert all(m in Params.model_fields for m in METHOD_NAMES)  # (Params().methods is empty)
         else:
             assert stage["cmd"] == f"lsdm {name}"
         for key in stage.get("params", []):
