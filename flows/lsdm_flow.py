@@ -8,8 +8,9 @@ A run of the flow, in the workspace given by `repo`, $LSDM_REPO or the working d
 1. checks the overrides (`{"split.n_paired_per_class": 3}`) with the typed config of `lsdm check`
    before anything runs: a bad key or value fails the run with no task started;
 2. waits for the workspace's concurrency slot (a Prefect global concurrency limit named after the
-   host and path, limit 1, created on first use, plus a file lock): runs on one workspace are
-   serialised, because two DVC runs in one workspace corrupt each other;
+   host and path, limit 1, created on first use, plus the workspace lock of `lsdm.lock` that every
+   `lsdm <stage>` and `lsdm sweep` takes too): runs on one workspace are serialised, because two DVC
+   runs in one workspace corrupt each other;
 3. writes the overrides into params.yaml (comments kept), then runs one task per DVC stage in
    graph order (as DVC reads dvc.yaml: `foreach` stages expanded, `fit_baseline@pixel_wgan`),
    each `dvc repro --single-item <stage>`; the task's result and log say whether DVC
@@ -44,7 +45,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from lsdm import paths
-
+from lsdm.lock import workspace_lock
 from lsdm.orchestration.dvc import (
     StageFailed,
     applied_params,
@@ -59,7 +60,6 @@ from lsdm.orchestration.dvc import (
     repro_stage,
     save_experiment,
     validate,
-    workspace_file_lock,
     workspace_key,
 )
 
@@ -117,7 +117,8 @@ def _ensure_limit(name: str) -> None:
 @contextlib.contextmanager
 def workspace_slot(repo: Path) -> Iterator[None]:
     """Hold the workspace: Prefect's concurrency limit (visible in the UI, across workers and
-    deployments), then a file lock (on this machine, even if the server drops the lease)."""
+    deployments), then the workspace lock every `lsdm` command takes (lsdm.lock: on this machine,
+    even if the server drops the lease; the run's own `dvc repro` children pass through it)."""
     from prefect.concurrency.sync import concurrency
 
     name = workspace_key(repo)
@@ -125,7 +126,7 @@ def workspace_slot(repo: Path) -> Iterator[None]:
     logger = get_run_logger()
     logger.info("waiting for workspace %s (concurrency limit %r)", repo, name)
     with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
-        with workspace_file_lock(repo):
+        with workspace_lock(repo, f"Prefect flow run {flow_run.get_name()} ({flow_run.get_id()})", say=logger.info):
             logger.info("workspace %s acquired", repo)
             yield
 

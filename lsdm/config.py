@@ -135,7 +135,7 @@ class EvaluateParams(Section):
     diversity_pairs: PositiveInt = 100  # random same-class pairs per class for LPIPS diversity
     lipschitz_samples: PositiveInt = 96  # latents where the decoder's Jacobian is measured
     bound_bootstrap: NonNegativeInt = 20  # resamplings of the held-out points for the bound's sampling error (0: none)
-    # clean-fid's inception-2015-12-05.pt (the file or its folder); null: clean-fid's default place (/tmp)
+    # clean-fid's inception-2015-12-05.pt (the file or its folder); null: ~/.cache/lsdm, then torch hub's checkpoints
     inception_weights: str | None = None
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"  # LPIPS backbone (weights from $TORCH_HOME/hub/checkpoints)
     lpips_size: int = Field(64, ge=32)  # images smaller than this are upsampled for LPIPS

@@ -25,6 +25,7 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+SLOW_TIMEOUT = 600  # seconds for an end-to-end test unless it names its own (pytest-timeout; unit tests: pyproject's)
 sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout, not installed
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
@@ -41,6 +42,14 @@ TINY = {
     "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
     "sweep": {"counts": [1, 2], "seeds": [0]},
 }
+
+
+def pytest_collection_modifyitems(items):
+    """A hung test fails with its stack: end-to-end (`slow`) tests within SLOW_TIMEOUT, the rest within
+    pyproject's `timeout`; the few that run longer say so with their own `@pytest.mark.timeout`."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 def deep_update(base: dict, new: dict) -> dict:

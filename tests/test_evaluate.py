@@ -8,14 +8,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
-import lsdm.evaluation.features as features
 from lsdm import paths
 from lsdm.config import load_params
+from lsdm.errors import ParamsError
 from lsdm.data.tables import to_tensor
 from lsdm.evaluation.features import evalnet_features
 from lsdm.evaluation.geometry import prdc
@@ -51,7 +50,7 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     work = workdir(tiny_repro, tmp_path / "work")
     monkeypatch.chdir(work)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "no-cleanfid"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
     from lsdm.pipeline import evaluate, report
 
     params = load_params()
@@ -72,11 +71,15 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     assert b["holds"] == (b["w1_pixel_exact"] <= b["rhs"])
     for key in ("fid_inception", "kid_inception", "lpips_diversity"):
         assert key in e and e[key] is None, key
-    assert "not found" in e["inception_reason"] and "no-cleanfid" in e["inception_reason"]
+    assert "not found" in e["inception_reason"] and str(tmp_path / "no-cache" / "lsdm") in e["inception_reason"]
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "inception") in e["inception_reason"]
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in e["lpips_reason"]
+    n = len(params.evaluate.seeds)
     for name in ("precision", "recall", "density", "coverage", "label_accuracy", "fid_evalnet"):
         spread = e["over_seeds"][name]
-        assert spread["n"] == len(params.evaluate.seeds) and spread["std"] >= 0
+        # the first seed's value (the headline) is one of the n: no further from their mean than std allows
+        assert spread["n"] == n >= 2 and abs(e[name] - spread["mean"]) <= spread["std"] * (n - 1) / n**0.5 + 1e-9, (name, spread)
+    assert e["over_seeds"]["fid_evalnet"]["std"] > 0  # other generation seeds, other samples
     assert set(e["stage_seconds"]) == {"fit_latent", "fit_matcher", "eval_net", "evaluate"}
     assert e["stage_seconds"]["evaluate"] > 0
     assert e["per_class"]["note"]  # 6 test images per class: too few for per-class FID/KID, said so
@@ -153,7 +156,8 @@ def test_dvc_stage_declares_what_evaluate_reads():
 def test_shipped_evaluate_params_are_the_documented_defaults():
     p = load_params(ROOT / "params.yaml").evaluate
     assert (p.pr_k, p.dc_k) == (3, 5) and len(p.seeds) >= 2 and p.inception_weights is None
-    assert np.all(np.diff(p.seeds) != 0)
+    with pytest.raises(ParamsError, match=r"evaluate.seeds.*distinct"):  # a repeated seed would count one draw twice
+        load_params(ROOT / "params.yaml", {"evaluate.seeds": [p.seeds[0], p.seeds[0]]})
 
 
 @pytest.mark.slow

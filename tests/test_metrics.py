@@ -200,12 +200,12 @@ def test_per_class_fid_only_with_more_points_than_dims():
     labels = np.repeat([0, 1, 2], 20)
     labels[:3] = 2  # class 0 now has 17 points
     fids, kids, note = per_class_fid_kid(real, labels, fake, labels, min_samples=18, kid_subsets=5, kid_subset_size=10)
-    assert all(v is not None for v in fids.values())  # 17+ points > 4 dims
+    assert set(fids) == {"0", "1", "2"} and all(v is not None for v in fids.values())  # 17+ points > 4 dims
     assert kids["0"] is None and kids["1"] is not None
     assert "at least 18" in note
     fids, _, note = per_class_fid_kid(real[:, :1].repeat(30, 1), labels, fake[:, :1].repeat(30, 1), labels,
                                       min_samples=2, kid_subsets=2, kid_subset_size=10)  # fmt: skip
-    assert all(v is None for v in fids.values()) and "more than 30" in note
+    assert set(fids) == {"0", "1", "2"} and all(v is None for v in fids.values()) and "more than 30" in note
 
 
 def test_label_accuracy_and_spread():
@@ -253,10 +253,11 @@ def test_probe_points_and_critic_w1():
 
 def test_missing_weights_give_reasons_and_never_download(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path / "cleanfid"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     model, path, reason = features.load_inception(None, torch.device("cpu"))
-    assert model is None and path is None
-    assert str(tmp_path / "cleanfid" / features.INCEPTION_FILE) in reason and "not found" in reason
+    assert model is None and path is None and "not found" in reason
+    assert str(tmp_path / "cache" / "lsdm" / features.INCEPTION_FILE) in reason
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / features.INCEPTION_FILE) in reason
     model, path, reason = features.load_inception(str(tmp_path / "nowhere.pt"), torch.device("cpu"))
     assert model is None and "evaluate.inception_weights" in reason and "nowhere.pt" in reason
     model, reason = features.load_lpips("alex", torch.device("cpu"))
@@ -266,19 +267,42 @@ def test_missing_weights_give_reasons_and_never_download(tmp_path, monkeypatch, 
     assert no_network == []
 
 
+def test_inception_is_looked_for_in_the_users_cache_never_in_tmp(tmp_path, monkeypatch):
+    """By default: $XDG_CACHE_HOME/lsdm (~/.cache/lsdm when unset or relative), then torch hub's
+    checkpoints; clean-fid's own cache, /tmp, is searched only when the param names it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CACHE_HOME", "TORCH_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert features.inception_dirs() == [home / ".cache/lsdm", home / ".cache/torch/hub/checkpoints"]
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignored unless absolute
+    assert features.inception_dirs()[0] == home / ".cache/lsdm"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert features.inception_dirs() == [tmp_path / "xdg/lsdm", tmp_path / "torch/hub/checkpoints"]
+
+
 def test_stand_in_inception_runs_cleanfid_path(tmp_path, monkeypatch, no_network):
-    """Stand-in weights at clean-fid's default location and at a param path with another file name."""
-    monkeypatch.setattr(features, "CLEANFID_DEFAULT_DIR", str(tmp_path))
-    write_stand_in_inception(tmp_path / features.INCEPTION_FILE)
+    """Stand-in weights in the user's cache, in torch hub's checkpoints, and at a param path with
+    another file name."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached, hub = tmp_path / "cache/lsdm" / features.INCEPTION_FILE, tmp_path / "torch/hub/checkpoints" / features.INCEPTION_FILE
+    cached.parent.mkdir(parents=True)
+    write_stand_in_inception(cached)
     images = torch.rand(5, 1, 28, 28)
     model, path, reason = features.load_inception(None, torch.device("cpu"))
-    assert reason is None and path == (tmp_path / features.INCEPTION_FILE).resolve()
+    assert reason is None and path == cached.resolve()
     feats = model(images)
     assert feats.shape == (5, 2048) and feats.dtype == np.float64
 
+    hub.parent.mkdir(parents=True)
+    cached.rename(hub)
+    assert features.find_inception(None) == (hub.resolve(), None)
+
     other = tmp_path / "elsewhere" / "my-inception.pt"
     other.parent.mkdir()
-    (tmp_path / features.INCEPTION_FILE).rename(other)
+    hub.rename(other)
     model, path, reason = features.load_inception(str(other), torch.device("cpu"))
     assert reason is None and np.allclose(model(images), feats)
     assert no_network == []

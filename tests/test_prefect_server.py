@@ -9,6 +9,7 @@ of prefect.yaml), as on a remote GPU box.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 
 from conftest import (SHARED_STAGES, Server, add_flows, by_flow_run, exp_show, group_alive, make_repo, run, stage_statuses,
                       start_group, stop_group, tail, tiny_params)
+from test_flows import numbers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
 
 FLOW_RUN_TIMEOUT = 600  # seconds; a tiny run takes about a minute on two busy cores
 
@@ -93,7 +95,8 @@ def test_deployment_full_on_real_server_and_worker(deployed):
     exps = exp_show(d.repo)
     assert run_.name in exps, sorted(exps)  # the flow run is a DVC experiment named after it
     assert exps[run_.name]["params"]["split"]["n_paired_per_class"] == 3
-    assert exps[run_.name]["metrics"]["eval"]["label_accuracy"] is not None
+    written = json.loads((d.repo / "results/evaluate/metrics.json").read_text())["eval"]  # what the run's evaluate wrote
+    assert numbers(exps[run_.name]["metrics"]["eval"]) == numbers(written) and isinstance(written["fid_evalnet"], float)
     assert (d.repo / "params.yaml").read_bytes() == params_before
 
 

@@ -7,8 +7,9 @@ Three backbones, named in every metric key that uses them:
   layer is the feature space of `fid_evalnet`, `kid_evalnet` and precision/recall/density/coverage.
 - "inception": clean-fid's Inception-V3 (the TorchScript file `inception-2015-12-05.pt`, the
   standard FID network). Used only when that file is on disk: at `evaluate.inception_weights`
-  (the file, or a folder holding it) or at clean-fid's own default location (`/tmp` on Linux and
-  macOS, where clean-fid itself caches it).
+  (the file, or a folder holding it), else in the user's own cache directories (`inception_dirs`:
+  `$XDG_CACHE_HOME/lsdm` or `~/.cache/lsdm`, then torch hub's `checkpoints`). Never in clean-fid's
+  own cache, `/tmp`, unless named: a TorchScript file is code, and any local user can write there.
 - "lpips": the `lpips` package's LPIPS, whose linear layers ship inside the package and whose
   ImageNet backbone (AlexNet/VGG16/SqueezeNet) torchvision loads from its checkpoint directory,
   `$TORCH_HOME/hub/checkpoints` (`torch.hub.get_dir()`).
@@ -33,8 +34,6 @@ import torch
 from torch import nn
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # the name clean-fid's InceptionV3W loads from a folder
-# clean-fid's `feature_extractor` caches the file in "./" on Windows and "/tmp" elsewhere.
-CLEANFID_DEFAULT_DIR = "./" if os.name == "nt" else "/tmp"
 INCEPTION_DIM = 2048
 
 
@@ -60,20 +59,30 @@ def find_inception(path: str | None) -> tuple[Path | None, str | None]:
     """The Inception TorchScript file to use, or None and why not.
 
     `path` (the `evaluate.inception_weights` param) may name the file or a folder holding
-    `inception-2015-12-05.pt`; when it is null, clean-fid's default location is checked.
+    `inception-2015-12-05.pt`; when it is null, the folders of `inception_dirs()` are checked.
     """
-    candidates = []
     if path:
         p = Path(path).expanduser()
         candidates = [p / INCEPTION_FILE] if p.is_dir() else [p]
     else:
-        candidates = [Path(CLEANFID_DEFAULT_DIR) / INCEPTION_FILE]
+        candidates = [d / INCEPTION_FILE for d in inception_dirs()]
     for c in candidates:
         if os.path.exists(c) and os.path.isfile(c):
             return c.resolve(), None
     where = " or ".join(str(c) for c in candidates)
-    how = "named by evaluate.inception_weights" if path else "clean-fid's default; evaluate.inception_weights is null"
+    how = "named by evaluate.inception_weights" if path else "the user's cache directories; evaluate.inception_weights is null"
     return None, f"{INCEPTION_FILE} not found at {where} ({how}); lsdm never downloads weights"
+
+
+def inception_dirs() -> list[Path]:
+    """Where the Inception file is looked for by default: folders only this user writes, never /tmp.
+
+    `$XDG_CACHE_HOME/lsdm` (`~/.cache/lsdm` when unset or not absolute, as the XDG spec says), then
+    torch hub's checkpoint directory (`torch.hub.get_dir()/checkpoints`, where the LPIPS backbones are).
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return [cache / "lsdm", Path(torch.hub.get_dir()) / "checkpoints"]
 
 
 class InceptionFeatures:

@@ -23,14 +23,13 @@ How one orchestrated run maps to DVC (and why not `dvc exp run`):
 `dvc exp run` would do 1-3 in one process, so there would be no per-stage task, retry or state;
 `dvc exp run --temp/--queue` would also copy the workspace into a temporary one per run, outside
 the orchestrator's view. Because steps 1-4 edit the workspace, two runs must never overlap in one
-workspace: `workspace_file_lock` serialises them on this machine (the flows add a Prefect
-concurrency limit on top).
+workspace: they hold the workspace lock of `lsdm.lock`, as every `lsdm <stage>` does, so they are
+serialised on this machine (the flows add a Prefect concurrency limit on top).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -385,23 +384,3 @@ def workspace_key(repo: Path) -> str:
     """A name for this workspace (host + path), usable as a Prefect concurrency-limit name."""
     digest = hashlib.sha1(f"{socket.gethostname()}:{repo.resolve()}".encode()).hexdigest()[:12]
     return f"lsdm-workspace-{digest}"
-
-
-@contextlib.contextmanager
-def workspace_file_lock(repo: Path, timeout: float | None = None) -> Iterator[None]:
-    """An exclusive flock on .dvc/tmp: two orchestrated runs on one machine never overlap here."""
-    path = _state_dir(repo) / "run.lock"
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"{repo}: another lsdm run holds {path}") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

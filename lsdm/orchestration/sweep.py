@@ -10,7 +10,8 @@ run one at a time through the DVC queue, collected into one tidy table, then the
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget; `variants`: more LSDM runs per cell), or with `--name NAME` the
 sweep `sweeps.NAME`, written to results/sweep-NAME/ and reports/comparison-NAME.md instead; the
-Prefect deployment `lsdm/sweep` calls the same `run_sweep`.
+Prefect deployment `lsdm/sweep` calls the same `run_sweep`. The sweep holds the workspace lock
+(lsdm.lock) from planning to its report; `--fanout` leaves that to the Prefect flow it starts.
 Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
 `dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
 does not depend on these params, so every run shares the cached autoencoder and latents). Counts
@@ -44,6 +45,7 @@ from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
 from lsdm.evaluation.registry import DETAILS_FILE, merge
+from lsdm.lock import BUSY_EXIT, WorkspaceBusy, cli_timeout, workspace_lock
 from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue, stream
 
 TABLE, TABLE_CSV, META, GRIDS = "sweep.parquet", "sweep.csv", "sweep.json", "grids"  # in paths.sweep_dir(name)
@@ -428,14 +430,18 @@ def check_tag(tag: str) -> str:
 def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
               overrides: dict[str, Any] | None = None, tag: str | None = None, jobs: int = 1,
               timeout: float | None = None, name: str | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
-    """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report."""
+    """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report.
+
+    It holds the workspace lock throughout (queueing edits params.yaml, the end writes the table and
+    the report); the queued experiments run in DVC's temporary workspaces, each with its own lock."""
     t0 = time.perf_counter()
-    names, meta = start(root, counts, seeds, overrides, tag, name)
-    if not names:
-        raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
-    status = run_queue(names, root, jobs=jobs, timeout=timeout)
-    meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0, "jobs": jobs}
-    return collect_and_report(root, meta["tag"], meta), meta
+    with workspace_lock(root, "lsdm sweep" + (f" --tag {tag}" if tag else ""), timeout=cli_timeout()):
+        names, meta = start(root, counts, seeds, overrides, tag, name)
+        if not names:
+            raise ParamsError(f"sweep: nothing to run ({'; '.join(s['reason'] for s in meta['skipped'])})")
+        status = run_queue(names, root, jobs=jobs, timeout=timeout)
+        meta = {**meta, "status": status, "wall_seconds": time.perf_counter() - t0, "jobs": jobs}
+        return collect_and_report(root, meta["tag"], meta), meta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,18 +470,22 @@ def main(argv: list[str] | None = None) -> int:
                   "tag": args.tag, "timeout": args.timeout, "repo": str(root), "name": args.name}  # fmt: skip
         return stream(["prefect", "deployment", "run", "lsdm/sweep", "--params",
                        json.dumps({k: v for k, v in params.items() if v is not None}), "--watch"], root)  # fmt: skip
-    if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
-        meta_file = root / paths.sweep_dir(args.name) / META
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        meta = meta if meta.get("tag") == args.tag else {"tag": args.tag, "name": args.name}
-        collect_and_report(root, args.tag, {**meta, "collected_only": True})
-        return 0
     try:
+        if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
+            with workspace_lock(root, "lsdm sweep --collect-only", timeout=cli_timeout()):
+                meta_file = root / paths.sweep_dir(args.name) / META
+                meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+                meta = meta if meta.get("tag") == args.tag else {"tag": args.tag, "name": args.name}
+                collect_and_report(root, args.tag, {**meta, "collected_only": True})
+            return 0
         _, meta = run_sweep(root, args.counts, args.seeds, parse_assignments(args.overrides), args.tag, args.jobs,
                             args.timeout, args.name)  # fmt: skip
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except WorkspaceBusy as e:
+        print(f"lsdm sweep: {e}", file=sys.stderr)
+        return BUSY_EXIT
     return 0 if all(s == "Success" for s in meta["status"].values()) else 1
 
 

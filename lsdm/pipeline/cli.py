@@ -2,6 +2,8 @@
 
 Parameters are validated before any work starts; bad parameters or data end with a one-paragraph
 error naming the key or file, the value and what is allowed (exit status 2), and write nothing.
+A stage holds the workspace lock (lsdm.lock) while it runs; one that finds the workspace busy
+waits up to $LSDM_LOCK_TIMEOUT seconds, then says who holds it (exit status 75).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from lsdm.config import PARAMS_FILE, load_params, resolve_threads
 from lsdm.errors import DataError, ParamsError
+from lsdm.lock import BUSY_EXIT, WorkspaceBusy, cli_timeout, workspace_lock
 from lsdm.pipeline import STAGES
 
 # Commands beside the plain stages: the baselines' foreach stage, and the sweep's comparison report.
@@ -64,14 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage not in NO_TORCH:
             n, why = resolve_threads(params.base.threads)
             print(f"lsdm {args.stage}: {n} CPU threads ({why})", file=sys.stderr)
-        before = set(sys.modules)
-        module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
-        module.run(params, method=args.method) if args.method else module.run(params)
-        if os.environ.get("LSDM_TRACE"):
-            trace(os.environ["LSDM_TRACE"], args, sorted(set(sys.modules) - before))
+        who = f"lsdm {args.stage}" + (f" --method {args.method}" if args.method else "")
+        with workspace_lock(os.getcwd(), who, timeout=cli_timeout()):
+            before = set(sys.modules)
+            module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
+            module.run(params, method=args.method) if args.method else module.run(params)
+            if os.environ.get("LSDM_TRACE"):
+                trace(os.environ["LSDM_TRACE"], args, sorted(set(sys.modules) - before))
     except (ParamsError, DataError, FileNotFoundError) as e:
         print(f"lsdm {args.stage}: error: {e}", file=sys.stderr)
         return 2
+    except WorkspaceBusy as e:
+        print(f"lsdm {args.stage}: {e}", file=sys.stderr)
+        return BUSY_EXIT
     return 0
 
 

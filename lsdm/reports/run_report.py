@@ -124,8 +124,9 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
         notes.append(
             f"**Inception FID/KID were not computed**: {e.get('inception_reason')}. No number is shown rather than "
             "one from another network: the FID and KID above use the evaluation net's features and say so in "
-            "their names. To get the standard Inception FID, put clean-fid's `inception-2015-12-05.pt` in `/tmp` "
-            f"or point `evaluate.inception_weights` at it, {rerun}."
+            "their names. To get the standard Inception FID, put clean-fid's `inception-2015-12-05.pt` in "
+            "`~/.cache/lsdm` (`$XDG_CACHE_HOME/lsdm`) or torch hub's `checkpoints` directory, or point "
+            f"`evaluate.inception_weights` at it, {rerun}."
         )
     if e.get("lpips_diversity") is None and "lpips_reason" in e:
         notes.append(
