@@ -2,7 +2,7 @@
 
 Fast tests check the helpers of lsdm/orchestration/dvc.py and prefect.yaml. The slow ones run the flow
 under `prefect_test_harness` (a temporary local server and database) on tiny params: the outputs
-are those of `dvc repro`, a paired-count override reruns only the four paired stages, every run
+are those of `dvc repro`, a paired-count override reruns only the paired stages (and the check), every run
 is a DVC experiment in `dvc exp show`, and bad overrides fail before anything runs.
 """
 
