@@ -178,6 +178,7 @@ CASES = [
     ("few_test_images", "check", set_params(**{"data.test_fraction": 0.02}), ["test images", "data.test_fraction = 0.02"]),
     ("class_with_one_image", "check", with_folder(one_image_class), ["'owl'"]),
     ("empty_image_file", "check", in_pets(lambda root: (root / "cat/empty.png").write_bytes(b"")), ["cat/empty.png", "on_corrupt"]),
+    ("truncated_png", "check", in_pets(lambda root: truncate("owl/img2_000.png")(root)), ["owl/img2_000.png", "cannot read image"]),
     ("text_named_png", "check", in_pets(lambda root: (root / "dog/notes.png").write_text("not an image")), ["dog/notes.png"]),
     ("decompression_bomb", "check", in_pets(lambda root: bomb_png(root / "owl/bomb.png")), ["owl/bomb.png", "decompression bomb"]),
     ("float_pixels", "check", in_pets(lambda root: float_tiff(root / "owl/float.tiff")), ["owl/float.tiff", "mode F"]),

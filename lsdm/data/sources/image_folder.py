@@ -7,8 +7,9 @@ with `data.on_corrupt: skip` is skipped and counted. Ids are paths relative to t
 hash split keeps every image's split when files are added. Class folders whose names are all
 numbers are ordered as numbers ("2" before "10"), so folders 0..K-1 get labels 0..K-1.
 
-`census` lists the same files and reads only their headers (size, mode): the up-front check
-(`lsdm check`) sees every file `load` would refuse for its header, without decoding pixels.
+`census` lists the same files and reads only their headers (size, mode) and, for PNG, checks their
+chunks: the up-front check (`lsdm check`) sees every file `load` would refuse for its header or
+structure, without decoding pixels.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}  # 16-bit grayscale: scaled to 8 bits, not clipped
 # 32-bit integer and float pixels have no range a file states: converting them would clip or guess
 REFUSED_MODES = {"I": "32-bit integer", "F": "32-bit float"}
-# what `Image.open` and decoding raise for a file that is not a usable image (a decompression bomb too)
-UNREADABLE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
+# what `Image.open`, `verify` and decoding raise for a file that is not a usable image (PIL's format
+# plugins raise SyntaxError and EOFError for broken structure; a decompression bomb has its own)
+UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def _usable(im: Image.Image) -> None:
@@ -55,9 +57,12 @@ def _read(path: Path, size: int, channels: int) -> np.ndarray:
 
 
 def _header(path: Path) -> None:
-    """Open `path` as an image without decoding its pixels (PIL reads the header only)."""
+    """Open `path` as an image without decoding its pixels: PIL reads the header, and `verify` checks
+    the file's structure where the format allows (a PNG's chunks and checksums: a truncated PNG fails
+    here; other formats may only fail when prepare decodes them)."""
     with Image.open(path) as im:
         _usable(im)
+        im.verify()
 
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
