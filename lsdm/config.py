@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
@@ -26,8 +26,23 @@ def registered(name: str, registry: dict, what: str) -> str:
     return name
 
 
+#: A random seed: numpy's and pandas' seeding (`random_state`) takes 0 .. 2**32 - 1, torch more.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+INT64 = 2**63  # torch and Parquet hold integers in 64 bits: a larger count overflows deep in a stage
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass `gt`/`ge` bounds in some places and poison training in all: refused
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _fits_64_bits(cls, v: Any) -> Any:
+        values = v if isinstance(v, list) else [v]
+        if any(type(x) is int and not -INT64 <= x < INT64 for x in values):
+            raise ValueError(f"larger than a 64-bit integer (at most {INT64 - 1})")
+        return v
 
 
 class BaseSection(Section):
@@ -47,7 +62,7 @@ class DataParams(Section):
     # held out of training for model selection (evaluate.split: val); test is judged once, at the end
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit: PositiveInt | None = None  # keep only this many images (stratified), for quick runs
-    seed: int = 0  # train/test assignment
+    seed: Seed = 0  # train/test assignment
 
     @model_validator(mode="after")
     def _room_for_training(self) -> "DataParams":
@@ -72,7 +87,7 @@ class SplitParams(Section):
     # training images beside the pairs in the latent pool, drawn in a fixed hash order (so a larger
     # pool holds every smaller one); null: all of them, and the pool is then independent of the pairs
     n_unpaired: NonNegativeInt | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SRParams(Section):
@@ -88,7 +103,7 @@ class LatentParams(Section):
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     noise: float = Field(0.1, ge=0.0)  # std of Gaussian noise added to z while training: keeps D smooth
-    seed: int = 0
+    seed: Seed = 0
 
 
 class MatcherParams(Section):
@@ -106,7 +121,7 @@ class MatcherParams(Section):
     steps: PositiveInt = 2000  # generator steps (learning rates decay on a cosine)
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
-    seed: int = 0
+    seed: Seed = 0
 
 
 class EvalNetParams(Section):
@@ -114,14 +129,14 @@ class EvalNetParams(Section):
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     shift: float = Field(0.1, ge=0.0, lt=0.5)  # random translation, as a fraction of the image size
-    seed: int = 0
+    seed: Seed = 0
 
 
 class EvaluateParams(Section):
     """The evaluation suite (lsdm/pipeline/evaluate.py): sample counts, k values, seeds, weight paths."""
 
     # generation seeds (mean ± std over them); the first gives the headline numbers and the grid
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # the held-out images judged: val for choosing settings (sweeps, tuning), test once at the end
     split: Literal["val", "test"] = "test"
     n_samples: PositiveInt | None = None  # real-test images used (as many generated); null = the whole test split
@@ -163,7 +178,7 @@ class PixelWGANParams(MethodSection):
     steps: PositiveInt = 2000  # generator steps (the LSDM matcher's budget)
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 1e-3
-    seed: int = 0
+    seed: Seed = 0
 
 
 
@@ -177,7 +192,7 @@ class LatentFlowParams(MethodSection):
     lr: PositiveFloat = 1e-3
     nfe: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 10, 50, 100], min_length=1)
     solver: Literal["euler", "heun"] = "euler"  # heun: 2 evaluations per step, so steps = nfe / 2
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _heun_even_nfe(self) -> "LatentFlowParams":
@@ -191,9 +206,9 @@ class SweepParams(Section):
     split seed (x variant). Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
 
     counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
     # training seeds: every trained generator's seed (`train_seed_keys`), crossed with the split seeds
-    train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train_seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides for every run (e.g. methods, budgets)
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (e.g. the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
@@ -289,6 +304,8 @@ class Params(Section):
             if size % k:
                 raise ValueError(f"data.image_size = {size} must be divisible by {k} for {what} (one stride-2 conv "
                                  f"per halving); use an image size that is a multiple of {k}")
+        if size < 4:  # the evaluation net halves twice with 2x2 max-pooling
+            raise ValueError(f"data.image_size = {size}: the evaluation net needs 4 pixels or more")
         return self
 
 
@@ -368,11 +385,32 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently; DVC's
+    parser refuses it, so the stages and DVC would read different params)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: parameters file not found (run from the repository root)")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+        raise ParamsError(f"{path}: not valid YAML{where}: {what}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw

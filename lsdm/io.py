@@ -8,6 +8,7 @@ that DVC or the next stage could take as valid.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lsdm.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -90,10 +93,30 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: Any, arrow_schema: p
 
 
 def read_table(path: str | Path, schema: Any) -> pd.DataFrame:
+    """Read and validate a table as written: no type is coerced on the way in (a float label read as
+    an int would be silently truncated), and a mismatch is a DataError naming the file and column."""
+    import pandera.errors
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
-    return schema.validate(pd.read_parquet(_read(path)))
+    try:
+        df = pd.read_parquet(_read(path))
+    except (OSError, ValueError) as e:  # pyarrow's errors for a file that is not Parquet, or is cut short
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); rerun the stage that "
+                        "writes it (`dvc repro -f <stage>`)") from None
+    strict = copy.deepcopy(schema)
+    strict.coerce = False
+    try:
+        return strict.validate(df)
+    except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as e:
+        if isinstance(e, pandera.errors.SchemaErrors):  # raised for some checks even when not lazy
+            e = e.schema_errors[0]
+        column = getattr(e.schema, "name", None)
+        where = f"column {column!r}: " if column and column != schema.name else ""
+        reason = " ".join(str(e).split())[:300]
+        raise DataError(f"{path}: not a valid {schema.name!r} table ({where}{reason}); it was edited or written by "
+                        "another version: rerun the stage that writes it (`dvc repro -f <stage>`)") from None
 
 
 def save_checkpoint(path: str | Path, name: str, config: dict[str, Any], state: dict[str, Any], **extra: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DATA, RESULTS, REPORTS = Path("data"), Path("results"), Path("reports")
 
+CHECK_STAMP = RESULTS / "check.json"  # the check stage's output: the same bytes whenever the check passes
 IMAGES = DATA / "prepared" / "images.parquet"
 PREPARE_METRICS = RESULTS / "prepare" / "metrics.json"  # images kept per split, unreadable files skipped
 LATENT_POOL = DATA / "split" / "latent_pool.parquet"

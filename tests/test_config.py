@@ -42,6 +42,13 @@ def test_shipped_params_are_valid_and_complete():
         ({"data": {"val_fraction": -0.1}}, ["data.val_fraction", "-0.1"]),
         ({"data": {"test_fraction": 0.5, "val_fraction": 0.5}}, ["data.test_fraction + data.val_fraction", "below 1"]),
         ({"data": {"val_fraction": 0}, "evaluate": {"split": "val"}}, ["evaluate.split = 'val'", "data.val_fraction = 0"]),
+        ({"latent": {"lr": float("nan")}}, ["latent.lr = nan", "finite"]),
+        ({"matcher": {"marginal_weight": float("inf")}}, ["matcher.marginal_weight = inf", "finite"]),
+        ({"split": {"n_paired_per_class": 10**30}}, ["split.n_paired_per_class", "64-bit"]),
+        ({"latent": {"channels": [16, 2**70]}}, ["latent.channels", "64-bit"]),
+        ({"latent": {"seed": -1}}, ["latent.seed = -1", "greater than or equal to 0"]),
+        ({"evaluate": {"seeds": [0, 2**32]}}, ["evaluate.seeds.1", "less than 4294967296"]),
+        ({"data": {"image_size": 2}, "latent": {"channels": [8]}}, ["data.image_size = 2", "4 pixels"]),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(raw, needles):
@@ -64,6 +71,19 @@ def test_overrides_are_dotted_and_validated(tmp_path):
     with pytest.raises(ParamsError, match="split.n_paired_per_class"):
         load_params(f, {"split.n_paired_per_class": "many"})
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2}) == {"a": {"b": 1, "c": 2}}
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("data:\n  source: [mnist5k\nsplit: {}\n", ["not valid YAML at line 3", "','"]),
+    ("latent:\n  dim: 3\nlatent:\n  dim: 4\n", ["line 3", "key 'latent' given twice (first at line 1)"]),
+    ("latent: {dim: 3, dim: 4}\n", ["key 'dim' given twice"]),
+])
+def test_malformed_yaml_is_a_params_error_naming_the_line(tmp_path, text, needles):
+    """PyYAML's traceback (or, for a key given twice, its silent choice of the last) becomes one message."""
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError) as e:
+        load_params(tmp_path / "params.yaml")
+    assert all(n in str(e.value) for n in needles), str(e.value)
 
 
 def test_missing_params_file_is_a_clear_error(tmp_path):

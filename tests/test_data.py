@@ -169,3 +169,36 @@ def test_classes_that_cannot_be_learned_are_refused_at_prepare():
         images_table(RawImages(raw.ids, raw.images, raw.labels, split_by="given", splits=given), 0.25, seed=0)
     flat = RawImages(raw.ids, raw.images, np.full(len(raw.ids), -1, dtype=np.int64), split_by="hash")
     assert len(images_table(flat, 0.25, seed=0)) == 60  # no classes: nothing to check
+
+
+def test_split_sizes_checked_against_what_the_evaluation_needs():
+    """The judged split needs more points than the evaluation's k-NN radius uses (dc_k = 5: six);
+    the check computes the split prepare will write, from ids and labels alone."""
+    from lsdm.checks import check_split_sizes, needed_heldout
+    from lsdm.config import Params
+    from lsdm.data.tables import split_frame
+
+    params = Params(split={"n_paired_per_class": 2})
+    assert needed_heldout(params) == 6
+    raw = fake_raw(n_per_class=10, n_classes=3)
+    frame = split_frame(raw.ids, raw.labels, "stratified", None, test_fraction=0.2, seed=0)
+    assert (frame["split"] == "test").sum() == 6
+    check_split_sizes(params, frame)  # six test images: enough
+    with pytest.raises(ParamsError, match=r"5 test images .*at least 6"):
+        check_split_sizes(params, frame.drop(frame.index[frame["split"] == "test"][:1]))
+    with pytest.raises(ParamsError, match=r"split.n_paired_per_class = 9: larger than class 0 has \(8"):
+        check_split_sizes(Params(split={"n_paired_per_class": 9}), frame)
+    pd.testing.assert_frame_equal(  # the same split as the table prepare writes
+        frame[["id", "split"]].reset_index(drop=True), images_table(raw, 0.2, seed=0)[["id", "split"]])
+
+
+def test_check_refuses_more_unpaired_images_than_the_split_has():
+    from lsdm.checks import check_unpaired
+    from lsdm.config import parse_params
+
+    df = images_table(fake_raw(), 0.25, seed=0)
+    paired = paired_subset(df, 2, 100, seed=0)
+    others = len(df[df["split"] == "train"]) - len(paired)
+    check_unpaired(parse_params({"split": {"n_paired_per_class": 2, "n_unpaired": others}}), df)
+    with pytest.raises(ParamsError, match=rf"split.n_unpaired = {others + 1}: only {others} .*allowed: 0..{others}"):
+        check_unpaired(parse_params({"split": {"n_paired_per_class": 2, "n_unpaired": others + 1}}), df)

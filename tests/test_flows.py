@@ -2,7 +2,7 @@
 
 Fast tests check the helpers of lsdm/orchestration/dvc.py and prefect.yaml. The slow ones run the flow
 under `prefect_test_harness` (a temporary local server and database) on tiny params: the outputs
-are those of `dvc repro`, a paired-count override reruns only the four paired stages, every run
+are those of `dvc repro`, a paired-count override reruns only the paired stages (and the check), every run
 is a DVC experiment in `dvc exp show`, and bad overrides fail before anything runs.
 """
 
@@ -209,14 +209,17 @@ def test_flow_matches_dvc_repro_and_reruns_only_paired_stages(harness, tiny_repr
     assert exps[paired_name]["params"]["split"]["n_paired_per_class"] == 2
     assert numbers(exps[paired_name]["metrics"]["eval"]) == numbers(state.result())
 
-    # 3. a value the typed config accepts but the data cannot satisfy: split fails (exit 2), no retry,
-    #    the flow's error carries the stage's stderr, params.yaml comes back, no experiment is recorded
+    # 3. a value the typed config accepts but the data cannot satisfy: the check stage fails (exit 2)
+    #    before split, no retry, the flow's error carries its stderr, split's outputs are untouched,
+    #    params.yaml comes back, no experiment is recorded
+    paired = (repo / "data/split/paired.parquet").read_bytes()
     state = pipeline(overrides={"split.n_paired_per_class": 1000}, repo=str(repo), return_state=True)
     assert state.is_failed()
-    with pytest.raises(StageFailed, match=r"(?s)stage 'split' failed.*not retried.*split.n_paired_per_class = 1000"):
+    with pytest.raises(StageFailed, match=r"(?s)stage 'check' failed.*not retried.*split.n_paired_per_class = 1000"):
         state.result()
     _, tasks = by_flow_run(harness, state.state_details.flow_run_id)
     runs = {t.name: t for t in tasks}
-    assert runs["split"].state.is_failed() and runs["split"].run_count == 1 and "fit_latent" not in runs
+    assert runs["check"].state.is_failed() and runs["check"].run_count == 1 and "split" not in runs
+    assert (repo / "data/split/paired.parquet").read_bytes() == paired
     assert (repo / "params.yaml").read_bytes() == params_before
     assert len(exp_show(repo)) == 2

@@ -37,8 +37,8 @@ def test_dvc_yaml_matches_cli_and_config():
             stage = stage["do"]
             assert stage["cmd"] == f"lsdm {name} --method ${{item}}"
             assert all(m in Params.model_fields for m in METHOD_NAMES)  # (Params().methods is empty)
-        else:
-            assert stage["cmd"] == f"lsdm {name}"
+        else:  # the check stage writes its stamp, which `lsdm check` alone does not
+            assert stage["cmd"] == (f"lsdm {name} --stamp" if name == "check" else f"lsdm {name}")
         for key in stage.get("params", []):
             if isinstance(key, dict) or key == "${item}":  # `params.yaml:` = all params (the report)
                 continue
@@ -141,6 +141,7 @@ def test_changing_paired_subset_reruns_only_paired_stages(tiny_repro, tmp_path):
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for stage in ("prepare", "fit_latent", "encode", "eval_net"):
         assert lock_after[stage] == lock_before[stage], stage
+    assert lock_after["check"]["outs"] == lock_before["check"]["outs"]  # the same stamp: nothing reruns for it
     for stage in ("split", "fit_matcher", "evaluate"):
         assert lock_after[stage]["outs"] != lock_before[stage]["outs"], stage
     assert (repo / "data/split/latent_pool.parquet").read_bytes() == pool_before

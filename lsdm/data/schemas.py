@@ -29,6 +29,7 @@ class RawImages:
     split_by: str = "stratified"
     splits: np.ndarray | None = None  # "train"/"test" per image when split_by == "given"
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped (data.on_corrupt: skip)
+    class_names: list[str] | None = None  # label k's name (an image folder's class folders), for messages
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -40,6 +41,20 @@ class RawImages:
             raise ValueError(f"split_by must be stratified, hash or given, got {self.split_by!r}")
         if self.split_by == "given" and (self.splits is None or len(self.splits) != n):
             raise ValueError("split_by='given' needs one split per image")
+
+
+@dataclass(frozen=True)
+class Census:
+    """What a source holds, without its pixels: enough to compute the split and check the data up
+    front (`lsdm check`), before DVC deletes any stage's outputs. Fields as in RawImages, plus the
+    class names (None where the source has no names: its labels are shown as numbers)."""
+
+    ids: list[str]
+    labels: np.ndarray  # int64 [N]; -1 where a source has no classes
+    split_by: str = "stratified"
+    splits: np.ndarray | None = None
+    skipped: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None
 
 
 def _image_bytes_match_shape(df) -> bool:

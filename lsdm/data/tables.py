@@ -63,15 +63,19 @@ def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, val_frac
     return np.select([df["pos"] < n_test, df["pos"] < n_test + n_val], ["test", "val"], "train")
 
 
-def images_table(
-    raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
-) -> pd.DataFrame:
-    """Build the IMAGES table with its train/val/test split (`raw.split_by`, `assign_split`),
-    optionally keeping only `limit` images, stratified: per class, the lowest-ranked ids by a seeded hash."""
-    n, h, w, c = raw.images.shape
-    df = pd.DataFrame({"id": raw.ids, "label": raw.labels.astype(np.int64), "row": np.arange(n)})
-    if raw.splits is not None:
-        df["given"] = raw.splits
+def split_frame(ids: list[str], labels: np.ndarray, split_by: str, splits: np.ndarray | None, test_fraction: float,
+                seed: int, limit: int | None = None, val_fraction: float = 0.0) -> pd.DataFrame:
+    """The images' train/val/test split from their ids and labels alone (no pixels): columns id, label,
+    split and `row` (the position in `ids`). `limit` keeps that many images, stratified: per class,
+    the lowest-ranked ids by a seeded hash. Both `prepare` and the up-front check (`lsdm check`)
+    compute the split here, so the check sees exactly the split prepare will write."""
+    n = len(ids)
+    df = pd.DataFrame({"id": ids, "label": np.asarray(labels).astype(np.int64), "row": np.arange(n)})
+    duplicated = df["id"][df["id"].duplicated()]
+    if len(duplicated):
+        raise DataError(f"image ids must be unique; {len(duplicated)} repeated, e.g. {sorted(set(duplicated))[:3]}")
+    if splits is not None:
+        df["given"] = splits
     df["rank"] = hash_rank(df["id"], seed)
     df = df.sort_values(["label", "rank"])
     df["pos"] = df.groupby("label").cumcount()
@@ -80,9 +84,17 @@ def images_table(
         keep = df["size"] * limit / n  # per-class quota, proportional to class size
         df = df[df["pos"] < np.maximum(1, np.round(keep))]
         df["size"] = df.groupby("label")["id"].transform("size")
-    df["split"] = assign_split(df, raw.split_by, test_fraction, val_fraction)
-    check_classes(df)
-    df = df.sort_values("id")
+    df["split"] = assign_split(df, split_by, test_fraction, val_fraction)
+    return df[["id", "label", "split", "row"]].sort_values("id")
+
+
+def images_table(
+    raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
+) -> pd.DataFrame:
+    """Build the IMAGES table with its train/val/test split (`raw.split_by`, `split_frame`)."""
+    n, h, w, c = raw.images.shape
+    df = split_frame(raw.ids, raw.labels, raw.split_by, raw.splits, test_fraction, seed, limit, val_fraction)
+    check_classes(df, raw.class_names)
     return pd.DataFrame(
         {
             "id": df["id"].to_numpy(),
@@ -96,7 +108,12 @@ def images_table(
     )
 
 
-def check_classes(df: pd.DataFrame) -> None:
+def class_name(label: int, names: list[str] | None) -> str:
+    """How messages name a class: its folder's name where the source has names, else its label."""
+    return f"{int(label)} ({names[int(label)]!r})" if names and 0 <= label < len(names) else str(int(label))
+
+
+def check_classes(df: pd.DataFrame, names: list[str] | None = None) -> None:
     """Labelled data must have two classes or more, each with training images: with one class every
     sample has the right label (accuracy 1 by construction), and a class absent from training can be
     neither paired nor learned, yet would be judged. A DataError now, before any model is fitted."""
@@ -105,14 +122,17 @@ def check_classes(df: pd.DataFrame) -> None:
         return
     classes = sorted(labelled["label"].unique())
     if len(classes) < 2:
-        raise DataError(f"the images have one class only (label {classes[0]}): class-conditional generation needs "
-                        "two or more (one subfolder per class), or use a flat folder and task: super_resolution")
+        raise DataError(f"the images have one class only (class {class_name(classes[0], names)}): class-conditional "
+                        "generation needs two or more (one subfolder per class), or use a flat folder and "
+                        "task: super_resolution")
     trained = set(labelled.loc[labelled["split"] == "train", "label"])
     missing = [int(c) for c in classes if c not in trained]
     if missing:
         held = labelled[labelled["label"].isin(missing)].groupby("label")["split"].agg(lambda s: sorted(set(s)))
-        raise DataError(f"classes {missing} have no training images (all of theirs fell in {held.to_dict()}): they "
-                        "cannot be paired or learned; add images to them, or lower data.test_fraction / val_fraction")
+        shown = ", ".join(f"{class_name(k, names)}: {v}" for k, v in held.items())
+        raise DataError(f"classes [{', '.join(class_name(c, names) for c in missing)}] have no training images (all "
+                        f"of theirs fell in {{{shown}}}): they cannot be paired or learned; add images to them, or lower "
+                        "data.test_fraction / val_fraction")
 
 
 def to_tensor(df: pd.DataFrame) -> torch.Tensor:
@@ -161,9 +181,9 @@ def latent_pool(images: pd.DataFrame, paired: pd.DataFrame | None = None, n_unpa
     return pd.DataFrame({"id": train.sort_values().to_numpy()})
 
 
-def paired_subset(images: pd.DataFrame, n_per_class: int, n_paired: int, seed: int) -> pd.DataFrame:
-    """The pairs the matcher sees: with classes, the `n_per_class` lowest-ranked training images
-    of each class; without classes (label -1 everywhere), the `n_paired` lowest-ranked ones."""
+def check_pairs(images: pd.DataFrame, n_per_class: int, n_paired: int, names: list[str] | None = None) -> None:
+    """A ParamsError unless the training split holds the pairs asked for: `n_per_class` in every class
+    (with classes), `n_paired` in all (without)."""
     train = images[images["split"] == "train"]
     labelled = train[train["label"] != UNLABELLED]
     if labelled.empty:
@@ -171,14 +191,24 @@ def paired_subset(images: pd.DataFrame, n_per_class: int, n_paired: int, seed: i
             raise ParamsError(
                 f"split.n_paired = {n_paired}: larger than the {len(train)} training images; allowed: 1..{len(train)}"
             )
+        return
+    counts = labelled.groupby("label").size()
+    if n_per_class > counts.min():
+        raise ParamsError(
+            f"split.n_paired_per_class = {n_per_class}: larger than class {class_name(counts.idxmin(), names)} has "
+            f"({counts.min()} training images); allowed: 1..{counts.min()}"
+        )
+
+
+def paired_subset(images: pd.DataFrame, n_per_class: int, n_paired: int, seed: int) -> pd.DataFrame:
+    """The pairs the matcher sees: with classes, the `n_per_class` lowest-ranked training images
+    of each class; without classes (label -1 everywhere), the `n_paired` lowest-ranked ones."""
+    check_pairs(images, n_per_class, n_paired)
+    train = images[images["split"] == "train"]
+    labelled = train[train["label"] != UNLABELLED]
+    if labelled.empty:
         chosen = train.assign(rank=hash_rank(train["id"], seed)).sort_values("rank").head(n_paired)
     else:
-        counts = labelled.groupby("label").size()
-        if n_per_class > counts.min():
-            raise ParamsError(
-                f"split.n_paired_per_class = {n_per_class}: larger than class {counts.idxmin()} has "
-                f"({counts.min()} training images); allowed: 1..{counts.min()}"
-            )
         ranked = labelled.assign(rank=hash_rank(labelled["id"], seed)).sort_values(["label", "rank"])
         chosen = ranked.groupby("label").head(n_per_class)
     chosen = chosen.sort_values("id")

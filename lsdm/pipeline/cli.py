@@ -1,18 +1,22 @@
 """`lsdm <stage>`: run one DVC stage with the parameters in params.yaml.
 
-Parameters are validated before any work starts; bad parameters or data end with a one-paragraph
-error naming the key or file, the value and what is allowed (exit status 2), and write nothing.
-A stage holds the workspace lock (lsdm.lock) while it runs; one that finds the workspace busy
-waits up to $LSDM_LOCK_TIMEOUT seconds, then says who holds it (exit status 75).
+Parameters are validated before any work starts, then the cheap checks of `lsdm check`
+(lsdm.checks.check_stage); bad parameters or data end with a one-paragraph error naming the key or
+file, the value and what is allowed (exit status 2), and write nothing. A stage holds the workspace
+lock (lsdm.lock) while it runs; one that finds the workspace busy waits up to $LSDM_LOCK_TIMEOUT
+seconds, then says who holds it (exit status 75). `lsdm check` without `--stamp` writes nothing and
+takes no lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import importlib
 import os
 import sys
 
+from lsdm import paths
 from lsdm.config import PARAMS_FILE, load_params, resolve_threads
 from lsdm.errors import DataError, ParamsError
 from lsdm.lock import BUSY_EXIT, WorkspaceBusy, cli_timeout, workspace_lock
@@ -27,15 +31,17 @@ EXTRA = {
 
 
 # Commands that move tables or text only: no torch to configure (and none to import).
-NO_TORCH = {"prepare", "split", "report", "compare"}
+NO_TORCH = {"check", "prepare", "split", "report", "compare"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "check", "sweep"],
-                    help="a stage of dvc.yaml, `check` to validate params, or `sweep` (see `lsdm sweep --help`)")  # fmt: skip
+    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "sweep"],
+                    help="a stage of dvc.yaml (`check`: validate params, device and data, writing nothing), "
+                         "or `sweep` (see `lsdm sweep --help`)")  # fmt: skip
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
     ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
+    ap.add_argument("--stamp", action="store_true", help=f"check: on success write {paths.CHECK_STAMP} (the DVC stage's output)")
     return ap.parse_args(argv)
 
 
@@ -61,17 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         params = load_params(args.params)
-        if args.stage == "check":
-            print(f"{args.params}: ok")
-            return 0
+        from lsdm.checks import check_stage  # here: `lsdm sweep` and `--help` start without pandas
+
+        check_stage(params, args.stage, uses_torch=args.stage not in NO_TORCH)
         if args.stage not in NO_TORCH:
             n, why = resolve_threads(params.base.threads)
             print(f"lsdm {args.stage}: {n} CPU threads ({why})", file=sys.stderr)
         who = f"lsdm {args.stage}" + (f" --method {args.method}" if args.method else "")
-        with workspace_lock(os.getcwd(), who, timeout=cli_timeout()):
+        writes = not (args.stage == "check" and not args.stamp)
+        with workspace_lock(os.getcwd(), who, timeout=cli_timeout()) if writes else contextlib.nullcontext():
             before = set(sys.modules)
             module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
-            module.run(params, method=args.method) if args.method else module.run(params)
+            if args.stage == "check":
+                module.run(params, stamp=args.stamp)
+            else:
+                module.run(params, method=args.method) if args.method else module.run(params)
             if os.environ.get("LSDM_TRACE"):
                 trace(os.environ["LSDM_TRACE"], args, sorted(set(sys.modules) - before))
     except (ParamsError, DataError, FileNotFoundError) as e:

