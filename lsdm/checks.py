@@ -98,7 +98,6 @@ def check_split_sizes(params: Params, images: pd.DataFrame, names: list[str] | N
 
 def check_unpaired(params: Params, images: pd.DataFrame) -> None:
     """`split.n_unpaired` fits beside the pairs in the training split (`tables.latent_pool` draws them)."""
-
     s, train = params.split, images[images["split"] == "train"]
     if s.n_unpaired is None:
         return
