@@ -429,13 +429,23 @@ def plot_pool(rows: pd.DataFrame, count: str, out: Path) -> Path | None:
 def pool_section(df: pd.DataFrame, meta: dict, figs: Path, link: str) -> list[str]:
     """The paper's claim 1, tested at fixed pairs: fidelity against the unpaired pool's size, the
     autoencoder's reconstruction error at each size, and the paired effect of all unpaired images."""
-    rows = pool_rows(df, meta.get("variants"))
+    lines = pool_lines(df, meta.get("variants"))
+    if not lines:
+        return []
+    made = plot_pool(pool_rows(df, meta.get("variants")), _count_col(df), figs / "fidelity_vs_unpaired.png")
+    if made:
+        lines += [f"![Fidelity against the unpaired pool size]({link}/fidelity_vs_unpaired.png)", ""]
+    return ["## Claim 1: what the unpaired images buy", "", *lines]
+
+
+def pool_lines(df: pd.DataFrame, variants: dict[str, dict] | None) -> list[str]:
+    """The unpaired-pool table, the paired effects of all unpaired images and their reading (no figure)."""
+    rows = pool_rows(df, variants)
     if rows.empty or rows["unpaired"].nunique() < 2:
         return []
     count = _count_col(df)
     labels = {c: l for c, l, _ in metric_columns()}
-    lines = ["## Claim 1: what the unpaired images buy", "",
-             "LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
+    lines = ["LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
              "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
              "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.", ""]  # fmt: skip
     cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
@@ -457,9 +467,6 @@ def pool_section(df: pd.DataFrame, meta: dict, figs: Path, link: str) -> list[st
             ci = "–" if math.isnan(e["half"]) else f"[{e['diff'] - e['half']:+.3g}, {e['diff'] + e['half']:+.3g}]"
             lines.append(f"| {int(e[count])} | {e['label']} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |")
         lines += ["", "**Reading.** " + " ".join(pool_reading(effects, count)), ""]
-    made = plot_pool(rows, count, figs / "fidelity_vs_unpaired.png")
-    if made:
-        lines += [f"![Fidelity against the unpaired pool size]({link}/fidelity_vs_unpaired.png)", ""]
     return lines
 
 
