@@ -172,11 +172,11 @@ class PixelWGANParams(MethodSection):
     """Baseline pixel_wgan: a conditional WGAN-GP in pixel space, on the paired subset only."""
 
     noise_dim: PositiveInt = 32
-    width: PositiveInt = 8  # channels of the first conv block (doubled once)
+    width: PositiveInt = 32  # channels of the first conv block (doubled once); G about LSDM's G + decoder in size
     n_critic: PositiveInt = 5
     gp_weight: float = Field(10.0, ge=0.0)
     steps: PositiveInt = 2000  # generator steps (the LSDM matcher's budget)
-    batch_size: PositiveInt = 32
+    batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3
     seed: Seed = 0
 

@@ -70,7 +70,7 @@ def test_render_params_keeps_comments_and_validates():
     out = render_params(text, {"split.n_paired_per_class": 3, "latent.channels": [8, 16]})
     raw = yaml.safe_load(out)
     assert raw["split"]["n_paired_per_class"] == 3 and raw["latent"]["channels"] == [8, 16]
-    assert "# the paired subset; the latent pool does not depend on these" in out  # comments kept
+    assert "# the paired subset; with n_unpaired null the latent pool does not depend on these" in out  # comments kept
     assert out.splitlines()[0] == text.splitlines()[0]
     assert validate(ROOT, {"split.n_paired_per_class": 3}).split.n_paired_per_class == 3
     with pytest.raises(ParamsError, match="split.n_paired_per_class = 0"):
@@ -121,7 +121,7 @@ def test_prefect_yaml_deployments():
         assert load_flow_from_entrypoint(str(ROOT / path) + ":" + func).name == "lsdm"  # lsdm/full, lsdm/sweep, lsdm/point
     assert deps["sweep"]["parameters"] == {}  # params.yaml's sweep section, checked here:
     counts, seeds, overrides = check_sweep(ROOT)
-    assert counts == [3, 10, 30, 100] and len(seeds) >= 3 and overrides["methods"] == ["latent_flow"]
+    assert counts == [3, 10, 30, 100] and len(seeds) >= 3 and sorted(overrides["methods"]) == ["latent_flow", "pixel_wgan"]
 
 
 # ---------------------------------------------------------------------------------------------
