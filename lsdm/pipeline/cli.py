@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage not in NO_TORCH:
             n, why = resolve_threads(params.base.threads)
             print(f"lsdm {args.stage}: {n} CPU threads ({why})", file=sys.stderr)
+        from lsdm.io import clean_stage_leftovers
+
+        items = [args.method] if args.method else params.methods  # a foreach stage's (`fit_baseline@<method>`)
+        if cleaned := clean_stage_leftovers(args.stage, items):  # what a killed run of this stage left
+            print(f"lsdm {args.stage}: cleaned up after a killed run: {', '.join(map(str, cleaned))}", file=sys.stderr)
         before = set(sys.modules)
         module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
         module.run(params, method=args.method) if args.method else module.run(params)
