@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import io
 import json
 import os
@@ -121,12 +122,16 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2 (glibc 2.28+), or None off Linux or where libc lacks it."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform.startswith("linux") else None
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where
     the kernel, libc or file system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
     at_fdcwd, rename_exchange = -100, 2
@@ -211,7 +216,8 @@ def stage_outputs(stage: str, items: Iterable[str] = (), dvc_yaml: str | Path = 
     if not isinstance(spec, dict):
         return []
     body, items = (spec.get("do") or {}, list(items)) if "foreach" in spec else (spec, [""])
-    names = [next(iter(e)) if isinstance(e, dict) else e for key in ("outs", "metrics", "plots") for e in body.get(key) or []]
+    entries = [e for key in ("outs", "metrics", "plots") for e in body.get(key) or []]
+    names = [next(iter(e)) if isinstance(e, dict) else e for e in entries]  # `- path:` with options, or a plain path
     return [Path(n.replace("${item}", item)) for item in items for n in names if isinstance(n, str)]
 
 
