@@ -192,7 +192,10 @@ def test_recover_params_uses_only_a_dead_runs_copy(tmp_path):
     live_copy.write_bytes(b"not this one\n")
     assert not recover_params(repo) and live_copy.exists()
     live_copy.unlink()
-    (repo / _STATE_DIR / f"params.yaml.orig-{dead_pid()}").write_bytes(user)  # a killed run's
+    dead = dead_pid()
+    (repo / _STATE_DIR / f"params.yaml.orig-{dead}").write_bytes(user)  # a killed run's
+    (repo / _STATE_DIR / f".params.yaml.orig-{dead}.lsdm-tmp-{dead}-x").write_bytes(user[:10])  # its torn write
+    (repo / f".params.yaml.lsdm-tmp-{dead}-y.yaml").write_bytes(user[:10])
     assert recover_params(repo) and (repo / "params.yaml").read_bytes() == user
     assert list((repo / _STATE_DIR).iterdir()) == []
     os.chmod(repo / "params.yaml", 0o640)

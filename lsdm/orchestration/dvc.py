@@ -260,16 +260,19 @@ def recover_params(repo: Path) -> bool:
     """Put back params.yaml left overridden by a run that was killed (not just failed); True if so.
 
     Only a dead run's copy is used (the oldest: a later one would hold the overrides), by one
-    atomic rename; a killed write's temp file beside params.yaml goes too.
+    atomic rename; the temp files of writes killed midway (of params.yaml, of a copy) go too.
     """
-    from lsdm.io import clean_leftovers, pid_alive
+    from lsdm.io import TMP_TAG, clean_leftovers, pid_alive
 
+    state = _state_dir(repo)
     dead = [b for b in _backups(repo) if not pid_alive(int(b.name[len(_BACKUP):]))]
     if dead:
         os.replace(dead[0], repo / PARAMS_FILE)
         for b in dead[1:]:
             b.unlink(missing_ok=True)
     clean_leftovers(repo / PARAMS_FILE)
+    for name in {p.name[1:].split(TMP_TAG)[0] for p in state.glob(f".{_BACKUP}*{TMP_TAG}*")}:
+        clean_leftovers(state / name)
     return bool(dead)
 
 
