@@ -19,6 +19,11 @@ In one throwaway tiny repository (tests/conftest.py's repo and params), for each
    identical run: it checks those outputs out), so what the kills left may still be there, git- and
    DVC-ignored ("waiting"); the stage's next start (`dvc repro --force`) removes it ("left", target 0).
 
+DVC itself rewrites its lock table `.dvc/tmp/rwlock` in place; a kill in that moment leaves it torn
+and every later dvc command fails until it is removed. That is DVC's, not a stage's, so it is
+counted apart ("DVC state torn", with a torn dvc.lock if one ever is) and repaired as lsdm's orchestrator does before each stage
+(`lsdm.orchestration.dvc.repair_rwlock`); by hand it is `rm .dvc/tmp/rwlock` with no dvc running.
+
 Then params.yaml: a process rewriting it as the Prefect flow does (`applied_params`, in a loop) is
 SIGKILLed at random points; params.yaml must be the user's or the overridden text, whole, and the
 user's bytes after the next start (`recover_params`), with nothing left beside it ("accepted" counts
@@ -66,6 +71,7 @@ class Row:
     accepted: int = 0  # ... of which with an output missing or torn; params.yaml: not the user's after the next start
     torn: int = 0  # kills after which a file at an output's (or params.yaml's) final path was not whole
     unignored: int = 0  # kills that left a file git does not ignore
+    dvc_torn: int = 0  # kills that left DVC's own state unreadable (its lock table .dvc/tmp/rwlock, dvc.lock)
     waiting: int = 0  # files the kills left after the next `dvc repro` (which may not start the stage)
     left: int = 0  # files the kills left after the stage's next start
     final_ok: bool = False  # the next full run completed and DVC is clean (params.yaml: the user's bytes)
@@ -178,6 +184,18 @@ def dvc_status(repo: Path, *targets: str) -> dict:
     raise AssertionError(f"dvc status {targets}: still busy: {p.stderr[-2000:]}")
 
 
+def dvc_torn(repo: Path, row: Row, what: str) -> bool:
+    """Count a kill that left DVC's lock table torn (DVC rewrites it in place; every dvc command then
+    fails) and repair it as lsdm's orchestrator does before its next stage (`repair_rwlock`)."""
+    from lsdm.orchestration.dvc import repair_rwlock
+
+    if not repair_rwlock(repo):
+        return False
+    row.dvc_torn += 1
+    row.notes.append(f"{what}: DVC's .dvc/tmp/rwlock torn (removed, as before the flow's next stage)")
+    return True
+
+
 # --- killing ---------------------------------------------------------------------------------
 
 
@@ -254,10 +272,11 @@ def inject_stage(repo: Path, stage: str, kills: int, rng: random.Random, logs: P
             row.notes.append(f"kill {k}: the run ended before {delay:.1f}s")
             continue
         row.kills += 1
+        dvc_torn(repo, row, f"kill {k} at {delay:.1f}s")
         try:
             changed = stage in dvc_status(repo, stage)
-        except AssertionError as e:  # DVC cannot read its own state (a torn dvc.lock): as bad as a torn output
-            row.torn += 1
+        except AssertionError as e:  # DVC cannot read its own state (a torn dvc.lock)
+            row.dvc_torn += 1
             row.notes.append(f"kill {k} at {delay:.1f}s: {e}")
             continue
         check_outputs(repo, outs, changed, row, f"kill {k} at {delay:.1f}s")
@@ -372,6 +391,7 @@ def inject_flow(workdir: Path, kills: int, rng: random.Random, logs: Path) -> Ro
         if now not in (user, render_params(user.decode(), {"split.seed": seed}).encode()):
             row.torn += 1
             row.notes.append(f"kill {k} at {delay:.1f}s: params.yaml is neither text")
+        dvc_torn(repo, row, f"kill {k} at {delay:.1f}s")  # the next flow run repairs it itself; this status needs it
         status = dvc_status(repo)
         for s in STAGES:
             check_outputs(repo, outs[s], s in status, row, f"kill {k} at {delay:.1f}s, stage {s}")
@@ -398,12 +418,12 @@ def inject_flow(workdir: Path, kills: int, rng: random.Random, logs: Path) -> Ro
 # --- the table -------------------------------------------------------------------------------
 
 COLUMNS = ("target", "T (s)", "kills", "up to date", "accepted partial", "torn", "unignored", "waiting", "left",
-           "final ok")  # fmt: skip
+           "DVC state torn", "final ok")  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
     cells = [[r.target, f"{r.runtime:.1f}", r.kills, r.up_to_date, r.accepted, r.torn, r.unignored, r.waiting, r.left,
-              "yes" if r.final_ok else "NO"] for r in rows]  # fmt: skip
+              r.dvc_torn, "yes" if r.final_ok else "NO"] for r in rows]  # fmt: skip
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
     return "\n".join(lines)

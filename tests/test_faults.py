@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, env
+from conftest import ROOT, env, run
 
 from lsdm import io as lio
 from lsdm.io import IGNORE_PATTERNS, atomic_dir, clean_leftovers, clean_stage_leftovers, read_json, stage_outputs, write_json
@@ -216,6 +216,38 @@ def test_params_yaml_survives_sigkill_of_the_flows_rewrite(tmp_path):
     assert row.kills == 5, row
     assert (row.torn, row.accepted, row.unignored, row.left) == (0, 0, 0, 0), row.notes
     assert row.final_ok, row
+
+
+HOLD_GUARD = """
+import sys, time, zc.lockfile
+lock = zc.lockfile.LockFile(sys.argv[1])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_torn_dvc_lock_table_is_removed_only_when_no_dvc_edits_it(tmp_path):
+    """DVC rewrites .dvc/tmp/rwlock in place: a dvc killed then leaves it torn, and every dvc command
+    fails until it is gone. The orchestrator removes it before a stage, unless a dvc holds its guard."""
+    from lsdm.orchestration.dvc import repair_rwlock
+
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n")
+    rwlock = tmp_path / ".dvc" / "tmp" / "rwlock"
+    rwlock.parent.mkdir(parents=True, exist_ok=True)
+    rwlock.write_text('{"read": {}, "write": {}}')
+    assert not repair_rwlock(tmp_path) and rwlock.exists()  # whole: left alone
+    rwlock.write_text('{"read": {"/x": [{"pid"')  # what a kill mid-rewrite leaves
+    assert "RWLock-file" in run(["dvc", "status"], tmp_path, check=False).stderr
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_GUARD, f"{rwlock}.lock"], env=env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not repair_rwlock(tmp_path) and rwlock.exists()  # a dvc may be rewriting it right now
+    finally:
+        holder.kill()
+        holder.wait()
+    assert repair_rwlock(tmp_path) and not rwlock.exists()
+    assert run(["dvc", "status"], tmp_path, check=False).returncode == 0
 
 
 # --- under DVC: the harness on two stages ------------------------------------------------------
