@@ -5,7 +5,8 @@
 
 In one throwaway tiny repository (tests/conftest.py's repo and params), for each stage in dvc.yaml order:
 
-1. `dvc repro <stage>` (its upstream already reproduced), timed: the stage's runtime T;
+1. `dvc repro <stage>` (with its upstream), then `dvc repro --force --single-item <stage>`, timed:
+   the runtime T of what each killed run does;
 2. K times `dvc repro --force --single-item <stage>` in a process group of its own, SIGKILLed (the
    whole group: DVC and the stage) after a seeded random delay, one in each of K equal slices of
    [0, T], so kills land in DVC's start, the stage's work, its writes and DVC's commit; after each:
@@ -21,8 +22,9 @@ In one throwaway tiny repository (tests/conftest.py's repo and params), for each
 
 DVC itself rewrites its lock table `.dvc/tmp/rwlock` in place; a kill in that moment leaves it torn
 and every later dvc command fails until it is removed. That is DVC's, not a stage's, so it is
-counted apart ("DVC state torn", with a torn dvc.lock if one ever is) and repaired as lsdm's orchestrator does before each stage
-(`lsdm.orchestration.dvc.repair_rwlock`); by hand it is `rm .dvc/tmp/rwlock` with no dvc running.
+counted apart ("DVC state torn", with a torn dvc.lock if one ever is) and repaired as lsdm's
+orchestrator does before each stage (`lsdm.orchestration.dvc.repair_rwlock`); by hand it is
+`rm .dvc/tmp/rwlock` with no dvc running.
 
 Then params.yaml: a process rewriting it as the Prefect flow does (`applied_params`, in a loop) is
 SIGKILLed at random points; params.yaml must be the user's or the overridden text, whole, and the
