@@ -3,23 +3,38 @@ ever half-written at its final path (temp file or directory in the same folder, 
 
 An interrupted stage therefore leaves either the previous output or none, never a truncated file
 that DVC or the next stage could take as valid.
+
+A run killed outright (SIGKILL, a lost machine) cannot clean up after itself, so every temporary
+name carries its writer's pid: `.<name>.lsdm-tmp-<pid>-<random>` (being written) and
+`.<name>.lsdm-old-<pid>` (the previous directory, set aside for a moment). Both are git- and
+DVC-ignored (IGNORE_PATTERNS, in .gitignore and .dvcignore), and the next write of the same path,
+or the next start of the stage that owns it (`clean_stage_leftovers`), removes those of dead
+writers. A directory is swapped in with one atomic exchange where the kernel offers it (Linux
+renameat2); elsewhere it takes two renames, and a writer killed between them leaves the path
+missing and the old copy aside, which the next start puts back. The residual risk is pid reuse: a
+leftover whose pid now belongs to another live process is kept until that process ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
+import errno
+import functools
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from lsdm.errors import DataError
 
@@ -36,12 +51,121 @@ def _read(path: Path) -> Path:
     return path
 
 
+TMP_TAG, OLD_TAG = ".lsdm-tmp-", ".lsdm-old-"
+#: What .gitignore and .dvcignore must hold so that a killed writer's leftovers never look like outputs.
+IGNORE_PATTERNS = (f".*{TMP_TAG}*", f".*{OLD_TAG}*")
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _owner(rest: str) -> int | None:
+    """The pid that starts `rest` (the part of a temp name after its tag), or None."""
+    digits = rest.split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def clean_leftovers(path: str | Path) -> list[Path]:
+    """Remove what writers of `path` killed mid-write left beside it; return what it handled.
+
+    Only entries named after `path` whose writer is dead are touched. If a writer died between
+    setting the old directory aside and moving the new one in, `path` is missing: the old copy is
+    put back (the last complete version), not removed.
+    """
+    path = Path(path)
+    found = []  # (tag, entry) of every dead writer's entry named after `path`
+    try:
+        with os.scandir(path.parent) as it:
+            for entry in it:
+                for tag in (TMP_TAG, OLD_TAG):
+                    prefix = f".{path.name}{tag}"
+                    if entry.name.startswith(prefix):
+                        pid = _owner(entry.name[len(prefix):])
+                        if pid is not None and not pid_alive(pid):
+                            found.append((tag, Path(entry.path)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    handled = []
+    for tag, leftover in sorted(found, key=lambda f: _mtime(f[1]), reverse=True):  # the newest old copy first
+        if tag == OLD_TAG and not os.path.lexists(path):
+            os.replace(leftover, path)
+        else:
+            _remove(leftover)
+        handled.append(leftover)
+    return handled
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2 (glibc 2.28+), or None off Linux or where libc lacks it."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform.startswith("linux") else None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where
+    the kernel, libc or file system cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}{TMP_TAG}{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds.
+
+    The file keeps the permissions of the one it replaces (a new one gets the umask's), as an
+    in-place write would.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    clean_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=suffix or path.suffix, dir=path.parent)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
+    os.fchmod(fd, mode)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -56,19 +180,55 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces `path` as a whole when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    clean_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, path)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the previous `path`
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Move directory `tmp` to `path`. With no `path` one rename does it; else one atomic exchange
+    (the old tree then sits at `tmp`), or, where there is none, old aside, new in, old removed."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+        return
+    if path.is_dir() and not path.is_symlink() and _exchange(tmp, path):
+        return
+    old = path.with_name(f".{path.name}{OLD_TAG}{os.getpid()}")
+    _remove(old)
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    _remove(old)
+
+
+def stage_outputs(stage: str, items: Iterable[str] = (), dvc_yaml: str | Path = "dvc.yaml") -> list[Path]:
+    """The outs, metrics and plots dvc.yaml declares for `stage` (a `foreach` stage's, for each of `items`)."""
+    try:
+        spec = (yaml.safe_load(Path(dvc_yaml).read_text()) or {}).get("stages", {}).get(stage)
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(spec, dict):
+        return []
+    body, items = (spec.get("do") or {}, list(items)) if "foreach" in spec else (spec, [""])
+    entries = [e for key in ("outs", "metrics", "plots") for e in body.get(key) or []]
+    names = [next(iter(e)) if isinstance(e, dict) else e for e in entries]  # `- path:` with options, or a plain path
+    return [Path(n.replace("${item}", item)) for item in items for n in names if isinstance(n, str)]
+
+
+def clean_stage_leftovers(stage: str, items: Iterable[str] = (), dvc_yaml: str | Path = "dvc.yaml") -> list[Path]:
+    """At a stage's start: the leftovers of its killed runs, beside each of its outputs and each
+    folder above one (a whole folder such as results/<stage>/ is what atomic_dir writes)."""
+    targets = {p for out in stage_outputs(stage, items, dvc_yaml) for p in (out, *out.parents) if p != Path(".")}
+    return [r for t in sorted(targets) for r in clean_leftovers(t)]
 
 
 def write_json(obj: Any, path: str | Path) -> None:

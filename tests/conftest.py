@@ -29,6 +29,8 @@ SLOW_TIMEOUT = 600  # seconds for an end-to-end test unless it names its own (py
 sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout, not installed
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
+from lsdm.io import IGNORE_PATTERNS  # noqa: E402  (after the checkout is on sys.path)
+
 # A few hundred images and a few dozen steps: every stage runs for real in seconds.
 TINY = {
     "base": {"device": "cpu"},
@@ -95,11 +97,14 @@ def make_repo(path: Path, params: dict) -> Path:
     shutil.copytree(ROOT / "lsdm", path / "lsdm", ignore=shutil.ignore_patterns("__pycache__"))
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(ROOT / "inputs", path / "inputs")
-    (path / ".gitignore").write_text("__pycache__/\n")
+    leftovers = "".join(f"{p}\n" for p in IGNORE_PATTERNS)  # what a killed write leaves, as in the checkout's
+    (path / ".gitignore").write_text("__pycache__/\n" + leftovers)
     run(["git", "init", "-q", "-b", "main"], path)
     run(["git", "config", "user.email", "tests@lsdm.invalid"], path)
     run(["git", "config", "user.name", "lsdm tests"], path)
     run(["dvc", "init", "-q"], path)
+    with open(path / ".dvcignore", "a") as fh:
+        fh.write(leftovers)
     run(["dvc", "config", "core.analytics", "false"], path)
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-qm", "init"], path)

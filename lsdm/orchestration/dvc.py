@@ -203,8 +203,47 @@ def parse_repro(stage: str, output: str) -> str | None:
     return None
 
 
+def repair_rwlock(repo: Path) -> bool:
+    """Remove DVC's lock table `.dvc/tmp/rwlock` if a dvc killed while rewriting it left it torn; True if so.
+
+    DVC rewrites that JSON file in place, and once it is torn refuses every command ("Unable to
+    read RWLock-file ... JSON structure is corrupted") until someone deletes it, as DVC's own
+    messages advise for stale entries. It is only touched while no dvc process edits it (DVC's
+    guard, `rwlock.lock`, is free); the entries it held are lost with the torn text anyway.
+    """
+    import zc.lockfile  # DVC's own lock backend
+
+    path = repo / ".dvc" / "tmp" / "rwlock"
+    if _json_ok(path):
+        return False
+    try:
+        guard = zc.lockfile.LockFile(f"{path}.lock")
+    except zc.lockfile.LockError:
+        return False  # a dvc is rewriting it right now
+    try:
+        if _json_ok(path):
+            return False
+        path.unlink()
+    finally:
+        guard.close()
+    print(f"lsdm: removed {path}: a dvc killed while rewriting it had left it torn", file=sys.stderr)
+    return True
+
+
+def _json_ok(path: Path) -> bool:
+    """True unless `path` exists and is not JSON."""
+    try:
+        json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+    return True
+
+
 def repro_stage(repo: Path, stage: str, timeout: float | None = None) -> StageResult:
     """Run one stage through DVC (`dvc repro --single-item`): DVC decides whether it runs."""
+    repair_rwlock(repo)  # after a dvc killed mid-write (a crashed worker, or a retry of this stage)
     t0 = time.monotonic()
     p = run_tool(["dvc", "repro", "--single-item", stage], repo, timeout=timeout)
     if p.returncode != 0:
@@ -246,39 +285,68 @@ def _state_dir(repo: Path) -> Path:
     return d
 
 
+_BACKUP = f"{PARAMS_FILE}.orig-"  # + the pid of the run that overrode params.yaml
+
+
+def _backups(repo: Path) -> list[Path]:
+    """Copies of the user's params.yaml kept by runs that have not put it back, oldest first."""
+    found = [p for p in _state_dir(repo).glob(f"{_BACKUP}*") if p.name[len(_BACKUP):].isdigit()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
 def recover_params(repo: Path) -> bool:
-    """Put back params.yaml left overridden by a run that was killed (not just failed); True if so."""
-    backup = _state_dir(repo) / "params.yaml.orig"
-    if not backup.exists():
-        return False
-    os.replace(backup, repo / PARAMS_FILE)
-    return True
+    """Put back params.yaml left overridden by a run that was killed (not just failed); True if so.
+
+    Only a dead run's copy is used (the oldest: a later one would hold the overrides), by one
+    atomic rename; the temp files of writes killed midway (of params.yaml, of a copy) go too.
+    """
+    from lsdm.io import TMP_TAG, clean_leftovers, pid_alive
+
+    state = _state_dir(repo)
+    dead = [b for b in _backups(repo) if not pid_alive(int(b.name[len(_BACKUP):]))]
+    if dead:
+        os.replace(dead[0], repo / PARAMS_FILE)
+        for b in dead[1:]:
+            b.unlink(missing_ok=True)
+    clean_leftovers(repo / PARAMS_FILE)
+    for name in {p.name[1:].split(TMP_TAG)[0] for p in state.glob(f".{_BACKUP}*{TMP_TAG}*")}:
+        clean_leftovers(state / name)
+    return bool(dead)
 
 
 @contextlib.contextmanager
 def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None) -> Iterator[Params]:
     """params.yaml with `overrides` while the block runs; the original bytes come back afterwards.
 
-    A copy is kept under .dvc/tmp until then, so a run killed outright is undone by the next one
-    (`recover_params`). `validated`: what `validate` already returned for these overrides (else it
-    runs here). Yields the params actually on disk, which must equal them.
+    Every write is a whole-file replace (temp file, then rename), so params.yaml is always either
+    the user's or the overridden text, never a torso. A copy of the user's is kept under .dvc/tmp,
+    named after this process, until it is back, so a run killed outright is undone by the next
+    one (`recover_params`, also run here first). `validated`: what `validate` already returned
+    for these overrides (else it runs here). Yields the params actually on disk, which must equal them.
     """
+    from lsdm.io import atomic_path
+
     path = repo / PARAMS_FILE
+    if recover_params(repo):
+        validated = None  # it was checked against the killed run's overrides
     original = path.read_bytes()
     expected = validated if validated is not None else validate(repo, overrides)
-    backup = _state_dir(repo) / "params.yaml.orig"
-    backup.write_bytes(original)
+    backup = _state_dir(repo) / f"{_BACKUP}{os.getpid()}"
+    with atomic_path(backup) as tmp:  # complete before params.yaml changes: recovery never reads a torso
+        tmp.write_bytes(original)
+        shutil.copymode(path, tmp)  # recovery renames it into place: the user's mode with it
     try:
         if overrides:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(render_params(original.decode(), overrides))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(render_params(original.decode(), overrides))
         on_disk = load_params(path)
         if on_disk != expected:  # the file must say what was validated
             raise ParamsError(f"{path}: writing the overrides {overrides} did not give the validated parameters")
         yield on_disk
     finally:
-        path.write_bytes(original)
+        if not path.exists() or path.read_bytes() != original:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(original)
         backup.unlink(missing_ok=True)
 
 

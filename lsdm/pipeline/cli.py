@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         who = f"lsdm {args.stage}" + (f" --method {args.method}" if args.method else "")
         writes = not (args.stage == "check" and not args.stamp)
         with workspace_lock(os.getcwd(), who, timeout=cli_timeout()) if writes else contextlib.nullcontext():
+            if writes:
+                from lsdm.io import clean_stage_leftovers
+
+                items = [args.method] if args.method else params.methods  # a foreach stage's (`fit_baseline@<method>`)
+                if cleaned := clean_stage_leftovers(args.stage, items):  # what a killed run of this stage left
+                    print(f"lsdm {args.stage}: cleaned up after a killed run: {', '.join(map(str, cleaned))}", file=sys.stderr)
             before = set(sys.modules)
             module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
             if args.stage == "check":
