@@ -71,6 +71,12 @@ def tiny_params(**sections) -> dict:
     return params
 
 
+def sigint_default() -> None:
+    """`preexec_fn` of a child a test will Ctrl-C: a suite started in the background (`.ci/run &` in a
+    script) runs with SIGINT ignored, and a child inheriting that never sees the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def env() -> dict[str, str]:
     e = dict(os.environ, DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"

@@ -16,7 +16,7 @@ import yaml
 
 from lsdm.lock import BUSY_EXIT, LOCK_ENV, TIMEOUT_ENV, WorkspaceBusy, lock_file, workspace_lock
 
-from conftest import env, make_repo, run, tiny_params
+from conftest import env, make_repo, run, sigint_default, tiny_params
 
 TRY_LOCK = "from lsdm.lock import workspace_lock\nwith workspace_lock('.', 'the child', timeout=0): print('through')"
 
@@ -85,7 +85,8 @@ def test_two_stages_at_once_in_one_workspace(tmp_path):
     written = paired.stat().st_mtime_ns
     holder_log, waiter_log = repo / "fit_latent.log", repo / "waiter.log"  # files, not pipes nobody reads
     with holder_log.open("wb") as fh:
-        holder = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=fh, stderr=subprocess.STDOUT)
+        holder = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=fh, stderr=subprocess.STDOUT,
+                                  preexec_fn=sigint_default)
     try:
         deadline = time.monotonic() + 120
         while f"lsdm fit_latent (pid {holder.pid}" not in lock_file(repo).read_text():

@@ -19,7 +19,7 @@ from lsdm.io import read_table
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.pipeline import STAGES
 
-from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, run, tiny_params
+from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, run, sigint_default, tiny_params
 
 
 def dvc_stages() -> dict:
@@ -190,7 +190,8 @@ def test_interrupted_stage_leaves_no_output(tiny_repo):
     # fills a pipe's buffer blocks the child in write() and it never gets to handle the signal.
     log = repo / "fit_latent.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=fh, stderr=subprocess.STDOUT,
+                                preexec_fn=sigint_default)
     deadline = time.monotonic() + 120
     while "fit_latent:" not in log.read_text(errors="replace"):  # the progress bar: training has begun
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
