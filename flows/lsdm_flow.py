@@ -257,19 +257,36 @@ def _submit(deployment: str, git_url: str, commit: str, name: str, overrides: di
     return run_deployment(deployment, parameters=params, timeout=0, flow_run_name=name, as_subflow=True)
 
 
-def wait_for_points(runs: dict[str, Any], resubmit, retries: int, timeout: float | None, poll: float = 5.0) -> dict[str, Any]:
+def wait_for_points(runs: dict[str, Any], resubmit, retries: int, timeout: float | None, poll: float = 5.0,
+                    stuck_after: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Poll the points' flow runs to the end; a run that CRASHED (its worker died, or stopped sending
-    heartbeats) is submitted again, up to `retries` times; FAILED is final (the point's own error)."""
+    heartbeats) is submitted again, up to `retries` times; FAILED is final (the point's own error).
+
+    A run a worker took (PENDING) but never started sends no heartbeat, so no automation marks it
+    crashed when that worker dies: one PENDING for longer than `stuck_after` seconds is cancelled and
+    submitted again, the same way."""
     from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
 
     logger, t0, attempts = get_run_logger(), time.monotonic(), {n: 1 for n in runs}
     final: dict[str, Any] = {}
+    pending_since: dict[str, float] = {}
     with get_client(sync_client=True) as client:
         while len(final) < len(runs):
             for name, fr in list(runs.items()):
                 if name in final:
                     continue
                 state = client.read_flow_run(fr.id).state
+                if state is not None and state.is_pending() and stuck_after is not None:
+                    waited = time.monotonic() - pending_since.setdefault(name, time.monotonic())
+                    if waited > stuck_after and attempts[name] <= retries:
+                        logger.warning("point %s pending for %.0fs after a worker took it (its worker is gone?); "
+                                       "submitting it again", name, waited)  # fmt: skip
+                        client.set_flow_run_state(fr.id, Cancelled(message="pending too long: submitted again"), force=True)
+                        runs[name], attempts[name] = resubmit(name), attempts[name] + 1
+                        pending_since.pop(name, None)
+                    continue
+                pending_since.pop(name, None)
                 if state is None or not state.is_final():
                     continue
                 if state.is_crashed() and attempts[name] <= retries:
@@ -329,7 +346,8 @@ def sweep(
     by_name = dict(points)
     runs = {name: _submit(point_deployment, git_url, commit, name, ov) for name, ov in points}
     get_run_logger().info("submitted %d points to %s: %s", len(runs), point_deployment, ", ".join(runs))
-    final = wait_for_points(runs, lambda n: _submit(point_deployment, git_url, commit, n, by_name[n]), point_retries, timeout)
+    final = wait_for_points(runs, lambda n: _submit(point_deployment, git_url, commit, n, by_name[n]), point_retries, timeout,
+                            stuck_after=crashed_after)  # fmt: skip
     done = [n for n, f in final.items() if f["state"] == "COMPLETED"]
     meta = {**meta, "baseline": commit, "status": {n: f["state"] for n, f in final.items()}, "points": final,
             "shared_seconds": t_points - t0, "points_seconds": time.perf_counter() - t_points,
