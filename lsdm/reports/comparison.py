@@ -429,21 +429,21 @@ def plot_pool(rows: pd.DataFrame, count: str, out: Path) -> Path | None:
 def pool_section(df: pd.DataFrame, meta: dict, figs: Path, link: str) -> list[str]:
     """The paper's claim 1, tested at fixed pairs: fidelity against the unpaired pool's size, the
     autoencoder's reconstruction error at each size, and the paired effect of all unpaired images."""
-    lines = pool_lines(df, meta.get("variants"))
+    rows, count = pool_rows(df, meta.get("variants")), _count_col(df)
+    lines = pool_lines(rows, count)
     if not lines:
         return []
-    made = plot_pool(pool_rows(df, meta.get("variants")), _count_col(df), figs / "fidelity_vs_unpaired.png")
+    made = plot_pool(rows, count, figs / "fidelity_vs_unpaired.png")
     if made:
         lines += [f"![Fidelity against the unpaired pool size]({link}/fidelity_vs_unpaired.png)", ""]
     return ["## Claim 1: what the unpaired images buy", "", *lines]
 
 
-def pool_lines(df: pd.DataFrame, variants: dict[str, dict] | None) -> list[str]:
-    """The unpaired-pool table, the paired effects of all unpaired images and their reading (no figure)."""
-    rows = pool_rows(df, variants)
+def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
+    """The unpaired-pool table of `pool_rows`, the paired effects of all unpaired images and their
+    reading (no figure)."""
     if rows.empty or rows["unpaired"].nunique() < 2:
         return []
-    count = _count_col(df)
     labels = {c: l for c, l, _ in metric_columns()}
     lines = ["LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
              "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
@@ -483,13 +483,12 @@ def pool_reading(effects: pd.DataFrame, count: str) -> list[str]:
         out.append(f"{label}: all unpaired images beat none at {where} ({len(e)} tested).")
         if len(e) > 1:
             few, many = e.iloc[0], e.iloc[-1]
-            gain = (lambda r: r["diff"] if r["higher"] else -r["diff"])  # improvement, in the metric's direction
-            d = (few["per_seed"] if few["higher"] else -few["per_seed"]) - (many["per_seed"] if many["higher"] else -many["per_seed"])
-            mean, half, n = _t_interval(d)
-            larger = gain(few) > gain(many)
+            gain = (lambda r, v: v if r["higher"] else -v)  # improvement, in the metric's direction  # noqa: E731
+            mean, half, n = _t_interval(gain(few, few["per_seed"]) - gain(many, many["per_seed"]))
+            larger = gain(few, few["diff"]) > gain(many, many["diff"])
             sure = not math.isnan(half) and abs(mean) > half
-            out.append(f"The gain is {'larger' if larger else '**not larger**'} with fewer pairs ({gain(few):+.3g} at "
-                       f"{int(few[count])} vs {gain(many):+.3g} at {int(many[count])}; difference {mean:+.3g}, 95% "
+            out.append(f"The gain is {'larger' if larger else '**not larger**'} with fewer pairs ({gain(few, few['diff']):+.3g} at "
+                       f"{int(few[count])} vs {gain(many, many['diff']):+.3g} at {int(many[count])}; difference {mean:+.3g}, 95% "
                        + ("interval excludes 0" if sure else "interval includes 0: not resolved by these seeds")
                        + ").")  # fmt: skip
     return out

@@ -26,7 +26,7 @@ import pandas as pd
 
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
-from lsdm.reports.comparison import _count_col, _fmt, _sampler_order, pool_lines, reading, summarise
+from lsdm.reports.comparison import _count_col, _fmt, _sampler_order, pool_lines, pool_rows, reading, summarise
 
 README = Path("README.md")
 OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
@@ -248,7 +248,7 @@ def unpaired_pool(root: Path) -> list[str]:
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {meta.get('jobs', 1)} runs at a time" if meta.get("wall_seconds") else ""
     return [f"Sweep `{meta.get('tag')}` ({meta.get('experiments')} experiments{wall}), judged on the {split} split.", "",
-            *pool_lines(df, meta.get("variants")),
+            *pool_lines(pool_rows(df, meta.get("variants")), _count_col(df)),
             "![Fidelity against the unpaired pool size](reports/comparison-unpaired_pool/fidelity_vs_unpaired.png)"]  # fmt: skip
 
 
