@@ -140,10 +140,12 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 def test_params_sections_and_methods_validated():
     assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "latent_flow")  # LSDM alone unless asked
-    sweep = load_params().sweep  # the shipped sweep: every method, the paper's variant, no unpaired images
-    assert sorted(sweep.set["methods"]) == ["latent_flow", "pixel_wgan"] and len(sweep.train_seeds) >= 2
-    assert sweep.variants == {"lsdm_paper": {"matcher.marginal_weight": 0.0}, "lsdm_paired_only": {"split.n_unpaired": 0}}
-    assert not any(k.endswith("steps") for k in sweep.set if k != "latent_flow.steps")  # no method below its budget
+    params = load_params()  # the shipped sweeps: every method at its budget, the paper's variant, >= 2 training seeds
+    for sweep in (params.sweep, params.sweeps["full"]):
+        assert sorted(sweep.set["methods"]) == ["latent_flow", "pixel_wgan"] and len(sweep.train_seeds) >= 2
+        assert sweep.variants["lsdm_paper"] == {"matcher.marginal_weight": 0.0} and len(sweep.seeds) >= 3
+        assert not any(k.endswith("steps") for k in sweep.set if k != "latent_flow.steps")  # no method below its budget
+    assert params.sweeps["full"].variants["lsdm_paired_only"] == {"split.n_unpaired": 0}
     with pytest.raises(ParamsError, match="methods"):
         parse_params({"methods": ["pixel_wgan", "diffusion"]})
     with pytest.raises(ParamsError, match="even"):
