@@ -1,7 +1,7 @@
 """A sweep fanned out over two workers in two separate clones that share only a bare git remote and a
 directory DVC remote, on a real Prefect server and process work pool (no mocks): every point is a DVC
 experiment run on whichever worker took it; the shared stages run once, in the parent; a worker
-killed with SIGKILL mid-point does not lose the sweep."""
+killed with SIGKILL mid-point does not lose the sweep, nor does a point a lost worker took but never started."""
 
 from __future__ import annotations
 
@@ -203,3 +203,53 @@ def _descendants(pid: int) -> set[int]:
             out.add(child)
             todo.append(child)
     return out
+
+
+def _lost_worker_pending_runs(c: Server, retries: int, stuck_after: float, timeout: float):
+    """`wait_for_points` on one point whose run a worker took (PENDING) and then died with, on the real
+    server: a resubmission is created SCHEDULED and a healthy worker runs it (here: it completes at
+    once). Returns (the stuck run's id, the runs resubmitted, wait_for_points' result)."""
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+    from prefect.states import Completed, Pending, Scheduled
+
+    from flows.lsdm_flow import wait_for_points
+
+    @flow(name="lsdm-test-point")
+    def point() -> None:  # never run: only its flow runs' states are driven
+        pass
+
+    settings = {PREFECT_API_URL: c.url, PREFECT_LOGGING_TO_API_ENABLED: False}  # no log shipping after the server stops
+    with temporary_settings(updates=settings), c.client() as client:
+        stuck = client.create_flow_run(point, name="lost-n2-s0", state=Pending())  # taken, never started
+        resubmitted = []
+
+        def resubmit(name: str):
+            fr = client.create_flow_run(point, name=name, state=Scheduled())
+            client.set_flow_run_state(fr.id, Completed(), force=True)
+            resubmitted.append(fr.id)
+            return fr
+
+        watch = flow(name="lsdm-test-watch")(lambda: wait_for_points(
+            {"lost-n2-s0": stuck}, resubmit, retries=retries, timeout=timeout, poll=0.5, stuck_after=stuck_after))  # fmt: skip
+        try:
+            result = watch()
+        except TimeoutError as e:
+            result = e
+        return stuck.id, resubmitted, result
+
+
+def test_a_point_left_pending_by_a_lost_worker_is_submitted_again(prefect_server):
+    """A point's run that a worker took but never started (PENDING: no heartbeat, so the zombie
+    automation never marks it crashed) is cancelled and submitted again after `stuck_after`; with no
+    retries left the sweep times out naming the point instead of hanging."""
+    stuck, resubmitted, result = _lost_worker_pending_runs(prefect_server, retries=1, stuck_after=2, timeout=60)
+    assert isinstance(result, dict), result
+    (final,) = result.values()
+    assert final["state"] == "COMPLETED" and final["attempts"] == 2 and final["flow_run_id"] == str(resubmitted[0])
+    with prefect_server.client() as client:
+        assert client.read_flow_run(stuck).state.is_cancelled()  # no worker coming back can run it twice
+    stuck, resubmitted, result = _lost_worker_pending_runs(prefect_server, retries=0, stuck_after=1, timeout=5)
+    assert isinstance(result, TimeoutError) and "lost-n2-s0" in str(result) and resubmitted == []
+    with prefect_server.client() as client:
+        assert client.read_flow_run(stuck).state.is_pending()
