@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lsdm.reports.comparison import paired_difference, paired_verdict, pool_effects, pool_rows, summarise, write_report
+from lsdm.reports.comparison import (paired_difference, paired_table, paired_verdict, pool_effects, pool_rows, summarise,
+                                    write_report)
 from lsdm.orchestration.sweep import collect, plan
 
 from conftest import make_repo, run, tiny_params
@@ -319,3 +320,21 @@ def test_training_seeds_cross_the_split_seeds_and_pair_the_runs():
             for m in ("a", "b") for s in (0, 1) for t in (0, 1)]  # fmt: skip
     mean, half, n = paired_difference(pd.DataFrame(rows), "a", "b", "n_paired_per_class", 3, "eval.fid_evalnet")
     assert (mean, half, n) == (2.0, 0.0, 4)  # unpaired, the spread over seeds (10 FID) would swamp it
+
+
+def test_paired_table_marks_verdicts_the_split_seeds_alone_do_not_carry():
+    """3 split seeds x 2 training seeds: against pixel_wgan LSDM is better on every run; against the
+    flow the six differences exclude zero but their three split-seed means do not (the runs of one
+    split share its pairs), so that verdict carries a †."""
+    diffs = {"pixel_wgan": [-5.0, -5.2, -4.8, -5.1, -4.9, -5.0], "latent_flow_nfe1": [-2.0, -2.1, -0.1, -0.2, -1.0, -1.1]}
+    runs = [(s, t) for s in (0, 1, 2) for t in (0, 1)]
+    rows = [{"sampler": "lsdm", "seed": s, "train_seed": t, "eval.fid_evalnet": 20.0 + s} for s, t in runs]
+    rows += [{"sampler": m, "seed": s, "train_seed": t, "eval.fid_evalnet": 20.0 + s - d[i]}
+             for m, d in diffs.items() for i, (s, t) in enumerate(runs)]  # fmt: skip
+    df = pd.DataFrame([{**r, "n_paired_per_class": 3, "experiment": f"e{r['seed']}{r['train_seed']}"} for r in rows])
+    lines = paired_table(df, "n_paired_per_class", ["lsdm", "pixel_wgan", "latent_flow_nfe1"])
+    wgan, flow = (next(row for row in lines if row.startswith(f"| {m} |")) for m in ("pixel_wgan", "latent_flow_nfe1"))
+    assert "-5 [" in wgan and "**better**" in wgan and "†" not in wgan
+    assert "**better**" in flow and flow.rstrip(" |").endswith("†")
+    mean, half, n = paired_difference(df, "lsdm", "latent_flow_nfe1", "n_paired_per_class", 3, "eval.fid_evalnet", by_split=True)
+    assert n == 3 and abs(mean) < half  # the stricter test: a tie

@@ -261,14 +261,49 @@ def pair_keys(df: pd.DataFrame) -> list[str]:
     return ["seed", "train_seed"] if trained else ["seed"]
 
 
-def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str) -> tuple[float, float, int] | None:
+def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str,
+                      by_split: bool = False) -> tuple[float, float, int] | None:  # fmt: skip
     """Mean of a − b over the (split seed, training seed) runs both samplers had at count c (the same
     pairs), the half-width of its 95% t-interval (nan for one pair) and the number of pairs; None if
-    they share none."""
+    they share none. `by_split`: the differences are first averaged over the training seeds, so the
+    split seeds alone are the unit (the runs of one split share its pairs: the stricter test)."""
     rows, keys = df[df[count] == c], pair_keys(df)
     va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index(keys)[col], errors="coerce") for s in (a, b))
-    mean, half, n = _t_interval(va - vb)
+    d = (va - vb).dropna()
+    if by_split and len(keys) > 1:
+        d = d.groupby(level="seed").mean()
+    mean, half, n = _t_interval(d)
     return None if n == 0 else (mean, half, n)
+
+
+def paired_table(df: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
+    """LSDM minus every other sampler, per judged metric and paired count: the mean paired difference,
+    its 95% t-interval and verdict in the metric's direction; † marks a verdict that does not survive
+    the stricter test over split seeds alone (`paired_difference(by_split=True)`)."""
+    df = with_reference_gaps(df)
+    labels = {c: (lab, h) for c, lab, h in metric_columns() if c in PAIRED and c in df}
+    counts = sorted(df[count].dropna().unique())
+    lines = ["| LSDM − | metric | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|---|" + "---|" * len(counts)]
+    strict = pair_keys(df) != ["seed"]
+    for other in [s for s in samplers if s != "lsdm"]:
+        for col, (label, higher) in labels.items():
+            cells = []
+            for c in counts:
+                d = paired_difference(df, "lsdm", other, count, c, col)
+                if d is None:
+                    cells.append("–")
+                    continue
+                mean, half, n = d
+                verdict = paired_verdict(mean, half, bool(higher))
+                cell = f"{mean:+.3g} [{mean - half:+.3g}, {mean + half:+.3g}] " if not math.isnan(half) else f"{mean:+.3g} "
+                cell += f"**{verdict}**" if verdict != "tie" else "tie"
+                if strict and verdict != "tie":
+                    m2, h2, _ = paired_difference(df, "lsdm", other, count, c, col, by_split=True)
+                    cell += "" if paired_verdict(m2, h2, bool(higher)) == verdict else " †"
+                cells.append(cell)
+            if any(x != "–" for x in cells):
+                lines.append(f"| {other} | {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def paired_verdict(mean: float, half: float, higher: bool) -> str:
@@ -340,8 +375,8 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             txt = ", ".join(f"{m} {v:.0f}s" for m, v in tr.items())
             note = "."
             if not math.isnan(shared):
-                note = (f"; LSDM's shared autoencoder ({shared:.0f}s) is paid once for the whole sweep "
-                        "(DVC reuses it), latent_flow reuses it too.")  # fmt: skip
+                note = (f"; LSDM's autoencoder ({shared:.0f}s) does not depend on the pairs: DVC's cache shares "
+                        "it among the runs of one training seed (LSDM, lsdm_paper and latent_flow alike).")  # fmt: skip
             out.append(f"Training time per run: {txt}{note}")
     return out
 
@@ -521,7 +556,8 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         f"Sweep `{meta.get('tag') or 'all experiments'}`: {df['experiment'].nunique()} experiments, "
         f"{count} ∈ {sorted(int(c) for c in df[count].dropna().unique())}, split seeds {seeds}; "
         f"methods: {', '.join(samplers)}. Every method is trained on the same paired subset of each run "
-        "and judged by the same evaluation. Cells: mean ± std over split seeds.",
+        "and judged by the same evaluation. Cells: mean ± std over "
+        + ("split seeds." if pair_keys(df) == ["seed"] else "the runs (split seeds × training seeds)."),
         "",
     ]
     if "matcher" in df:  # which LSDM each row is: "LSDM" (the paper's) or "LSDM + marginal" (ours)
@@ -548,6 +584,16 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
     if meta.get("skipped") or failed:
         lines.append("")
     lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
+    if "lsdm" in samplers and len(samplers) > 1:
+        keys = pair_keys(df)
+        unit = "split seed" if keys == ["seed"] else "split seed and training seed"
+        lines += ["## Paired differences", "",
+                  f"LSDM minus each method on the runs that share a {unit}, mean [95% t-interval]; a verdict in "
+                  "bold where the interval excludes zero, read in the metric's direction (lower FID, higher label "
+                  "accuracy, smaller gaps to the real recall and density are better for LSDM)."
+                  + (" † marks a verdict that does not survive the stricter test, the differences first averaged "
+                     "over the training seeds so that the split seeds alone are the unit." if keys != ["seed"] else ""),
+                  "", *paired_table(df, count, samplers), ""]  # fmt: skip
     lines += pool_section(df, meta, figs, link)
 
     lines += ["## Metrics by method and paired count", ""]
