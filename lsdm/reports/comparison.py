@@ -16,6 +16,7 @@ and directions are the registry's (`lsdm.evaluation.registry`).
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ def _count_col(df: pd.DataFrame) -> str:
     labelled = "eval.label_accuracy" in df and pd.to_numeric(df["eval.label_accuracy"], errors="coerce").notna().any()
     per_class = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
     return "n_paired_per_class" if per_class and (labelled or "n_paired" not in df) else "n_paired"
+
+
+def _nfe_of(sampler: str) -> int:
+    """The NFE in a sampler's name (`latent_flow_nfe10` -> 10; 1 for a one-step sampler)."""
+    hit = re.search(r"_nfe(\d+)$", sampler)
+    return int(hit[1]) if hit else 1
 
 
 def _sampler_order(df: pd.DataFrame) -> list[str]:
@@ -358,7 +365,7 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
     if tp in df:
         t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
         if "lsdm" in t:
-            flows = [s for s in t.index if s.startswith("latent_flow")]
+            flows = sorted((s for s in t.index if s.startswith("latent_flow")), key=_nfe_of)
             if flows:
                 ratios = ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows)
                 out.append(f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
