@@ -11,6 +11,7 @@ images, numbered class folders) are asserted to work, in the tests after the tab
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import zlib
@@ -104,6 +105,13 @@ def bomb_png(path: Path, side: int = 20_000) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
+def half_jpeg(path: Path) -> None:
+    """A JPEG cut in half: its header and structure pass PIL's `verify`; only decoding finds it short."""
+    data = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(data, "JPEG", quality=95)
+    path.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+
+
 def float_tiff(path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).random((8, 8), dtype=np.float32), mode="F").save(path)
 
@@ -179,6 +187,7 @@ CASES = [
     ("class_with_one_image", "check", with_folder(one_image_class), ["'owl'"]),
     ("empty_image_file", "check", in_pets(lambda root: (root / "cat/empty.png").write_bytes(b"")), ["cat/empty.png", "on_corrupt"]),
     ("truncated_png", "check", in_pets(lambda root: truncate("owl/img2_000.png")(root)), ["owl/img2_000.png", "cannot read image"]),
+    ("truncated_jpeg", "check", in_pets(lambda root: half_jpeg(root / "cat/half.jpg")), ["cat/half.jpg", "truncated"]),
     ("text_named_png", "check", in_pets(lambda root: (root / "dog/notes.png").write_text("not an image")), ["dog/notes.png"]),
     ("decompression_bomb", "check", in_pets(lambda root: bomb_png(root / "owl/bomb.png")), ["owl/bomb.png", "decompression bomb"]),
     ("float_pixels", "check", in_pets(lambda root: float_tiff(root / "owl/float.tiff")), ["owl/float.tiff", "mode F"]),

@@ -57,12 +57,18 @@ def _read(path: Path, size: int, channels: int) -> np.ndarray:
 
 
 def _header(path: Path) -> None:
-    """Open `path` as an image without decoding its pixels: PIL reads the header, and `verify` checks
-    the file's structure where the format allows (a PNG's chunks and checksums: a truncated PNG fails
-    here; other formats may only fail when prepare decodes them)."""
+    """Check `path` is a usable image before any stage runs: PIL reads the header, and `verify` checks
+    a PNG's chunks and checksums without decoding. Other formats' `verify` checks little (a truncated
+    JPEG passes it), so they are decoded, at reduced scale where the format allows (`draft`: a
+    JPEG's DCT scaling), which still reads every byte of the compressed data."""
     with Image.open(path) as im:
         _usable(im)
+        png = im.format == "PNG"
         im.verify()
+    if not png:
+        with Image.open(path) as im:
+            im.draft(im.mode, (16, 16))
+            im.load()
 
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
