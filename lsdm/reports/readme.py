@@ -295,6 +295,7 @@ def default_run(root: Path) -> list[str]:
 
 BENCH_PIPELINE = "results/benchmarks/bench_pipeline-shipped.json"
 BENCH_FANOUT = "results/benchmarks/bench_fanout-tiny.json"
+BENCH_FANOUT_SHIPPED = "results/benchmarks/bench_fanout-shipped.json"
 
 
 def bench_pipeline(root: Path) -> list[str]:
@@ -318,15 +319,16 @@ def bench_pipeline(root: Path) -> list[str]:
 
 
 def fanout(root: Path) -> list[str]:
-    tiny, meta = read(root, BENCH_FANOUT), read(root, SWEEP_META)
+    tiny, shipped = read(root, BENCH_FANOUT), read(root, BENCH_FANOUT_SHIPPED)
     t = sorted(tiny["timings"].items(), key=lambda kv: int(kv[0]))
     per = listed([f"{v['points']:.0f} s on {n} worker{'s' * (int(n) > 1)}" for n, v in t])
     lines = [transcribed(tiny) or f"One run ({provenance(tiny)}):", "",
              f"The tiny sweep's {t[0][1]['n_points']} points took {per}: **{tiny['speedup_points']:.2f}x** on the points.", ""]  # fmt: skip
-    how = f"fanned out as `{meta['fanout']}` flow runs" if meta.get("fanout") else f"{meta.get('jobs', 1)} run(s) at a time"
-    lines.append(f"The shipped sweep `{meta.get('tag')}` at its own budget ({meta.get('experiments')} points, {how}): "
-                 f"{meta['points_seconds'] / 60:.1f} min of points after {meta['shared_seconds'] / 60:.1f} min of "
-                 f"shared stages, {meta['wall_seconds'] / 60:.1f} min in all.")  # fmt: skip
+    lines += [transcribed(shipped) or f"One run ({provenance(shipped)}):", ""]
+    for n, v in sorted(shipped["timings"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"The sweep `{shipped.get('tag', 'shipped')}` at its own budget over {n} worker{'s' * (int(n) > 1)} "
+                     f"({v['n_points']} points): {v['points'] / 60:.1f} min of points after {v['shared'] / 60:.1f} min of "
+                     f"shared stages, {v['wall'] / 60:.1f} min in all.")  # fmt: skip
     return lines
 
 
@@ -389,7 +391,7 @@ BLOCKS: dict[str, Block] = {
     "sweep": Block((SWEEP_TABLE, SWEEP_META), sweep),
     "default-run": Block(EVAL_FILES, default_run),
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
-    "fanout": Block((BENCH_FANOUT, SWEEP_META), fanout),
+    "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "matcher-tuning": Block((TUNING,), tuning),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
 }
