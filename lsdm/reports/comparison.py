@@ -302,14 +302,17 @@ def paired_table(df: pd.DataFrame, count: str, samplers: list[str]) -> list[str]
                     continue
                 mean, half, n = d
                 verdict = paired_verdict(mean, half, bool(higher))
-                cell = f"{mean:+.3g} [{mean - half:+.3g}, {mean + half:+.3g}] " if not math.isnan(half) else f"{mean:+.3g} "
+                digits = 3 if abs(mean) < 1 else 2 if abs(mean) < 10 else 1
+                cell = f"{mean:+.{digits}f} "
+                if not math.isnan(half):
+                    cell += f"[{mean - half:+.{digits}f}, {mean + half:+.{digits}f}] "
                 cell += f"**{verdict}**" if verdict != "tie" else "tie"
                 if strict and verdict != "tie":
                     m2, h2, _ = paired_difference(df, "lsdm", other, count, c, col, by_split=True)
                     cell += "" if paired_verdict(m2, h2, bool(higher)) == verdict else " †"
                 cells.append(cell)
             if any(x != "–" for x in cells):
-                lines.append(f"| {other} | {label} | " + " | ".join(cells) + " |")
+                lines.append(f"| {other} | {label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -26,7 +26,8 @@ import pandas as pd
 
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
-from lsdm.reports.comparison import _count_col, _fmt, _sampler_order, pool_lines, pool_rows, reading, summarise
+from lsdm.reports.comparison import (_count_col, _fmt, _sampler_order, pair_keys, paired_table, pool_lines, pool_rows, reading,
+                                    summarise)
 
 README = Path("README.md")
 OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
@@ -186,7 +187,7 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
 SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
 FLOW_NFE = (1, 10, 100)  # latent flow's rows in the README (the report has every NFE)
-READING_AGAINST = ("lsdm_paper", "latent_flow_nfe10", "latent_flow_nfe100")
+READING_AGAINST = ("lsdm_paper", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
 
 
 def sweep_samplers(df: pd.DataFrame) -> list[str]:
@@ -213,11 +214,14 @@ def sweep(root: Path) -> list[str]:
     counts = sorted(int(c) for c in summary[count].dropna().unique())
     every = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (meta.get("overrides") or {}).items())
     seeds = sorted(df["seed"].dropna().unique().tolist())
+    trained = pair_keys(df) != ["seed"]
+    train_seeds = sorted(df["train_seed"].dropna().unique().tolist()) if trained else []
+    over = f"the {len(seeds) * len(train_seeds)} runs (split × training seeds)" if trained else "the split seeds"
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
-             f"{counts} × split seeds {seeds}), every run with {every or 'the shipped params'}; "
-             f"{meta['wall_seconds'] / 60:.1f} min of wall time. Judged on the {split} split; cells: mean ± std over "
-             "the split seeds.",
+             f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}; "
+             f"{meta['wall_seconds'] / 60:.1f} min of wall time{runs_at_once(meta)}. Judged on the {split} split; cells: "
+             f"mean ± std over {over}.",
              "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
     for col in SWEEP_METRICS:
         m = BY_KEY[col.removeprefix("eval.")]
@@ -233,7 +237,17 @@ def sweep(root: Path) -> list[str]:
             lines.append(f"| {label if i == 0 else ''} | {sampler_label(df, s)} | " + " | ".join(cells) + " |")
     against = ["lsdm", *[s for s in READING_AGAINST if s in samplers]]
     lines += ["", *[f"- {r}" for r in reading(df, summary, count, against)]]
+    if len(against) > 1:
+        lines += ["", "Paired differences, LSDM minus each method, mean [95% t-interval] (reports/comparison.md, "
+                  "\"Paired differences\", says how they are read):", "", *paired_table(df, count, against)]  # fmt: skip
     return lines
+
+
+def runs_at_once(meta: dict[str, Any]) -> str:
+    """How the sweep ran, as its record says: ', N runs at a time' or fanned out."""
+    if meta.get("fanout"):
+        return f", fanned out as `{meta['fanout']}` flow runs"
+    return f", {meta['jobs']} runs at a time" if int(meta.get("jobs") or 1) > 1 else ""
 
 
 POOL_TABLE, POOL_META = "results/sweep-unpaired_pool/sweep.parquet", "results/sweep-unpaired_pool/sweep.json"
