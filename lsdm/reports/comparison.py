@@ -29,6 +29,11 @@ from lsdm.evaluation.registry import DIRECTIONS, Metric
 
 
 
+def md_cell(text: Any) -> str:
+    """`text` for a Markdown table cell: a label's own pipes (|recall − real recall|) escaped."""
+    return str(text).replace("|", "\\|")
+
+
 def gap_column(m: Metric) -> str:
     """The column judging a metric whose ideal is its real reference: |value − reference|."""
     return f"{m.key.replace('.', '_')}_gap"
@@ -312,7 +317,7 @@ def paired_table(df: pd.DataFrame, count: str, samplers: list[str]) -> list[str]
                     cell += "" if paired_verdict(m2, h2, bool(higher)) == verdict else " †"
                 cells.append(cell)
             if any(x != "–" for x in cells):
-                lines.append(f"| {other} | {label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
+                lines.append(f"| {other} | {md_cell(label)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -385,8 +390,9 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             txt = ", ".join(f"{m} {v:.0f}s" for m, v in tr.items())
             note = "."
             if not math.isnan(shared):
-                note = (f"; LSDM's autoencoder ({shared:.0f}s) does not depend on the pairs: DVC's cache shares "
-                        "it among the runs of one training seed (LSDM, lsdm_paper and latent_flow alike).")  # fmt: skip
+                note = (f"; LSDM's autoencoder ({shared:.0f}s on average) is trained once per latent pool and training "
+                        "seed, and DVC's cache gives it to every run that shares both (the pool does not depend on "
+                        "the pairs unless `split.n_unpaired` is set).")  # fmt: skip
             out.append(f"Training time per run: {txt}{note}")
     return out
 
@@ -495,12 +501,15 @@ def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
              "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.", ""]  # fmt: skip
     cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
     names = {"pool_size": "pool size", "recon_test_mse": "recon MSE (test)", **labels}
-    lines += [f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(names[c] for c in cols) + " |",
+    lines += [f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(md_cell(names[c]) for c in cols) + " |",
               "|---|---|" + "---|" * len(cols)]  # fmt: skip
     for (c, u), at in rows.groupby([count, "unpaired"]):
         cells = []
         for col in cols:
             v = pd.to_numeric(at[col], errors="coerce").dropna()
+            if col == "pool_size" and v.nunique() == 1:  # a count, the same for every seed
+                cells.append(f"{int(v.iloc[0])}")
+                continue
             cells.append(_fmt(float(v.mean()), float(v.std()) if len(v) > 1 else float("nan"), len(v)) if len(v) else "–")
         lines.append(f"| {int(c)} | {int(u)} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -510,7 +519,7 @@ def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
                   f"| {count.replace('_', ' ')} | metric | all − none | 95% interval | verdict for all |", "|---|---|---|---|---|"]  # fmt: skip
         for _, e in effects.iterrows():
             ci = "–" if math.isnan(e["half"]) else f"[{e['diff'] - e['half']:+.3g}, {e['diff'] + e['half']:+.3g}]"
-            lines.append(f"| {int(e[count])} | {e['label']} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |")
+            lines.append(f"| {int(e[count])} | {md_cell(e['label'])} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |")
         lines += ["", "**Reading.** " + " ".join(pool_reading(effects, count)), ""]
     return lines
 
