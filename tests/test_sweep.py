@@ -104,9 +104,10 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     assert unjudged["train_seconds"] == 40.0 and pd.isna(unjudged["eval.fid_evalnet"])
 
     meta = {"tag": "sw-", "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}],
-            "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0}  # fmt: skip
+            "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0, "note": "Queued in two batches."}  # fmt: skip
     report = write_report(df, meta, tmp_path).read_text()
-    assert "`matcher.steps=700`" in report and "took 10.0 minutes" in report
+    assert "`matcher.steps=700`" in report and "took 10.0 minutes" in report and "\nQueued in two batches.\n" in report
+    assert "| pixel_wgan | FID (evalnet features) | -21.0 [-33.7, -8.3] **better** | -3.00 [-15.71, +9.71] tie |" in report
     figs = tmp_path / "reports/comparison"
     for png in ("fidelity_vs_pairs.png", "fid_vs_nfe.png", "throughput.png"):
         assert (figs / png).stat().st_size > 1000, png

@@ -594,6 +594,8 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
                        f"{meta.get('shared_seconds', 0) / 60:.1f} min, points {meta.get('points_seconds', 0) / 60:.1f} min)")
         lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
                   "(queueing, every stage, collecting).", ""]  # fmt: skip
+    if meta.get("note"):  # what its record adds by hand: how it was run, if not by one `lsdm sweep`
+        lines += [str(meta["note"]), ""]
     for s in meta.get("skipped") or []:
         lines.append(f"- **Skipped:** {s['reason']}.")
     failed = {n: s for n, s in (meta.get("status") or {}).items() if s not in ("Success", "COMPLETED")}

@@ -222,6 +222,7 @@ def sweep(root: Path) -> list[str]:
              f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}; "
              f"{meta['wall_seconds'] / 60:.1f} min of wall time{runs_at_once(meta)}. Judged on the {split} split; cells: "
              f"mean ± std over {over}.",
+             *([str(meta["note"])] if meta.get("note") else []),
              "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
     for col in SWEEP_METRICS:
         m = BY_KEY[col.removeprefix("eval.")]
