@@ -339,3 +339,22 @@ def test_paired_table_marks_verdicts_the_split_seeds_alone_do_not_carry():
     assert "**better**" in flow and flow.rstrip(" |").endswith("†")
     mean, half, n = paired_difference(df, "lsdm", "latent_flow_nfe1", "n_paired_per_class", 3, "eval.fid_evalnet", by_split=True)
     assert n == 3 and abs(mean) < half  # the stricter test: a tie
+
+
+def test_grids_come_from_the_experiment_not_from_a_committed_sweep(tmp_path):
+    """An experiment's commit holds the committed sweeps' grids too (results/sweep/ and every named
+    sweep's results/sweep-NAME/): only the run's own sample grids are extracted."""
+    from lsdm.orchestration.sweep import extract_grids
+
+    repo = tmp_path / "repo"
+    own = ["results/evaluate/samples.png", "results/baselines/pixel_wgan/eval/samples/pixel_wgan.png"]
+    for rel in [*own, "results/sweep/grids/evaluate__samples.png", "results/sweep-pool/grids/evaluate__samples.png"]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(b"\x89PNG " + rel.encode())
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp"], repo)
+    rev = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    df = pd.DataFrame([{"experiment": "t-n3-s0", "rev": rev, "n_paired_per_class": 3, "seed": 0}])
+    found = sorted(p.name for p in extract_grids(df, repo))
+    assert found == ["baselines__pixel_wgan__eval__samples__pixel_wgan.png", "evaluate__samples.png"]

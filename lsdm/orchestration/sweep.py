@@ -52,6 +52,7 @@ TABLE, TABLE_CSV, META, GRIDS = "sweep.parquet", "sweep.csv", "sweep.json", "gri
 LSDM_EVAL = "results/evaluate/metrics.json"
 BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
 NFE_RE = re.compile(r"_nfe(\d+)$")
+SWEEP_OUTPUT_RE = re.compile(r"results/sweep(-[^/]+)?/")  # results/sweep/ and every named sweep's results/sweep-NAME/
 
 
 # --- planning ----------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def extract_grids(df: pd.DataFrame, root: Path, out: Path = paths.SWEEP_DIR / GR
     for _, exp in cell.iterrows():
         hit = VARIANT_RE.search(str(exp["experiment"]))
         for f in git_files(root, exp["rev"], "results/"):
-            own = f.endswith(".png") and not f.startswith("results/sweep/")  # not a committed sweep's grids
+            own = f.endswith(".png") and not SWEEP_OUTPUT_RE.match(f)  # not a committed sweep's grids
             if not own or (hit and f != "results/evaluate/samples.png"):
                 continue
             blob = git_file(root, exp["rev"], f)
