@@ -16,7 +16,6 @@ and directions are the registry's (`lsdm.evaluation.registry`).
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -67,12 +66,6 @@ def _count_col(df: pd.DataFrame) -> str:
     labelled = "eval.label_accuracy" in df and pd.to_numeric(df["eval.label_accuracy"], errors="coerce").notna().any()
     per_class = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
     return "n_paired_per_class" if per_class and (labelled or "n_paired" not in df) else "n_paired"
-
-
-def _nfe_of(sampler: str) -> int:
-    """The NFE in a sampler's name (`latent_flow_nfe10` -> 10; 1 for a one-step sampler)."""
-    hit = re.search(r"_nfe(\d+)$", sampler)
-    return int(hit[1]) if hit else 1
 
 
 def _sampler_order(df: pd.DataFrame) -> list[str]:
@@ -373,7 +366,8 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
     if tp in df:
         t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
         if "lsdm" in t:
-            flows = sorted((s for s in t.index if s.startswith("latent_flow")), key=_nfe_of)
+            nfe = pd.to_numeric(df.groupby("sampler")["nfe"].first(), errors="coerce")
+            flows = sorted((s for s in t.index if s.startswith("latent_flow")), key=lambda s: nfe[s])
             if flows:
                 ratios = ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows)
                 out.append(f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
@@ -551,6 +545,14 @@ def pool_reading(effects: pd.DataFrame, count: str) -> list[str]:
 # --- the report --------------------------------------------------------------------------------------
 
 
+def runs_at_once(meta: dict[str, Any]) -> str:
+    """How a sweep's record says it ran: one run at a time, N at a time, or fanned out over the work pool."""
+    if meta.get("fanout"):
+        return f"fanned out as `{meta['fanout']}` flow runs"
+    jobs = int(meta.get("jobs") or 1)
+    return "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
+
+
 def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str | Path = ".") -> Path:
     from lsdm.io import atomic_path
 
@@ -587,8 +589,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         every = ", ".join(f"`{k}={v}`" for k, v in meta["overrides"].items())
         lines += [f"Every run, beside the paired count and seed (params.yaml's `sweep.set`): {every}.", ""]
     if isinstance(meta.get("wall_seconds"), (int, float)):
-        jobs = int(meta.get("jobs") or 1)
-        at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
+        at_once = runs_at_once(meta)
         if meta.get("fanout"):
             at_once = (f"fanned out over the work pool's workers (`{meta['fanout']}`; shared stages "
                        f"{meta.get('shared_seconds', 0) / 60:.1f} min, points {meta.get('points_seconds', 0) / 60:.1f} min)")

@@ -27,7 +27,7 @@ import pandas as pd
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
 from lsdm.reports.comparison import (_count_col, _fmt, _sampler_order, pair_keys, paired_table, pool_lines, pool_rows, reading,
-                                    summarise)
+                                    runs_at_once, summarise)
 
 README = Path("README.md")
 OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
@@ -220,7 +220,7 @@ def sweep(root: Path) -> list[str]:
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
              f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}; "
-             f"{meta['wall_seconds'] / 60:.1f} min of wall time{runs_at_once(meta)}. Judged on the {split} split; cells: "
+             f"{meta['wall_seconds'] / 60:.1f} min of wall time, {runs_at_once(meta)}. Judged on the {split} split; cells: "
              f"mean ± std over {over}.",
              *([str(meta["note"])] if meta.get("note") else []),
              "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
@@ -244,13 +244,6 @@ def sweep(root: Path) -> list[str]:
     return lines
 
 
-def runs_at_once(meta: dict[str, Any]) -> str:
-    """How the sweep ran, as its record says: ', N runs at a time' or fanned out."""
-    if meta.get("fanout"):
-        return f", fanned out as `{meta['fanout']}` flow runs"
-    return f", {meta['jobs']} runs at a time" if int(meta.get("jobs") or 1) > 1 else ""
-
-
 POOL_TABLE, POOL_META = "results/sweep-unpaired_pool/sweep.parquet", "results/sweep-unpaired_pool/sweep.json"
 
 
@@ -261,7 +254,7 @@ def unpaired_pool(root: Path) -> list[str]:
         raise FileNotFoundError(f"{POOL_TABLE}: a generated README block's source file is missing")
     df, meta = pd.read_parquet(path), read(root, POOL_META)
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
-    wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {meta.get('jobs', 1)} runs at a time" if meta.get("wall_seconds") else ""
+    wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {runs_at_once(meta)}" if meta.get("wall_seconds") else ""
     return [f"Sweep `{meta.get('tag')}` ({meta.get('experiments')} experiments{wall}), judged on the {split} split.", "",
             *pool_lines(pool_rows(df, meta.get("variants")), _count_col(df)),
             "![Fidelity against the unpaired pool size](reports/comparison-unpaired_pool/fidelity_vs_unpaired.png)"]  # fmt: skip
