@@ -198,11 +198,15 @@ def publish_shared(repo: str, overrides: dict[str, Any], tag: str, git_remote: s
     return commit
 
 
-def ensure_zombie_automation(after_seconds: int) -> None:
+def ensure_zombie_automation(after_seconds: int) -> str:
     """A run whose process died with its worker (SIGKILL, a lost machine) sends no final state: it
-    would stay RUNNING. This automation (Prefect's documented one) marks a flow run CRASHED once its
-    heartbeats ($PREFECT_FLOWS_HEARTBEAT_FREQUENCY, default 180 s) stop for `after_seconds`; the
-    sweep then submits the point again. Created once per server, named after the threshold."""
+    would stay RUNNING. This automation (Prefect's documented one) marks a flow run CRASHED once it
+    has been silent for `after_seconds` since it started RUNNING or sent its last heartbeat
+    ($PREFECT_FLOWS_HEARTBEAT_FREQUENCY, default 180 s); the sweep then submits the point again.
+
+    The documented trigger arms only on a heartbeat, so a run killed in its first seconds, before its
+    first heartbeat left the process, stayed RUNNING forever: the server's own RUNNING event arms it
+    too. Created once per server, named after the threshold; returns its name."""
     from datetime import timedelta
 
     from prefect.automations import Automation
@@ -212,14 +216,14 @@ def ensure_zombie_automation(after_seconds: int) -> None:
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    name = f"lsdm: crash flow runs silent for {after_seconds}s"
+    name = f"lsdm: crash running flow runs silent for {after_seconds}s"
     with get_client(sync_client=True) as client:
         if client.read_automations_by_name(name):
-            return
+            return name
     Automation(
         name=name,
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
                     "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},  # fmt: skip
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
@@ -230,6 +234,7 @@ def ensure_zombie_automation(after_seconds: int) -> None:
         ),
         actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {after_seconds}s: its worker is gone")],
     ).create()
+    return name
 
 
 def publish_json(key: str, data: dict[str, Any], description: str) -> None:

@@ -155,7 +155,8 @@ def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster, tmp_path):
             f"s = sweep(counts=[2, 3], seeds=[2], tag={tag!r}, repo={str(c.parent)!r}, timeout=900, "
             f"crashed_after={CRASHED_AFTER}, return_state=True); print('FLOW RUN', s.state_details.flow_run_id)")  # fmt: skip
     log = tmp_path / "parent.log"
-    parent = start_group([sys.executable, "-c", code], ROOT, c.server.env, log)
+    env = dict(c.server.env, PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT))  # beats within crashed_after, as a worker's runs do
+    parent = start_group([sys.executable, "-c", code], ROOT, env, log)
     victim = wait_for_point_on_a_worker(c, None, tag)
     time.sleep(3)  # in the middle of the point: the machine is lost, worker and flow-run processes at once
     for pid in [c.workers[victim].pid, *_descendants(c.workers[victim].pid)]:
@@ -253,3 +254,37 @@ def test_a_point_left_pending_by_a_lost_worker_is_submitted_again(prefect_server
     assert isinstance(result, TimeoutError) and "lost-n2-s0" in str(result) and resubmitted == []
     with prefect_server.client() as client:
         assert client.read_flow_run(stuck).state.is_pending()
+
+
+
+def test_a_run_killed_before_its_first_heartbeat_is_crashed(prefect_server):
+    """A point's run killed in its first seconds, before its first heartbeat reached the server (the
+    case that once left a CI sweep waiting 900 s), is marked CRASHED by the zombie automation all the
+    same, so the sweep submits it again; a run that ends within the window is left alone."""
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Completed, Pending, Running
+
+    from flows.lsdm_flow import ensure_zombie_automation
+
+    @flow(name="lsdm-test-point")
+    def point() -> None:  # never run: only its flow runs' states are driven
+        pass
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), prefect_server.client() as client:
+        name = ensure_zombie_automation(10)  # Prefect's minimum for a proactive trigger
+        try:
+            silent = client.create_flow_run(point, name="silent-n2-s0", state=Pending())
+            ended = client.create_flow_run(point, name="ended-n2-s0", state=Pending())
+            for fr in (silent, ended):
+                client.set_flow_run_state(fr.id, Running(), force=True)  # its process dies: no heartbeat ever
+            client.set_flow_run_state(ended.id, Completed(), force=True)
+            deadline = time.monotonic() + 90
+            while not (state := client.read_flow_run(silent.id).state).is_crashed():
+                assert time.monotonic() < deadline, f"still {state.name} after 90 s"
+                time.sleep(2)
+            assert "no heartbeat" in state.message
+            assert client.read_flow_run(ended.id).state.is_completed()
+        finally:  # the cluster's sweeps use their own, longer threshold
+            for automation in client.read_automations_by_name(name):
+                client.delete_automation(automation.id)
