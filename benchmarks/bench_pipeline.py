@@ -1,6 +1,6 @@
 """Benchmark (not a test): what DVC's caching and one-step sampling buy, measured on this machine.
 
-    python benchmarks/bench_pipeline.py            # the shipped params.yaml + latent_flow (~10 min on a 2-core CPU)
+    python benchmarks/bench_pipeline.py            # the shipped params.yaml + latent_flow (~5 min on a 2-core CPU)
     python benchmarks/bench_pipeline.py --tiny     # 300 images, a few dozen steps: checks the script
 
 In a throwaway copy of the repository (git + DVC, like the tests' repos) it prints:
