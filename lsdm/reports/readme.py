@@ -344,7 +344,7 @@ def fanout(root: Path) -> list[str]:
 
 TUNING = "results/tuning/matcher_val.csv"
 #: The README's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
-#: a cell lists the runs' values separated by " / ".
+#: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
 TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
     ("before: concat critic, lr 2e-4", (("concat", 10, 0), ("concat", 100, 0))),
     ("projection critic, lr 2e-4", (("proj", 10, 0), ("proj", 100, 0))),
@@ -367,6 +367,10 @@ TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
      (("proj_lr1e-3_m0", 3, 0), ("flow_nfe10", 3, 0), ("proj_lr1e-3_m1", 3, 0))),
     ("split seed 1: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
      (("proj_lr1e-3_m0", 10, 1), ("flow_nfe10", 10, 1), ("proj_lr1e-3_m1", 10, 1))),
+    ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
+     (("proj_lr1e-3_m0.5_own", 3, (0, 1, 2)), ("proj_lr1e-3_m1_own", 3, (0, 1, 2)))),
+    ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
+     (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
 )  # fmt: skip
 TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
                ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
@@ -383,11 +387,13 @@ def tuning(root: Path) -> list[str]:
     head = [label if key != "density" else f"density (real {real:.2f})" for key, label, _ in TUNING_COLS]
     lines = ["| matcher (validation) | pairs/class | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for label, runs in TUNING_ROWS:
-        missing = [r for r in runs if r not in df.index]
+        keys = {(v, n, seeds): [(v, n, seed) for seed in (seeds if isinstance(seeds, tuple) else (seeds,))]
+                for v, n, seeds in runs}  # fmt: skip
+        missing = [k for ks in keys.values() for k in ks if k not in df.index]
         if missing:
             raise KeyError(f"{TUNING}: no row for {missing} (README row {label!r})")
         counts = list(dict.fromkeys(n for _, n, _ in runs))
-        cells = [" / ".join(num(df.loc[r, key], digits) for r in runs) for key, _, digits in TUNING_COLS]
+        cells = [" / ".join(num(df.loc[keys[r], key].mean(), digits) for r in runs) for key, _, digits in TUNING_COLS]
         lines.append(f"| {label} | {' / '.join(map(str, counts))} | " + " | ".join(cells) + " |")
     return lines
 
