@@ -206,6 +206,17 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
+def _state_only_flow():
+    """A flow whose runs are never executed: the tests drive their states on the server directly."""
+    from prefect import flow
+
+    @flow(name="lsdm-test-point")
+    def point() -> None:
+        pass
+
+    return point
+
+
 def _lost_worker_pending_runs(c: Server, retries: int, stuck_after: float, timeout: float):
     """`wait_for_points` on one point whose run a worker took (PENDING) and then died with, on the real
     server: a resubmission is created SCHEDULED and a healthy worker runs it (here: it completes at
@@ -216,9 +227,7 @@ def _lost_worker_pending_runs(c: Server, retries: int, stuck_after: float, timeo
 
     from flows.lsdm_flow import wait_for_points
 
-    @flow(name="lsdm-test-point")
-    def point() -> None:  # never run: only its flow runs' states are driven
-        pass
+    point = _state_only_flow()
 
     settings = {PREFECT_API_URL: c.url, PREFECT_LOGGING_TO_API_ENABLED: False}  # no log shipping after the server stops
     with temporary_settings(updates=settings), c.client() as client:
@@ -256,20 +265,16 @@ def test_a_point_left_pending_by_a_lost_worker_is_submitted_again(prefect_server
         assert client.read_flow_run(stuck).state.is_pending()
 
 
-
 def test_a_run_killed_before_its_first_heartbeat_is_crashed(prefect_server):
     """A point's run killed in its first seconds, before its first heartbeat reached the server (the
     case that once left a CI sweep waiting 900 s), is marked CRASHED by the zombie automation all the
     same, so the sweep submits it again; a run that ends within the window is left alone."""
-    from prefect import flow
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Completed, Pending, Running
 
     from flows.lsdm_flow import ensure_zombie_automation
 
-    @flow(name="lsdm-test-point")
-    def point() -> None:  # never run: only its flow runs' states are driven
-        pass
+    point = _state_only_flow()
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), prefect_server.client() as client:
         name = ensure_zombie_automation(10)  # Prefect's minimum for a proactive trigger

@@ -345,7 +345,7 @@ def fanout(root: Path) -> list[str]:
 TUNING = "results/tuning/matcher_val.csv"
 #: The README's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
 #: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
-TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
+TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]], ...] = (
     ("before: concat critic, lr 2e-4", (("concat", 10, 0), ("concat", 100, 0))),
     ("projection critic, lr 2e-4", (("proj", 10, 0), ("proj", 100, 0))),
     ("projection, lr 5e-4", (("proj_lr5e-4", 10, 0), ("proj_lr5e-4", 100, 0))),
