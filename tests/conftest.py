@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import io
 import json
 import os
 import shutil
@@ -10,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -52,6 +56,31 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+# What `make repro`, `dvc exp run` and the benchmarks rewrite in a user's checkout: tests that read the
+# shipped run's files read HEAD's copies (`committed()`), never the workspace's.
+PIPELINE_WRITES = ("results", "reports", "dvc.lock")
+
+
+@functools.cache
+def committed() -> Path:
+    """A throwaway tree holding PIPELINE_WRITES as committed at HEAD, beside the workspace's own
+    README.md and docs/ (which no stage writes). The README and report tests read this tree, so the
+    two README commands pass in either order: a user's `make repro` rewrites results/ with figures that
+    differ in the last digits on another CPU, and must not make the suite fail. Outside a git
+    checkout (an unpacked release) there is nothing to diff against: the checkout itself."""
+    if not (ROOT / ".git").exists():
+        return ROOT
+    dest = Path(tempfile.mkdtemp(prefix="lsdm-committed-"))
+    atexit.register(shutil.rmtree, dest, True)
+    tar = subprocess.run(["git", "archive", "HEAD", "--", *PIPELINE_WRITES], cwd=ROOT, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t:
+        t.extractall(dest, filter="data")
+    shutil.copy(ROOT / "README.md", dest / "README.md")
+    if (ROOT / "docs").is_dir():
+        shutil.copytree(ROOT / "docs", dest / "docs")
+    return dest
 
 
 def deep_update(base: dict, new: dict) -> dict:

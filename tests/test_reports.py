@@ -1,5 +1,6 @@
 """The committed Markdown shows what it says: every image a report or the README links exists, and
-every table row has its header's number of cells (a label's own pipe, unescaped, shifts a row)."""
+every table row has its header's number of cells (a label's own pipe, unescaped, shifts a row).
+The reports are read as committed (conftest.committed): a user's own run rewrites reports/."""
 
 from __future__ import annotations
 
@@ -8,27 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import committed
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)[^)]*\)|<img[^>]+src=\"([^\"]+)\"")
-DOCS = sorted([ROOT / "README.md", *(ROOT / "reports").rglob("*.md")])
+SHIPPED = committed()
+DOCS = sorted([SHIPPED / "README.md", *(SHIPPED / "docs").rglob("*.md"), *(SHIPPED / "reports").rglob("*.md")])
 
 
 def image_links(md: Path) -> list[str]:
     return [a or b for a, b in IMAGE.findall(md.read_text())]
 
 
-@pytest.mark.parametrize("md", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: p.relative_to(SHIPPED).as_posix())
 def test_every_image_link_resolves(md):
     links = [link for link in image_links(md) if not re.match(r"[a-z]+://", link)]
     broken = [link for link in links if not (md.parent / link).is_file()]
-    assert not broken, f"{md.relative_to(ROOT)} links images that do not exist: {broken}"
+    assert not broken, f"{md.relative_to(SHIPPED)} links images that do not exist: {broken}"
 
 
 def test_the_reports_show_figures():
     """The default run's report and the sweep's comparison each embed their figures."""
-    assert len(image_links(ROOT / "reports/report.md")) >= 3
-    assert len(image_links(ROOT / "reports/comparison.md")) >= 3
+    assert len(image_links(SHIPPED / "reports/report.md")) >= 3
+    assert len(image_links(SHIPPED / "reports/comparison.md")) >= 3
 
 
 CELL_SEP = re.compile(r"(?<!\\)\|")  # a pipe not escaped as \|
@@ -47,9 +49,9 @@ def table_rows(text: str) -> list[list[str]]:
     return tables + ([current] if current else [])
 
 
-@pytest.mark.parametrize("md", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: p.relative_to(SHIPPED).as_posix())
 def test_every_table_row_has_its_headers_cells(md):
     for rows in table_rows(md.read_text()):
         width = len(CELL_SEP.findall(rows[0]))
         bad = [r for r in rows if len(CELL_SEP.findall(r)) != width]
-        assert not bad, f"{md.relative_to(ROOT)}: rows whose cells do not match the header {rows[0]!r}: {bad[:3]}"
+        assert not bad, f"{md.relative_to(SHIPPED)}: rows whose cells do not match the header {rows[0]!r}: {bad[:3]}"
