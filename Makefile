@@ -35,7 +35,7 @@ clean-venv:
 
 # --- Run with Prefect (README: "Run with Prefect") -----------------------------------------------
 # A local Prefect server (SQLite under .prefect/, no cloud, analytics off), the process work pool
-# `gpu`, the deployments of prefect.yaml (lsdm/full, lsdm/sweep) and a worker in this checkout.
+# `gpu`, the deployments of prefect.yaml (lsdm/full, lsdm/sweep, lsdm/point) and a worker in this checkout.
 # `make prefect-up` starts it all in the background, `make prefect-run` runs lsdm/full,
 # `make prefect-down` stops it. OVERRIDES='{"split.n_paired_per_class": 3}' for other params.
 PREFECT_PORT ?= 4200
@@ -58,7 +58,7 @@ PREFECT_DEPLOY_CMD = prefect --no-prompt deploy --all
 prefect-pool: install  ## the process work pool `gpu` (once)
 	$(PREFECT_POOL_CMD)
 
-prefect-deploy: install prefect-pool  ## register lsdm/full and lsdm/sweep (prefect.yaml)
+prefect-deploy: install prefect-pool  ## register lsdm/full, lsdm/sweep and lsdm/point (prefect.yaml)
 	$(PREFECT_DEPLOY_CMD)
 
 prefect-worker: install  ## a process worker in this checkout ($$LSDM_REPO), in the foreground
@@ -67,7 +67,7 @@ prefect-worker: install  ## a process worker in this checkout ($$LSDM_REPO), in 
 prefect-run: install  ## prefect deployment run lsdm/full (OVERRIDES='{"split.n_paired_per_class": 3}'), watched
 	prefect deployment run lsdm/full --params '{"overrides": $(OVERRIDES)}' --watch
 
-prefect-sweep: install  ## prefect deployment run lsdm/sweep (make sweep on the worker: params.yaml sweep section)
+prefect-sweep: install  ## prefect deployment run lsdm/sweep (params.yaml sweep section, one lsdm/point run per point)
 	prefect deployment run lsdm/sweep
 
 prefect-up: install  ## server + pool + deployments + worker in the background (logs in .prefect/)

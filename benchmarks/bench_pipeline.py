@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from lsdm.orchestration.dvc import tool
+from lsdm.orchestration.tools import tool
 from record import RESULTS, Run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ In one throwaway tiny repository (tests/conftest.py's repo and params), for each
 DVC itself rewrites its lock table `.dvc/tmp/rwlock` in place; a kill in that moment leaves it torn
 and every later dvc command fails until it is removed. That is DVC's, not a stage's, so it is
 counted apart ("DVC state torn", with a torn dvc.lock if one ever is) and repaired as lsdm's
-orchestrator does before each stage (`lsdm.orchestration.dvc.repair_rwlock`); by hand it is
+orchestrator does before each stage (`lsdm.orchestration.lock_repair.repair_rwlock`); by hand it is
 `rm .dvc/tmp/rwlock` with no dvc running.
 
 Then params.yaml: a process rewriting it as the Prefect flow does (`applied_params`, in a loop) is
@@ -189,7 +189,7 @@ def dvc_status(repo: Path, *targets: str) -> dict:
 def dvc_torn(repo: Path, row: Row, what: str) -> bool:
     """Count a kill that left DVC's lock table torn (DVC rewrites it in place; every dvc command then
     fails) and repair it as lsdm's orchestrator does before its next stage (`repair_rwlock`)."""
-    from lsdm.orchestration.dvc import repair_rwlock
+    from lsdm.orchestration.lock_repair import repair_rwlock
 
     if not repair_rwlock(repo):
         return False
@@ -310,7 +310,7 @@ def inject_stage(repo: Path, stage: str, kills: int, rng: random.Random, logs: P
 # A process that does what the flow does to params.yaml (overrides in, user's text back), over and over.
 REWRITER = """
 import json, pathlib, sys
-from lsdm.orchestration.dvc import applied_params
+from lsdm.orchestration.params_file import applied_params
 repo, overrides = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2])
 print("ready", flush=True)
 while True:
@@ -326,7 +326,7 @@ def state_leftovers(repo: Path) -> list[str]:
 
 
 def inject_params(workdir: Path, kills: int, rng: random.Random, logs: Path) -> Row:
-    from lsdm.orchestration.dvc import applied_params, recover_params, render_params
+    from lsdm.orchestration.params_file import applied_params, recover_params, render_params
 
     row = Row("params.yaml rewrite")
     repo = make_repo(workdir / "params-repo", tiny_params())
@@ -365,7 +365,7 @@ def inject_params(workdir: Path, kills: int, rng: random.Random, logs: Path) -> 
 
 def inject_flow(workdir: Path, kills: int, rng: random.Random, logs: Path) -> Row:
     """The Prefect flow (`python -m flows.lsdm_flow`, its own temporary server) killed mid-run."""
-    from lsdm.orchestration.dvc import render_params
+    from lsdm.orchestration.params_file import render_params
 
     row = Row("prefect flow")
     repo = add_flows(make_repo(workdir / "flow-repo", tiny_params()))

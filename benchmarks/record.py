@@ -18,7 +18,7 @@ from typing import Any
 
 from lsdm.config import THREADS_ENV, available_cores
 from lsdm.io import write_json
-from lsdm.orchestration.dvc import git
+from lsdm.orchestration.git import git
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "benchmarks"

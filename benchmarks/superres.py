@@ -28,7 +28,8 @@ from bench_pipeline import ROOT, TINY, deep_update, make_clone
 from record import Run, commit
 
 from lsdm.evaluation.registry import read_results
-from lsdm.orchestration.dvc import RAN, read_pipeline, repro_stage
+from lsdm.orchestration.dvc import RAN, repro_stage
+from lsdm.orchestration.experiments import read_pipeline
 from lsdm.paths import EVAL_DIR
 
 OUT = ROOT / "results" / "superres"

@@ -1,9 +1,16 @@
-"""Prefect flows over the DVC pipeline: `lsdm` (deployments `lsdm/full` and `lsdm/sweep`).
+"""Prefect flows over the DVC pipeline, three of them, each with its deployment in prefect.yaml:
+
+- `pipeline` (deployment `lsdm/full`): the whole DVC pipeline once, in the worker's workspace;
+- `sweep` (deployment `lsdm/sweep`): a sweep fanned out, one `lsdm/point` flow run per grid point;
+- `sweep_point` (deployment `lsdm/point`): one point of such a sweep, in a clone of its own.
+
+All three are registered under the one flow name `lsdm`, which Prefect puts before every deployment's
+name (`lsdm/full`, `lsdm/sweep`, `lsdm/point`); the function names above say which flow is which.
 
 DVC decides what reruns and holds every artifact; Prefect schedules, retries, shows each stage's
 state and publishes the report. There is no Prefect cache (tasks use `NO_CACHE`), only DVC's.
 
-A run of the flow, in the workspace given by `repo`, $LSDM_REPO or the working directory:
+A run of `pipeline`, in the workspace given by `repo`, $LSDM_REPO or the working directory:
 
 1. checks the overrides (`{"split.n_paired_per_class": 3}`) with the typed config of `lsdm check`
    before anything runs: a bad key or value fails the run with no task started;
@@ -23,11 +30,16 @@ A run of the flow, in the workspace given by `repo`, $LSDM_REPO or the working d
 
 See lsdm/orchestration/dvc.py for why this is not `dvc exp run` (no per-stage tasks there).
 
-The `sweep` flow (deployment `lsdm/sweep`) is `make sweep`: it holds the same workspace slot while
-lsdm.orchestration.sweep queues one DVC experiment per paired count x split seed, runs them with
-`dvc queue start -j 1`, collects the table and writes reports/comparison.md (also an artifact).
+The `sweep` flow is `lsdm sweep --fanout`, not the local `make sweep` (which runs the points through
+this machine's `dvc queue`): in the workspace slot it plans the grid of params.yaml's `sweep:` section (or
+`sweeps.<name>`; lsdm.orchestration.sweep), runs the stages every point shares and publishes them to the git and DVC
+remotes (`publish_shared`); then it submits one `lsdm/point` run per paired count x split seed to the
+work pool, resubmits a point whose run crashed, pulls the points' experiments back and writes
+reports/comparison.md (also an artifact). Each `sweep_point` clones the git remote at the sweep's
+commit, pulls the shared stages, runs its point as `dvc exp run` and pushes the experiment to both
+remotes (lsdm.orchestration.fanout).
 
-Run it locally without a server: `python -m flows.lsdm_flow '{"split.n_paired_per_class": 3}'`.
+Run `pipeline` locally without a server: `python -m flows.lsdm_flow '{"split.n_paired_per_class": 3}'`.
 """
 
 from __future__ import annotations
@@ -46,22 +58,10 @@ from prefect.runtime import flow_run
 
 from lsdm import paths
 from lsdm.lock import workspace_lock
-from lsdm.orchestration.dvc import (
-    StageFailed,
-    applied_params,
-    check_exp_name,
-    check_repo,
-    exp_names,
-    metrics_table,
-    read_metrics,
-    read_pipeline,
-    read_report,
-    recover_params,
-    repro_stage,
-    save_experiment,
-    validate,
-    workspace_key,
-)
+from lsdm.orchestration.dvc import StageFailed, check_repo, repro_stage, workspace_key
+from lsdm.orchestration.experiments import (check_exp_name, exp_names, metrics_table, read_metrics, read_pipeline,
+                                             read_report, save_experiment)
+from lsdm.orchestration.params_file import applied_params, recover_params, validate
 
 STAGE_RETRIES = 2
 STAGE_RETRY_DELAYS = [10, 30]  # seconds

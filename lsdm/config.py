@@ -350,7 +350,7 @@ def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE) -> Param
 def set_dotted(tree: dict, dotted: str, value: Any, section: Callable[[], dict] = dict) -> None:
     """Set `tree[a][b][c] = value` for `dotted` = "a.b.c", creating missing sections with `section()`.
     The one implementation of dotted overrides: `apply_overrides` and the params.yaml editor that keeps
-    comments (lsdm.orchestration.dvc.render_params) both call it."""
+    comments (lsdm.orchestration.params_file.render_params) both call it."""
     if not isinstance(dotted, str) or not dotted or any(not part for part in dotted.split(".")):
         raise ParamsError(f"override key {dotted!r}: expected a dotted key such as 'split.n_paired_per_class'")
     node = tree

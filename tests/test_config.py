@@ -93,7 +93,7 @@ def test_missing_params_file_is_a_clear_error(tmp_path):
 
 def test_dotted_overrides_have_one_implementation_and_clear_errors():
     from lsdm.config import apply_overrides, parse_assignments
-    from lsdm.orchestration.dvc import render_params
+    from lsdm.orchestration.params_file import render_params
 
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2, "d.e": 3}) == {"a": {"b": 1, "c": 2}, "d": {"e": 3}}
     assert "c: 2" in render_params("a:  # kept\n  b: 1\n", {"a.c": 2}) and "# kept" in render_params("a:  # kept\n  b: 1\n", {})

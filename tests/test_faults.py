@@ -182,28 +182,28 @@ def test_stage_start_removes_only_its_own_dead_leftovers(tmp_path, monkeypatch):
 
 
 def test_recover_params_uses_only_a_dead_runs_copy(tmp_path):
-    from lsdm.orchestration.dvc import _STATE_DIR, applied_params, recover_params
+    from lsdm.orchestration.params_file import STATE_DIR, applied_params, recover_params
 
     repo = tmp_path / "ws"
-    (repo / _STATE_DIR).mkdir(parents=True)
+    (repo / STATE_DIR).mkdir(parents=True)
     user = (ROOT / "params.yaml").read_bytes()
     (repo / "params.yaml").write_bytes(b"overridden: by a run\n")
-    live_copy = repo / _STATE_DIR / f"params.yaml.orig-{os.getpid()}"  # a run still going (this process)
+    live_copy = repo / STATE_DIR / f"params.yaml.orig-{os.getpid()}"  # a run still going (this process)
     live_copy.write_bytes(b"not this one\n")
     assert not recover_params(repo) and live_copy.exists()
     live_copy.unlink()
     dead = dead_pid()
-    (repo / _STATE_DIR / f"params.yaml.orig-{dead}").write_bytes(user)  # a killed run's
-    (repo / _STATE_DIR / f".params.yaml.orig-{dead}.lsdm-tmp-{dead}-x").write_bytes(user[:10])  # its torn write
+    (repo / STATE_DIR / f"params.yaml.orig-{dead}").write_bytes(user)  # a killed run's
+    (repo / STATE_DIR / f".params.yaml.orig-{dead}.lsdm-tmp-{dead}-x").write_bytes(user[:10])  # its torn write
     (repo / f".params.yaml.lsdm-tmp-{dead}-y.yaml").write_bytes(user[:10])
     assert recover_params(repo) and (repo / "params.yaml").read_bytes() == user
-    assert list((repo / _STATE_DIR).iterdir()) == []
+    assert list((repo / STATE_DIR).iterdir()) == []
     os.chmod(repo / "params.yaml", 0o640)
     with pytest.raises(RuntimeError):
         with applied_params(repo, {"split.n_paired_per_class": 2}) as p:
             assert p.split.n_paired_per_class == 2
             raise RuntimeError("a stage failed")
-    assert (repo / "params.yaml").read_bytes() == user and list((repo / _STATE_DIR).iterdir()) == []
+    assert (repo / "params.yaml").read_bytes() == user and list((repo / STATE_DIR).iterdir()) == []
     assert (repo / "params.yaml").stat().st_mode & 0o777 == 0o640  # replaced, not rewritten: mode kept
     assert sorted(p.name for p in repo.iterdir()) == [".dvc", "params.yaml"]
 
@@ -229,7 +229,7 @@ time.sleep(60)
 def test_a_torn_dvc_lock_table_is_removed_only_when_no_dvc_edits_it(tmp_path):
     """DVC rewrites .dvc/tmp/rwlock in place: a dvc killed then leaves it torn, and every dvc command
     fails until it is gone. The orchestrator removes it before a stage, unless a dvc holds its guard."""
-    from lsdm.orchestration.dvc import repair_rwlock
+    from lsdm.orchestration.lock_repair import repair_rwlock
 
     run(["dvc", "init", "--no-scm", "-q"], tmp_path)
     (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo 1 > out.txt\n    outs: [out.txt]\n")

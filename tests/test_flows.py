@@ -1,6 +1,6 @@
 """The Prefect flow `lsdm` over the real DVC pipeline (no mocks).
 
-Fast tests check the helpers of lsdm/orchestration/dvc.py and prefect.yaml. The slow ones run the flow
+Fast tests check the helpers of lsdm/orchestration/ and prefect.yaml. The slow ones run the flow
 under `prefect_test_harness` (a temporary local server and database) on tiny params: the outputs
 are those of `dvc repro`, a paired-count override reruns only the paired stages (and the check), every run
 is a DVC experiment in `dvc exp show`, and bad overrides fail before anything runs.
@@ -15,17 +15,9 @@ import yaml
 
 from lsdm.errors import ParamsError
 from lsdm.orchestration.sweep import check as check_sweep
-from lsdm.orchestration.dvc import (
-    CACHED,
-    RAN,
-    SKIPPED,
-    StageFailed,
-    metrics_table,
-    parse_repro,
-    read_pipeline,
-    render_params,
-    validate,
-)
+from lsdm.orchestration.dvc import CACHED, RAN, SKIPPED, StageFailed, parse_repro
+from lsdm.orchestration.experiments import metrics_table, read_pipeline
+from lsdm.orchestration.params_file import render_params, validate
 from lsdm.pipeline import STAGES
 
 from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, by_flow_run, exp_show, make_repo, run, stage_statuses, tiny_params

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BIN, PIPELINE_WRITES, ROOT, committed, run
 
-from lsdm.orchestration.dvc import git
+from lsdm.orchestration.git import git
 from lsdm.reports import readme
 
 README = ROOT / "README.md"

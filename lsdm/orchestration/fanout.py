@@ -34,7 +34,11 @@ from typing import Any, Iterator
 
 from lsdm.config import PARAMS_FILE
 from lsdm.errors import ParamsError
-from lsdm.orchestration.dvc import RAN, applied_params, exp_names, git, parse_repro, read_pipeline, set_args, tool
+from lsdm.orchestration.dvc import RAN, parse_repro
+from lsdm.orchestration.experiments import exp_names, read_pipeline, set_args
+from lsdm.orchestration.git import git
+from lsdm.orchestration.params_file import applied_params
+from lsdm.orchestration.tools import tool
 from lsdm.pipeline import SHARED_STAGES, STAGES
 
 BRANCH_PREFIX = "lsdm-sweeps/"

@@ -10,13 +10,15 @@ run one at a time through the DVC queue, collected into one tidy table, then the
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget; `variants`: more LSDM runs per cell), or with `--name NAME` the
 sweep `sweeps.NAME`, written to results/sweep-NAME/ and reports/comparison-NAME.md instead; the
-Prefect deployment `lsdm/sweep` calls the same `run_sweep`. The sweep holds the workspace lock
-(lsdm.lock) from planning to its report; `--fanout` leaves that to the Prefect flow it starts.
-Each run is `dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`;
-`dvc queue start -j 1` runs them one after another (DVC skips fit_latent and encode: the latent pool
-does not depend on these params, so every run shares the cached autoencoder and latents). Counts
-larger than the smallest class are skipped and flagged, not run. Data without classes (a flat image
-folder) sweeps `split.n_paired` instead, capped by the training set.
+Prefect deployment `lsdm/sweep` (`--fanout`) plans the same grid (`plan_sweep`) but fans it out,
+one `lsdm/point` flow run per point (lsdm.orchestration.fanout), then collects and reports here. The
+sweep holds the workspace lock (lsdm.lock) from planning to its report; `--fanout` leaves that to the
+Prefect flow it starts. Each local run is
+`dvc exp run --queue -S split.n_paired_per_class=N -S split.seed=S --name TAG-nN-sS`; `dvc queue start -j 1`
+runs them one after another (DVC skips fit_latent and encode: the latent pool does not depend on these
+params, so every run shares the cached autoencoder and latents). Counts larger than the smallest class
+are skipped and flagged, not run. Data without classes (a flat image folder) sweeps `split.n_paired`
+instead, capped by the training set.
 
 The table (results/sweep/sweep.parquet and .csv) has one row per experiment x sampler: the
 experiment's name and rev, `n_paired_per_class` / `n_paired`, `seed`, `method` (lsdm or a baseline),
@@ -46,7 +48,10 @@ from lsdm.config import PARAMS_FILE, load_params, parse_assignments
 from lsdm.errors import ParamsError
 from lsdm.evaluation.registry import DETAILS_FILE, merge
 from lsdm.lock import BUSY_EXIT, WorkspaceBusy, cli_timeout, workspace_lock
-from lsdm.orchestration.dvc import dvc, git_file, git_files, run_tool, set_args, start_queue, stream
+from lsdm.orchestration.dvc import dvc
+from lsdm.orchestration.experiments import set_args, start_queue
+from lsdm.orchestration.git import git_file, git_files
+from lsdm.orchestration.tools import run_tool, stream
 
 TABLE, TABLE_CSV, META, GRIDS = "sweep.parquet", "sweep.csv", "sweep.json", "grids"  # in paths.sweep_dir(name)
 LSDM_EVAL = "results/evaluate/metrics.json"
