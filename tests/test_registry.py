@@ -84,7 +84,8 @@ def test_a_metric_added_to_the_registry_shows_up_in_the_report(with_new_metrics)
 
 
 def test_a_metric_added_to_the_registry_shows_up_in_the_comparison(with_new_metrics, tmp_path):
-    from lsdm.reports.comparison import metric_columns, summarise, write_report
+    from lsdm.reports.comparison import write_report
+    from lsdm.reports.stats import metric_columns, summarise
 
     cols = metric_columns()
     assert ("eval.sharpness", "sharpness", True) in cols and ("eval.spread", "spread", None) in cols
@@ -101,7 +102,7 @@ def test_a_metric_added_to_the_registry_shows_up_in_the_comparison(with_new_metr
 
 
 def test_the_comparison_judges_density_through_its_gap():
-    from lsdm.reports.comparison import metric_columns
+    from lsdm.reports.stats import metric_columns
 
     cols = {c: (label, higher) for c, label, higher in metric_columns()}
     assert cols["eval.density"] == ("density", None) and cols["density_gap"] == ("|density − real density|", False)

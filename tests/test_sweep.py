@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lsdm.reports.comparison import (paired_difference, paired_table, paired_verdict, pool_effects, pool_rows, summarise,
-                                    write_report)
+from lsdm.reports.comparison import paired_table, write_report
+from lsdm.reports.stats import paired_difference, paired_verdict, pool_effects, pool_rows, summarise
 from lsdm.orchestration.sweep import collect, plan
 
 from conftest import make_repo, run, tiny_params

@@ -1,16 +1,14 @@
 """The comparison report (reports/comparison.md) from a sweep's tidy table (lsdm.orchestration.sweep).
 
 Method (sampler) x paired count, mean ± std over split seeds, for every metric the table holds;
-PNG plots (fidelity against the number of pairs; FID against NFE for latent_flow with LSDM's
-one-step point; throughput); the sample grids of the smallest count side by side; and a reading
-generated from the numbers, which says where LSDM does not win as plainly as where it does.
-Methods are compared on the same paired subsets: per split seed the difference of a metric between
-LSDM and the other method, then its mean and 95% t-interval over the seeds; a difference is called a
-win or a loss only when that interval excludes zero. Density is judged by its distance to the real
-reference (≈ 1: samples neither crowd nor thin out), not by "higher is better". The metrics, labels
-and directions are the registry's (`lsdm.evaluation.registry`).
+PNG plots (lsdm.reports.plots); the sample grids of the smallest count side by side; and a reading
+generated from the numbers, which says where LSDM does not win as plainly as where it does. The
+statistics behind every cell and verdict (paired differences over the same split seeds, 95%
+t-intervals) are lsdm.reports.stats'; this module only writes them as Markdown.
 
-`lsdm compare` (or `run(params)`) rebuilds the report from results/sweep/sweep.parquet.
+`render` builds the Markdown from the table, the sweep's record and the names of the figures drawn;
+`write_report` draws the figures, copies the grids and writes the file. `lsdm compare` (or
+`run(params)`) rebuilds the report from results/sweep/sweep.parquet.
 """
 
 from __future__ import annotations
@@ -23,9 +21,18 @@ from typing import Any
 import pandas as pd
 
 from lsdm import paths
-from lsdm.evaluation import registry
-from lsdm.evaluation.registry import DIRECTIONS, Metric
+from lsdm.evaluation.registry import DIRECTIONS
+from lsdm.reports import plots
+from lsdm.reports.stats import (PAIRED, POOL_METRICS, Sweep, gain_trend, has_numbers, judge, mean_by, metric_columns,
+                                pair_keys, pairs_per_count, pool_effects, pool_varies, spread, verdicts,
+                                with_reference_gaps)  # fmt: skip
 
+PLOTS = [  # the Plots section: (file, caption), in order
+    (plots.FIDELITY_VS_PAIRS, "Fidelity against the number of pairs"),
+    (plots.FID_VS_NFE, "FID against NFE (latent flow) with LSDM's one-step point"),
+    (plots.THROUGHPUT, "Generation throughput"),
+    (plots.BOUND_VS_PAIRS, "LSDM's bound, measured, against the number of pairs"),
+]
 
 
 def md_cell(text: Any) -> str:
@@ -33,80 +40,8 @@ def md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|")
 
 
-def gap_column(m: Metric) -> str:
-    """The column judging a metric whose ideal is its real reference: |value − reference|."""
-    return f"{m.key.replace('.', '_')}_gap"
-
-
-def metric_columns() -> list[tuple[str, str, bool | None]]:
-    """(column, label, higher is better; None: closer to the real reference) in display order, from the
-    registry's compared metrics; each judged against its real reference is followed by its gap column."""
-    out: list[tuple[str, str, bool | None]] = []
-    for m in registry.METRICS:
-        if m.compared:
-            out.append((m.column, m.label, m.higher))
-            if m.direction == "reference" and m.reference:
-                out.append((gap_column(m), f"|{m.label} − real {m.label}|", False))
-    return out + [("train_seconds", "training time (s)", False)]
-
-
-# Only those present in a table are shown (the functions below ask `metric_columns()` afresh).
-METRICS: list[tuple[str, str, bool | None]] = metric_columns()
-FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
-PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "recall_gap", "density_gap"]  # judged in the reading
-METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
-
-
-def _count_col(df: pd.DataFrame) -> str:
-    """The paired count the sweep varied: per class when the data has classes (the judge then reports
-    label accuracy), else in all; whichever one varies across the experiments wins."""
-    varied = [c for c in ("n_paired_per_class", "n_paired") if c in df and df[c].nunique() > 1]
-    if varied:
-        return varied[0]
-    labelled = "eval.label_accuracy" in df and pd.to_numeric(df["eval.label_accuracy"], errors="coerce").notna().any()
-    per_class = "n_paired_per_class" in df and df["n_paired_per_class"].notna().any()
-    return "n_paired_per_class" if per_class and (labelled or "n_paired" not in df) else "n_paired"
-
-
-def _sampler_order(df: pd.DataFrame) -> list[str]:
-    def key(s: str):
-        method = df.loc[df["sampler"] == s, "method"].iloc[0]
-        nfe = df.loc[df["sampler"] == s, "nfe"].iloc[0]
-        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 0.5  # a sweep variant: LSDM's
-        nfe = pd.to_numeric(nfe, errors="coerce")
-        return rank, 0 if pd.isna(nfe) else float(nfe), s
-
-    return sorted(df["sampler"].unique(), key=key)
-
-
-def with_reference_gaps(df: pd.DataFrame) -> pd.DataFrame:
-    """Add each gap column (`density_gap` = |density − the real reference's density|, ...), the
-    reference being the one LSDM's evaluate measured in the same experiment (every method there is
-    judged on the same set)."""
-    for m in registry.METRICS:
-        ref = f"eval.{m.reference}"
-        if m.direction != "reference" or not m.reference or m.column not in df or ref not in df:
-            continue
-        real = pd.to_numeric(df[ref], errors="coerce").groupby(df["experiment"]).transform("first")
-        df = df.assign(**{gap_column(m): (pd.to_numeric(df[m.column], errors="coerce") - real).abs()})
-    return df
-
-
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and number of seeds per (sampler, count) for every metric present."""
-    df = with_reference_gaps(df)
-    count = _count_col(df)
-    cols = [c for c, _, _ in metric_columns() if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
-    num = df[["sampler", "method", "nfe", count, *cols]].copy()
-    for c in cols:
-        num[c] = pd.to_numeric(num[c], errors="coerce")
-    g = num.groupby(["sampler", "method", "nfe", count], dropna=False)[cols]
-    out = g.agg(["mean", "std", "count"])
-    out.columns = [f"{c}|{s}" for c, s in out.columns]
-    return out.reset_index()
-
-
-def _fmt(mean: float, std: float, n: int) -> str:
+def mean_std(mean: float, std: float, n: int) -> str:
+    """'12.3 ± 0.4' with digits by size; '(1 seed)' where there is no spread, '–' where there is no value."""
     if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
     digits = 3 if abs(mean) < 10 else 2 if abs(mean) < 100 else 1
@@ -124,217 +59,55 @@ def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str
         for c in counts:
             r = summary[(summary["sampler"] == s) & (summary[count] == c)]
             cells.append(
-                _fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–"
+                mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–"
             )
         if any(x != "–" for x in cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-# --- plots -----------------------------------------------------------------------------------------
-
-
-def _save(fig, out: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    _plt().close(fig)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_fidelity(summary: pd.DataFrame, count: str, samplers: list[str], out: Path) -> Path | None:
-    cols = [c for c in FIDELITY if f"{c}|mean" in summary]
-    if not cols:
-        return None
-    plt = _plt()
-    labels = {c: l for c, l, _ in metric_columns()}
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
-    for ax, col in zip(axes[0], cols):
-        for s in samplers:
-            r = summary[summary["sampler"] == s].sort_values(count)
-            r = r[r[f"{col}|mean"].notna()]
-            if len(r):
-                ax.errorbar(r[count], r[f"{col}|mean"], yerr=r[f"{col}|std"].fillna(0), marker="o", capsize=3, label=s,
-                            lw=2.5 if s == "lsdm" else 1.2)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_xlabel(count.replace("_", " "))
-        ax.set_title(labels[col])
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Fidelity against the number of pairs (mean ± std over seeds)")
-    _save(fig, out)
-    return out
-
-
-def plot_fid_vs_nfe(summary: pd.DataFrame, count: str, out: Path) -> Path | None:
-    col = "eval.fid_evalnet|mean"
-    if col not in summary:
-        return None
-    flow = summary[(summary["method"] == "latent_flow") & summary[col].notna()]
-    if flow.empty:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, c in enumerate(sorted(flow[count].unique())):
-        r = flow[flow[count] == c].sort_values("nfe")
-        color = colors[i % len(colors)]
-        ax.errorbar(r["nfe"], r[col], yerr=r["eval.fid_evalnet|std"].fillna(0), marker="o", capsize=3, color=color,
-                    label=f"latent_flow, {int(c)} pairs")  # fmt: skip
-        one = summary[(summary["sampler"] == "lsdm") & (summary[count] == c) & summary[col].notna()]
-        if len(one):
-            ax.errorbar([1], one[col], yerr=one["eval.fid_evalnet|std"].fillna(0), marker="*", ms=14, color=color,
-                        ls="none", label=f"LSDM one-step, {int(c)} pairs")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("function evaluations per sample (NFE)")
-    ax.set_ylabel("FID (evalnet features)")
-    ax.set_title("Latent flow: FID against NFE; LSDM at NFE = 1")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, out)
-    return out
-
-
-BOUND_TERMS = [("eval.bound.w1_pixel_exact", "W1 image joints (left side, measured)"),
-               ("eval.bound.rhs", "Lip(D) · W1 latent + recon (right side)"),
-               ("eval.bound.lip_times_w1", "Lip(D) · W1 latent joints"),
-               ("eval.bound.recon_l2_test", "reconstruction E‖y − D(E(y))‖")]
-
-
-def plot_bound(df: pd.DataFrame, count: str, out: Path) -> Path | None:
-    """LSDM's bound measured (exact W1 on held-out data): both sides and the right side's terms
-    against the number of pairs, mean ± std over split seeds."""
-    terms = [(c, label) for c, label in BOUND_TERMS if c in df and pd.to_numeric(df[c], errors="coerce").notna().any()]
-    lsdm = df[df["sampler"] == "lsdm"]
-    if len(terms) < 2 or lsdm.empty:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for col, label in terms:
-        g = pd.to_numeric(lsdm[col], errors="coerce").groupby(lsdm[count]).agg(["mean", "std"]).dropna(subset=["mean"])
-        ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=label,
-                    lw=2.5 if col == "eval.bound.w1_pixel_exact" else 1.2)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel(count.replace("_", " "))
-    ax.set_title("LSDM's bound on held-out data (exact W1)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, out)
-    return out
-
-
-def plot_throughput(df: pd.DataFrame, samplers: list[str], out: Path) -> Path | None:
-    col = "eval.throughput_images_per_s"
-    if col not in df or pd.to_numeric(df[col], errors="coerce").isna().all():
-        return None
-    plt = _plt()
-    vals = pd.to_numeric(df[col], errors="coerce").groupby(df["sampler"]).agg(["mean", "std"])
-    vals = vals.loc[[s for s in samplers if s in vals.index and not math.isnan(vals.loc[s, "mean"])]]
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(vals)), 3.6))
-    ax.bar(range(len(vals)), vals["mean"], yerr=vals["std"].fillna(0), capsize=3,
-           color=["C3" if s == "lsdm" else "C0" for s in vals.index])  # fmt: skip
-    ax.set_xticks(range(len(vals)), vals.index, rotation=30, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("images / s")
-    ax.set_title("Generation throughput (mean over runs)")
-    _save(fig, out)
-    return out
-
-
-# --- the reading -------------------------------------------------------------------------------------
-
-
-def _cell(summary, sampler, count_col, c, col):
-    r = summary[(summary["sampler"] == sampler) & (summary[count_col] == c)]
-    if r.empty or f"{col}|mean" not in r or pd.isna(r[f"{col}|mean"].iloc[0]):
-        return None
-    std = r[f"{col}|std"].iloc[0]
-    return float(r[f"{col}|mean"].iloc[0]), 0.0 if pd.isna(std) else float(std), int(r[f"{col}|count"].iloc[0])
-
-
-def pair_keys(df: pd.DataFrame) -> list[str]:
-    """What makes two runs a pair: the split seed (the same pairs), and the training seed when a sweep
-    had several."""
-    trained = "train_seed" in df and df["train_seed"].nunique() > 1
-    return ["seed", "train_seed"] if trained else ["seed"]
-
-
-def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str,
-                      by_split: bool = False) -> tuple[float, float, int] | None:  # fmt: skip
-    """Mean of a − b over the (split seed, training seed) runs both samplers had at count c (the same
-    pairs), the half-width of its 95% t-interval (nan for one pair) and the number of pairs; None if
-    they share none. `by_split`: the differences are first averaged over the training seeds, so the
-    split seeds alone are the unit (the runs of one split share its pairs: the stricter test)."""
-    rows, keys = df[df[count] == c], pair_keys(df)
-    va, vb = (pd.to_numeric(rows[rows["sampler"] == s].set_index(keys)[col], errors="coerce") for s in (a, b))
-    d = (va - vb).dropna()
-    if by_split and len(keys) > 1:
-        d = d.groupby(level="seed").mean()
-    mean, half, n = _t_interval(d)
-    return None if n == 0 else (mean, half, n)
-
-
 def paired_table(df: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
     """LSDM minus every other sampler, per judged metric and paired count: the mean paired difference,
     its 95% t-interval and verdict in the metric's direction; † marks a verdict that does not survive
-    the stricter test over split seeds alone (`paired_difference(by_split=True)`)."""
+    the stricter test over split seeds alone (`stats.judge`)."""
     df = with_reference_gaps(df)
     labels = {c: (lab, h) for c, lab, h in metric_columns() if c in PAIRED and c in df}
     counts = sorted(df[count].dropna().unique())
     lines = ["| LSDM − | metric | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|---|" + "---|" * len(counts)]
-    strict = pair_keys(df) != ["seed"]
     for other in [s for s in samplers if s != "lsdm"]:
         for col, (label, higher) in labels.items():
             cells = []
             for c in counts:
-                d = paired_difference(df, "lsdm", other, count, c, col)
-                if d is None:
+                j = judge(df, other, count, c, col, bool(higher))
+                if j is None:
                     cells.append("–")
                     continue
-                mean, half, n = d
-                verdict = paired_verdict(mean, half, bool(higher))
-                digits = 3 if abs(mean) < 1 else 2 if abs(mean) < 10 else 1
-                cell = f"{mean:+.{digits}f} "
-                if not math.isnan(half):
-                    cell += f"[{mean - half:+.{digits}f}, {mean + half:+.{digits}f}] "
-                cell += f"**{verdict}**" if verdict != "tie" else "tie"
-                if strict and verdict != "tie":
-                    m2, h2, _ = paired_difference(df, "lsdm", other, count, c, col, by_split=True)
-                    cell += "" if paired_verdict(m2, h2, bool(higher)) == verdict else " †"
-                cells.append(cell)
+                digits = 3 if abs(j.mean) < 1 else 2 if abs(j.mean) < 10 else 1
+                cell = f"{j.mean:+.{digits}f} "
+                if not math.isnan(j.half):
+                    cell += f"[{j.mean - j.half:+.{digits}f}, {j.mean + j.half:+.{digits}f}] "
+                cell += f"**{j.verdict}**" if j.verdict != "tie" else "tie"
+                cells.append(cell + ("" if j.by_split else " †"))
             if any(x != "–" for x in cells):
                 lines.append(f"| {other} | {md_cell(label)} | " + " | ".join(cells) + " |")
     return lines
 
 
-def paired_verdict(mean: float, half: float, higher: bool) -> str:
-    """'better' / 'worse' when the 95% interval of the paired difference excludes 0, else 'tie'."""
-    if math.isnan(half) or abs(mean) <= half:
-        return "tie"
-    return "better" if (mean > 0) == higher else "worse"
+# --- the reading -------------------------------------------------------------------------------------
 
 
 def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[str]) -> list[str]:
     out: list[str] = []
     df = with_reference_gaps(df)
     primary = [(c, lab, h) for c, lab, h in metric_columns() if f"{c}|mean" in summary and c in PAIRED]
-    counts = sorted(summary[count].dropna().unique())
     if not primary:
         out.append("No evaluation metrics were found in these experiments (only training times), so the table "
                    "cannot say which method generates better samples yet.")  # fmt: skip
     if "lsdm" not in samplers:
         out.append("LSDM itself has no rows in this table, so nothing is compared against it.")
         return out
-    keys = pair_keys(df)
-    n_seeds = int(df.groupby(count)[keys].apply(lambda g: len(g.drop_duplicates())).min()) if "seed" in df else 1
-    paired_on = "split seed" if keys == ["seed"] else "split seed and training seed"
+    n_seeds = pairs_per_count(df, count)
+    paired_on = "split seed" if pair_keys(df) == ["seed"] else "split seed and training seed"
     if n_seeds < 2:
         out.append(f"Only {n_seeds} run per paired count: no interval over seeds, so every difference below is a "
                    "single draw and could be noise (called a tie).")  # fmt: skip
@@ -343,17 +116,12 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
                    "'better'/'worse' only where the 95% t-interval of the paired differences excludes zero.")  # fmt: skip
     for col, label, higher in primary:
         for other in [s for s in samplers if s != "lsdm"]:
-            verdicts = []
-            for c in counts:
-                a, b = _cell(summary, "lsdm", count, c, col), _cell(summary, other, count, c, col)
-                d = paired_difference(df, "lsdm", other, count, c, col)
-                if a and b and d:
-                    verdicts.append((c, paired_verdict(d[0], d[1], higher), a[0], b[0]))
-            if not verdicts:
+            judged = verdicts(df, summary, count, other, col, higher)
+            if not judged:
                 continue
-            wins = [v for v in verdicts if v[1] == "better"]
-            losses = [v for v in verdicts if v[1] == "worse"]
-            ties = [v for v in verdicts if v[1] == "tie"]
+            wins = [v for v in judged if v[1] == "better"]
+            losses = [v for v in judged if v[1] == "worse"]
+            ties = [v for v in judged if v[1] == "tie"]
             parts = []
             if wins:
                 parts.append("better at " + ", ".join(f"{int(c)} ({x:.3g} vs {y:.3g})" for c, _, x, y in wins))
@@ -364,7 +132,7 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             out.append(f"{label}: LSDM vs {other}: " + "; ".join(parts) + ".")
     tp = "eval.throughput_images_per_s"
     if tp in df:
-        t = pd.to_numeric(df[tp], errors="coerce").groupby(df["sampler"]).mean().dropna()
+        t = mean_by(df, tp, "sampler")
         if "lsdm" in t:
             nfe = pd.to_numeric(df.groupby("sampler")["nfe"].first(), errors="coerce")
             flows = sorted((s for s in t.index if s.startswith("latent_flow")), key=lambda s: nfe[s])
@@ -376,7 +144,7 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
                 out.append(f"pixel_wgan samples faster than LSDM ({t['pixel_wgan']:.0f} vs {t['lsdm']:.0f} images/s): "
                            "it has no decoder; speed is not where LSDM wins against it.")  # fmt: skip
     if "train_seconds" in df:
-        tr = pd.to_numeric(df["train_seconds"], errors="coerce").groupby(df["method"]).mean().dropna()
+        tr = mean_by(df, "train_seconds", "method")
         shared = float("nan")
         if "train_seconds_shared" in df:
             shared = pd.to_numeric(df["train_seconds_shared"], errors="coerce").mean()
@@ -393,107 +161,28 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
 
 # --- the unpaired pool (the paper's first claim) ----------------------------------------------------
 
-POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "recall_gap", "density_gap", "eval.label_accuracy"]
 
-
-def pool_rows(df: pd.DataFrame, variants: dict[str, dict] | None = None) -> pd.DataFrame:
-    """LSDM's rows that differ only in the size of the latent pool's unpaired part, with `unpaired`:
-    how many unpaired images the pool held (the main runs, `n_unpaired` null, hold all the others).
-
-    A row counts when it is LSDM's own or a variant that sets `split.n_unpaired` and nothing else (the
-    sweep's metadata says; without it, any sampler with a finite `n_unpaired`)."""
-    need = {"pool_size", "n_unpaired", "seed"}
-    if not need <= set(df):
-        return df.iloc[0:0]
-    only_pool = {v for v, ov in (variants or {}).items() if set(ov) == {"split.n_unpaired"}}
-    finite = df["n_unpaired"].notna() & (df["sampler"].isin(only_pool) if variants else True)
-    rows = df[df["pool_size"].notna() & (((df["sampler"] == "lsdm") & df["n_unpaired"].isna()) | finite)].copy()
-    if rows["n_unpaired"].notna().sum() == 0:
-        return rows.iloc[0:0]
-    count = _count_col(df)
-    rows["pool_size"] = pd.to_numeric(rows["pool_size"], errors="coerce")
-    given = rows.dropna(subset=["n_unpaired"])
-    pairs = (given["pool_size"] - pd.to_numeric(given["n_unpaired"])).groupby([given[count], given["seed"]]).first()
-    key = pd.MultiIndex.from_frame(rows[[count, "seed"]])
-    rows["unpaired"] = pd.to_numeric(rows["n_unpaired"]).fillna(rows["pool_size"] - pairs.reindex(key).to_numpy())
-    return with_reference_gaps(rows.dropna(subset=["unpaired"]))
-
-
-def _t_interval(d: pd.Series) -> tuple[float, float, int]:
-    """Mean, 95% t half-width (nan for one value) and n of paired differences."""
-    from scipy import stats
-
-    d = d.dropna()
-    n = len(d)
-    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return float(d.mean()) if n else float("nan"), half, n
-
-
-def pool_effects(rows: pd.DataFrame, count: str) -> pd.DataFrame:
-    """Per paired count and metric: the largest pool minus no unpaired images, paired over split seeds
-    (same pairs), its 95% t-interval and verdict in the metric's direction."""
-    labels = {c: (lab, h) for c, lab, h in metric_columns()}
-    out = []
-    for c, at in rows.groupby(count):
-        lo, hi = at["unpaired"].min(), at["unpaired"].max()
-        if lo != 0 or hi == lo:
-            continue
-        keys = [at[k] for k in pair_keys(rows)]
-        for col in [m for m in POOL_METRICS if m in at]:
-            v = pd.to_numeric(at[col], errors="coerce")
-            diff = v[at["unpaired"] == hi].groupby(keys).mean() - v[at["unpaired"] == 0].groupby(keys).mean()
-            mean, half, n = _t_interval(diff)
-            if n:
-                out.append({count: c, "metric": col, "label": labels[col][0], "higher": labels[col][1], "unpaired": hi,
-                            "diff": mean, "half": half, "n": n, "verdict": paired_verdict(mean, half, labels[col][1]),
-                            "per_seed": diff.dropna()})  # fmt: skip
-    return pd.DataFrame(out)
-
-
-def plot_pool(rows: pd.DataFrame, count: str, out: Path) -> Path | None:
-    cols = [c for c in POOL_METRICS if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
-    if rows.empty or not cols:
-        return None
-    plt = _plt()
-    labels = {c: l for c, l, _ in metric_columns()}
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.4), squeeze=False)
-    for ax, col in zip(axes[0], cols):
-        for c, at in rows.groupby(count):
-            g = pd.to_numeric(at[col], errors="coerce").groupby(at["unpaired"]).agg(["mean", "std"]).dropna(subset=["mean"])
-            ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=f"{int(c)} pairs")
-        ax.set_xscale("symlog", linthresh=100)
-        ax.set_xlabel("unpaired images in the latent pool")
-        ax.set_title(labels.get(col, col), fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, title=count.replace("_", " "), title_fontsize=7)
-    fig.suptitle("LSDM against the size of the unpaired pool (mean ± std over split seeds; same autoencoder budget)")
-    _save(fig, out)
-    return out
-
-
-def pool_section(df: pd.DataFrame, meta: dict, figs: Path, link: str) -> list[str]:
+def pool_section(rows: pd.DataFrame, count: str, figures: set[str], link: str) -> list[str]:
     """The paper's claim 1, tested at fixed pairs: fidelity against the unpaired pool's size, the
     autoencoder's reconstruction error at each size, and the paired effect of all unpaired images."""
-    rows, count = pool_rows(df, meta.get("variants")), _count_col(df)
     lines = pool_lines(rows, count)
     if not lines:
         return []
-    made = plot_pool(rows, count, figs / "fidelity_vs_unpaired.png")
-    if made:
-        lines += [f"![Fidelity against the unpaired pool size]({link}/fidelity_vs_unpaired.png)", ""]
+    if plots.FIDELITY_VS_UNPAIRED in figures:
+        lines += [f"![Fidelity against the unpaired pool size]({link}/{plots.FIDELITY_VS_UNPAIRED})", ""]
     return ["## Claim 1: what the unpaired images buy", "", *lines]
 
 
 def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
     """The unpaired-pool table of `pool_rows`, the paired effects of all unpaired images and their
     reading (no figure)."""
-    if rows.empty or rows["unpaired"].nunique() < 2:
+    if not pool_varies(rows):
         return []
     labels = {c: l for c, l, _ in metric_columns()}
     lines = ["LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
              "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
              "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.", ""]  # fmt: skip
-    cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if c in rows and pd.to_numeric(rows[c], errors="coerce").notna().any()]
+    cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if has_numbers(rows, c)]
     names = {"pool_size": "pool size", "recon_test_mse": "recon MSE (test)", **labels}
     lines += [f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(md_cell(names[c]) for c in cols) + " |",
               "|---|---|" + "---|" * len(cols)]  # fmt: skip
@@ -504,7 +193,7 @@ def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
             if col == "pool_size" and v.nunique() == 1:  # a count, the same for every seed
                 cells.append(f"{int(v.iloc[0])}")
                 continue
-            cells.append(_fmt(float(v.mean()), float(v.std()) if len(v) > 1 else float("nan"), len(v)) if len(v) else "–")
+            cells.append(mean_std(*spread(v)) if len(v) else "–")
         lines.append(f"| {int(c)} | {int(u)} | " + " | ".join(cells) + " |")
     lines.append("")
     effects = pool_effects(rows, count)
@@ -530,14 +219,10 @@ def pool_reading(effects: pd.DataFrame, count: str) -> list[str]:
         where = ", ".join(f"{int(c)}" for c in better[count]) or "no paired count"
         out.append(f"{label}: all unpaired images beat none at {where} ({len(e)} tested).")
         if len(e) > 1:
-            few, many = e.iloc[0], e.iloc[-1]
-            gain = (lambda r, v: v if r["higher"] else -v)  # improvement, in the metric's direction  # noqa: E731
-            mean, half, n = _t_interval(gain(few, few["per_seed"]) - gain(many, many["per_seed"]))
-            larger = gain(few, few["diff"]) > gain(many, many["diff"])
-            sure = not math.isnan(half) and abs(mean) > half
-            out.append(f"The gain is {'larger' if larger else '**not larger**'} with fewer pairs ({gain(few, few['diff']):+.3g} at "
-                       f"{int(few[count])} vs {gain(many, many['diff']):+.3g} at {int(many[count])}; difference {mean:+.3g}, 95% "
-                       + ("interval excludes 0" if sure else "interval includes 0: not resolved by these seeds")
+            g = gain_trend(e)
+            out.append(f"The gain is {'larger' if g.larger else '**not larger**'} with fewer pairs ({g.few_gain:+.3g} at "
+                       f"{int(g.few[count])} vs {g.many_gain:+.3g} at {int(g.many[count])}; difference {g.mean:+.3g}, 95% "
+                       + ("interval excludes 0" if g.resolved else "interval includes 0: not resolved by these seeds")
                        + ").")  # fmt: skip
     return out
 
@@ -553,25 +238,18 @@ def runs_at_once(meta: dict[str, Any]) -> str:
     return "one run at a time" if jobs == 1 else f"{jobs} runs at a time"
 
 
-def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str | Path = ".") -> Path:
-    from lsdm.io import atomic_path
+def grid_order(name: str) -> tuple[bool, str]:
+    """Sample grids sort LSDM's (and its variants') first, then by file name."""
+    return "evaluate__samples" not in name, name
 
-    root, meta = Path(root), meta or {}
-    report_path, figures = paths.comparison(meta.get("name"))
-    link = figures.name  # figures are linked relative to reports/
-    figs = root / figures
-    if figs.exists():
-        shutil.rmtree(figs)
-    figs.mkdir(parents=True)
+
+def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: list[str], link: str) -> str:
+    """The report's Markdown: `sweep` (None: no experiments), the sweep's record `meta`, the names of
+    the figures drawn and of the sample grids copied, both linked under the folder `link`."""
     lines = ["# LSDM against the baselines" if meta.get("name") is None else f"# LSDM sweep `{meta['name']}`", ""]
-    if df.empty:
-        lines += ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""]
-        with atomic_path(root / report_path) as tmp:
-            tmp.write_text("\n".join(lines))
-        return root / report_path
-    count = _count_col(df)
-    samplers = _sampler_order(df)
-    summary = summarise(df)
+    if sweep is None:
+        return "\n".join(lines + ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""])
+    df, count, samplers, summary = sweep.df, sweep.count, sweep.samplers, sweep.summary
     seeds = sorted(df["seed"].dropna().unique().tolist())
     lines += [
         f"Sweep `{meta.get('tag') or 'all experiments'}`: {df['experiment'].nunique()} experiments, "
@@ -616,7 +294,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
                   + (" † marks a verdict that does not survive the stricter test, the differences first averaged "
                      "over the training seeds so that the split seeds alone are the unit." if keys != ["seed"] else ""),
                   "", *paired_table(df, count, samplers), ""]  # fmt: skip
-    lines += pool_section(df, meta, figs, link)
+    lines += pool_section(sweep.pool, count, figures, link)
 
     lines += ["## Metrics by method and paired count", ""]
     for col, label, higher in metric_columns():
@@ -626,39 +304,49 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
         lines += [f"### {label} ({direction}; `{col}`)", "",
                   metric_table(summary, col, count, samplers), ""]  # fmt: skip
     lines += ["## Plots", ""]
-    for fn, name, caption in [
-        (lambda p: plot_fidelity(summary, count, samplers, p), "fidelity_vs_pairs.png",
-         "Fidelity against the number of pairs"),
-        (lambda p: plot_fid_vs_nfe(summary, count, p), "fid_vs_nfe.png",
-         "FID against NFE (latent flow) with LSDM's one-step point"),
-        (lambda p: plot_throughput(df, samplers, p), "throughput.png", "Generation throughput"),
-        (lambda p: plot_bound(df, count, p), "bound_vs_pairs.png", "LSDM's bound, measured, against the number of pairs"),
-    ]:
-        made = fn(figs / name)
-        if made:
+    for name, caption in PLOTS:
+        if name in figures:
             lines += [f"![{caption}]({link}/{name})", ""]
         else:
             lines += [f"- {caption}: not drawn (the metrics it needs are not in the table).", ""]
-    grids = [root / g for g in meta.get("grids") or [] if (root / g).exists()]
     if grids:
         smallest = int(df[count].min())
         lines += [f"## Samples at the smallest paired count ({smallest})", ""]
         heads, cells = [], []
-        grids.sort(key=lambda g: ("evaluate__samples" not in g.name, g.name))  # LSDM (and its variants) first
-        for g in grids:
-            shutil.copy(g, figs / g.name)
+        for g in sorted(grids, key=grid_order):
             # results/evaluate/samples.png is LSDM's (a variant's: `<variant>__evaluate__...`); a
             # baseline's grid is named after its sampler
-            lsdm = g.name.split("evaluate__samples")[0].removesuffix("__") or "lsdm"
-            heads.append(lsdm if "evaluate__samples" in g.name else g.stem.split("__")[-1])
-            cells.append(f"![{g.stem}]({link}/{g.name})")
+            lsdm = g.split("evaluate__samples")[0].removesuffix("__") or "lsdm"
+            heads.append(lsdm if "evaluate__samples" in g else Path(g).stem.split("__")[-1])
+            cells.append(f"![{Path(g).stem}]({link}/{g})")
         lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |", ""]
     else:
         lines += ["No sample grids were found in the experiments.", ""]
     table = paths.sweep_dir(meta.get("name")) / "sweep.parquet"
     lines += ["## Data", "", f"The tidy table: `{table}` (and `.csv`), {len(df)} rows.", ""]
+    return "\n".join(lines)
+
+
+def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str | Path = ".") -> Path:
+    """reports/comparison.md (or comparison-<name>.md) under `root`, with its figures folder drawn
+    afresh and the sweep's sample grids (`meta["grids"]`, paths under `root`) copied into it."""
+    from lsdm.io import atomic_path
+
+    root, meta = Path(root), meta or {}
+    report_path, figures = paths.comparison(meta.get("name"))
+    folder = root / figures
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    sweep, drawn, grids = None, set(), []
+    if not df.empty:
+        sweep = Sweep.of(df, meta.get("variants"))
+        drawn = plots.draw(sweep, folder)
+        for g in [root / g for g in meta.get("grids") or [] if (root / g).exists()]:
+            shutil.copy(g, folder / g.name)
+            grids.append(g.name)
     with atomic_path(root / report_path) as tmp:
-        tmp.write_text("\n".join(lines))
+        tmp.write_text(render(sweep, meta, drawn, grids, figures.name))  # figures are linked relative to reports/
     return root / report_path
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
-from lsdm.reports.comparison import (_count_col, _fmt, _sampler_order, pair_keys, paired_table, pool_lines, pool_rows, reading,
-                                    runs_at_once, summarise)
+from lsdm.reports.comparison import mean_std, paired_table, pool_lines, reading, runs_at_once
+from lsdm.reports.stats import count_column, pair_keys, pool_rows, sampler_order, summarise
 
 README = Path("README.md")
 OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
@@ -192,7 +192,7 @@ READING_AGAINST = ("lsdm_paper", "pixel_wgan", "latent_flow_nfe1", "latent_flow_
 
 def sweep_samplers(df: pd.DataFrame) -> list[str]:
     keep = df["method"].ne("latent_flow") | pd.to_numeric(df["nfe"], errors="coerce").isin(FLOW_NFE)
-    return [s for s in _sampler_order(df) if s in set(df.loc[keep, "sampler"])]
+    return [s for s in sampler_order(df) if s in set(df.loc[keep, "sampler"])]
 
 
 def sampler_label(df: pd.DataFrame, s: str) -> str:
@@ -209,7 +209,7 @@ def sweep(root: Path) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"{SWEEP_TABLE}: a generated README block's source file is missing")
     df, meta = pd.read_parquet(path), read(root, SWEEP_META)
-    count, samplers = _count_col(df), sweep_samplers(df)
+    count, samplers = count_column(df), sweep_samplers(df)
     summary = summarise(df)
     counts = sorted(int(c) for c in summary[count].dropna().unique())
     every = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (meta.get("overrides") or {}).items())
@@ -233,7 +233,7 @@ def sweep(root: Path) -> list[str]:
             cells = []
             for c in counts:
                 r = summary[(summary["sampler"] == s) & (summary[count] == c)]
-                cells.append(_fmt(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
+                cells.append(mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
                              if len(r) and f"{col}|mean" in r else "–")  # fmt: skip
             lines.append(f"| {label if i == 0 else ''} | {sampler_label(df, s)} | " + " | ".join(cells) + " |")
     against = ["lsdm", *[s for s in READING_AGAINST if s in samplers]]
@@ -256,7 +256,7 @@ def unpaired_pool(root: Path) -> list[str]:
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {runs_at_once(meta)}" if meta.get("wall_seconds") else ""
     return [f"Sweep `{meta.get('tag')}` ({meta.get('experiments')} experiments{wall}), judged on the {split} split.", "",
-            *pool_lines(pool_rows(df, meta.get("variants")), _count_col(df)),
+            *pool_lines(pool_rows(df, meta.get("variants")), count_column(df)),
             "![Fidelity against the unpaired pool size](reports/comparison-unpaired_pool/fidelity_vs_unpaired.png)"]  # fmt: skip
 
 
