@@ -122,3 +122,13 @@ README_ARGS ?=
 
 readme: install  ## rewrite the README's generated blocks from their committed files
 	python -m lsdm.reports.readme $(README_ARGS)
+
+# --- Pretrained weights of the optional metrics (README: "What the metrics mean"): the only download --
+# `make weights` lists what fid_inception/kid_inception and lpips_diversity need and whether it is on
+# disk; WEIGHTS_ARGS='fetch all' downloads them, checked, into the caches the evaluate stage reads.
+WEIGHTS_ARGS ?=
+
+.PHONY: weights
+
+weights: install  ## list the optional metrics' pretrained files; WEIGHTS_ARGS='fetch all' fetches them, checked
+	lsdm weights $(WEIGHTS_ARGS)

@@ -1,4 +1,4 @@
-"""`lsdm <stage>`: run one DVC stage with the parameters in params.yaml.
+"""`lsdm <stage>`: run one DVC stage with the parameters in params.yaml (`lsdm sweep`, `lsdm weights`: their own).
 
 Parameters are validated before any work starts, then the cheap checks of `lsdm check`
 (lsdm.checks.check_stage); bad parameters or data end with a one-paragraph error naming the key or
@@ -36,9 +36,9 @@ NO_TORCH = {"check", "prepare", "split", "report", "compare"}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "sweep"],
+    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "sweep", "weights"],
                     help="a stage of dvc.yaml (`check`: validate params, device and data, writing nothing), "
-                         "or `sweep` (see `lsdm sweep --help`)")  # fmt: skip
+                         "`sweep` (see `lsdm sweep --help`) or `weights` (`lsdm weights --help`)")  # fmt: skip
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
     ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
     ap.add_argument("--stamp", action="store_true", help=f"check: on success write {paths.CHECK_STAMP} (the DVC stage's output)")
@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from lsdm.orchestration.sweep import main as sweep
 
         return sweep(argv[1:])
+    if argv[:1] == ["weights"]:  # `lsdm weights [fetch ...]`: the optional metrics' pretrained files (lsdm/weights.py)
+        from lsdm.weights import main as weights
+
+        return weights(argv[1:])
     args = parse_args(argv)
     try:
         params = load_params(args.params)

@@ -124,15 +124,17 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
         notes.append(
             f"**Inception FID/KID were not computed**: {e.get('inception_reason')}. No number is shown rather than "
             "one from another network: the FID and KID above use the evaluation net's features and say so in "
-            "their names. To get the standard Inception FID, put clean-fid's `inception-2015-12-05.pt` in "
-            "`~/.cache/lsdm` (`$XDG_CACHE_HOME/lsdm`) or torch hub's `checkpoints` directory, or point "
-            f"`evaluate.inception_weights` at it, {rerun}."
+            "their names. To get the standard Inception FID, run `lsdm weights fetch inception` (it downloads "
+            "clean-fid's `inception-2015-12-05.pt`, checked, into `$XDG_CACHE_HOME/lsdm`, `~/.cache/lsdm` by "
+            "default; `--from FILE` installs a copy downloaded elsewhere), or point `evaluate.inception_weights` "
+            f"at the file, {rerun}."
         )
     if e.get("lpips_diversity") is None and "lpips_reason" in e:
         notes.append(
             f"**LPIPS was not computed**: {e.get('lpips_reason')}. The evaluation-net feature diversity above "
-            "measures the same thing without pretrained weights. To get LPIPS, put torchvision's ImageNet "
-            f"weights for `evaluate.lpips_net` in `$TORCH_HOME/hub/checkpoints`, {rerun}."
+            "measures the same thing without pretrained weights. To get LPIPS, run `lsdm weights fetch lpips` "
+            "(torchvision's ImageNet weights for `evaluate.lpips_net`, checked, into `$TORCH_HOME/hub/checkpoints`), "
+            f"{rerun}."
         )
     if e.get("fid_note"):
         notes.append(f"**FID on a small set**: {e['fid_note']}.")
