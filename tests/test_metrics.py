@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_
 from lsdm.evaluation.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
 from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
 
-from conftest import write_stand_in_inception, write_stand_in_squeezenet
+from conftest import ROOT, write_stand_in_inception, write_stand_in_squeezenet
 
 # ---------------------------------------------------------------- precision / recall / density / coverage
 
@@ -280,6 +282,24 @@ def test_inception_is_looked_for_in_the_users_cache_never_in_tmp(tmp_path, monke
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert features.inception_dirs() == [tmp_path / "xdg/lsdm", tmp_path / "torch/hub/checkpoints"]
+
+
+def test_lip_d_and_the_inception_print_no_torchscript_notice(tmp_path):
+    """torch 2.x deprecates TorchScript, which torch's own forward-mode AD (behind Lip(D)) and clean-fid's
+    Inception loader still use: `lsdm evaluate` printed the notice on every run. A fresh process (torch
+    loads its jvp decompositions once per process) where that notice is an error."""
+    weights = tmp_path / features.INCEPTION_FILE
+    write_stand_in_inception(weights)
+    code = ("import torch\n"
+            "from lsdm.evaluation.bound import decoder_lipschitz\n"
+            "from lsdm.evaluation.features import load_inception\n"
+            "decoder_lipschitz(torch.nn.Linear(2, 4), torch.randn(3, 2))\n"
+            f"model, _, reason = load_inception({str(weights)!r}, torch.device('cpu'))\n"
+            "assert reason is None, reason\n"
+            "model(torch.rand(2, 1, 28, 28))\n")  # fmt: skip
+    p = subprocess.run([sys.executable, "-W", "error:`torch.jit:FutureWarning", "-c", code], cwd=ROOT,
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
 
 
 def test_stand_in_inception_runs_cleanfid_path(tmp_path, monkeypatch, no_network):

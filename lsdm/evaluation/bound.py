@@ -1,21 +1,29 @@
-"""The three terms of LSDM's bound, measured on held-out data (DESIGN.md):
+"""LSDM's bound, measured on held-out data: its Lipschitz factor, and the critic's diagnostic.
 
     W1(joint of (x, y), joint of (x, y_hat)) <= Lip(D) * W1(latent joints) + E|y - D(E(y))|
 
+The evaluate stage (`lsdm.pipeline.evaluate.bound_terms`) measures each term on the test images:
+
 - reconstruction: E ||y - D(E(y))||_2 over test images (`lsdm.evaluation.metrics.mean_l2`);
 - Lip(D): the largest spectral norm of the decoder's Jacobian over sampled latents (this module);
-- W1 of the latent joints: the trained critic's estimate E f(x, z) - E f(x, G(x, eta)) on test
-  images' latents and their labels, which the matcher never saw (this module).
+- W1 of the latent joints, and the left side W1 of the image joints: exact optimal transport between
+  the held-out (condition, E(y)) and (condition, G(x, eta)), and between (condition, y) and
+  (condition, D(G(x, eta))) (`lsdm.evaluation.transport`), not a critic's estimate.
 
-All three use the same geometry: Euclidean norm on flattened pixels in [0, 1] for images, and on
+The critic's own value E f(x, z) - E f(x, G(x, eta)) (`critic_w1`, this module) is no term of the
+bound: it is reported beside it, on held-out codes and on the critic's training pairs, as a
+diagnostic of memorisation (a critic fitted on a few pairs need not tell held-out real codes from
+generated ones).
+
+All terms use the same geometry: Euclidean norm on flattened pixels in [0, 1] for images, and on
 the *standardised* latent (the space G and f work in) for codes, so the decoder is taken as
-z_std -> D(z_std * std + mean). Read the product with care: the Jacobian maximum over samples is
-a lower estimate of the global Lipschitz constant, and a critic's value is a lower estimate of W1
-(any 1-Lipschitz f gives one; the gradient penalty only encourages 1-Lipschitz), so the sum is an
-indicative size of each term, not a certified bound.
+z_std -> D(z_std * std + mean). The Jacobian maximum over samples is a lower estimate of the global
+Lipschitz constant, so the right side measured is an estimate from below, not a certified bound.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -32,11 +40,16 @@ def decoder_jacobian_norms(decode, z: torch.Tensor, batch_size: int = 64) -> tup
         return decode(zi[None]).flatten()
 
     spec, frob = [], []
-    for i in range(0, len(z), batch_size):
-        J = vmap(jacfwd(single))(z[i : i + batch_size].detach())  # [b, P, d]
-        # spectral norm = sqrt of the largest eigenvalue of J^T J ([d, d]: cheaper than an SVD of J)
-        spec.append(torch.linalg.eigvalsh(J.mT @ J)[:, -1].clamp_min(0).sqrt().cpu())
-        frob.append(torch.linalg.matrix_norm(J, ord="fro").cpu())
+    with warnings.catch_warnings():
+        # forward-mode AD loads torch's jvp decompositions on first use, and torch compiles them with
+        # its own deprecated `torch.jit.script` (torch/_decomp/decompositions_for_jvp.py): a notice
+        # about torch's internals that every `lsdm evaluate` printed; other warnings still show
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        for i in range(0, len(z), batch_size):
+            J = vmap(jacfwd(single))(z[i : i + batch_size].detach())  # [b, P, d]
+            # spectral norm = sqrt of the largest eigenvalue of J^T J ([d, d]: cheaper than an SVD of J)
+            spec.append(torch.linalg.eigvalsh(J.mT @ J)[:, -1].clamp_min(0).sqrt().cpu())
+            frob.append(torch.linalg.matrix_norm(J, ord="fro").cpu())
     return torch.cat(spec), torch.cat(frob)
 
 

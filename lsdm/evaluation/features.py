@@ -108,7 +108,12 @@ class InceptionFeatures:
             self._tmp = tempfile.TemporaryDirectory(prefix="lsdm-inception-")
             folder = Path(self._tmp.name)
             os.symlink(weights.resolve(), folder / INCEPTION_FILE)
-        self.model = InceptionV3W(str(folder), download=False, resize_inside=False).to(device).eval()
+        with warnings.catch_warnings():
+            # clean-fid's network is a TorchScript file that InceptionV3W opens with `torch.jit.load`,
+            # which torch 2.x flags as deprecated on every call; there is no other loader for that
+            # file, so the notice says nothing the user can act on (the rest still warns)
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is", category=FutureWarning)
+            self.model = InceptionV3W(str(folder), download=False, resize_inside=False).to(device).eval()
         self.resize, self.device, self.batch_size = build_resizer(mode), device, batch_size
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
