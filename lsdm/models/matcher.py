@@ -30,6 +30,38 @@ def mlp(d_in: int, width: int, depth: int, d_out: int | None) -> nn.Sequential:
     return nn.Sequential(*layers, *([nn.Linear(d, d_out)] if d_out is not None else []))
 
 
+def leaky_forward(layers: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`layers(x)` and the input of each of its LeakyReLUs (what their derivative depends on)."""
+    pre = []
+    for layer in layers:
+        if isinstance(layer, nn.LeakyReLU):
+            pre.append(x)
+        x = layer(x)
+    return x, pre
+
+
+def leaky_input_grad(weights: list[torch.Tensor], pre: list[torch.Tensor], v: torch.Tensor, slope: float) -> torch.Tensor:
+    """v^T d out / d input of a LeakyReLU MLP, each row at its own point: `weights[i]` maps into the
+    LeakyReLU whose input was `pre[i]`, `v` [B, width] is d out / d (last activation).
+
+    Why by hand: the gradient penalty needs grad_z f as a function of the weights. Autograd's
+    `create_graph=True` records the backward pass and differentiates it again (a double backward);
+    a LeakyReLU's derivative is piecewise constant (its derivative is 0 almost everywhere), so
+    grad_z f is this chain of masked matrix products and one ordinary backward through it gives the
+    same weight gradients, with a third of the kernels. The masks match LeakyReLU's own backward
+    (slope where the input is <= 0)."""
+    g = v
+    for w, p in zip(reversed(weights), reversed(pre)):
+        g = torch.where(p > 0, g, g * slope) @ w
+    return g  # [B, input dim]
+
+
+def _slope(layers: nn.Sequential) -> float:
+    slopes = {m.negative_slope for m in layers if isinstance(m, nn.LeakyReLU)}
+    assert len(slopes) == 1, slopes
+    return slopes.pop()
+
+
 class Generator(nn.Module):
     def __init__(self, cond: nn.Module, cond_dim: int, noise_dim: int, z_dim: int, width: int, depth: int):
         super().__init__()
@@ -57,6 +89,14 @@ class MarginalCritic(nn.Module):
     def marginal(self, z: torch.Tensor) -> torch.Tensor:
         """m(z), the marginal critic of codes pooled over conditions: [N]."""
         return self.marginal_net(z).squeeze(1)
+
+    def marginal_input_grad(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """grad m at each row of z_hat [B, d], in closed form (`leaky_input_grad`)."""
+        net = self.marginal_net
+        with torch.no_grad():  # only the masks: no gradient flows through a LeakyReLU's mask
+            pre = leaky_forward(net[:-1], z_hat)[1]
+        linears = [m.weight for m in net[:-1] if isinstance(m, nn.Linear)]
+        return leaky_input_grad(linears, pre, net[-1].weight.expand(len(z_hat), -1), _slope(net))
 
 
 class Critic(MarginalCritic):
@@ -88,6 +128,16 @@ class Critic(MarginalCritic):
         """f for codes z [k*B, z_dim], k blocks of B rows each scored against encoded conditions h [B, width]."""
         pre = per_block(F.linear(z, self.net[0].weight[:, self.cond_dim :]), h, torch.add)
         return self.net[1:](pre).squeeze(1)  # [k*B]
+
+    def input_grad(self, h: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+        """grad_z f at each row of z_hat [B, d] against encoded conditions h [B, width], in closed
+        form (`leaky_input_grad`): the penalty needs no double backward."""
+        net = self.net
+        w_z = net[0].weight[:, self.cond_dim :]
+        with torch.no_grad():  # only the masks
+            pre = leaky_forward(net[1:-1], F.linear(z_hat, w_z) + h)[1]
+        weights = [w_z, *(m.weight for m in net[2:-1] if isinstance(m, nn.Linear))]
+        return leaky_input_grad(weights, pre, net[-1].weight.expand(len(z_hat), -1), _slope(net))
 
 
 class Projection(nn.Module):
@@ -128,6 +178,14 @@ class ProjectionCritic(Projection, MarginalCritic):
         super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width)
         if marginal:
             self.add_marginal(z_dim, width, depth)
+
+    def input_grad(self, e: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+        """grad_z f at each row of z_hat [B, d]: d f / d h = w + e, pulled back through the body in
+        closed form (`leaky_input_grad`)."""
+        with torch.no_grad():  # only the masks
+            pre = leaky_forward(self.body, z_hat)[1]
+        weights = [m.weight for m in self.body if isinstance(m, nn.Linear)]
+        return leaky_input_grad(weights, pre, self.out.weight + e, _slope(self.body))
 
 
 def per_block(rows: torch.Tensor, h: torch.Tensor, op) -> torch.Tensor:

@@ -157,25 +157,29 @@ def critic_objective(
     """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves.
 
     Same value as `gradient_penalty` plus two separate critic calls, with the condition encoded once
-    (`critic.encode(x)`) and scored against the real and fake codes in one pass
-    (`critic.score(h, [z_real; z_fake])`): on the CPU small networks are dominated by per-call
-    overhead, and a conv condition encoder (super-resolution) by its FLOPs. The interpolates get
-    their own pass, so the penalty's double backward runs over B rows, not 3B. Requires a critic
-    without batch statistics (no BatchNorm).
+    (`critic.encode(x)`) and scored against the real and fake codes in one pass: on the CPU small
+    networks are dominated by per-call overhead, and a conv condition encoder (super-resolution) by
+    its FLOPs. Requires a critic without batch statistics (no BatchNorm).
 
-    A critic whose grad_z f does not depend on the encoded condition (`critic.penalty_ignores_condition`:
-    an MLP with LeakyReLU, where h only moves piecewise-constant masks) gets h detached at the
-    interpolates: same gradients, and the double backward skips the condition encoder. A
-    projection critic's grad_z f is linear in h: not detached.
+    A latent critic (an MLP of z: `critic.input_grad`) gives grad_z f at the interpolates in closed
+    form (`lsdm.models.matcher.leaky_input_grad`): one backward instead of a double backward, the
+    same gradients up to rounding. Other critics
+    (the pixel critic's conv body) take autograd's double backward over the interpolates' own pass;
+    where grad_z f does not depend on the encoded condition (`critic.penalty_ignores_condition`) with
+    the condition detached there, so that backward skips the condition encoder.
     """
     b = z_real.shape[0]
     alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
-    z_hat = (alpha * z_real + (1 - alpha) * z_fake).requires_grad_(True)
+    z_hat = alpha * z_real + (1 - alpha) * z_fake
     h = critic.encode(x)
     out = critic.score(h, torch.cat([z_real, z_fake]))
+    if hasattr(critic, "input_grad"):
+        grad = critic.input_grad(h, z_hat)
+    else:
+        h_hat = h.detach() if getattr(critic, "penalty_ignores_condition", False) else h
+        z_hat.requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic.score(h_hat, z_hat).sum(), z_hat, create_graph=True)
     w1 = out[:b].mean() - out[b:].mean()
-    h_hat = h.detach() if getattr(critic, "penalty_ignores_condition", False) else h
-    (grad,) = torch.autograd.grad(critic.score(h_hat, z_hat).sum(), z_hat, create_graph=True)
     gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 
@@ -185,14 +189,14 @@ def marginal_objective(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The marginal critic's loss -W1_m + gp_weight * GP_m, W1_m and GP_m: `critic.marginal(z)`
     separates pooled latents (any training image, paired or not) from G's codes pooled over
-    conditions, and is kept 1-Lipschitz at interpolates between the two, as the joint critic."""
+    conditions, and is kept 1-Lipschitz at interpolates between the two, as the joint critic
+    (its gradient there in closed form: `critic.marginal_input_grad`)."""
     b = min(len(z_pool), len(z_fake))
     z_pool, z_fake = z_pool[:b], z_fake[:b]
     alpha = torch.rand(b, 1, device=z_pool.device)
-    z_hat = (alpha * z_pool + (1 - alpha) * z_fake).requires_grad_(True)
     out = critic.marginal(torch.cat([z_pool, z_fake]))
+    grad = critic.marginal_input_grad(alpha * z_pool + (1 - alpha) * z_fake)
     w1 = out[:b].mean() - out[b:].mean()
-    (grad,) = torch.autograd.grad(critic.marginal(z_hat).sum(), z_hat, create_graph=True)
     gp = ((grad.norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 

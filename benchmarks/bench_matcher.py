@@ -1,0 +1,113 @@
+"""The matching stage's training time, this checkout's code against an earlier commit's, side by side.
+
+fit_matcher's cost is the number of network passes per generator step, not the data: each version
+trains `train_wgan_gp` at the shipped `matcher` params (params.yaml of this checkout) on synthetic
+latents of the default run's shapes (100 pairs, 10 classes, a pool of 3,500 16-d codes), in its own
+process, one version after the other, `--repeats` times alternating (so a change of machine load
+hits both). The earlier version's `lsdm/` is unpacked from git (`git archive REF lsdm`) into a
+temporary folder and imported from there; nothing else differs.
+
+    python benchmarks/bench_matcher.py --ref 7dfbc8b              # 2,000 steps, 2 repeats
+    python benchmarks/bench_matcher.py --ref HEAD~1 --steps 400   # quicker; time per step is what counts
+
+Figures: results/benchmarks/bench_matcher.json (seconds per version and repeat, the ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic(n_pairs: int, n_pool: int, n_classes: int, dim: int, seed: int = 0):
+    """Latents of the default run's shapes: one Gaussian blob per class, standardised scale."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_classes, dim, generator=g)
+    pool_y = torch.arange(n_pool) % n_classes
+    pool = centres[pool_y] + 0.5 * torch.randn(n_pool, dim, generator=g)
+    cond = torch.arange(n_pairs) % n_classes
+    return cond, centres[cond] + 0.5 * torch.randn(n_pairs, dim, generator=g), pool, pool_y
+
+
+def inner(code: str, steps: int, threads: int) -> None:
+    """In a child process: import lsdm from `code`, train once, print the seconds as JSON."""
+    sys.path.insert(0, code)
+    import torch
+
+    torch.set_num_threads(threads)
+    from lsdm.models.matcher import wgan_gp_mlp
+    from lsdm.models import training
+
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]
+    cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
+    torch.manual_seed(p["seed"])
+    m = wgan_gp_mlp(condition={"kind": "label", "n_classes": 10}, z_dim=16, noise_dim=p["noise_dim"], width=p["width"],
+                    depth=p["depth"], critic=p["critic"], marginal=p["marginal_weight"] > 0)  # fmt: skip
+    kwargs = dict(steps=steps, n_critic=p["n_critic"], batch_size=p["batch_size"], lr=p["lr"], gp_weight=p["gp_weight"],
+                  seed=p["seed"], pool=pool, marginal_weight=p["marginal_weight"])  # fmt: skip
+    t0 = time.perf_counter()
+    training.train_wgan_gp(m, cond, z, **kwargs)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "module": training.__file__}))
+
+
+def unpack(ref: str, dest: Path) -> Path:
+    tar = subprocess.run(["git", "archive", ref, "lsdm"], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(dest, filter="data")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ref", default="HEAD", help="the earlier commit to compare with (default: %(default)s)")
+    ap.add_argument("--steps", type=int, default=None, help="generator steps (default: params.yaml's matcher.steps)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("LSDM_THREADS", "2")))
+    ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/bench_matcher.json")
+    ap.add_argument("--inner", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    steps = args.steps or yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]["steps"]
+    if args.inner:
+        inner(args.inner, steps, args.threads)
+        return 0
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from record import Run
+
+    run = Run()
+    ref = subprocess.run(["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    seconds: dict[str, list[float]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory(prefix="bench-matcher-") as tmp:
+        versions = {"before": str(unpack(ref, Path(tmp))), "after": str(ROOT)}
+        for r in range(args.repeats):
+            for name, code in versions.items():
+                out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps),
+                                      "--threads", str(args.threads)], capture_output=True, text=True, check=True)  # fmt: skip
+                doc = json.loads(out.stdout.strip().splitlines()[-1])
+                assert doc["module"].startswith(code), doc  # the version it claims to time
+                seconds[name].append(round(doc["seconds"], 2))
+                print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({steps} steps, {args.threads} threads)", flush=True)
+    best = {k: min(v) for k, v in seconds.items()}
+    figures = {"ref": ref, "steps": steps, "threads": args.threads, "seconds": seconds,
+               "speedup": round(best["before"] / best["after"], 2),
+               "seconds_at_2000_steps": {k: round(v * 2000 / steps, 1) for k, v in best.items()}}  # fmt: skip
+    print(f"speed-up (best of {args.repeats}): {figures['speedup']}x")
+    run.write(args.out, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
