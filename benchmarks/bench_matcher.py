@@ -2,7 +2,8 @@
 
 fit_matcher's cost is the number of network passes per generator step, not the data: each version
 trains `train_wgan_gp` at the shipped `matcher` params (params.yaml of this checkout) on synthetic
-latents of the default run's shapes (100 pairs, 10 classes, a pool of 3,500 16-d codes), in its own
+latents of the default run's shapes (100 pairs, 10 classes, a pool of 3,500 16-d codes, all of them
+pseudo-labelled for the class-aware term where a version has it), in its own
 process, one version after the other, `--repeats` times alternating (so a change of machine load
 hits both). The earlier version's `lsdm/` is unpacked from git (`git archive REF lsdm`) into a
 temporary folder and imported from there; nothing else differs.
@@ -43,25 +44,30 @@ def synthetic(n_pairs: int, n_pool: int, n_classes: int, dim: int, seed: int = 0
     return cond, centres[cond] + 0.5 * torch.randn(n_pairs, dim, generator=g), pool, pool_y
 
 
-def inner(code: str, steps: int, threads: int) -> None:
-    """In a child process: import lsdm from `code`, train once, print the seconds as JSON."""
+def inner(code: str, steps: int, threads: int, sets: dict) -> None:
+    """In a child process: import lsdm from `code`, train once, print the seconds as JSON. The matcher
+    section is params.yaml's with `sets` applied, keeping the keys this version knows."""
     sys.path.insert(0, code)
+    import inspect
+
     import torch
 
     torch.set_num_threads(threads)
-    from lsdm.models.matcher import wgan_gp_mlp
+    from lsdm.config import MatcherParams
     from lsdm.models import training
+    from lsdm.models.matcher import matcher_config, wgan_gp_mlp
 
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]
+    raw = {**yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"], **sets, "steps": steps}
+    p = MatcherParams(**{k: v for k, v in raw.items() if k in MatcherParams.model_fields})
     cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
-    torch.manual_seed(p["seed"])
-    m = wgan_gp_mlp(condition={"kind": "label", "n_classes": 10}, z_dim=16, noise_dim=p["noise_dim"], width=p["width"],
-                    depth=p["depth"], critic=p["critic"], marginal=p["marginal_weight"] > 0)  # fmt: skip
-    kwargs = dict(steps=steps, n_critic=p["n_critic"], batch_size=p["batch_size"], lr=p["lr"], gp_weight=p["gp_weight"],
-                  seed=p["seed"], pool=pool, marginal_weight=p["marginal_weight"])  # fmt: skip
+    torch.manual_seed(p.seed)
+    m = wgan_gp_mlp(**matcher_config(p, {"kind": "label", "n_classes": 10}, 16))
+    extra = {}
+    if "pseudo" in inspect.signature(training.train_matcher).parameters:  # the class-aware term's labels
+        extra["pseudo"] = (pool, pool_y, torch.full((len(pool),), 0.95))
     t0 = time.perf_counter()
-    training.train_wgan_gp(m, cond, z, **kwargs)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "module": training.__file__}))
+    training.train_matcher(m, p, cond, z, pool, **extra)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "module": training.__file__, "matcher": p.model_dump()}))
 
 
 def unpack(ref: str, dest: Path) -> Path:
@@ -78,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("LSDM_THREADS", "2")))
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/bench_matcher.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     steps = args.steps or yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]["steps"]
+    sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     if args.inner:
-        inner(args.inner, steps, args.threads)
+        inner(args.inner, steps, args.threads, sets)
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from record import Run
@@ -90,18 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     run = Run()
     ref = subprocess.run(["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     seconds: dict[str, list[float]] = {"before": [], "after": []}
+    matchers: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-matcher-") as tmp:
         versions = {"before": str(unpack(ref, Path(tmp))), "after": str(ROOT)}
         for r in range(args.repeats):
             for name, code in versions.items():
-                out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps),
-                                      "--threads", str(args.threads)], capture_output=True, text=True, check=True)  # fmt: skip
+                out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps), "--threads",
+                                      str(args.threads), *(f"--set={s}" for s in args.set)],
+                                     capture_output=True, text=True, check=True)  # fmt: skip
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 assert doc["module"].startswith(code), doc  # the version it claims to time
                 seconds[name].append(round(doc["seconds"], 2))
+                matchers[name] = doc["matcher"]
                 print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({steps} steps, {args.threads} threads)", flush=True)
     best = {k: min(v) for k, v in seconds.items()}
-    figures = {"ref": ref, "steps": steps, "threads": args.threads, "seconds": seconds,
+    figures = {"ref": ref, "steps": steps, "threads": args.threads, "seconds": seconds, "matcher": matchers,
                "speedup": round(best["before"] / best["after"], 2),
                "seconds_at_2000_steps": {k: round(v * 2000 / steps, 1) for k, v in best.items()}}  # fmt: skip
     print(f"speed-up (best of {args.repeats}): {figures['speedup']}x")

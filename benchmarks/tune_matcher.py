@@ -140,12 +140,21 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
         label, n_steps = f"latent_flow (lr {p.lr}, {p.steps} steps)", p.steps
     else:
         p = params.matcher
-        pool = codes(latents, latent_pool(images)["id"]) if p.marginal_weight > 0 else None
+        pool_ids = latent_pool(images)["id"]
+        pool = codes(latents, pool_ids) if p.marginal != "none" and p.marginal_weight > 0 else None
+        pseudo = None
+        if p.marginal == "class_aware":  # the job's own pseudo-labels, as stage pseudo_label makes them
+            from lsdm.pipeline.pseudo_label import label_pool
+
+            table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
+            table = table[table["confidence"] >= params.pseudo.threshold]
+            pseudo = (codes(latents, table["id"]), torch.as_tensor(table["label"].to_numpy()),
+                      torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
         seed_everything(p.seed)
         matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
         samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std))]  # noqa: E731
         probe = lambda: samplers()[0][1]  # noqa: E731
-        train = lambda log: train_matcher(matcher, p, cond, z, pool, log=log, log_every=curve_every or 10,  # noqa: E731
+        train = lambda log: train_matcher(matcher, p, cond, z, pool, pseudo, log=log, log_every=curve_every or 10,  # noqa: E731
                                           desc=f"{name} n{count} s{seed}")
         label, n_steps = variant_name(p), p.steps
 

@@ -110,9 +110,16 @@ class MatcherParams(Section):
     # how the critic sees the condition: concat (MLP on [cond(x), z]) | projection (a head per class
     # on shared features of z); see lsdm/models/matcher.py and the README's matcher section
     critic: Literal["concat", "projection"] = "projection"
-    # weight of the marginal W1 term (G's pooled codes vs every latent of the pool): 0 = the
-    # paper's method ("LSDM"), > 0 = our extension ("LSDM + marginal")
+    # what the unpaired latents add (our extension beyond the paper): none = the paper's method, pairs
+    # only ("LSDM"); pooled = a class-blind W1 term, G's codes pooled over conditions vs every latent
+    # of the pool ("LSDM + marginal"); class_aware = also a conditional W1 term on the pool latents
+    # whose pseudo-label (stage pseudo_label, from the pairs alone) has confidence >= pseudo.threshold.
+    # Data without classes (super-resolution) has no pseudo-labels: class_aware runs as pooled there.
+    marginal: Literal["none", "pooled", "class_aware"] = "pooled"
+    # weight of the class-blind pooled term (0 turns it off, as marginal: none)
     marginal_weight: float = Field(1.0, ge=0.0)
+    # weight of the class-aware term (marginal: class_aware only)
+    class_weight: float = Field(1.0, ge=0.0)
     noise_dim: PositiveInt = 16
     width: PositiveInt = 256
     depth: PositiveInt = 3
@@ -122,6 +129,15 @@ class MatcherParams(Section):
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
     seed: Seed = 0
+
+
+class PseudoParams(Section):
+    """Pseudo-labels for the latent pool (stage pseudo_label): label spreading from the pairs over a
+    k-NN graph of the latents (lsdm/models/pseudo_labels.py)."""
+
+    neighbors: PositiveInt = 10  # k of the k-NN graph
+    alpha: float = Field(0.2, gt=0.0, lt=1.0)  # how far labels spread (scikit-learn's clamping factor)
+    threshold: float = Field(0.9, ge=0.0, le=1.0)  # confidence a pool latent needs for the class-aware term
 
 
 class EvalNetParams(Section):
@@ -254,6 +270,7 @@ class Params(Section):
     sr: SRParams = SRParams()
     latent: LatentParams = LatentParams()
     matcher: MatcherParams = MatcherParams()
+    pseudo: PseudoParams = PseudoParams()
     evalnet: EvalNetParams = EvalNetParams()
     evaluate: EvaluateParams = EvaluateParams()
     methods: list[str] = Field(default_factory=list)  # baselines fitted beside LSDM (a sweep sets all)
@@ -416,11 +433,24 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return raw
 
 
-def variant_name(matcher: MatcherParams) -> str:
+def variant_name(matcher: MatcherParams, has_classes: bool = True) -> str:
     """What reports call the matcher that ran: "LSDM" is the paper's method (pairs only in the
     matching stage), "LSDM + marginal" ours; the critic's conditioning in brackets."""
-    name = "LSDM + marginal" if matcher.marginal_weight > 0 else "LSDM"
-    return f"{name} ({matcher.critic} critic)"
+    return f"{MARGINAL_NAMES[marginal_terms(matcher, has_classes)]} ({matcher.critic} critic)"
+
+
+MARGINAL_NAMES = {"none": "LSDM", "pooled": "LSDM + marginal", "class_aware": "LSDM + class-aware marginal"}
+
+
+def marginal_terms(matcher: MatcherParams, has_classes: bool = True) -> str:
+    """Which unpaired-latent terms train: `matcher.marginal` with the zero weights taken out (a
+    pooled term at weight 0 is the paper's method) and, without classes, class_aware run as pooled."""
+    kind = matcher.marginal
+    if kind == "class_aware" and (not has_classes or matcher.class_weight == 0):
+        kind = "pooled"
+    if kind == "pooled" and matcher.marginal_weight == 0:
+        kind = "none"
+    return kind
 
 
 def resolve_device(name: str):

@@ -5,7 +5,7 @@ import torch
 
 from lsdm.io import save_checkpoint
 from lsdm.models import MODELS, build, load
-from lsdm.models.training import gradient_penalty, train_autoencoder, train_classifier, train_wgan_gp
+from lsdm.models.training import ClassAware, Pooled, gradient_penalty, matching_terms, train_autoencoder, train_classifier, train_wgan_gp
 
 CONFIGS = {
     "conv_ae": dict(image_size=28, in_channels=1, dim=8, channels=[8, 16], noise=0.05),
@@ -190,18 +190,22 @@ def test_marginal_term_pulls_pooled_codes_toward_the_pool(critic):
         torch.manual_seed(0)
         m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 1}, z_dim=2, noise_dim=2, width=32,
                                       depth=2, critic=critic, marginal=weight > 0))
-        train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0,
-                      pool=pool, marginal_weight=weight)
+        terms = [Pooled(pool, weight, 10.0)] if weight > 0 else []
+        train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0, terms=terms)
         with torch.no_grad():
             means[weight] = m(torch.zeros(512, dtype=torch.long))[:, 0].mean().item()
     assert abs(means[0.0]) < 1.5 and means[4.0] > means[0.0] + 1.0, means
 
 
-def test_marginal_weight_needs_a_pool_and_a_marginal_critic():
+def test_marginal_terms_need_a_pool_and_their_critics():
+    from lsdm.config import MatcherParams
+
     m = build("wgan_gp_mlp", CONFIGS["wgan_gp_mlp"])
     with pytest.raises(ValueError, match="marginal_weight > 0 needs"):
-        train_wgan_gp(m, torch.zeros(4, dtype=torch.long), torch.randn(4, 8), steps=1, n_critic=1, batch_size=4,
-                      lr=1e-3, gp_weight=10.0, seed=0, pool=None, marginal_weight=1.0)
+        matching_terms(MatcherParams(marginal="pooled"), m, pool=None)
+    with pytest.raises(ValueError, match="class_aware needs a critic built with a class critic"):
+        matching_terms(MatcherParams(marginal="class_aware"), m, torch.randn(4, 8), (torch.randn(4, 8), torch.zeros(4), torch.ones(4)))
+    assert matching_terms(MatcherParams(marginal="none"), m) == []  # the paper's method: the joint term only
 
 
 @pytest.mark.parametrize("critic", ["concat", "projection"])
@@ -235,3 +239,44 @@ def test_closed_form_penalties_give_the_double_backward_weight_gradients(critic)
     assert grads[0].keys() == grads[1].keys() and any(k.startswith("marginal_net") for k in grads[0])
     bad = [n for n in grads[0] if not torch.allclose(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4)]
     assert not bad, bad
+
+
+@pytest.mark.timeout(600)
+def test_class_aware_term_pulls_each_class_toward_its_own_pseudo_labelled_latents():
+    """Pairs of both classes sit at 0; the pool holds class 0 near (+3, 0) and class 1 near (-3, 0).
+    The class-blind pooled term can only pull the codes of both classes toward the mixture; the
+    class-aware term pulls class 0's to +3 and class 1's to -3, and its low-confidence rows count less."""
+    torch.manual_seed(0)
+    cond = torch.tensor([0, 1] * 4)
+    z = torch.randn(8, 2) * 0.3
+    pool_y = torch.arange(1000) % 2
+    pool = torch.randn(1000, 2) * 0.3 + torch.stack([3.0 - 6.0 * pool_y, torch.zeros(1000)], 1)
+    m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=32, depth=2,
+                                  critic="projection", class_critic=2))  # fmt: skip
+    logs = []
+    terms = [ClassAware(pool, pool_y, torch.full((1000,), 0.95), weight=4.0, gp_weight=10.0)]
+    train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0, terms=terms,
+                  log=lambda s, d: logs.append(d), log_every=50)  # fmt: skip
+    with torch.no_grad():
+        means = [m(torch.full((512,), k))[:, 0].mean().item() for k in (0, 1)]
+    assert means[0] > 1.0 and means[1] < -1.0, means
+    assert {"critic/w1", "critic/w1_class", "critic/gp_class"} <= set(logs[-1])
+
+
+def test_class_aware_weights_rows_by_confidence():
+    """A row at confidence 0 does not move the class critic's W1 estimate."""
+    from lsdm.models.training import critic_objective
+
+    torch.manual_seed(0)
+    f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic="projection")).critic
+    y, z_real, z_fake = torch.randint(0, 10, (8,)), torch.randn(8, 8), torch.randn(8, 8)
+    w = torch.tensor([1.0] * 4 + [0.0] * 4)
+    changed = z_real.clone()
+    changed[4:] += 5.0  # only the zero-weight rows differ
+    torch.manual_seed(1)
+    a = critic_objective(f, y, z_real, z_fake, 10.0, weights=w)[1]
+    torch.manual_seed(1)
+    b = critic_objective(f, y, changed, z_fake, 10.0, weights=w)[1]
+    torch.manual_seed(1)
+    c = critic_objective(f, y, changed, z_fake, 10.0)[1]
+    assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c, atol=1e-3)

@@ -92,6 +92,20 @@ PAIRED = pa.DataFrameSchema(
 )
 
 
+# pseudo_label's output: a label and its confidence for each image of the latent pool, learned from the
+# pairs alone (lsdm.models.pseudo_labels); empty when the data has no classes
+PSEUDO_LABELS = pa.DataFrameSchema(
+    {
+        "id": pa.Column(str, unique=True),
+        "label": pa.Column(np.int64, pa.Check.ge(0)),
+        "confidence": pa.Column(np.float64, pa.Check.in_range(0.0, 1.0)),
+    },
+    strict=True,
+    coerce=True,
+    name="pseudo_labels",
+)
+
+
 def _z_fixed_size(df) -> bool:
     lengths = df["z"].map(len)
     return bool(len(df) == 0 or (lengths == lengths.iloc[0]).all())

@@ -2,8 +2,9 @@
 
 Fitted by the main pipeline: fit_latent (the autoencoder on the whole latent pool), encode (the
 standardised latents), then `fit` here (fit_matcher): the matcher G(x, eta) -> z against a critic
-f(x, z) on the paired subset; with `matcher.marginal_weight` > 0 also against the pooled latents of
-every training image (our extension; 0 is the paper's method).
+f(x, z) on the paired subset; with `matcher.marginal` pooled also against the pooled latents of every
+training image, and with class_aware against the pool latents with confident pseudo-labels too (our
+extension; none is the paper's method).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from lsdm import paths
-from lsdm.config import variant_name
-from lsdm.data.schemas import LATENT_POOL
+from lsdm.config import marginal_terms, variant_name
+from lsdm.data.schemas import LATENT_POOL, PSEUDO_LABELS
 from lsdm.io import read_json, read_table, save_checkpoint
 from lsdm.methods.common import Track, paired_inputs, shared_latents
 from lsdm.models import load
@@ -24,7 +25,7 @@ from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
 from lsdm.models.training import seed_everything, train_matcher
 
-FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS)
+FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS, paths.PSEUDO_LABELS)
 SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS)
 
 
@@ -61,22 +62,39 @@ class LSDMSampler(nn.Module):
         return cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device)
 
 
+def confident_pseudo_labels(threshold: float, device: torch.device, root: str | Path = "."):
+    """(latents, labels, confidences) of the pool images whose pseudo-label has confidence >=
+    `threshold` (stage pseudo_label); None when the data has no classes (an empty table)."""
+    table = read_table(Path(root) / paths.PSEUDO_LABELS, PSEUDO_LABELS)
+    if table.empty:
+        return None
+    table = table[table["confidence"] >= threshold]
+    if table.empty:
+        raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
+                         "lower it (results/pseudo_label/metrics.json shows the coverage)")
+    z = shared_latents(table["id"], device, root)
+    return (z, torch.as_tensor(table["label"].to_numpy(), device=device),
+            torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
+
+
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    """Train the matcher on the pairs' latents (and the pool's, for the marginal term); writes matcher.pt."""
+    """Train the matcher on the pairs' latents (and the pool's, for the marginal terms); writes matcher.pt."""
     p = params.matcher
     images, paired, _, cond, task = paired_inputs(params, device, root)
     z = shared_latents(paired["id"], device, root)
-    marginal = p.marginal_weight > 0  # then G's pooled codes also match every training image's latent
-    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if marginal else None
+    pseudo = confident_pseudo_labels(params.pseudo.threshold, device, root) if p.marginal == "class_aware" else None
+    kind = marginal_terms(p, has_classes=pseudo is not None)
+    pooled = kind != "none" and p.marginal_weight > 0  # then G's pooled codes also match every training image's latent
+    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if pooled else None
     config = matcher_config(p, task.condition_spec(images), z.shape[1])
     seed_everything(p.seed)
     matcher = wgan_gp_mlp(**config).to(device)
     t0 = time.perf_counter()
-    train_matcher(matcher, p, cond, z, pool, log=track)
+    train_matcher(matcher, p, cond, z, pool, pseudo if kind == "class_aware" else None, log=track)
     seconds = time.perf_counter() - t0
     save_checkpoint(out_dir / paths.MATCHER.name, "wgan_gp_mlp", config, matcher.state_dict(), task=params.task)
-    return {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p),
-            "n_pool": len(pool) if marginal else 0}  # fmt: skip
+    return {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p, pseudo is not None),
+            "n_pool": len(pool) if pooled else 0, "n_pseudo": len(pseudo[0]) if kind == "class_aware" else 0}  # fmt: skip
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:

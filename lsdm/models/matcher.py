@@ -9,9 +9,11 @@ low-resolution image for super-resolution. The critic sees it one of two ways (`
 - `projection`: f = w.phi(z) + <embed(cond(x)), phi(z)> (Miyato & Koyama 2018): with labels, one
   linear head per class on shared features of z, i.e. the conditional W1 class by class.
 
-Either critic can carry a marginal critic m(z) (`matcher.marginal_weight` > 0, our extension beyond
-the paper): the W1 critic between G's codes pooled over conditions and all latents of the pool, an
-MLP of its own (sharing the joint critic's features was worse on validation: README, "The matcher").
+Either critic can carry what the unpaired latents add (`matcher.marginal`, our extension beyond the
+paper): a marginal critic m(z), the W1 critic between G's codes pooled over conditions and all latents
+of the pool, an MLP of its own (sharing the joint critic's features was worse on validation); and a
+class critic f_c(y, z) on the pool latents with confident pseudo-labels y (`matcher.marginal:
+class_aware`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class MarginalCritic(nn.Module):
     def add_marginal(self, z_dim: int, width: int, depth: int) -> None:
         self.marginal_net = mlp(z_dim, width, depth, 1)
 
+    def add_class_critic(self, n_classes: int, z_dim: int, width: int, depth: int) -> None:
+        """The class-aware marginal's critic f_c(y, z): a projection critic on (pseudo-label, pool
+        latent) pairs (`lsdm.models.training.ClassAware`), with weights of its own."""
+        self.class_critic = ProjectionCritic(OneHot(n_classes), n_classes, z_dim, width, depth)
+
     @property
     def has_marginal(self) -> bool:
         return "marginal_net" in self._modules
@@ -109,12 +116,15 @@ class Critic(MarginalCritic):
 
     penalty_ignores_condition = True  # grad_z f is piecewise constant in encode(x) (see critic_objective)
 
-    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False):
+    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False,
+                 class_critic: int = 0):  # fmt: skip
         super().__init__()
         self.cond, self.cond_dim = cond, cond_dim
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
         if marginal:
             self.add_marginal(z_dim, width, depth)
+        if class_critic:
+            self.add_class_critic(class_critic, z_dim, width, depth)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode(x), z)  # [B]
@@ -174,10 +184,13 @@ class Projection(nn.Module):
 class ProjectionCritic(Projection, MarginalCritic):
     """The projection critic on latent codes: body = an MLP of z; optionally the marginal critic."""
 
-    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False):
+    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False,
+                 class_critic: int = 0):  # fmt: skip
         super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width)
         if marginal:
             self.add_marginal(z_dim, width, depth)
+        if class_critic:
+            self.add_class_critic(class_critic, z_dim, width, depth)
 
     def input_grad(self, e: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
         """grad_z f at each row of z_hat [B, d]: d f / d h = w + e, pulled back through the body in
@@ -255,17 +268,22 @@ CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": Projectio
 
 def matcher_config(p, condition: dict, z_dim: int) -> dict:
     """`wgan_gp_mlp`'s arguments from the `matcher` params section (what a checkpoint stores)."""
+    from lsdm.config import marginal_terms
+
+    kind = marginal_terms(p, has_classes=condition["kind"] == "label")
     return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
-                critic=p.critic, marginal=p.marginal_weight > 0)  # fmt: skip
+                critic=p.critic, marginal=kind != "none" and p.marginal_weight > 0,
+                class_critic=condition["n_classes"] if kind == "class_aware" else 0)  # fmt: skip
 
 
 def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,
-                critic: str = "concat", marginal: bool = False) -> Matcher:  # fmt: skip
+                critic: str = "concat", marginal: bool = False, class_critic: int = 0) -> Matcher:  # fmt: skip
     """MLP generator and critic; each gets its own condition encoder (they must not share weights).
-    `critic` names how f sees the condition (CRITICS); `marginal` adds the marginal critic m(z)."""
+    `critic` names how f sees the condition (CRITICS); `marginal` adds the marginal critic m(z);
+    `class_critic` (a number of classes) the class-aware marginal's critic f_c(y, z)."""
     g_cond, c_dim = condition_encoder(**condition)
     f_cond, _ = condition_encoder(**condition)
     return Matcher(
         Generator(g_cond, c_dim, noise_dim, z_dim, width, depth),
-        CRITICS[critic](f_cond, c_dim, z_dim, width, depth, marginal=marginal),
+        CRITICS[critic](f_cond, c_dim, z_dim, width, depth, marginal=marginal, class_critic=class_critic),
     )

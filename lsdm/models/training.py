@@ -7,7 +7,8 @@ deterministic on the CPU. `log(step, {name: value})` is called every `log_every`
 from __future__ import annotations
 
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -152,9 +153,11 @@ def gradient_penalty(critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z
 
 
 def critic_objective(
-    critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, gp_weight: float
+    critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, gp_weight: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves.
+    """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves; with `weights`
+    [B] (one per condition, e.g. a pseudo-label's confidence) both sides' means are weighted.
 
     Same value as `gradient_penalty` plus two separate critic calls, with the condition encoded once
     (`critic.encode(x)`) and scored against the real and fake codes in one pass: on the CPU small
@@ -179,7 +182,11 @@ def critic_objective(
         h_hat = h.detach() if getattr(critic, "penalty_ignores_condition", False) else h
         z_hat.requires_grad_(True)
         (grad,) = torch.autograd.grad(critic.score(h_hat, z_hat).sum(), z_hat, create_graph=True)
-    w1 = out[:b].mean() - out[b:].mean()
+    if weights is None:
+        w1 = out[:b].mean() - out[b:].mean()
+    else:
+        w = weights / weights.sum()
+        w1 = (out[:b] * w).sum() - (out[b:] * w).sum()
     gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 
@@ -201,6 +208,73 @@ def marginal_objective(
     return -w1 + gp_weight * gp, w1, gp
 
 
+# --- the matching objective: the joint W1 term, and what the unpaired latents add -------------------
+
+
+@dataclass
+class Joint:
+    """The paper's term: W1 between the pairs' (x, z) and (x, G(x, eta)), by the critic f(x, z)."""
+
+    cond: torch.Tensor
+    z: torch.Tensor
+    gp_weight: float
+    weight: float = 1.0
+
+    def critic_loss(self, f, G, rows, z_fake, gen):
+        loss, w1, gp = critic_objective(f, self.cond[rows], self.z[rows], z_fake, self.gp_weight)
+        return loss, {"critic/w1": w1, "critic/gp": gp}
+
+    def generator_score(self, f, G, x, z_g, gen):
+        return f(x, z_g).mean()
+
+
+@dataclass
+class Pooled:
+    """The class-blind marginal: W1 between G's codes pooled over the pairs' conditions and every
+    latent of the pool, by the marginal critic m(z) (`marginal_objective`)."""
+
+    pool: torch.Tensor
+    weight: float
+    gp_weight: float
+
+    def critic_loss(self, f, G, rows, z_fake, gen):
+        z_pool = self.pool[_batch(len(self.pool), len(rows), gen).to(self.pool.device)]
+        loss, w1, gp = marginal_objective(f, z_pool, z_fake, self.gp_weight)
+        return loss, {"critic/w1_marginal": w1, "critic/gp_marginal": gp}
+
+    def generator_score(self, f, G, x, z_g, gen):
+        return f.marginal(z_g).mean()
+
+
+@dataclass
+class ClassAware:
+    """The class-aware marginal: W1 between (y, z) over the pool latents z whose pseudo-label y is
+    confident and (y, G(y, eta)), by the class critic `f.class_critic`, each row weighted by its
+    confidence. Unlike `Pooled` it cannot pull class y's codes towards another class's latents;
+    it is as right as the pseudo-labels (`lsdm.models.pseudo_labels`)."""
+
+    z: torch.Tensor  # [M, d] the confident pool latents
+    labels: torch.Tensor  # [M] their pseudo-labels (G's condition for them)
+    confidence: torch.Tensor  # [M]
+    weight: float
+    gp_weight: float
+
+    def _draw(self, n: int, gen: torch.Generator):
+        i = _batch(len(self.z), n, gen).to(self.z.device)
+        return self.labels[i], self.z[i], self.confidence[i]
+
+    def critic_loss(self, f, G, rows, z_fake, gen):
+        y, z, c = self._draw(len(rows), gen)
+        with torch.no_grad():
+            fake = G(y)
+        loss, w1, gp = critic_objective(f.class_critic, y, z, fake, self.gp_weight, weights=c)
+        return loss, {"critic/w1_class": w1, "critic/gp_class": gp}
+
+    def generator_score(self, f, G, x, z_g, gen):
+        y, _, c = self._draw(len(x), gen)
+        return (f.class_critic(y, G(y)) * c).sum() / c.sum()
+
+
 def train_wgan_gp(
     matcher: nn.Module,
     cond: torch.Tensor,
@@ -212,27 +286,22 @@ def train_wgan_gp(
     lr: float,
     gp_weight: float,
     seed: int,
-    pool: torch.Tensor | None = None,
-    marginal_weight: float = 0.0,
+    terms: Sequence = (),
     log: Logger = _no_log,
     log_every: int = 10,
     desc: str = "fit_matcher",
 ) -> nn.Module:
-    """Match the joint law of (x, G(x, eta)) to that of the pairs (x, z) in W1.
+    """Match the joint law of (x, G(x, eta)) to that of the pairs (x, z) in W1 (the `Joint` term),
+    plus each of `terms` (`Pooled`, `ClassAware`) at its weight.
 
-    `steps` counts generator updates; each follows `n_critic` critic updates. The logged
-    `critic/w1` is the critic's estimate E f(x, z) - E f(x, G(x, eta)) on the last critic batch.
-
-    With `marginal_weight` > 0 and the codes of the whole latent `pool` (paired and unpaired
-    images), G also minimises `marginal_weight` x W1(law of G(x, eta) pooled over the pairs'
-    conditions, law of the pool), estimated by the marginal critic m(z) (`marginal_objective`):
-    the unpaired images tell G what its codes should look like overall, the pairs which go where.
+    `steps` counts generator updates; each follows `n_critic` critic updates, every critic (joint and
+    the terms') updated together on the same fakes of the pairs' conditions. The logged `critic/w1`
+    is the joint critic's estimate E f(x, z) - E f(x, G(x, eta)) on the last critic batch; each
+    term logs its own.
     """
-    use_marginal = marginal_weight > 0
-    if use_marginal and (pool is None or not getattr(matcher.critic, "has_marginal", False)):
-        raise ValueError("marginal_weight > 0 needs the latent pool and a critic built with marginal=True")
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     G, f = matcher.generator, matcher.critic
+    terms = [Joint(cond, z, gp_weight), *terms]
     opt_g = adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
     opt_f = adam(f.parameters(), lr=lr, betas=(0.5, 0.9))
     # Cosine decay of both learning rates: late small steps let G settle on the pairs' modes
@@ -248,20 +317,17 @@ def train_wgan_gp(
             with torch.no_grad():
                 fakes = G(cond[idx]).split(batch_size)
             for rows, z_fake in zip(idx.split(batch_size), fakes):
-                loss_f, w1, gp = critic_objective(f, cond[rows], z[rows], z_fake, gp_weight)
-                if use_marginal:  # the same fakes, pooled: their conditions follow the pairs' law
-                    z_pool = pool[_batch(len(pool), len(rows), gen).to(pool.device)]
-                    loss_m, w1_m, gp_m = marginal_objective(f, z_pool, z_fake, gp_weight)
-                    loss_f = loss_f + marginal_weight * loss_m
+                loss_f, logged = 0.0, {}
+                for term in terms:
+                    loss, values = term.critic_loss(f, G, rows, z_fake, gen)
+                    loss_f, logged = loss_f + term.weight * loss, {**logged, **values}
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 opt_f.step()
             x = cond[_batch(n, batch_size, gen).to(z.device)]
             f.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
             z_g = G(x)
-            loss_g = -f(x, z_g).mean()
-            if use_marginal:
-                loss_g = loss_g - marginal_weight * f.marginal(z_g).mean()
+            loss_g = -sum(term.weight * term.generator_score(f, G, x, z_g, gen) for term in terms)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -269,20 +335,36 @@ def train_wgan_gp(
             sched_g.step()
             sched_f.step()
             if step % log_every == 0 or step == steps:
-                logged = {"critic/w1": w1.item(), "critic/gp": gp.item(), "generator/loss": loss_g.item()}
-                if use_marginal:
-                    logged.update({"critic/w1_marginal": w1_m.item(), "critic/gp_marginal": gp_m.item()})
-                log(step, logged)
-                bar.set_postfix(w1=f"{w1.item():.3f}", refresh=False)
+                log(step, {**{k: v.item() for k, v in logged.items()}, "generator/loss": loss_g.item()})
+                bar.set_postfix(w1=f"{logged['critic/w1'].item():.3f}", refresh=False)
             bar.update()
     return matcher.eval()
 
 
+def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseudo=None) -> list:
+    """The terms beside the joint one that the `matcher` params section `p` asks for (`marginal` and
+    its weights, as `lsdm.config.marginal_terms` reads them): `Pooled` on the latent `pool`,
+    `ClassAware` on `pseudo` = (confident pool latents, their labels, their confidences)."""
+    from lsdm.config import marginal_terms
+
+    kind = marginal_terms(p, has_classes=pseudo is not None)
+    terms = []
+    if kind == "class_aware":
+        if not hasattr(matcher.critic, "class_critic"):
+            raise ValueError("matcher.marginal = class_aware needs a critic built with a class critic")
+        terms.append(ClassAware(*pseudo, weight=p.class_weight, gp_weight=p.gp_weight))
+    if kind != "none" and p.marginal_weight > 0:
+        if pool is None or not getattr(matcher.critic, "has_marginal", False):
+            raise ValueError("matcher.marginal_weight > 0 needs the latent pool and a critic built with marginal=True")
+        terms.insert(0, Pooled(pool, p.marginal_weight, p.gp_weight))
+    return terms
+
+
 def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None,
-                  **kwargs) -> nn.Module:
-    """`train_wgan_gp` with the budget and weights of the `matcher` params section `p`."""
+                  pseudo=None, **kwargs) -> nn.Module:  # fmt: skip
+    """`train_wgan_gp` with the budget, terms and weights of the `matcher` params section `p`."""
     return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
-                         gp_weight=p.gp_weight, seed=p.seed, pool=pool, marginal_weight=p.marginal_weight, **kwargs)
+                         gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo), **kwargs)
 
 
 @torch.no_grad()
