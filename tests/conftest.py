@@ -66,10 +66,11 @@ PIPELINE_WRITES = ("results", "reports", "dvc.lock")
 @functools.cache
 def committed() -> Path:
     """A throwaway tree holding PIPELINE_WRITES as committed at HEAD, beside the workspace's own
-    README.md and docs/ (which no stage writes). The README and report tests read this tree, so the
-    two README commands pass in either order: a user's `make repro` rewrites results/ with figures that
-    differ in the last digits on another CPU, and must not make the suite fail. Outside a git
-    checkout (an unpacked release) there is nothing to diff against: the checkout itself."""
+    README.md, docs/ and mkdocs.yml (which no stage writes). The README, docs and report tests read
+    this tree, so the two README commands pass in either order: a user's `make repro` rewrites
+    results/ with figures that differ in the last digits on another CPU, and must not make the suite
+    fail. Outside a git checkout (an unpacked release) there is nothing to diff against: the checkout
+    itself."""
     if not (ROOT / ".git").exists():
         return ROOT
     dest = Path(tempfile.mkdtemp(prefix="lsdm-committed-"))
@@ -79,7 +80,9 @@ def committed() -> Path:
         t.extractall(dest, filter="data")
     shutil.copy(ROOT / "README.md", dest / "README.md")
     if (ROOT / "docs").is_dir():
-        shutil.copytree(ROOT / "docs", dest / "docs")
+        shutil.copytree(ROOT / "docs", dest / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    if (ROOT / "mkdocs.yml").is_file():
+        shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
     return dest
 
 
@@ -235,7 +238,7 @@ def write_stand_in_squeezenet(torch_home) -> None:
 
 # The caching contract: a new paired subset reruns these stages, and only these (`check` reruns on
 # every params change; its output never changes, so it reruns nothing after it).
-PAIRED_STAGES = {"check", "split", "fit_matcher", "evaluate", "report"}
+PAIRED_STAGES = {"check", "split", "pseudo_label", "fit_matcher", "evaluate", "report"}
 
 
 SHARED_STAGES = {"prepare", "fit_latent", "encode", "eval_net"}

@@ -218,11 +218,89 @@ def metric_columns(show: list[dict]) -> dict[str, list[str]]:
                          for c in flat((m or {}).get("data") or {})] for row in show}  # fmt: skip
 
 
+def test_the_evaluation_metrics_come_first_in_dvc_exp_show():
+    """`dvc exp show` lists stage metrics first, in dvc.yaml's stage order, then the top-level
+    `metrics:`. So no stage before `evaluate` declares stage metrics (their summaries are plain outputs,
+    listed at the top level), and the eval.* columns lead. `check` and `report` depend on params.yaml
+    as a file: its keys are not their params (`dvc exp show --param-deps` shows what stages read)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    names = list(spec["stages"])
+    before = names[: names.index("evaluate")]
+    declared = {n: spec["stages"][n]["metrics"] for n in before if "metrics" in spec["stages"][n]}
+    assert not declared, f"list these in dvc.yaml's top-level `metrics:` instead, after eval.*: {declared}"
+    outs = {n: {o if isinstance(o, str) else next(iter(o)) for o in spec["stages"][n].get("outs", [])} for n in before}
+    assert set(spec["metrics"]) == {o for n in before for o in outs[n] if o.endswith("/metrics.json")}
+    for name in ("check", "report"):
+        assert "params" not in spec["stages"][name] and "params.yaml" in spec["stages"][name]["deps"]
+
+
+def make_var(name: str) -> str:
+    """A `VAR := value` of the Makefile, as the shell receives it."""
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith(f"{name} :="))
+    return line.split(":=", 1)[1].strip().replace("$$", "$")
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_dvc_exp_show_stays_readable(tiny_repro, tmp_path):
-    """The pipeline's DVC metrics files hold headline scalars only (details.json the rest): a short table."""
+    """The pipeline's DVC metrics files hold headline scalars only (details.json the rest), the
+    evaluation's first; and `make exp-show` at 120 columns shows each experiment's name, the params
+    that differ, eval.label_accuracy and eval.fid_evalnet, and nothing else, unabridged."""
     repo = copy_repo(tiny_repro, tmp_path / "repo")
     cols = metric_columns(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))["workspace"]
     assert 0 < len(cols) <= 25, cols
     assert "results/evaluate/metrics.json:eval.fid_evalnet" in cols
+    assert cols[0].startswith("results/evaluate/metrics.json:eval."), cols  # before the training summaries
     assert not any(".over_seeds." in c or ".per_class" in c or ".real_reference." in c for c in cols), cols
+
+    run(["dvc", "exp", "run", "-q", "-n", "seed1", "-S", "split.seed=1"], repo, timeout=600)
+    show = ["dvc", "exp", "show", "--no-pager", "--only-changed", "--keep", make_var("EXP_SHOW_KEEP"),
+            "--drop", make_var("EXP_SHOW_DROP")]  # fmt: skip
+    out = run(show, repo, extra_env={"COLUMNS": "120"}).stdout
+    lines = [x.rstrip() for x in out.splitlines() if x.strip() and not set(x.strip()) <= {"─"}]
+    assert lines[0].split() == ["Experiment", "eval.fid_evalnet", "eval.label_accuracy", "split.seed"], out
+    assert all(len(x) <= 120 for x in out.splitlines()) and "…" not in out, out
+    assert any("[seed1]" in x for x in lines), out
+
+
+@pytest.mark.slow
+def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, tmp_path):
+    """Pseudo-labels come from the pairs alone: with the true labels of every unpaired image
+    permuted (in the image table and the latents table alike), pseudo_label writes the same table and
+    fit_matcher (class-aware) the same weights, bit for bit; only the measured accuracy changes."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from lsdm.data.schemas import PSEUDO_LABELS, latents_arrow_schema
+    from lsdm.io import write_table
+
+    repo = copy_repo(tiny_repro, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["matcher"].update(marginal="class_aware", marginal_weight=0.3)
+    params["pseudo"]["threshold"] = 0.5
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def fit() -> tuple[pd.DataFrame, dict, dict]:
+        for stage in ("pseudo_label", "fit_matcher"):
+            run(["lsdm", stage], repo)
+        state = torch.load(repo / "data/matcher/matcher.pt", weights_only=True)["state_dict"]
+        return (read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS), state,
+                json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
+
+    labels, state, measured = fit()
+    assert any(k.startswith("critic.class_critic.") for k in state)  # the class-aware term trained
+    paired = set(read_table(repo / "data/split/paired.parquet", PAIRED)["id"])
+    rng = np.random.default_rng(0)
+    for rel, schema in (("data/prepared/images.parquet", IMAGES), ("data/encoded/latents.parquet", LATENTS)):
+        table = read_table(repo / rel, schema)
+        rows = ((table["split"] == "train") & ~table["id"].isin(paired)).to_numpy()
+        table.loc[rows, "label"] = rng.permutation(table.loc[rows, "label"].to_numpy())
+        dim = {"arrow_schema": latents_arrow_schema(len(table["z"].iloc[0]))} if schema is LATENTS else {}
+        write_table(table, repo / rel, schema, **dim)  # a new file: DVC's cached copy is untouched
+    labels2, state2, measured2 = fit()
+    pd.testing.assert_frame_equal(labels, labels2)
+    assert state.keys() == state2.keys() and all(torch.equal(state[k], state2[k]) for k in state)
+    # the measurement reads the (permuted) truth, so the labels did change under the fit; the tiny run's
+    # 30-step autoencoder makes poor latents, so its accuracy is low either way
+    assert measured2["accuracy"] != measured["accuracy"] and measured2["coverage"] == measured["coverage"]
