@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install repro test test-fast exp-show clean-venv
+.PHONY: install repro test test-fast exp-show docs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,25 @@ test: install  ## the whole test suite (what CI runs): two workers, each test fi
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs
 	pytest -q -m "not slow"
 
-# Metrics and params, without a column per dependency file; `--only-changed` shows what varies.
-EXP_SHOW_ARGS ?= --only-changed
+# `dvc exp show` as a reader compares runs: each experiment's name, the params that differ between the
+# runs shown, and the headline eval.label_accuracy and eval.fid_evalnet (kept even where equal). Dropped:
+# the creation time, the other metrics (all in `dvc exp show` and the reports), the training stages'
+# summaries and every dependency's hash. DVC has no setting for its default columns, hence the flags;
+# tests/test_pipeline.py runs this command and holds it to that. EXP_SHOW_ARGS=--md: a Markdown table.
+EXP_SHOW_KEEP := ^eval\.(label_accuracy|fid_evalnet)$$
+EXP_SHOW_DROP := ^Created$$|^eval\.|^prepare\.|^baseline\.|^(latent|matcher|evalnet)\.(train_|test_|target$$|n_images$$|n_pairs$$|n_pool$$|n_pseudo$$|variant$$)|^pseudo\.(available|n_pool|unpaired)|.*/|^params\.yaml$$|^inputs$$
+EXP_SHOW_ARGS ?=
 exp-show: install
-	dvc exp show --md --drop '^(lsdm|data|inputs|results)/|^inputs$$' $(EXP_SHOW_ARGS)
+	dvc exp show --only-changed --keep '$(EXP_SHOW_KEEP)' --drop '$(EXP_SHOW_DROP)' $(EXP_SHOW_ARGS)
+
+# The documentation site (docs/, mkdocs.yml) into site/; `mkdocs serve` previews it at 127.0.0.1:8000.
+docs: install
+	mkdocs build --strict
 
 clean-venv:
 	rm -rf $(VENV)
 
-# --- Run with Prefect (README: "Run with Prefect") -----------------------------------------------
+# --- Run with Prefect (docs/orchestration-and-scale-out.md) ---------------------------------------
 # A local Prefect server (SQLite under .prefect/, no cloud, analytics off), the process work pool
 # `gpu`, the deployments of prefect.yaml (lsdm/full, lsdm/sweep, lsdm/point) and a worker in this checkout.
 # `make prefect-up` starts it all in the background, `make prefect-run` runs lsdm/full,
@@ -98,7 +108,7 @@ prefect-down:  ## stop the worker (and its flow runs), then the server, started 
 	  kill -KILL -$$g 2>/dev/null; rm -f $$f; echo "stopped $$p"; \
 	done
 
-# --- Baselines, sweeps and the comparison report (README: "Baselines and sweeps") ----------------
+# --- Baselines, sweeps and the comparison report (docs/experiments.md) ----------------------------
 # `make sweep` queues one DVC experiment per paired count x seed (params.yaml's `sweep:` section),
 # runs them one at a time (dvc queue start -j 1), collects `dvc exp show --json` into results/sweep/
 # and writes reports/comparison.md. SWEEP_ARGS='--counts 1 10 --seeds 0 -S matcher.steps=500' for others.
@@ -115,15 +125,15 @@ compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parq
 bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
 	python benchmarks/bench_pipeline.py
 
-# --- The README's figures: each `<!-- generated: NAME -->` block is rendered from the committed files
-# it names (lsdm/reports/readme.py). After rerunning what writes one of them, `make readme`;
+# --- The figures of README.md and docs/: each `<!-- generated: NAME -->` block is rendered from the
+# committed files it names (lsdm/reports/readme.py). After rerunning what writes one of them, `make readme`;
 # README_ARGS=--check only compares (exit 1 names the stale blocks), as tests/test_readme.py does.
 README_ARGS ?=
 
-readme: install  ## rewrite the README's generated blocks from their committed files
+readme: install  ## rewrite the generated blocks of README.md and docs/ from their committed files
 	python -m lsdm.reports.readme $(README_ARGS)
 
-# --- Pretrained weights of the optional metrics (README: "What the metrics mean"): the only download --
+# --- Pretrained weights of the optional metrics (docs/metrics.md): the only download --------------
 # `make weights` lists what fid_inception/kid_inception and lpips_diversity need and whether it is on
 # disk; WEIGHTS_ARGS='fetch all' downloads them, checked, into the caches the evaluate stage reads.
 WEIGHTS_ARGS ?=

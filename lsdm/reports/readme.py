@@ -1,14 +1,17 @@
-"""The README's figures, rendered from the committed files that hold them.
+"""The figures of the README and the docs site, rendered from the committed files that hold them.
 
-A part of README.md between `<!-- generated: NAME -->` and `<!-- /generated: NAME -->` belongs to
-this module: `BLOCKS[NAME]` names its source files and renders its Markdown from them, ending with a
-line that names those files. A figure in such a block therefore always says where it comes from,
-and cannot drift from it unnoticed: `python -m lsdm.reports.readme --check` (run by
-tests/test_readme.py) exits 1 listing every block whose text is not what its files give. Without
-`--check` the blocks are rewritten in place (`make readme`); text outside them is never touched.
+A part of README.md or of a page under docs/ between `<!-- generated: NAME -->` and
+`<!-- /generated: NAME -->` belongs to this module: `BLOCKS[NAME]` names its source files and renders
+its Markdown from them, ending with a line that names those files. Each block lives in exactly one of
+those pages. A figure in such a block therefore always says where it comes from, and cannot drift from
+it unnoticed: `python -m lsdm.reports.readme --check` (run by tests/test_readme.py) exits 1 listing
+every block whose text is not what its files give. Without `--check` the blocks are rewritten in place
+(`make readme`); text outside them is never touched. An image a block shows is linked relative to its
+page (`reports/...` from README.md, `../reports/...` from docs/), so GitHub and the MkDocs site
+(docs/hooks.py) both find it.
 
-Numbers are formatted here, never typed into the README: to change a figure, change (rerun) what
-writes its file, then `make readme`.
+Numbers are formatted here, never typed into a page: to change a figure, change (rerun) what writes
+its file, then `make readme`.
 """
 
 from __future__ import annotations
@@ -27,17 +30,19 @@ import pandas as pd
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
 from lsdm.reports.comparison import mean_std, paired_table, pool_lines, reading, runs_at_once
-from lsdm.reports.stats import count_column, pair_keys, pool_rows, sampler_order, summarise
+from lsdm.reports.stats import count_column, judge, pair_keys, pool_rows, sampler_order, summarise
 
 README = Path("README.md")
+DOCS = Path("docs")
 OPEN, CLOSE = "<!-- generated: {} -->", "<!-- /generated: {} -->"
 _BLOCK = re.compile(r"<!-- generated: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /generated: (?P=name) -->", re.S)
 _MARKER = re.compile(r"<!-- /?generated: ([\w.-]+) -->")
+_RELATIVE_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|/|#)")  # a Markdown link target relative to the page
 
 
 @dataclass(frozen=True)
 class Block:
-    """One generated part of the README: the files it is rendered from, and how."""
+    """One generated part of a page: the files it is rendered from, and how."""
 
     sources: tuple[str, ...]
     render: Callable[[Path], list[str]]  # the repository root -> Markdown lines (without the source line)
@@ -79,7 +84,7 @@ def provenance(doc: dict[str, Any]) -> str:
 
 
 def transcribed(doc: dict[str, Any]) -> str | None:
-    """The warning a transcribed (not re-measured) figure file carries into the README."""
+    """The warning a transcribed (not re-measured) figure file carries into a page."""
     if not doc.get("transcribed_from"):
         return None
     what = f"`{doc['command']}`" if doc.get("command") else "the run"
@@ -97,13 +102,13 @@ def listed(items: list[str]) -> str:
 def read(root: Path, rel: str) -> Any:
     path = root / rel
     if not path.exists():
-        raise FileNotFoundError(f"{rel}: a generated README block's source file is missing")
+        raise FileNotFoundError(f"{rel}: a generated block's source file is missing")
     return json.loads(path.read_text())
 
 
 def better(metric: str, a: float, b: float, reference: float | None = None, digits: int | None = None) -> bool | None:
     """Whether `a` is better than `b` in the registry's direction for `metric` (None: equal, or equal
-    at the `digits` the README shows them with)."""
+    at the `digits` a page shows them with)."""
     m = BY_KEY[metric]
     if digits is not None:
         a, b = round(a, digits), round(b, digits)
@@ -186,7 +191,7 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
 
 SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
-FLOW_NFE = (1, 10, 100)  # latent flow's rows in the README (the report has every NFE)
+FLOW_NFE = (1, 10, 100)  # latent flow's rows in the docs (the report has every NFE)
 READING_AGAINST = ("lsdm_paper", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
 
 
@@ -207,7 +212,7 @@ def sampler_label(df: pd.DataFrame, s: str) -> str:
 def sweep(root: Path) -> list[str]:
     path = root / SWEEP_TABLE
     if not path.exists():
-        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated README block's source file is missing")
+        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated block's source file is missing")
     df, meta = pd.read_parquet(path), read(root, SWEEP_META)
     count, samplers = count_column(df), sweep_samplers(df)
     summary = summarise(df)
@@ -244,6 +249,40 @@ def sweep(root: Path) -> list[str]:
     return lines
 
 
+VERDICT_METRICS = (("eval.fid_evalnet", False), ("eval.label_accuracy", True))  # the README's columns: (column, higher)
+
+
+def sweep_verdicts(root: Path) -> list[str]:
+    """The README's summary of the shipped sweep: LSDM's verdict against each method in FID and label
+    accuracy at each count, the verdicts of the paired-differences table the docs show in full (`sweep`)."""
+    path = root / SWEEP_TABLE
+    if not path.exists():
+        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated block's source file is missing")
+    df, meta = pd.read_parquet(path), read(root, SWEEP_META)
+    count = count_column(df)
+    against = [s for s in READING_AGAINST if s in sweep_samplers(df)]
+    counts = sorted(df[count].dropna().unique())
+
+    def cell(other: str, col: str, higher: bool) -> str:
+        words = []
+        for c in counts:
+            j = judge(df, other, count, c, col, higher)
+            word = "–" if j is None else j.verdict if j.verdict == "tie" else f"**{j.verdict}**"
+            words.append(word + ("" if j is None or j.by_split else " †"))
+        return " · ".join(words)
+
+    unit = "split and training seed" if len(pair_keys(df)) > 1 else "split seed"
+    lines = [f"Sweep `{meta.get('tag')}`, {meta.get('experiments')} experiments judged on the test split: LSDM + marginal "
+             f"against each method at {' / '.join(str(int(c)) for c in counts)} pairs per class, runs paired on {unit}. "
+             "**better** / **worse**: the 95% t-interval of the paired differences excludes zero (lower FID, higher label "
+             "accuracy); † the verdict does not survive with the split seeds alone as the unit.", "",
+             "| LSDM + marginal against | " + " | ".join(BY_KEY[c.removeprefix("eval.")].label for c, _ in VERDICT_METRICS)
+             + " |", "|---|" + "---|" * len(VERDICT_METRICS)]  # fmt: skip
+    for other in against:
+        lines.append(f"| {sampler_label(df, other)} | " + " | ".join(cell(other, c, h) for c, h in VERDICT_METRICS) + " |")
+    return lines
+
+
 POOL_TABLE, POOL_META = "results/sweep-unpaired_pool/sweep.parquet", "results/sweep-unpaired_pool/sweep.json"
 
 
@@ -251,7 +290,7 @@ def unpaired_pool(root: Path) -> list[str]:
     """The paper's first claim, from the named sweep `unpaired_pool` (reports/comparison-unpaired_pool.md)."""
     path = root / POOL_TABLE
     if not path.exists():
-        raise FileNotFoundError(f"{POOL_TABLE}: a generated README block's source file is missing")
+        raise FileNotFoundError(f"{POOL_TABLE}: a generated block's source file is missing")
     df, meta = pd.read_parquet(path), read(root, POOL_META)
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {runs_at_once(meta)}" if meta.get("wall_seconds") else ""
@@ -280,23 +319,29 @@ def default_run(root: Path) -> list[str]:
         spread = f"{num(over.get('mean'), digits)} ± {num(over.get('std'), digits)}" if over else "–"
         real = get(e, m.reference) if m.reference else None
         lines.append(f"| {m.label} | {num(e.get(key), digits)} | {spread} | {num(real, digits)} |")
-    b = e["bound"]
-    holds = "it holds" if b["holds"] else "**it does not hold**"
-    pm = (lambda k: f" ± {b[k + '_std']:.2f}" if b.get(k + "_std") is not None else "")  # noqa: E731
-    sampled = (f" (± std over {b['bootstrap']} bootstrap resamplings of the test points; the bound held in "
-               f"{b['holds_fraction']:.0%} of them)") if b.get("bootstrap") else ""  # fmt: skip
-    lines += ["", f"The bound on the test images, exact W1 ({b['convention']}): left side W1(image joints) = "
-              f"{b['w1_pixel_exact']:.2f}{pm('w1_pixel_exact')}; right side {b['rhs']:.2f}{pm('rhs')} = Lip(D) "
-              f"{b['decoder_lipschitz_spectral_max']:.2f} × W1(latent joints) {b['w1_latent_exact']:.2f}"
-              f"{pm('w1_latent_exact')} + reconstruction {b['recon_l2_test']:.2f} — {holds}{sampled}, "
-              f"the left side at {b['w1_pixel_exact'] / b['rhs']:.2f} of the right (Lip(D) is a lower estimate). The "
-              f"critic's own W1 estimate, a memorisation diagnostic and no term of the bound: "
-              f"{b['critic_w1_test']:.2f} held out vs {b['critic_w1_train_pairs']:.2f} on its training pairs."]  # fmt: skip
     times = e.get("stage_seconds") or {}
     if times:
         lines += ["", "Stage compute times of this run: " + ", ".join(
             f"{k} {v:.0f} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1])) + "."]  # fmt: skip
     return lines
+
+
+def bound(root: Path) -> list[str]:
+    """The paper's bound, both sides measured on the default run's test images."""
+    for f in EVAL_FILES:
+        read(root, f)  # each must exist
+    b = read_results(root / Path(EVAL_FILES[0]).parent)["eval"]["bound"]
+    holds = "it holds" if b["holds"] else "**it does not hold**"
+    pm = (lambda k: f" ± {b[k + '_std']:.2f}" if b.get(k + "_std") is not None else "")  # noqa: E731
+    sampled = (f" (± std over {b['bootstrap']} bootstrap resamplings of the test points; the bound held in "
+               f"{b['holds_fraction']:.0%} of them)") if b.get("bootstrap") else ""  # fmt: skip
+    return [f"The bound on the test images, exact W1 ({b['convention']}): left side W1(image joints) = "
+            f"{b['w1_pixel_exact']:.2f}{pm('w1_pixel_exact')}; right side {b['rhs']:.2f}{pm('rhs')} = Lip(D) "
+            f"{b['decoder_lipschitz_spectral_max']:.2f} × W1(latent joints) {b['w1_latent_exact']:.2f}"
+            f"{pm('w1_latent_exact')} + reconstruction {b['recon_l2_test']:.2f} — {holds}{sampled}, "
+            f"the left side at {b['w1_pixel_exact'] / b['rhs']:.2f} of the right (Lip(D) is a lower estimate). The "
+            f"critic's own W1 estimate, a memorisation diagnostic and no term of the bound: "
+            f"{b['critic_w1_test']:.2f} held out vs {b['critic_w1_train_pairs']:.2f} on its training pairs."]  # fmt: skip
 
 
 # --- benchmarks --------------------------------------------------------------------------------------
@@ -343,11 +388,13 @@ def fanout(root: Path) -> list[str]:
 # --- matcher tuning ----------------------------------------------------------------------------------
 
 TUNING = "results/tuning/matcher_val.csv"
-#: The README's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
+#: The tuning table's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
 #: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
 TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]], ...] = (
     ("before: concat critic, lr 2e-4", (("concat", 10, 0), ("concat", 100, 0))),
     ("projection critic, lr 2e-4", (("proj", 10, 0), ("proj", 100, 0))),
+    ("projection, lr 2e-4, + marginal 0.5 / 1 / 2, critic body shared",
+     (("proj_m0.5", 10, 0), ("proj_m1", 10, 0), ("proj_m2", 10, 0))),
     ("projection, lr 5e-4", (("proj_lr5e-4", 10, 0), ("proj_lr5e-4", 100, 0))),
     ('projection, lr 1e-3 (= "LSDM", the paper\'s method)', (("proj_lr1e-3", 10, 0), ("proj_lr1e-3", 100, 0))),
     ("projection, lr 2e-3", (("proj_lr2e-3", 10, 0), ("proj_lr2e-3", 100, 0))),
@@ -379,7 +426,7 @@ TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet
 def tuning(root: Path) -> list[str]:
     path = root / TUNING
     if not path.exists():
-        raise FileNotFoundError(f"{TUNING}: a generated README block's source file is missing")
+        raise FileNotFoundError(f"{TUNING}: a generated block's source file is missing")
     df = pd.read_csv(path).set_index(["variant", "n_per_class", "seed"]).sort_index()
     if not df.index.is_unique:
         raise ValueError(f"{TUNING}: more than one row for a (variant, n_per_class, seed)")
@@ -391,7 +438,7 @@ def tuning(root: Path) -> list[str]:
                 for v, n, seeds in runs}  # fmt: skip
         missing = [k for ks in keys.values() for k in ks if k not in df.index]
         if missing:
-            raise KeyError(f"{TUNING}: no row for {missing} (README row {label!r})")
+            raise KeyError(f"{TUNING}: no row for {missing} (tuning row {label!r})")
         counts = list(dict.fromkeys(n for _, n, _ in runs))
         cells = [" / ".join(num(df.loc[keys[r], key].mean(), digits) for r in runs) for key, _, digits in TUNING_COLS]
         lines.append(f"| {label} | {' / '.join(map(str, counts))} | " + " | ".join(cells) + " |")
@@ -404,22 +451,29 @@ BLOCKS: dict[str, Block] = {
     "superres": Block(SR_FILES, superres),
     "sweep": Block((SWEEP_TABLE, SWEEP_META), sweep),
     "default-run": Block(EVAL_FILES, default_run),
+    "bound": Block(EVAL_FILES, bound),
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "matcher-tuning": Block((TUNING,), tuning),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
+    "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
 }
 
 
-def render(name: str, root: Path = Path(".")) -> str:
-    """A block's text between its markers: a blank line, its Markdown, the line naming its sources."""
+def render(name: str, root: Path = Path("."), up: int = 0) -> str:
+    """A block's text between its markers: a blank line, its Markdown, the line naming its sources.
+    `up`: how many folders below the repository root its page lies (1 for docs/*.md): the block's
+    links, written from the root, are made relative to the page."""
     block = BLOCKS[name]
     src = ", ".join(f"`{s}`" for s in block.sources)
-    return "\n" + "\n".join([*block.render(root), "", f"<sub>Generated from {src} by `make readme`.</sub>"]) + "\n\n"
+    lines = [*block.render(root), "", f"<sub>Generated from {src} by `make readme`.</sub>"]
+    if up:
+        lines = [_RELATIVE_LINK.sub("](" + "../" * up, line) for line in lines]
+    return "\n" + "\n".join(lines) + "\n\n"
 
 
 def names_in(text: str) -> list[str]:
-    """The blocks a README holds, in order; an unknown name or an unmatched marker is an error."""
+    """The blocks a page holds, in order; an unknown name or an unmatched marker is an error."""
     found = [m.group("name") for m in _BLOCK.finditer(text)]
     markers = _MARKER.findall(text)
     if len(markers) != 2 * len(found):
@@ -430,13 +484,13 @@ def names_in(text: str) -> list[str]:
     return found
 
 
-def refresh(text: str, root: Path = Path(".")) -> tuple[str, list[str]]:
+def refresh(text: str, root: Path = Path("."), up: int = 0) -> tuple[str, list[str]]:
     """`text` with every block rendered afresh, and the names of those whose text changed."""
     names_in(text)
     stale: list[str] = []
 
     def sub(m: re.Match) -> str:
-        name, body = m.group("name"), render(m.group("name"), root)
+        name, body = m.group("name"), render(m.group("name"), root, up)
         if body != m.group("body"):
             stale.append(name)
         return OPEN.format(name) + "\n" + body + CLOSE.format(name)
@@ -444,29 +498,54 @@ def refresh(text: str, root: Path = Path(".")) -> tuple[str, list[str]]:
     return _BLOCK.sub(sub, text), stale
 
 
+def pages(checkout: Path) -> list[Path]:
+    """The Markdown pages that may hold blocks: README.md and every page of the docs site."""
+    return [p for p in [checkout / README, *sorted((checkout / DOCS).rglob("*.md"))] if p.is_file()]
+
+
+def placed(checkout: Path) -> dict[str, Path]:
+    """Each block's page; a block in two places, or in the same page twice, is an error."""
+    where: dict[str, Path] = {}
+    for page in pages(checkout):
+        for name in names_in(page.read_text()):
+            if name in where:
+                raise ValueError(f"block `{name}` is in both {where[name]} and {page}: each block lives in one page")
+            where[name] = page
+    return where
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 listing the stale blocks")
-    ap.add_argument("--readme", type=Path, default=README, help="the Markdown file (default README.md)")
-    ap.add_argument("--root", type=Path, default=Path("."), help="the repository root the sources are read from")
+    ap.add_argument("--checkout", type=Path, default=Path("."),
+                    help="the folder holding README.md and docs/, whose pages' blocks are checked or rewritten")  # fmt: skip
+    ap.add_argument("--root", type=Path, default=None, help="the repository root the sources are read from (default: --checkout)")
     args = ap.parse_args(argv)
-    text = args.readme.read_text()
+    root = args.root or args.checkout
     try:
-        new, stale = refresh(text, args.root)
+        placed(args.checkout)
+        results = []
+        for page in pages(args.checkout):
+            text = page.read_text()
+            up = len(page.relative_to(args.checkout).parts) - 1
+            results.append((page, text, *refresh(text, root, up)))
     except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f"{args.readme}: {e}", file=sys.stderr)
+        print(f"{args.checkout}: {e}", file=sys.stderr)
         return 2
-    n = len(names_in(text))
+    n = sum(len(names_in(text)) for _, text, _, _ in results)
+    stale = [(page, name) for page, _, _, names in results for name in names]
     if args.check:
-        for name in stale:
-            print(f"{args.readme}: block `{name}` is stale (sources: {', '.join(BLOCKS[name].sources)})")
+        for page, name in stale:
+            print(f"{page}: block `{name}` is stale (sources: {', '.join(BLOCKS[name].sources)})")
         if not stale:
-            print(f"{args.readme}: {n} generated blocks match their files")
+            print(f"{args.checkout}: {n} generated blocks in {len(results)} pages match their files")
         return 1 if stale else 0
-    if new != text:
-        with atomic_path(args.readme) as tmp:
-            tmp.write_text(new)
-    print(f"{args.readme}: {n} generated blocks, {len(stale)} rewritten" + (f" ({', '.join(stale)})" if stale else ""))
+    for page, text, new, _ in results:
+        if new != text:
+            with atomic_path(page) as tmp:
+                tmp.write_text(new)
+    names = [name for _, name in stale]
+    print(f"{args.checkout}: {n} generated blocks, {len(names)} rewritten" + (f" ({', '.join(names)})" if names else ""))
     return 0
 
 
