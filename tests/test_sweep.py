@@ -274,6 +274,26 @@ def test_comparison_plots_the_measured_bound_against_the_pairs(tmp_path):
     assert "bound, measured, against the number of pairs: not drawn" in without
 
 
+def test_log_axes_are_ticked_at_the_counts_as_plain_numbers(tmp_path, monkeypatch):
+    """The fidelity, bound and NFE figures put their log x axis's ticks at the counts (NFEs) the points
+    sit at, labelled 3, 10, 30: matplotlib's own minor labels (3×10⁰, 4×10⁰, 6×10⁰) overlapped."""
+    from lsdm.reports import plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.__setitem__(out.name, fig))
+    rows = [{"experiment": f"e{n}-{s}", "sampler": sampler, "method": method, "nfe": nfe, "n_paired_per_class": n,
+             "seed": s, "eval.fid_evalnet": 10.0 / n + s + nfe, "eval.label_accuracy": 0.9, "eval.bound.w1_pixel_exact": 5.0 / n,
+             "eval.bound.rhs": 20.0 / n, "eval.bound.lip_times_w1": 17.0 / n, "eval.bound.recon_l2_test": 3.0}
+            for n in (3, 10, 30) for s in (0, 1)
+            for sampler, method, nfe in (("lsdm", "lsdm", 1), ("latent_flow_nfe4", "latent_flow", 4), ("latent_flow_nfe50", "latent_flow", 50))]  # fmt: skip
+    write_report(pd.DataFrame(rows), {}, tmp_path)
+    for name, ticks in ((plots.FIDELITY_VS_PAIRS, ["3", "10", "30"]), (plots.BOUND_VS_PAIRS, ["3", "10", "30"]),
+                        (plots.FID_VS_NFE, ["1", "4", "50"])):  # fmt: skip
+        for ax in figures[name].axes:
+            assert [x.get_text() for x in ax.get_xticklabels()] == ticks, name
+            assert list(ax.get_xticks(minor=True)) == [], name
+
+
 def test_claim_one_section_pairs_pool_sizes_by_split_seed(tmp_path):
     """The unpaired-pool reading: rows of LSDM and of variants that only set split.n_unpaired, paired by
     split seed; the gain of all unpaired images over none is judged with its interval, per count."""
