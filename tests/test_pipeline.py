@@ -293,7 +293,7 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
             run(["lsdm", stage], repo)
         state = torch.load(repo / "data/matcher/matcher.pt", weights_only=True)["state_dict"]
         return (read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS), state,
-                json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
+                json.loads((repo / "results/pseudo_label/summary.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
 
     labels, state, measured = fit()
     assert any(k.startswith("critic.class_critic.") for k in state)  # the class-aware term trained

@@ -71,7 +71,7 @@ def confident_pseudo_labels(threshold: float, device: torch.device, root: str | 
     table = table[table["confidence"] >= threshold]
     if table.empty:
         raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
-                         "lower it (results/pseudo_label/metrics.json shows the coverage)")
+                         "lower it (results/pseudo_label/summary.json shows the coverage)")
     z = shared_latents(table["id"], device, root)
     return (z, torch.as_tensor(table["label"].to_numpy(), device=device),
             torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))

@@ -1,7 +1,7 @@
 """pseudo_label: a label and a confidence for every image of the latent pool, learned from the pairs
 alone (`lsdm.models.pseudo_labels.spread` on the shared latents), for the class-aware marginal term;
 their accuracy and coverage, measured against the unpaired pool images' true labels, in
-results/pseudo_label/metrics.json. The true labels are read only after the labels are written and
+results/pseudo_label/summary.json. The true labels are read only after the labels are written and
 reach no fit. Data without classes gets an empty table."""
 
 import numpy as np
@@ -41,4 +41,4 @@ def run(params: Params) -> None:
               f"{q['coverage']:.0%} with confidence >= {params.pseudo.threshold} ({q['accuracy_confident']:.3f} right)")
     else:
         print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled)")
-    write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
+    write_json({"pseudo": summary}, paths.PSEUDO_SUMMARY)
