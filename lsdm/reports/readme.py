@@ -418,6 +418,8 @@ TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]
      (("proj_lr1e-3_m0.5_own", 3, (0, 1, 2)), ("proj_lr1e-3_m1_own", 3, (0, 1, 2)))),
     ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
      (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
+    ("default (pooled marginal 1) / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
+     (("own_m1_closed_form", 3, (0, 1, 2)), ("class_aware_m0.3", 3, (0, 1, 2)))),
 )  # fmt: skip
 TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
                ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
