@@ -131,6 +131,8 @@ NOT_FROM_A_BLOCK = {
     "0.970": "the default run rerun on another machine (getting-started: reproducibility); no file holds it",
     "22.5": "the default run rerun on another machine (getting-started: reproducibility); no file holds it",
     "0.473": "the default run rerun on another machine (getting-started: reproducibility); no file holds it",
+    "24.7": "the default run as committed before its rerun with the class-aware-ready matcher (getting-started)",
+    "0.427": "the default run as committed before its rerun with the class-aware-ready matcher (getting-started)",
     "8.5": "one run of benchmarks/fault_injection.py (reliability); it writes no file",
     "21.2": "the sweep bench-w2, committed in 98d7665 and since replaced (matcher-tuning)",
     "23.7": "the sweep bench-w2, committed in 98d7665 and since replaced (matcher-tuning)",
