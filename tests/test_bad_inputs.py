@@ -62,6 +62,10 @@ def snapshot(repo: Path) -> dict[str, str]:
 # --- how each case damages the repo -------------------------------------------------------------
 
 
+# Each damage that knows what it damages says so, for test_the_table_covers_every_section_and_culprit:
+# `keys`, the params keys it sets; `culprits`, what the message must name first (needles[0]).
+
+
 def set_params(**dotted) -> Callable[[Path], None]:
     def apply(repo: Path) -> None:
         params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -73,27 +77,40 @@ def set_params(**dotted) -> Callable[[Path], None]:
             node[leaf] = value
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
+    apply.keys = tuple(dotted)  # or data.root's value: a path, what DVC's own file errors name
+    apply.culprits = (*dotted, *(str(v) for k, v in dotted.items() if k == "data.root"))
     return apply
 
 
 def append_text(text: str) -> Callable[[Path], None]:
-    return lambda repo: (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + text)
+    def apply(repo: Path) -> None:
+        (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + text)
+
+    apply.culprits = ("params.yaml",)
+    return apply
 
 
 def with_folder(make: Callable[[Path], object], **dotted) -> Callable[[Path], None]:
-    """Make a folder at inputs/case with `make`, point data.root at it (and set `dotted`)."""
+    """Make a folder at inputs/case with `make`, point data.root at it (and set `dotted`). The culprit
+    is whatever `make` got wrong: a case names it itself."""
     def apply(repo: Path) -> None:
         root = repo / "inputs/case"
         root.mkdir(parents=True)
         make(root)
         set_params(**{"data.root": "inputs/case", **dotted})(repo)
 
+    apply.keys = ("data.root", *dotted)
     return apply
 
 
-def in_pets(make: Callable[[Path], object]) -> Callable[[Path], None]:
-    """Add something to the repo's own image folder (its class folders: cat, dog, owl)."""
-    return lambda repo: make(repo / "inputs/pets")
+def in_pets(make: Callable[[Path], object], at: str | None = None) -> Callable[[Path], None]:
+    """Add something to the repo's own image folder (its class folders: cat, dog, owl): `make` gets the
+    folder, or with `at` the path of the file it damages there (the culprit)."""
+    def apply(repo: Path) -> None:
+        make(repo / "inputs/pets" / (at or ""))
+
+    apply.culprits = (at,) if at else ()
+    return apply
 
 
 def bomb_png(path: Path, side: int = 20_000) -> None:
@@ -129,6 +146,7 @@ def rewrite_table(rel: str, change: Callable[[pd.DataFrame], pd.DataFrame]) -> C
         path.unlink()
         df.to_parquet(path)
 
+    apply.culprits = (rel,)
     return apply
 
 
@@ -138,6 +156,7 @@ def truncate(rel: str) -> Callable[[Path], None]:
         (repo / rel).unlink()
         (repo / rel).write_bytes(data[: len(data) // 2])
 
+    apply.culprits = (rel,)
     return apply
 
 
@@ -161,7 +180,7 @@ CASES = [
     ("cuda_without_gpu", "repro", set_params(**{"base.device": "cuda"}), ["base.device = 'cuda'", "not available"]),
     ("empty_data_root", "repro", with_folder(lambda root: None), ["inputs/case", "no images"]),
     ("image_size_30", "repro", set_params(**{"data.image_size": 30}), ["data.image_size = 30", "divisible by 4", "latent.channels"]),
-    ("one_class_folder", "repro", with_folder(lambda root: folder(root, 20, classes=("cat",))), ["one class only", "'cat'"]),
+    ("one_class_folder", "repro", with_folder(lambda root: folder(root, 20, classes=("cat",))), ["'cat'", "one class only"]),
     ("flat_folder_class_conditional", "repro", with_folder(lambda root: folder(root, 20, flat=True)),
      ["task: class_conditional needs class labels", "task: super_resolution"]),
     ("minus_one", "repro", set_params(**{"latent.steps": -1}), ["latent.steps = -1", "greater than 0"]),
@@ -177,24 +196,36 @@ CASES = [
     ("infinity", "check", set_params(**{"matcher.lr": float("inf")}), ["matcher.lr = inf", "finite"]),
     ("huge_count", "check", set_params(**{"latent.steps": 10**30}), ["latent.steps", "64-bit"]),
     ("negative_seed", "check", set_params(**{"evaluate.seeds": [0, -1]}), ["evaluate.seeds.1 = -1"]),
-    ("duplicate_yaml_key", "check", append_text("latent:\n  dim: 3\n"), ["key 'latent' given twice"]),
+    ("duplicate_yaml_key", "check", append_text("latent:\n  dim: 3\n"), ["params.yaml", "key 'latent' given twice"]),
     ("unknown_task", "check", set_params(task="inpainting"), ["task = 'inpainting'", "class_conditional"]),
     ("sr_factor_not_dividing", "check", with_folder(lambda root: folder(root, 40, flat=True), task="super_resolution",
      **{"sr.factor": 3}), ["sr.factor = 3", "data.image_size = 8"]),  # fmt: skip
     ("n_samples_below_neighbours", "check", set_params(**{"evaluate.n_samples": 3}), ["evaluate.n_samples = 3", "dc_k = 5"]),
+    ("pseudo_alpha_one", "check", set_params(**{"pseudo.alpha": 1.0}), ["pseudo.alpha = 1.0", "less than 1"]),
+    ("evalnet_shift_half", "check", set_params(**{"evalnet.shift": 0.5}), ["evalnet.shift = 0.5", "less than 0.5"]),
+    ("unknown_method", "check", set_params(methods=["pixel_wgan", "diffusion"]),
+     ["methods = ['pixel_wgan', 'diffusion']", "allowed"]),
+    ("pixel_wgan_no_critic", "check", set_params(**{"pixel_wgan.n_critic": 0}), ["pixel_wgan.n_critic = 0", "greater than 0"]),
+    ("heun_odd_nfe", "check", set_params(**{"latent_flow.solver": "heun", "latent_flow.nfe": [2, 5]}),
+     ["latent_flow.nfe = [2, 5]", "even"]),
+    ("sweep_sets_a_swept_key", "check", set_params(**{"sweep.set": {"split.seed": 3}}), ["sweep.set", "split.seed"]),
+    ("sweeps_variant_named_lsdm", "check", set_params(**{"sweeps": {"big": {"variants": {"lsdm": {}}}}}),
+     ["sweeps.big.variants", "variant name 'lsdm'"]),
     # the data beyond the table
-    ("few_test_images", "check", set_params(**{"data.test_fraction": 0.02}), ["test images", "data.test_fraction = 0.02"]),
+    ("few_test_images", "check", set_params(**{"data.test_fraction": 0.02}), ["data.test_fraction = 0.02", "test images"]),
     ("class_with_one_image", "check", with_folder(one_image_class), ["'owl'"]),
-    ("empty_image_file", "check", in_pets(lambda root: (root / "cat/empty.png").write_bytes(b"")), ["cat/empty.png", "on_corrupt"]),
-    ("truncated_png", "check", in_pets(lambda root: truncate("owl/img2_000.png")(root)), ["owl/img2_000.png", "cannot read image"]),
-    ("truncated_jpeg", "check", in_pets(lambda root: half_jpeg(root / "cat/half.jpg")), ["cat/half.jpg", "truncated"]),
-    ("text_named_png", "check", in_pets(lambda root: (root / "dog/notes.png").write_text("not an image")), ["dog/notes.png"]),
-    ("decompression_bomb", "check", in_pets(lambda root: bomb_png(root / "owl/bomb.png")), ["owl/bomb.png", "decompression bomb"]),
-    ("float_pixels", "check", in_pets(lambda root: float_tiff(root / "owl/float.tiff")), ["owl/float.tiff", "mode F"]),
-    ("symlink_loop", "check", in_pets(lambda root: os.symlink("..", root / "cat/loop")), ["cat/loop", "loop"]),
-    ("dangling_symlink", "check", in_pets(lambda root: os.symlink("gone.png", root / "dog/link.png")), ["dog/link.png"]),
+    ("empty_image_file", "check", in_pets(lambda p: p.write_bytes(b""), "cat/empty.png"), ["cat/empty.png", "on_corrupt"]),
+    ("truncated_png", "check", in_pets(lambda p: truncate(p.name)(p.parent), "owl/img2_000.png"),
+     ["owl/img2_000.png", "cannot read image"]),
+    ("truncated_jpeg", "check", in_pets(half_jpeg, "cat/half.jpg"), ["cat/half.jpg", "truncated"]),
+    ("text_named_png", "check", in_pets(lambda p: p.write_text("not an image"), "dog/notes.png"), ["dog/notes.png"]),
+    ("decompression_bomb", "check", in_pets(bomb_png, "owl/bomb.png"), ["owl/bomb.png", "decompression bomb"]),
+    ("float_pixels", "check", in_pets(float_tiff, "owl/float.tiff"), ["owl/float.tiff", "mode F"]),
+    ("symlink_loop", "check", in_pets(lambda p: os.symlink("..", p), "cat/loop"), ["cat/loop", "loop"]),
+    ("dangling_symlink", "check", in_pets(lambda p: os.symlink("gone.png", p), "dog/link.png"), ["dog/link.png"]),
     ("images_beside_class_folders", "check", in_pets(lambda root: folder(root, 2, flat=True)), ["top level", "class folders"]),
-    ("mnist_files_missing", "check", set_params(**{"data.source": "mnist", "data.root": "inputs"}), ["missing train-images-idx3-ubyte"]),
+    ("mnist_files_missing", "check", set_params(**{"data.source": "mnist", "data.root": "inputs"}),
+     ["data.source", "missing train-images-idx3-ubyte", "inputs/MNIST/raw"]),
     ("mnist_file_truncated", "check", mnist_truncated, ["train-images-idx3-ubyte", "truncated"]),
     # damaged tables, met by the stage that reads them
     ("parquet_float_labels", "stage:split", rewrite_table("data/prepared/images.parquet", lambda df: df.assign(label=df["label"] + 0.5)),
@@ -244,8 +275,22 @@ def test_bad_input_exits_2_names_the_culprit_and_writes_nothing(reproduced, tmp_
     assert snapshot(repo) == before
 
 
-def test_the_table_has_enough_cases():
-    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+def test_the_table_covers_every_section_and_culprit():
+    """Every section of params.yaml has a bad value in the table; every way in (DVC, `dvc exp run`,
+    `lsdm check`, a stage) is taken; and where a damage knows its culprit (the keys it sets, the file
+    it breaks) the case's first needle names it: the one needle checked when DVC refuses first."""
+    from lsdm.config import Params
+    from lsdm.pipeline import STAGES
+
+    assert len({c[0] for c in CASES}) == len(CASES)
+    keys = {c[0]: [a.split("=")[0] for a in c[2][1::2]] if c[1] == "exp" else getattr(c[2], "keys", ()) for c in CASES}
+    untouched = set(Params.model_fields) - {k.split(".")[0] for ks in keys.values() for k in ks}
+    assert not untouched, f"no case sets a bad value in {sorted(untouched)}"
+    assert {c[1].split(":")[0] for c in CASES} == {"repro", "both", "exp", "check", "stage"}
+    assert {c[1].split(":")[1] for c in CASES if c[1].startswith("stage:")} <= set(STAGES)
+    for name, how, damage, needles in CASES:
+        culprits = keys[name] if how == "exp" else getattr(damage, "culprits", ())
+        assert not culprits or any(c in needles[0] for c in culprits), (name, culprits, needles)
 
 
 # --- odd but valid ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,9 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     from lsdm.pipeline import evaluate, report
 
     params = load_params()
+    t0 = time.perf_counter()
     evaluate.run(params)
+    elapsed = time.perf_counter() - t0
     headline = json.loads(paths.EVAL_METRICS.read_text())["eval"]  # what `dvc exp show` lists
     assert set(headline) <= set(HEADLINE) and {"label_accuracy", "fid_evalnet", "density"} <= set(headline)
     assert all(not isinstance(v, (dict, list)) for v in headline.values())
@@ -62,6 +65,8 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     assert not set(headline) & set(json.loads(paths.EVAL_DETAILS.read_text())["eval"])
     for key in EXPECTED:
         assert e[key] is not None, key
+    images = read_table(paths.IMAGES, IMAGES)  # judged: one sample per image of the test split, no other
+    assert e["split"] == "test" and e["n_samples"] == (images["split"] == "test").sum() < (images["split"] != "train").sum()
     for key in BOUND:
         assert isinstance(e["bound"][key], float), key
     b = e["bound"]
@@ -81,7 +86,7 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
         assert spread["n"] == n >= 2 and abs(e[name] - spread["mean"]) <= spread["std"] * (n - 1) / n**0.5 + 1e-9, (name, spread)
     assert e["over_seeds"]["fid_evalnet"]["std"] > 0  # other generation seeds, other samples
     assert set(e["stage_seconds"]) == {"fit_latent", "fit_matcher", "eval_net", "evaluate"}
-    assert e["stage_seconds"]["evaluate"] > 0
+    assert 0 < e["stage_seconds"]["evaluate"] <= elapsed, (e["stage_seconds"], elapsed)
     assert e["per_class"]["note"]  # 6 test images per class: too few for per-class FID/KID, said so
     assert set(e["real_reference"]) >= {"precision", "recall", "density", "coverage", "fid_evalnet"}
     assert e["real_reference"]["kid_evalnet_std"] > 0  # its KID subsets differ, even on a small test set

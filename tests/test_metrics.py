@@ -167,6 +167,21 @@ def test_fid_equals_cleanfid_compute_fid_with_custom_extractor(tmp_path):
     assert ours > 0
 
 
+def _subset_kids(a: np.ndarray, b: np.ndarray, subsets: int, size: int, seed: int) -> np.ndarray:
+    """Each KID subset's value, worked here: clean-fid's draws (`kernel_distance`: `size` rows of the
+    second set, then of the first, from numpy's global RNG seeded with `seed`) and the unbiased MMD^2
+    of its kernel (x.y / d + 1)^3 on them."""
+    rng = np.random.RandomState(seed)  # the global RNG after np.random.seed(seed) draws the same
+    a, b, d, out = a.astype(np.float64), b.astype(np.float64), a.shape[1], []
+    for _ in range(subsets):
+        x = b[rng.choice(len(b), size, replace=False)]
+        y = a[rng.choice(len(a), size, replace=False)]
+        kxx, kyy, kxy = ((p @ q.T / d + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        within = [(k.sum() - np.trace(k)) / (size * (size - 1)) for k in (kxx, kyy)]
+        out.append(sum(within) - 2 * kxy.mean())
+    return np.array(out)
+
+
 def test_kid_is_cleanfid_kernel_distance_with_its_std():
     from cleanfid.fid import kernel_distance
 
@@ -178,13 +193,14 @@ def test_kid_is_cleanfid_kernel_distance_with_its_std():
     assert np.array_equal(np.random.get_state()[1], state[1])  # the global RNG is left as it was
     np.random.seed(7)
     assert mean == pytest.approx(kernel_distance(a, b, num_subsets=20, max_subset_size=50), rel=1e-6)
-    assert std > 0
+    values = _subset_kids(a, b, 20, 50, seed=7)  # the std is the sample std of the subsets' values
+    assert mean == pytest.approx(values.mean(), rel=1e-4) and std == pytest.approx(values.std(ddof=1), rel=1e-4)
     assert kid(a, b, 20, 50, seed=7) == (mean, std)  # deterministic
     # subsets as large as the sets would all be the same draw: capped at half, so the std is a spread
     small = kid(a[:50], b[:50], subsets=20, subset_size=500, seed=7)
     np.random.seed(7)
     assert small[0] == pytest.approx(kernel_distance(a[:50], b[:50], num_subsets=20, max_subset_size=25), rel=1e-6)
-    assert small[1] > 0
+    assert small[1] == pytest.approx(_subset_kids(a[:50], b[:50], 20, 25, seed=7).std(ddof=1), rel=1e-4)
     assert kid(a[:3], b[:3], subsets=20, subset_size=500)[1] is None  # too small to halve: one value, no spread
 
 
@@ -202,8 +218,12 @@ def test_per_class_fid_only_with_more_points_than_dims():
     labels = np.repeat([0, 1, 2], 20)
     labels[:3] = 2  # class 0 now has 17 points
     fids, kids, note = per_class_fid_kid(real, labels, fake, labels, min_samples=18, kid_subsets=5, kid_subset_size=10)
-    assert set(fids) == {"0", "1", "2"} and all(v is not None for v in fids.values())  # 17+ points > 4 dims
-    assert kids["0"] is None and kids["1"] is not None
+    assert set(fids) == {"0", "1", "2"}  # 17+ points > 4 dims: each class's FID, on its own points
+    for c in range(3):
+        assert fids[str(c)] == pytest.approx(fid(real[labels == c], fake[labels == c]), rel=1e-6), c
+    assert kids["0"] is None  # 17 < 18 points
+    for c in (1, 2):
+        assert kids[str(c)] == pytest.approx(kid(real[labels == c], fake[labels == c], 5, 10)[0], rel=1e-6), c
     assert "at least 18" in note
     fids, _, note = per_class_fid_kid(real[:, :1].repeat(30, 1), labels, fake[:, :1].repeat(30, 1), labels,
                                       min_samples=2, kid_subsets=2, kid_subset_size=10)  # fmt: skip
@@ -336,6 +356,12 @@ def test_stand_in_lpips_backbone_runs_lpips(tmp_path, monkeypatch, no_network):
     a, b = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     d = dist(a, b)
     assert d.shape == (4,) and (d > 0).all() and torch.allclose(dist(a, a), torch.zeros(4), atol=1e-6)
-    mean, per_class = features.pairwise_same_condition(dist, torch.cat([a, b]), torch.tensor([0] * 4 + [1] * 4), 3, 0)
-    assert set(per_class) == {"0", "1"} and mean > 0
+    # class 1: one image four times (a collapsed condition); class 0: four different images
+    mean, per_class = features.pairwise_same_condition(dist, torch.cat([a, b[:1].expand(4, -1, -1, -1)]),
+                                                       torch.tensor([0] * 4 + [1] * 4), 3, 0)  # fmt: skip
+    pairs = torch.tensor([(i, j) for i in range(4) for j in range(4) if i != j])
+    within = dist(a[pairs[:, 0]], a[pairs[:, 1]])  # every pair of distinct images of class 0
+    assert set(per_class) == {"0", "1"} and per_class["1"] == pytest.approx(0.0, abs=1e-6)
+    assert within.min().item() - 1e-6 <= per_class["0"] <= within.max().item() + 1e-6, (per_class, within)
+    assert mean == pytest.approx((per_class["0"] + per_class["1"]) / 2)
     assert no_network == []

@@ -70,7 +70,9 @@ def test_fidelity_spread_and_grid():
     perfect = fidelity(y, y, x, 4)
     assert perfect["ssim"] == pytest.approx(1.0, abs=1e-5) and perfect["psnr"] > 60 and perfect["consistency_psnr"] > 60
     draws = torch.stack([y, y + 0.1])
-    assert draw_spread(torch.stack([y, y])) == 0.0 and draw_spread(draws) > 0
+    assert draw_spread(torch.stack([y, y])) == 0.0
+    # the per-pixel sample std over the draws (dim 0), averaged: 0.1 for draws y - 0.1, y, y + 0.1
+    assert draw_spread(torch.stack([y - 0.1, y, y + 0.1])) == pytest.approx(0.1, rel=1e-4)
     grid = comparison_grid(x, bicubic_upsample(x, 4), draws, y)
     assert grid.shape == (3 * 5, 1, 28, 28)
     assert torch.equal(grid[4], y[0]) and torch.equal(grid[5 + 4], y[1])  # last column of each row is the truth

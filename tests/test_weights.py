@@ -98,7 +98,12 @@ def test_the_table_is_the_libraries_own_urls_and_names(cache):
 def test_listing_says_what_is_missing_where_and_how_to_get_it(cache, capsys):
     assert cli.main(["weights"]) == 0  # dispatched like `lsdm sweep`
     out = capsys.readouterr().out
-    assert out.count("MISSING") >= 4 and "lsdm weights fetch inception" in out and "lsdm weights fetch lpips" in out
+    entries = [line.split(":")[0] for line in out.splitlines() if not line.startswith((" ", "note:", "After a fetch"))]
+    status = [line.split("status:")[1].split(":")[0].strip() for line in out.splitlines() if "  status:" in line]
+    assert entries == ["inception", "lpips-alex", "lpips-vgg", "lpips-squeeze"], entries
+    assert status == ["MISSING"] * 4  # the empty caches hold none of the four files
+    assert out.count("MISSING") == 4 and out.count("shipped in the lpips package: present") == 3  # with lpips
+    assert "lsdm weights fetch inception" in out and "lsdm weights fetch lpips" in out
     assert str(cache / "xdg/lsdm" / features.INCEPTION_FILE) in out
     assert str(cache / "torch/hub/checkpoints" / ALEX) in out
     assert "https://nvlabs-fi-cdn.nvidia.com/" in out and "https://download.pytorch.org/models/" + ALEX in out
