@@ -31,7 +31,7 @@ test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect run
 # summaries and every dependency's hash. DVC has no setting for its default columns, hence the flags;
 # tests/test_pipeline.py runs this command and holds it to that. EXP_SHOW_ARGS=--md: a Markdown table.
 EXP_SHOW_KEEP := ^eval\.(label_accuracy|fid_evalnet)$$
-EXP_SHOW_DROP := ^Created$$|^eval\.|^prepare\.|^baseline\.|^(latent|matcher|evalnet)\.(train_|test_|target$$|n_images$$|n_pairs$$|n_pool$$|n_pseudo$$|variant$$)|^pseudo\.(available|n_pool|unpaired)|.*/|^params\.yaml$$|^inputs$$
+EXP_SHOW_DROP := ^Created$$|^eval\.|^prepare\.|^baseline\.|^(latent|matcher|evalnet)\.(train_|test_|target$$|n_images$$|n_pairs$$|n_pool$$|n_pseudo$$|variant$$)|^pseudo\.unpaired|.*/|^params\.yaml$$|^inputs$$
 EXP_SHOW_ARGS ?=
 exp-show: install
 	dvc exp show --only-changed --keep '$(EXP_SHOW_KEEP)' --drop '$(EXP_SHOW_DROP)' $(EXP_SHOW_ARGS)

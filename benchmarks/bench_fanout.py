@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_pipeline import BIN, ROOT, TINY, deep_update, env, make_clone, sh
+from bench_pipeline import BIN, ROOT, env, make_clone, sh
+from lsdm.presets import tiny
 from record import RESULTS, Run
 
 import yaml
@@ -91,7 +92,7 @@ def main() -> int:
     run = Run()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if not args.full:  # the sweep section replaced, not merged: no budget overrides, no variants
-        params = {**deep_update(params, TINY), "methods": [], "sweep": {"counts": [2, 3], "seeds": [0, 1]}}
+        params = {**tiny(params), "methods": [], "sweep": {"counts": [2, 3], "seeds": [0, 1]}}
     base = Path(tempfile.mkdtemp(prefix="lsdm-fanout-"))
     origin, parent = base / "origin.git", make_clone(base / "parent", params)
     for d in ("flows", "benchmarks"):

@@ -1,6 +1,7 @@
 """Benchmark (not a test): what DVC's caching and one-step sampling buy, measured on this machine.
 
-    python benchmarks/bench_pipeline.py            # the shipped params.yaml + latent_flow (~5 min on a 2-core CPU)
+    python benchmarks/bench_pipeline.py            # the shipped params.yaml, as `make repro` runs it (methods: [])
+    python benchmarks/bench_pipeline.py --methods latent_flow   # + the flow: its NFE 10/50/100 throughput
     python benchmarks/bench_pipeline.py --tiny     # 300 images, a few dozen steps: checks the script
 
 In a throwaway copy of the repository (git + DVC, like the tests' repos) it prints:
@@ -8,13 +9,13 @@ In a throwaway copy of the repository (git + DVC, like the tests' repos) it prin
 1. full vs incremental `dvc repro` wall time and their ratio: the full run reproduces every stage
    from nothing; the incremental one follows a change of `split.n_paired_per_class` only, so DVC
    skips prepare, fit_latent, encode and eval_net (the caching contract);
-2. LSDM one-step vs latent_flow at NFE 10 / 50 / 100: images/s at the same batch size
-   (evaluate.batch_size) and device, and the ratio;
+2. LSDM one-step (and, with `--methods latent_flow`, the flow at NFE 10 / 50 / 100): images/s at
+   the same batch size (evaluate.batch_size) and device;
 3. peak memory per stage: max RSS of each stage's process tree (`dvc repro --single-item STAGE`,
    measured with getrusage(RUSAGE_CHILDREN) in a fresh wrapper process per stage; DVC's own
    process is part of the tree, so ~150-250 MB is the floor).
 
-The full run is the stages one at a time in dvc.yaml order (a topological order), each timed; its
+The full run is the stages one at a time in graph order (`read_pipeline`), each timed; its
 wall time is their sum. The figures are also written, with the machine, date and commit, to
 results/benchmarks/bench_pipeline-<shipped|tiny>.json (`--json` elsewhere), which the README's
 benchmark paragraph is rendered from (`python -m lsdm.reports.readme`); nothing else is written here.
@@ -35,21 +36,11 @@ from pathlib import Path
 import yaml
 
 from lsdm.orchestration.tools import tool
+from lsdm.presets import tiny
 from record import RESULTS, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = {  # as tests/conftest.py, plus the baselines
-    "base": {"device": "cpu"},
-    "data": {"limit": 300},
-    "split": {"n_paired_per_class": 3},
-    "latent": {"steps": 30, "batch_size": 32},
-    "matcher": {"steps": 15, "width": 32, "depth": 2, "batch_size": 32},
-    "evalnet": {"epochs": 1},
-    "evaluate": {"batch_size": 60, "grid_per_class": 4, "seeds": [0]},
-    "pixel_wgan": {"steps": 5, "width": 8, "batch_size": 16},
-    "latent_flow": {"steps": 50, "width": 32, "depth": 2},
-}
 # Runs `cmd` and prints its wall time and the peak RSS (KiB on Linux) of its finished process tree.
 WRAPPER = (
     "import resource, subprocess, sys, time; t = time.perf_counter(); "
@@ -71,13 +62,6 @@ def sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return p
 
 
-def deep_update(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def make_clone(path: Path, params: dict) -> Path:
     """The pipeline (dvc.yaml, the package, inputs/) and `params` in a fresh git + DVC repo."""
     path.mkdir(parents=True)
@@ -93,13 +77,11 @@ def make_clone(path: Path, params: dict) -> Path:
     return path
 
 
-def stage_names(repo: Path) -> list[str]:
-    return [line.split()[0] for line in sh(["dvc", "stage", "list"], repo).stdout.splitlines() if line.strip()]
-
-
 def full_repro(repo: Path) -> list[dict]:
+    from lsdm.orchestration.experiments import read_pipeline
+
     rows = []
-    for name in stage_names(repo):
+    for name in read_pipeline(repo).stages:  # graph order (dvc.yaml declares `evaluate` first)
         out = sh([sys.executable, "-c", WRAPPER, "dvc", "repro", "--single-item", name], repo).stdout.split()
         rc, seconds, maxrss = int(out[0]), float(out[1]), int(out[2])
         if rc != 0:
@@ -179,12 +161,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
     ap.add_argument("--json", type=Path, default=None,
                     help="where the figures go (default: results/benchmarks/bench_pipeline-<shipped|tiny>.json)")
-    ap.add_argument("--methods", nargs="*", default=["latent_flow"],
-                    help="baselines in the pipeline (default: latent_flow, which the throughput figure needs)")  # fmt: skip
+    ap.add_argument("--methods", nargs="*", default=[],
+                    help="baselines in the pipeline (default: none, as `make repro`; latent_flow adds its throughput)")  # fmt: skip
     args = ap.parse_args()
     params = {**yaml.safe_load((ROOT / "params.yaml").read_text()), "methods": args.methods}
     if args.tiny:
-        params = deep_update(params, TINY)
+        params = tiny(params)
     mode = "tiny" if args.tiny else "shipped"
     run = Run()
     tmp = Path(tempfile.mkdtemp(prefix="lsdm-bench-"))

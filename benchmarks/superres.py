@@ -24,7 +24,9 @@ from typing import Any
 
 import yaml
 
-from bench_pipeline import ROOT, TINY, deep_update, make_clone
+from bench_pipeline import ROOT, make_clone
+from lsdm.evaluation.registry import merge
+from lsdm.presets import tiny
 from record import Run, commit
 
 from lsdm.evaluation.registry import read_results
@@ -47,7 +49,7 @@ def columns(e: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def run_width(repo: Path, params: dict, width: int) -> dict[str, Any]:
     """Set `sr.encoder_width` in the copy, run every stage through DVC, and collect the figures."""
-    params = deep_update(params, {"sr": {"encoder_width": width}})
+    params = merge(params, {"sr": {"encoder_width": width}})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = []
     for name in read_pipeline(repo).stages:
@@ -77,9 +79,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help="folder of the encoder_width_<w>.json files")
     ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
     args = ap.parse_args()
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), {"task": "super_resolution"})
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), {"task": "super_resolution"})
     if args.tiny:
-        params = deep_update(params, TINY)
+        params = tiny(params)
     tmp = Path(tempfile.mkdtemp(prefix="lsdm-superres-"))
     try:
         code = commit()  # what the copy holds, whatever changes here while it runs

@@ -75,7 +75,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     torch.set_num_threads(int(os.environ.get("TUNE_THREADS", "1")))
     from lsdm import paths
     from lsdm.methods.latent_flow import FlowSampler
-    from lsdm.config import load_params, variant_name
+    from lsdm.config import load_params, marginal_terms, variant_name
     from lsdm.data.tables import codes, labels_tensor, latent_pool, paired_subset, to_tensor
     from lsdm.evaluation.judge import Reference, judge_sampler
     from lsdm.methods.flow_matching import train_flow_matching
@@ -141,9 +141,10 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     else:
         p = params.matcher
         pool_ids = latent_pool(images)["id"]
-        pool = codes(latents, pool_ids) if p.marginal != "none" and p.marginal_weight > 0 else None
+        terms = marginal_terms(p, has_classes=True)  # the tuning data (MNIST) has classes
+        pool = codes(latents, pool_ids) if terms.pooled else None
         pseudo = None
-        if p.marginal == "class_aware":  # the job's own pseudo-labels, as stage pseudo_label makes them
+        if terms.class_aware:  # the job's own pseudo-labels, as stage pseudo_label makes them
             from lsdm.pipeline.pseudo_label import label_pool
 
             table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
@@ -221,14 +221,17 @@ class SweepParams(Section):
     """`make sweep` and the Prefect deployment `lsdm/sweep`: one DVC experiment per paired count x
     split seed (x variant). Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
 
-    counts: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 30, 100], min_length=1)  # per class (or in all)
+    # The defaults are the shipped sweep, as params.yaml spells it out (tests/test_config.py holds both equal).
+    counts: list[PositiveInt] = Field(default_factory=lambda: [3, 10, 30], min_length=1)  # per class (or in all)
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)  # split.seed values
     # training seeds: every trained generator's seed (`train_seed_keys`), crossed with the split seeds
-    train_seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
-    set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides for every run (e.g. methods, budgets)
-    # more LSDM runs per cell, without the baselines: name -> dotted overrides (e.g. the paper's matcher
+    train_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1)
+    # dotted overrides for every run: every method at its own budget, one noise seed per run
+    set: dict[str, Any] = Field(default_factory=lambda: {"methods": ["latent_flow", "pixel_wgan"], "evaluate.seeds": [0],
+                                                         "latent_flow.steps": 76000})  # fmt: skip
+    # more LSDM runs per cell, without the baselines: name -> dotted overrides (here the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
-    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none"}})
 
     @field_validator("variants")
     @classmethod
@@ -436,21 +439,30 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 def variant_name(matcher: MatcherParams, has_classes: bool = True) -> str:
     """What reports call the matcher that ran: "LSDM" is the paper's method (pairs only in the
     matching stage), "LSDM + marginal" ours; the critic's conditioning in brackets."""
-    return f"{MARGINAL_NAMES[marginal_terms(matcher, has_classes)]} ({matcher.critic} critic)"
+    return f"{MARGINAL_NAMES[marginal_terms(matcher, has_classes).kind]} ({matcher.critic} critic)"
 
 
 MARGINAL_NAMES = {"none": "LSDM", "pooled": "LSDM + marginal", "class_aware": "LSDM + class-aware marginal"}
 
 
-def marginal_terms(matcher: MatcherParams, has_classes: bool = True) -> str:
-    """Which unpaired-latent terms train: `matcher.marginal` with the zero weights taken out (a
-    pooled term at weight 0 is the paper's method) and, without classes, class_aware run as pooled."""
-    kind = matcher.marginal
-    if kind == "class_aware" and (not has_classes or matcher.class_weight == 0):
-        kind = "pooled"
-    if kind == "pooled" and matcher.marginal_weight == 0:
-        kind = "none"
-    return kind
+class MarginalTerms(NamedTuple):
+    """Which unpaired-latent terms train beside the joint one (`marginal_terms`)."""
+
+    pooled: bool  # the class-blind W1 between G's pooled codes and every pool latent (marginal_weight)
+    class_aware: bool  # the conditional W1 on the pool's confident pseudo-labels (class_weight)
+
+    @property
+    def kind(self) -> str:
+        """What ran, as a `matcher.marginal` value (MARGINAL_NAMES names it)."""
+        return "class_aware" if self.class_aware else "pooled" if self.pooled else "none"
+
+
+def marginal_terms(matcher: MatcherParams, has_classes: bool = True) -> MarginalTerms:
+    """`matcher.marginal` with the zero weights taken out (a pooled term at weight 0 is the paper's
+    method); without classes (super-resolution) class_aware keeps only its pooled term. The one
+    place this rule lives: the critic's build, the training terms and the reports all read it."""
+    return MarginalTerms(pooled=matcher.marginal != "none" and matcher.marginal_weight > 0,
+                         class_aware=matcher.marginal == "class_aware" and has_classes and matcher.class_weight > 0)
 
 
 def resolve_device(name: str):

@@ -35,19 +35,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
 from lsdm.io import IGNORE_PATTERNS  # noqa: E402  (after the checkout is on sys.path)
 
-# A few hundred images and a few dozen steps: every stage runs for real in seconds.
-TINY = {
-    "base": {"device": "cpu"},
-    "data": {"limit": 300},
-    "split": {"n_paired_per_class": 3},
-    "latent": {"steps": 30, "batch_size": 32},
-    "matcher": {"steps": 15, "width": 32, "depth": 2, "batch_size": 32},
-    "evalnet": {"epochs": 1},
-    "evaluate": {"batch_size": 60, "grid_per_class": 4},
-    "pixel_wgan": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
-    "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
-    "sweep": {"counts": [1, 2], "seeds": [0], "train_seeds": [0]},
-}
+from lsdm.presets import tiny  # noqa: E402  (TINY: a few hundred images, a few dozen steps)
 
 
 def pytest_collection_modifyitems(items):
@@ -86,18 +74,11 @@ def committed() -> Path:
     return dest
 
 
-def deep_update(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def tiny_params(**sections) -> dict:
     """The repo's params.yaml with TINY and then `sections` applied on top. Sweeps set nothing for
     every run and run no variants unless `sweep={"set": ..., "variants": ...}` says so (the repo's
     `sweep.set` holds full-size budgets)."""
-    params = deep_update(deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), sections)
+    params = tiny(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)
     for key in ("set", "variants"):
         params["sweep"][key] = sections.get("sweep", {}).get(key, {})
     return params

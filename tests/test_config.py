@@ -18,6 +18,8 @@ def test_shipped_params_are_valid_and_complete():
             assert section in raw
             continue
         assert set(raw[section]) == set(type(getattr(params, section)).model_fields), section
+    # and its values are the config's defaults: one set of shipped values, whichever a reader opens
+    assert params.model_dump(exclude={"sweeps"}) == Params().model_dump(exclude={"sweeps"})
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,6 @@ from lsdm.orchestration.sweep import collect, plan
 
 from conftest import make_repo, run, tiny_params
 
-# Baselines at a few steps each, on top of conftest's TINY.
-TINY_BASELINES = {
-    "pixel_wgan": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
-    "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
-}
 
 
 def test_plan_skips_counts_larger_than_the_smallest_class():
@@ -193,7 +188,7 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     variants = {"lsdm_paper": {"matcher.critic": "concat", "matcher.marginal_weight": 0.0},
                 "lsdm_paired_only": {"split.n_unpaired": 0}}
     repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
-                                                    sweep={"variants": variants}, **TINY_BASELINES))
+                                                    sweep={"variants": variants}))
     every = ["-S", "methods=[pixel_wgan,latent_flow]"]
     out = run(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
               repo, timeout=1200)  # fmt: skip

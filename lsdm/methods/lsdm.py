@@ -71,7 +71,7 @@ def confident_pseudo_labels(threshold: float, device: torch.device, root: str | 
     table = table[table["confidence"] >= threshold]
     if table.empty:
         raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
-                         "lower it (results/pseudo_label/summary.json shows the coverage)")
+                         "lower it (results/pseudo_label/metrics.json shows the coverage)")
     z = shared_latents(table["id"], device, root)
     return (z, torch.as_tensor(table["label"].to_numpy(), device=device),
             torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
@@ -83,18 +83,17 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
     images, paired, _, cond, task = paired_inputs(params, device, root)
     z = shared_latents(paired["id"], device, root)
     pseudo = confident_pseudo_labels(params.pseudo.threshold, device, root) if p.marginal == "class_aware" else None
-    kind = marginal_terms(p, has_classes=pseudo is not None)
-    pooled = kind != "none" and p.marginal_weight > 0  # then G's pooled codes also match every training image's latent
-    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if pooled else None
+    terms = marginal_terms(p, has_classes=pseudo is not None)
+    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if terms.pooled else None
     config = matcher_config(p, task.condition_spec(images), z.shape[1])
     seed_everything(p.seed)
     matcher = wgan_gp_mlp(**config).to(device)
     t0 = time.perf_counter()
-    train_matcher(matcher, p, cond, z, pool, pseudo if kind == "class_aware" else None, log=track)
+    train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=track)
     seconds = time.perf_counter() - t0
     save_checkpoint(out_dir / paths.MATCHER.name, "wgan_gp_mlp", config, matcher.state_dict(), task=params.task)
     return {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p, pseudo is not None),
-            "n_pool": len(pool) if pooled else 0, "n_pseudo": len(pseudo[0]) if kind == "class_aware" else 0}  # fmt: skip
+            "n_pool": len(pool) if terms.pooled else 0, "n_pseudo": len(pseudo[0]) if terms.class_aware else 0}  # fmt: skip
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:

@@ -270,10 +270,9 @@ def matcher_config(p, condition: dict, z_dim: int) -> dict:
     """`wgan_gp_mlp`'s arguments from the `matcher` params section (what a checkpoint stores)."""
     from lsdm.config import marginal_terms
 
-    kind = marginal_terms(p, has_classes=condition["kind"] == "label")
+    terms = marginal_terms(p, has_classes=condition["kind"] == "label")
     return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
-                critic=p.critic, marginal=kind != "none" and p.marginal_weight > 0,
-                class_critic=condition["n_classes"] if kind == "class_aware" else 0)  # fmt: skip
+                critic=p.critic, marginal=terms.pooled, class_critic=condition["n_classes"] if terms.class_aware else 0)
 
 
 def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,

@@ -347,13 +347,13 @@ def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseu
     `ClassAware` on `pseudo` = (confident pool latents, their labels, their confidences)."""
     from lsdm.config import marginal_terms
 
-    kind = marginal_terms(p, has_classes=pseudo is not None)
+    which = marginal_terms(p, has_classes=pseudo is not None)
     terms = []
-    if kind == "class_aware":
+    if which.class_aware:
         if not hasattr(matcher.critic, "class_critic"):
             raise ValueError("matcher.marginal = class_aware needs a critic built with a class critic")
         terms.append(ClassAware(*pseudo, weight=p.class_weight, gp_weight=p.gp_weight))
-    if kind != "none" and p.marginal_weight > 0:
+    if which.pooled:
         if pool is None or not getattr(matcher.critic, "has_marginal", False):
             raise ValueError("matcher.marginal_weight > 0 needs the latent pool and a critic built with marginal=True")
         terms.insert(0, Pooled(pool, p.marginal_weight, p.gp_weight))

@@ -1,7 +1,7 @@
 """pseudo_label: a label and a confidence for every image of the latent pool, learned from the pairs
 alone (`lsdm.models.pseudo_labels.spread` on the shared latents), for the class-aware marginal term;
 their accuracy and coverage, measured against the unpaired pool images' true labels, in
-results/pseudo_label/summary.json. The true labels are read only after the labels are written and
+results/pseudo_label/metrics.json. The true labels are read only after the labels are written and
 reach no fit. Data without classes gets an empty table."""
 
 import numpy as np
@@ -30,7 +30,7 @@ def run(params: Params) -> None:
     table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired) if has_classes else \
         pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64), "confidence": pd.Series(dtype=float)})  # fmt: skip
     write_table(table, paths.PSEUDO_LABELS, PSEUDO_LABELS)
-    summary: dict = {"available": has_classes, "threshold": params.pseudo.threshold, "n_pool": len(pool_ids)}
+    summary: dict = {}  # DVC metrics: `dvc exp show` gives each number a column, so only the measurements
     if has_classes:  # measured on the unpaired pool images: their true labels, after the fact
         truth = latents.set_index("id")["label"]
         unpaired = table[~table["id"].isin(paired["id"])]
@@ -41,4 +41,4 @@ def run(params: Params) -> None:
               f"{q['coverage']:.0%} with confidence >= {params.pseudo.threshold} ({q['accuracy_confident']:.3f} right)")
     else:
         print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled)")
-    write_json({"pseudo": summary}, paths.PSEUDO_SUMMARY)
+    write_json({"pseudo": summary}, paths.PSEUDO_METRICS)

@@ -14,7 +14,7 @@ def run(params: Params) -> None:
     metrics: dict = read_json(paths.PREPARE_METRICS)
     for stage in ("fit_latent", "eval_net", "fit_matcher"):
         metrics.update({k: v for k, v in read_json(paths.live_dir(stage) / "metrics.json").items() if k != "step"})
-    metrics.update(read_json(paths.PSEUDO_SUMMARY))
+    metrics.update(read_json(paths.PSEUDO_METRICS))
     metrics.update(read_results(paths.EVAL_DIR))  # the headline metrics and their details, merged
 
     figures, rel = {}, paths.REPORT_FIGURES.relative_to(paths.REPORT.parent)
