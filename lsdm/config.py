@@ -166,6 +166,9 @@ class EvaluateParams(Section):
     diversity_pairs: PositiveInt = 100  # random same-class pairs per class for LPIPS diversity
     lipschitz_samples: PositiveInt = 96  # latents where the decoder's Jacobian is measured
     bound_bootstrap: NonNegativeInt = 20  # resamplings of the held-out points for the bound's sampling error (0: none)
+    # held-out points the bound's exact W1s are measured on at most (a class-stratified draw): exact OT
+    # grows superlinearly (a 40,000-point problem is a 12.8 GB cost matrix); null: all of them
+    bound_max_points: PositiveInt | None = 2000
     # clean-fid's inception-2015-12-05.pt (the file or its folder); null: ~/.cache/lsdm, then torch hub's checkpoints
     inception_weights: str | None = None
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"  # LPIPS backbone (weights from $TORCH_HOME/hub/checkpoints)

@@ -5,6 +5,7 @@ to end), and the geometric-fidelity sanity checks in the evaluation net's featur
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -46,8 +47,9 @@ def workdir(repro: Path, dest: Path, **evaluate) -> Path:
 
 
 @pytest.mark.slow
-def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_network):  # noqa: F811
-    """This machine's situation: no Inception, no LPIPS backbone, no network."""
+def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_network, capfd):  # noqa: F811
+    """This machine's situation: no Inception, no LPIPS backbone, no network. Its parts say as they
+    start and end what they do (a stage that prints nothing for minutes at scale looks hung)."""
     work = workdir(tiny_repro, tmp_path / "work")
     monkeypatch.chdir(work)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -58,6 +60,10 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     t0 = time.perf_counter()
     evaluate.run(params)
     elapsed = time.perf_counter() - t0
+    err = capfd.readouterr().err
+    for part in ("the test images and their features", "LSDM on 60 held-out conditions x 3 generation seeds",
+                 "the bound: exact W1 on 60 held-out points, 20 bootstrap draws"):  # fmt: skip
+        assert f"evaluate: {part} ...\n" in err and re.search(rf"evaluate: {re.escape(part)}: [0-9.]+s\n", err), err
     headline = json.loads(paths.EVAL_METRICS.read_text())["eval"]  # what `dvc exp show` lists
     assert set(headline) <= set(HEADLINE) and {"label_accuracy", "fid_evalnet", "density"} <= set(headline)
     assert all(not isinstance(v, (dict, list)) for v in headline.values())
@@ -74,6 +80,7 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     assert b["w1_latent_exact"] > 0 and b["w1_pixel_exact"] > 0 and b["convention"] == "per class, averaged"
     assert b["rhs"] == pytest.approx(b["decoder_lipschitz_spectral_max"] * b["w1_latent_exact"] + b["recon_l2_test"])
     assert b["holds"] == (b["w1_pixel_exact"] <= b["rhs"])
+    assert b["points"] == b["points_held_out"] == 60  # under evaluate.bound_max_points: every test point
     for key in ("fid_inception", "kid_inception", "lpips_diversity"):
         assert key in e and e[key] is None, key
     assert "not found" in e["inception_reason"] and str(tmp_path / "no-cache" / "lsdm") in e["inception_reason"]

@@ -61,3 +61,28 @@ def test_bootstrap_gives_each_side_a_sampling_error():
     assert 0 < large["rhs_std"] < small["rhs_std"]
     assert "w1_pixel_exact_std" not in bound_sides(np.ones((4, 2)), np.zeros((4, 2)), np.ones((4, 1)), np.zeros((4, 1)), 1.0,
                                                    0.0, np.zeros(4, int))  # no bootstrap asked: no std
+
+
+def test_the_capped_bound_keeps_each_class_share_and_stays_within_its_sampling_error():
+    """Over the cap the bound is measured on a class-stratified subset: as many points as asked, each
+    class in proportion (a rare class keeps a point); its value is the full set's within a few of its
+    own bootstrap stds. Under the cap nothing changes."""
+    from lsdm.evaluation.transport import capped
+
+    labels = np.repeat([0, 1, 2], [1200, 790, 10])
+    keep = capped(len(labels), 400, labels, seed=0)
+    assert len(np.unique(keep)) == len(keep) == 400 and np.bincount(labels[keep]).tolist() == [240, 158, 2]
+    assert len(capped(300, None, None, 0)) == 300 and capped(300, 500, None, 0).tolist() == list(range(300))
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 3))
+    z_real, z_fake = rng.normal(size=(2000, 3)), rng.normal(size=(2000, 3)) + 0.5
+    recon, lip = rng.uniform(0.0, 0.2, size=2000), float(np.linalg.norm(a, 2))
+    full = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels)
+    cap = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels, bootstrap=20, seed=0, max_points=400)
+    assert (cap["points"], cap["points_held_out"], full["points"]) == (400, 2000, 2000)
+    for k in ("w1_pixel_exact", "w1_latent_exact", "rhs"):
+        assert abs(cap[k] - full[k]) < 4 * cap[f"{k}_std"], k
+        assert cap[k] != full[k]  # a subset, not the full set
+    same = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels, max_points=5000)
+    assert same["w1_pixel_exact"] == full["w1_pixel_exact"] and same["rhs"] == full["rhs"]

@@ -13,6 +13,8 @@ results/evaluate/plots/*.tsv (DVC plots: PRDC against k, per-class figures).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 from torchvision.utils import save_image
@@ -32,6 +34,16 @@ from lsdm.models import load
 from lsdm.models.matcher import Matcher
 from lsdm.data.schemas import IMAGES, PAIRED
 from lsdm.models.training import batched
+
+
+@contextlib.contextmanager
+def phase(what: str):
+    """A line (stderr) as a part of evaluate starts and one with its wall time as it ends: at scale
+    each part takes minutes, and a stage that prints nothing looks hung."""
+    t0 = time.perf_counter()
+    print(f"evaluate: {what} ...", file=sys.stderr, flush=True)
+    yield
+    print(f"evaluate: {what}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
 
 
 def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test) -> dict:
@@ -55,7 +67,8 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     labels = ref.labels_np if ref.judges_labels else None
     measured = bound_sides(ref.y_test.cpu().numpy(), raw.cpu().numpy(), z_test.cpu().numpy(),
                            judgement.z_fake0.cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_each.cpu().numpy(),
-                           labels, ref.cond.float().cpu().numpy(), bootstrap=p.bound_bootstrap, seed=seed)  # fmt: skip
+                           labels, ref.cond.float().cpu().numpy(), bootstrap=p.bound_bootstrap, seed=seed,
+                           max_points=p.bound_max_points)  # fmt: skip
     return {"recon_l2_test": recon_l2, **lip, **measured,
             "critic_w1_test": judgement.metrics["critic_w1_test"], "critic_w1_train_pairs": w1_train}  # fmt: skip
 
@@ -63,15 +76,21 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
 def run(params: Params) -> None:
     t_start = time.perf_counter()
     device = resolve_device(params.base.device)
-    ref = Reference.load(params, device)
+    with phase(f"the {params.evaluate.split} images and their features"):
+        ref = Reference.load(params, device)
     sampler, critic = LSDMSampler.from_pipeline(device), load(paths.MATCHER, device, Matcher).critic
     z_test = latents_of(ref.test["id"], device)
-    judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)
-    real_reference = ref.real_reference()
+    with phase(f"LSDM on {len(ref.cond)} held-out conditions x {len(params.evaluate.seeds)} generation seeds"):
+        judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)
+    with phase("the real data's own reference scores"):
+        real_reference = ref.real_reference()
     real_div_pc = real_reference.pop("_diversity_per_class")
     real_acc, _ = ref.classify(ref.real_feats)
     rec = batched(sampler.autoencoder, ref.y_test)
     times = stage_seconds()
+    n_bound = min(len(ref.cond), params.evaluate.bound_max_points or len(ref.cond))
+    with phase(f"the bound: exact W1 on {n_bound} held-out points, {params.evaluate.bound_bootstrap} bootstrap draws"):
+        bound = bound_terms(ref, sampler, critic, judgement, z_test)
     metrics = {
         "eval": {
             **judgement.metrics,
@@ -79,14 +98,17 @@ def run(params: Params) -> None:
             "fid_evalnet_train_vs_test": real_reference["fid_evalnet"],
             "diversity_evalnet_real": real_reference["diversity_evalnet"],
             "real_reference": real_reference,
-            "bound": bound_terms(ref, sampler, critic, judgement, z_test),
+            "bound": bound,
             "recon_mse_test": mse(rec, ref.y_test),
             "recon_mae_test": mae(rec, ref.y_test),
             "stage_seconds": times,
         }
     }
     judge = lambda s: brief(judge_sampler(ref, s).metrics)  # noqa: E731  (a sampler judged beside LSDM)
-    references = {name: judge(s) for name, s in ref.task.reference_samplers(device)}
+    references = {}
+    for name, s in ref.task.reference_samplers(device):
+        with phase(f"reference sampler {name}"):
+            references[name] = judge(s)
     if references:  # the task's classical baselines, on the same test set in the same run
         metrics["eval"]["references"] = references
     metrics["eval"].update(ref.task.extra_results(ref, sampler, judge))

@@ -418,9 +418,11 @@ TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]
      (("proj_lr1e-3_m0.5_own", 3, (0, 1, 2)), ("proj_lr1e-3_m1_own", 3, (0, 1, 2)))),
     ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
      (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
-    ("default (pooled marginal 1) / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
-     (("own_m1_closed_form", 3, (0, 1, 2)), ("class_aware_m0.3", 3, (0, 1, 2)))),
+    *(("pooled marginal 1 / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
+       (("own_m1_closed_form", n, (0, 1, 2)), ("class_aware_m0.3", n, (0, 1, 2)))) for n in (3, 10, 30)),
 )  # fmt: skip
+#: The class-aware marginal against the pooled one, paired over split seeds (variant, baseline, counts).
+TUNING_PAIRED = ("class_aware_m0.3", "own_m1_closed_form", (3, 10, 30))
 TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
                ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
 
@@ -447,6 +449,31 @@ def tuning(root: Path) -> list[str]:
     return lines
 
 
+def tuning_paired(root: Path) -> list[str]:
+    """Variant − baseline on validation per count: the mean over split seeds and its 95% t-interval
+    (the density column is |density − real density|: closer to the real data's is better)."""
+    from lsdm.reports.stats import t_interval
+
+    variant, base, counts = TUNING_PAIRED
+    df = pd.read_csv(root / TUNING)
+    df["density"] = (df["density"] - df["density_real"]).abs()
+    head = [label if key != "density" else "density gap" for key, label, _ in TUNING_COLS]
+    lines = [f"| `{variant}` − `{base}` (validation) | pairs/class | split seeds | " + " | ".join(head) + " |",
+             "|---|---|---|" + "---|" * len(head)]  # fmt: skip
+    for n in counts:
+        at = df[df["n_per_class"] == n]
+        a, b = (at[at["variant"] == v].set_index("seed") for v in (variant, base))
+        seeds = sorted(set(a.index) & set(b.index))
+        if len(seeds) < 2:
+            raise KeyError(f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class")
+        cells = []
+        for key, _, digits in TUNING_COLS:
+            mean, half, _ = t_interval(a.loc[seeds, key] - b.loc[seeds, key])
+            cells.append(f"{mean:+.{digits}f} ± {half:.{digits}f}")
+        lines.append(f"| paired difference | {n} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return lines
+
+
 # --- the blocks --------------------------------------------------------------------------------------
 
 BLOCKS: dict[str, Block] = {
@@ -457,6 +484,7 @@ BLOCKS: dict[str, Block] = {
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "matcher-tuning": Block((TUNING,), tuning),
+    "class-aware-paired": Block((TUNING,), tuning_paired),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
 }
