@@ -25,11 +25,10 @@ from typing import Any
 import yaml
 
 from bench_pipeline import ROOT, make_clone
-from lsdm.evaluation.registry import merge
 from lsdm.presets import tiny
 from record import Run, commit
 
-from lsdm.evaluation.registry import read_results
+from lsdm.evaluation.registry import merge, read_results
 from lsdm.orchestration.dvc import RAN, repro_stage
 from lsdm.orchestration.experiments import read_pipeline
 from lsdm.paths import EVAL_DIR

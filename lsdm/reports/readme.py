@@ -388,6 +388,8 @@ def fanout(root: Path) -> list[str]:
 # --- matcher tuning ----------------------------------------------------------------------------------
 
 TUNING = "results/tuning/matcher_val.csv"
+#: The class-aware marginal against the pooled one, paired over split seeds (variant, baseline, counts).
+TUNING_PAIRED = ("class_aware_m0.3", "own_m1_closed_form", (3, 10, 30))
 #: The tuning table's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
 #: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
 TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]], ...] = (
@@ -419,10 +421,8 @@ TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]
     ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
      (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
     *(("pooled marginal 1 / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
-       (("own_m1_closed_form", n, (0, 1, 2)), ("class_aware_m0.3", n, (0, 1, 2)))) for n in (3, 10, 30)),
+       ((TUNING_PAIRED[1], n, (0, 1, 2)), (TUNING_PAIRED[0], n, (0, 1, 2)))) for n in TUNING_PAIRED[2]),
 )  # fmt: skip
-#: The class-aware marginal against the pooled one, paired over split seeds (variant, baseline, counts).
-TUNING_PAIRED = ("class_aware_m0.3", "own_m1_closed_form", (3, 10, 30))
 TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
                ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
 
