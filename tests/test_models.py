@@ -280,3 +280,51 @@ def test_class_aware_weights_rows_by_confidence():
     torch.manual_seed(1)
     c = critic_objective(f, y, changed, z_fake, 10.0)[1]
     assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c, atol=1e-3)
+
+
+@pytest.mark.parametrize("gp_every", [1, 3])
+def test_lazy_penalty_runs_on_every_kth_critic_update_at_k_times_its_weight(gp_every, monkeypatch):
+    """`gp_every` k: of 12 critic updates (4 steps x n_critic 3) the joint and marginal penalties are
+    computed on the 1st, (k+1)th, ... at k x gp_weight, and on none of the others (weight 0: skipped,
+    its logged value kept from the last update that computed it)."""
+    from lsdm.models import training
+
+    seen = {"joint": [], "marginal": []}
+    joint, marginal = training.critic_objective, training.marginal_objective
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            seen[name].append((args[4] if name == "joint" else args[3], out[2] is None))
+            return out
+        return wrapped
+
+    monkeypatch.setattr(training, "critic_objective", spy("joint", joint))
+    monkeypatch.setattr(training, "marginal_objective", spy("marginal", marginal))
+    torch.manual_seed(0)
+    m = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], marginal=True))
+    logs = []
+    train_wgan_gp(m, torch.randint(0, 10, (40,)), torch.randn(40, 8), steps=4, n_critic=3, batch_size=16, lr=1e-3,
+                  gp_weight=10.0, seed=0, terms=[Pooled(torch.randn(100, 8), 1.0, 10.0)], gp_every=gp_every,
+                  log=lambda s, d: logs.append(d), log_every=1)  # fmt: skip
+    want = [(10.0 * gp_every, False) if u % gp_every == 0 else (0.0, True) for u in range(12)]
+    assert seen["joint"] == want and seen["marginal"] == want
+    assert all(d["critic/gp"] > 0 and d["critic/gp_marginal"] > 0 for d in logs)
+
+
+def test_the_critics_learn_at_critic_lr_and_are_critic_width_wide():
+    """critic_lr sets the critics' optimiser alone (G keeps lr), critic_width the critics' layers alone:
+    after one step with lr 0 for G and a positive critic_lr, only the critic's weights moved."""
+    from lsdm.config import MatcherParams
+    from lsdm.models.matcher import matcher_config
+    from lsdm.models.training import train_matcher
+
+    p = MatcherParams(width=32, depth=2, critic_width=16, steps=1, n_critic=1, lr=1e-12, critic_lr=1e-2, batch_size=16)
+    torch.manual_seed(0)
+    m = build("wgan_gp_mlp", matcher_config(p, {"kind": "label", "n_classes": 10}, 8))
+    widths = {name: mod.out_features for name, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
+    assert widths["generator.net.0"] == 32 and widths["critic.body.0"] == widths["critic.marginal_net.0"] == 16
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    train_matcher(m, p, torch.randint(0, 10, (40,)), torch.randn(40, 8), torch.randn(100, 8))
+    moved = {k for k, v in m.state_dict().items() if not torch.allclose(v, before[k], atol=1e-8)}
+    assert moved and all(k.startswith("critic.") for k in moved), moved

@@ -272,17 +272,19 @@ def matcher_config(p, condition: dict, z_dim: int) -> dict:
 
     terms = marginal_terms(p, has_classes=condition["kind"] == "label")
     return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
-                critic=p.critic, marginal=terms.pooled, class_critic=condition["n_classes"] if terms.class_aware else 0)
+                critic=p.critic, marginal=terms.pooled, class_critic=condition["n_classes"] if terms.class_aware else 0,
+                critic_width=p.critic_width)  # fmt: skip
 
 
-def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int,
-                critic: str = "concat", marginal: bool = False, class_critic: int = 0) -> Matcher:  # fmt: skip
+def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int, critic: str = "concat",
+                marginal: bool = False, class_critic: int = 0, critic_width: int | None = None) -> Matcher:  # fmt: skip
     """MLP generator and critic; each gets its own condition encoder (they must not share weights).
     `critic` names how f sees the condition (CRITICS); `marginal` adds the marginal critic m(z);
-    `class_critic` (a number of classes) the class-aware marginal's critic f_c(y, z)."""
+    `class_critic` (a number of classes) the class-aware marginal's critic f_c(y, z); the critics are
+    `critic_width` wide (None: `width`, as G)."""
     g_cond, c_dim = condition_encoder(**condition)
     f_cond, _ = condition_encoder(**condition)
     return Matcher(
         Generator(g_cond, c_dim, noise_dim, z_dim, width, depth),
-        CRITICS[critic](f_cond, c_dim, z_dim, width, depth, marginal=marginal, class_critic=class_critic),
+        CRITICS[critic](f_cond, c_dim, z_dim, critic_width or width, depth, marginal=marginal, class_critic=class_critic),
     )

@@ -172,21 +172,23 @@ def critic_objective(
     the condition detached there, so that backward skips the condition encoder.
     """
     b = z_real.shape[0]
-    alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
-    z_hat = alpha * z_real + (1 - alpha) * z_fake
     h = critic.encode(x)
     out = critic.score(h, torch.cat([z_real, z_fake]))
+    if weights is None:
+        w1 = out[:b].mean() - out[b:].mean()
+    else:
+        w = weights / weights.sum()
+        w1 = (out[:b] * w).sum() - (out[b:] * w).sum()
+    if not gp_weight:  # a lazy penalty's off step (`train_wgan_gp`'s gp_every): nothing to compute
+        return -w1, w1, None
+    alpha = torch.rand(b, *([1] * (z_real.dim() - 1)), device=z_real.device)
+    z_hat = alpha * z_real + (1 - alpha) * z_fake
     if hasattr(critic, "input_grad"):
         grad = critic.input_grad(h, z_hat)
     else:
         h_hat = h.detach() if getattr(critic, "penalty_ignores_condition", False) else h
         z_hat.requires_grad_(True)
         (grad,) = torch.autograd.grad(critic.score(h_hat, z_hat).sum(), z_hat, create_graph=True)
-    if weights is None:
-        w1 = out[:b].mean() - out[b:].mean()
-    else:
-        w = weights / weights.sum()
-        w1 = (out[:b] * w).sum() - (out[b:] * w).sum()
     gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 
@@ -200,15 +202,26 @@ def marginal_objective(
     (its gradient there in closed form: `critic.marginal_input_grad`)."""
     b = min(len(z_pool), len(z_fake))
     z_pool, z_fake = z_pool[:b], z_fake[:b]
-    alpha = torch.rand(b, 1, device=z_pool.device)
     out = critic.marginal(torch.cat([z_pool, z_fake]))
-    grad = critic.marginal_input_grad(alpha * z_pool + (1 - alpha) * z_fake)
     w1 = out[:b].mean() - out[b:].mean()
+    if not gp_weight:  # a lazy penalty's off step
+        return -w1, w1, None
+    alpha = torch.rand(b, 1, device=z_pool.device)
+    grad = critic.marginal_input_grad(alpha * z_pool + (1 - alpha) * z_fake)
     gp = ((grad.norm(dim=1) - 1) ** 2).mean()
     return -w1 + gp_weight * gp, w1, gp
 
 
 # --- the matching objective: the joint W1 term, and what the unpaired latents add -------------------
+#
+# Each term's `critic_loss(f, G, rows, z_fake, gen, gp_scale)` is its critics' loss with the gradient
+# penalty at gp_scale x its weight (0: not computed, a lazy penalty's off step) and what it logs;
+# `generator_score(f, G, x, z_g, gen)` what G maximises.
+
+
+def _logged(values: dict) -> dict:
+    """The values a term logs, less a penalty not computed on this step (a lazy penalty keeps its last)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @dataclass
@@ -220,9 +233,9 @@ class Joint:
     gp_weight: float
     weight: float = 1.0
 
-    def critic_loss(self, f, G, rows, z_fake, gen):
-        loss, w1, gp = critic_objective(f, self.cond[rows], self.z[rows], z_fake, self.gp_weight)
-        return loss, {"critic/w1": w1, "critic/gp": gp}
+    def critic_loss(self, f, G, rows, z_fake, gen, gp_scale=1):
+        loss, w1, gp = critic_objective(f, self.cond[rows], self.z[rows], z_fake, self.gp_weight * gp_scale)
+        return loss, _logged({"critic/w1": w1, "critic/gp": gp})
 
     def generator_score(self, f, G, x, z_g, gen):
         return f(x, z_g).mean()
@@ -237,10 +250,10 @@ class Pooled:
     weight: float
     gp_weight: float
 
-    def critic_loss(self, f, G, rows, z_fake, gen):
+    def critic_loss(self, f, G, rows, z_fake, gen, gp_scale=1):
         z_pool = self.pool[_batch(len(self.pool), len(rows), gen).to(self.pool.device)]
-        loss, w1, gp = marginal_objective(f, z_pool, z_fake, self.gp_weight)
-        return loss, {"critic/w1_marginal": w1, "critic/gp_marginal": gp}
+        loss, w1, gp = marginal_objective(f, z_pool, z_fake, self.gp_weight * gp_scale)
+        return loss, _logged({"critic/w1_marginal": w1, "critic/gp_marginal": gp})
 
     def generator_score(self, f, G, x, z_g, gen):
         return f.marginal(z_g).mean()
@@ -263,12 +276,12 @@ class ClassAware:
         i = _batch(len(self.z), n, gen).to(self.z.device)
         return self.labels[i], self.z[i], self.confidence[i]
 
-    def critic_loss(self, f, G, rows, z_fake, gen):
+    def critic_loss(self, f, G, rows, z_fake, gen, gp_scale=1):
         y, z, c = self._draw(len(rows), gen)
         with torch.no_grad():
             fake = G(y)
-        loss, w1, gp = critic_objective(f.class_critic, y, z, fake, self.gp_weight, weights=c)
-        return loss, {"critic/w1_class": w1, "critic/gp_class": gp}
+        loss, w1, gp = critic_objective(f.class_critic, y, z, fake, self.gp_weight * gp_scale, weights=c)
+        return loss, _logged({"critic/w1_class": w1, "critic/gp_class": gp})
 
     def generator_score(self, f, G, x, z_g, gen):
         y, _, c = self._draw(len(x), gen)
@@ -287,6 +300,8 @@ def train_wgan_gp(
     gp_weight: float,
     seed: int,
     terms: Sequence = (),
+    critic_lr: float | None = None,
+    gp_every: int = 1,
     log: Logger = _no_log,
     log_every: int = 10,
     desc: str = "fit_matcher",
@@ -298,18 +313,26 @@ def train_wgan_gp(
     the terms') updated together on the same fakes of the pairs' conditions. The logged `critic/w1`
     is the joint critic's estimate E f(x, z) - E f(x, G(x, eta)) on the last critic batch; each
     term logs its own.
+
+    The schedule's cost levers: the critics learn at `critic_lr` (None: `lr`; a larger one lets
+    fewer critic updates keep up, as in TTUR, Heusel et al. 2017), and the gradient penalties are
+    computed on every `gp_every`-th critic update only, at `gp_every` x their weight (the lazy
+    regularisation of StyleGAN2, Karras et al. 2020): the same penalty on average for a fraction
+    of its cost.
     """
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     G, f = matcher.generator, matcher.critic
     terms = [Joint(cond, z, gp_weight), *terms]
     opt_g = adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
-    opt_f = adam(f.parameters(), lr=lr, betas=(0.5, 0.9))
+    critic_lr = critic_lr or lr
+    opt_f = adam(f.parameters(), lr=critic_lr, betas=(0.5, 0.9))
     # Cosine decay of both learning rates: late small steps let G settle on the pairs' modes
     # instead of orbiting them.
     sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=lr * 0.05)
-    sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=steps, eta_min=lr * 0.05)
+    sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=steps, eta_min=critic_lr * 0.05)
     n = len(z)
     matcher.train()
+    updates, logged = 0, {}  # critic updates so far (the lazy penalty's clock); the last logged values
     with _progress(steps, desc) as bar:
         for step in range(1, steps + 1):
             # G is fixed while the critic learns: its codes for all n_critic batches come from one call
@@ -317,9 +340,10 @@ def train_wgan_gp(
             with torch.no_grad():
                 fakes = G(cond[idx]).split(batch_size)
             for rows, z_fake in zip(idx.split(batch_size), fakes):
-                loss_f, logged = 0.0, {}
+                gp_scale = gp_every if updates % gp_every == 0 else 0
+                updates, loss_f = updates + 1, 0.0
                 for term in terms:
-                    loss, values = term.critic_loss(f, G, rows, z_fake, gen)
+                    loss, values = term.critic_loss(f, G, rows, z_fake, gen, gp_scale)
                     loss_f, logged = loss_f + term.weight * loss, {**logged, **values}
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
@@ -364,7 +388,8 @@ def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, po
                   pseudo=None, **kwargs) -> nn.Module:  # fmt: skip
     """`train_wgan_gp` with the budget, terms and weights of the `matcher` params section `p`."""
     return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
-                         gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo), **kwargs)
+                         gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo),
+                         critic_lr=p.critic_lr, gp_every=p.gp_every, **kwargs)  # fmt: skip
 
 
 @torch.no_grad()
