@@ -1,15 +1,15 @@
 """The matching stage's training time, this checkout's code against an earlier commit's, side by side.
 
 fit_matcher's cost is the number of network passes per generator step, not the data: each version
-trains `train_wgan_gp` at the shipped `matcher` params (params.yaml of this checkout) on synthetic
+trains `train_wgan_gp` at its own shipped `matcher` params (its commit's params.yaml) on synthetic
 latents of the default run's shapes (100 pairs, 10 classes, a pool of 3,500 16-d codes, all of them
 pseudo-labelled for the class-aware term where a version has it), in its own
 process, one version after the other, `--repeats` times alternating (so a change of machine load
-hits both). The earlier version's `lsdm/` is unpacked from git (`git archive REF lsdm`) into a
-temporary folder and imported from there; nothing else differs.
+hits both). The earlier version's `lsdm/` and params.yaml are unpacked from git (`git archive REF lsdm
+params.yaml`) into a temporary folder and imported from there; nothing else differs.
 
-    python benchmarks/bench_matcher.py --ref 7dfbc8b              # 2,000 steps, 2 repeats
-    python benchmarks/bench_matcher.py --ref HEAD~1 --steps 400   # quicker; time per step is what counts
+    python benchmarks/bench_matcher.py --ref 7dfbc8b              # each version's own steps, 2 repeats
+    python benchmarks/bench_matcher.py --ref HEAD~1 --steps 400   # quicker: 400 steps each, scaled to their own
 
 Figures: results/benchmarks/bench_matcher.json (seconds per version and repeat, the ratio).
 """
@@ -46,7 +46,8 @@ def synthetic(n_pairs: int, n_pool: int, n_classes: int, dim: int, seed: int = 0
 
 def inner(code: str, steps: int, threads: int, sets: dict) -> None:
     """In a child process: import lsdm from `code`, train once, print the seconds as JSON. The matcher
-    section is params.yaml's with `sets` applied, keeping the keys this version knows."""
+    section is that version's own params.yaml with `sets` applied, keeping the keys the version knows:
+    a schedule change (n_critic, critic_width, ...) is timed as each commit ships it."""
     sys.path.insert(0, code)
     import inspect
 
@@ -57,7 +58,8 @@ def inner(code: str, steps: int, threads: int, sets: dict) -> None:
     from lsdm.models import training
     from lsdm.models.matcher import matcher_config, wgan_gp_mlp
 
-    raw = {**yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"], **sets, "steps": steps}
+    shipped = {**yaml.safe_load((Path(code) / "params.yaml").read_text())["matcher"], **sets}
+    raw = {**shipped, "steps": steps or shipped["steps"]}
     p = MatcherParams(**{k: v for k, v in raw.items() if k in MatcherParams.model_fields})
     cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
     torch.manual_seed(p.seed)
@@ -67,11 +69,13 @@ def inner(code: str, steps: int, threads: int, sets: dict) -> None:
         extra["pseudo"] = (pool, pool_y, torch.full((len(pool),), 0.95))
     t0 = time.perf_counter()
     training.train_matcher(m, p, cond, z, pool, **extra)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "module": training.__file__, "matcher": p.model_dump()}))
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "as_shipped": seconds * shipped["steps"] / p.steps, "module": training.__file__,
+                      "matcher": p.model_dump()}))  # fmt: skip
 
 
 def unpack(ref: str, dest: Path) -> Path:
-    tar = subprocess.run(["git", "archive", ref, "lsdm"], cwd=ROOT, capture_output=True, check=True).stdout
+    tar = subprocess.run(["git", "archive", ref, "lsdm", "params.yaml"], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         t.extractall(dest, filter="data")
     return dest
@@ -80,7 +84,8 @@ def unpack(ref: str, dest: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ref", default="HEAD", help="the earlier commit to compare with (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=None, help="generator steps (default: params.yaml's matcher.steps)")
+    ap.add_argument("--steps", type=int, default=0, help="generator steps of both (default: each version's own "
+                    "matcher.steps); the ratio is taken at each version's own steps, scaled from these")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("LSDM_THREADS", "2")))
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/bench_matcher.json")
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    steps = args.steps or yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]["steps"]
+    steps = args.steps
     sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     if args.inner:
         inner(args.inner, steps, args.threads, sets)
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Run()
     ref = subprocess.run(["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     seconds: dict[str, list[float]] = {"before": [], "after": []}
+    as_shipped: dict[str, list[float]] = {"before": [], "after": []}  # scaled to the version's own steps
     matchers: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-matcher-") as tmp:
         versions = {"before": str(unpack(ref, Path(tmp))), "after": str(ROOT)}
@@ -110,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 assert doc["module"].startswith(code), doc  # the version it claims to time
                 seconds[name].append(round(doc["seconds"], 2))
+                as_shipped[name].append(round(doc["as_shipped"], 2))
                 matchers[name] = doc["matcher"]
-                print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({steps} steps, {args.threads} threads)", flush=True)
-    best = {k: min(v) for k, v in seconds.items()}
-    figures = {"ref": ref, "steps": steps, "threads": args.threads, "seconds": seconds, "matcher": matchers,
-               "speedup": round(best["before"] / best["after"], 2),
-               "seconds_at_2000_steps": {k: round(v * 2000 / steps, 1) for k, v in best.items()}}  # fmt: skip
+                print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({doc['matcher']['steps']} steps, "
+                      f"{args.threads} threads; {doc['as_shipped']:.1f} s at its shipped steps)", flush=True)
+    best = {k: min(v) for k, v in as_shipped.items()}
+    figures = {"ref": ref, "steps": steps or "each version's own", "threads": args.threads, "seconds": seconds,
+               "seconds_as_shipped": as_shipped, "matcher": matchers, "speedup": round(best["before"] / best["after"], 2),
+               "best_seconds_as_shipped": {k: round(v, 1) for k, v in best.items()}}  # fmt: skip
     print(f"speed-up (best of {args.repeats}): {figures['speedup']}x")
     run.write(args.out, figures)
     return 0

@@ -32,36 +32,34 @@ def mlp(d_in: int, width: int, depth: int, d_out: int | None) -> nn.Sequential:
     return nn.Sequential(*layers, *([nn.Linear(d, d_out)] if d_out is not None else []))
 
 
-def leaky_forward(layers: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`layers(x)` and the input of each of its LeakyReLUs (what their derivative depends on)."""
-    pre = []
+@torch.no_grad()  # the derivative of a LeakyReLU is piecewise constant: no gradient flows through it
+def leaky_derivatives(layers: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The derivative of each of `layers`' LeakyReLUs at its input for `layers(x)`: 1 where the input
+    is > 0, the slope elsewhere (as LeakyReLU's own backward), one tensor per LeakyReLU."""
+    out = []
     for layer in layers:
         if isinstance(layer, nn.LeakyReLU):
-            pre.append(x)
+            # LeakyReLU's own backward of ones: 3x faster on the CPU than torch.where(x > 0, 1, slope)
+            out.append(torch.ops.aten.leaky_relu_backward(torch.ones_like(x), x, layer.negative_slope, False))
         x = layer(x)
-    return x, pre
+    return out
 
 
-def leaky_input_grad(weights: list[torch.Tensor], pre: list[torch.Tensor], v: torch.Tensor, slope: float) -> torch.Tensor:
+def leaky_input_grad(weights: list[torch.Tensor], derivatives: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
     """v^T d out / d input of a LeakyReLU MLP, each row at its own point: `weights[i]` maps into the
-    LeakyReLU whose input was `pre[i]`, `v` [B, width] is d out / d (last activation).
+    LeakyReLU whose derivatives there are `derivatives[i]` (`leaky_derivatives`), `v` [B, width] is
+    d out / d (last activation).
 
     Why by hand: the gradient penalty needs grad_z f as a function of the weights. Autograd's
     `create_graph=True` records the backward pass and differentiates it again (a double backward);
-    a LeakyReLU's derivative is piecewise constant (its derivative is 0 almost everywhere), so
-    grad_z f is this chain of masked matrix products and one ordinary backward through it gives the
-    same weight gradients, with a third of the kernels. The masks match LeakyReLU's own backward
-    (slope where the input is <= 0)."""
+    a LeakyReLU's derivative is piecewise constant, so grad_z f is this chain of products with
+    fixed factors and matrix products, and one ordinary backward through it gives the same weight
+    gradients, with a third of the kernels. The factors are precomputed once, so each link is one
+    multiply (a `torch.where` on the mask each time cost ~10% of the matcher's training)."""
     g = v
-    for w, p in zip(reversed(weights), reversed(pre)):
-        g = torch.where(p > 0, g, g * slope) @ w
+    for w, d in zip(reversed(weights), reversed(derivatives)):
+        g = (g * d) @ w
     return g  # [B, input dim]
-
-
-def _slope(layers: nn.Sequential) -> float:
-    slopes = {m.negative_slope for m in layers if isinstance(m, nn.LeakyReLU)}
-    assert len(slopes) == 1, slopes
-    return slopes.pop()
 
 
 class Generator(nn.Module):
@@ -100,10 +98,8 @@ class MarginalCritic(nn.Module):
     def marginal_input_grad(self, z_hat: torch.Tensor) -> torch.Tensor:
         """grad m at each row of z_hat [B, d], in closed form (`leaky_input_grad`)."""
         net = self.marginal_net
-        with torch.no_grad():  # only the masks: no gradient flows through a LeakyReLU's mask
-            pre = leaky_forward(net[:-1], z_hat)[1]
         linears = [m.weight for m in net[:-1] if isinstance(m, nn.Linear)]
-        return leaky_input_grad(linears, pre, net[-1].weight.expand(len(z_hat), -1), _slope(net))
+        return leaky_input_grad(linears, leaky_derivatives(net[:-1], z_hat), net[-1].weight.expand(len(z_hat), -1))
 
 
 class Critic(MarginalCritic):
@@ -144,10 +140,9 @@ class Critic(MarginalCritic):
         form (`leaky_input_grad`): the penalty needs no double backward."""
         net = self.net
         w_z = net[0].weight[:, self.cond_dim :]
-        with torch.no_grad():  # only the masks
-            pre = leaky_forward(net[1:-1], F.linear(z_hat, w_z) + h)[1]
+        derivatives = leaky_derivatives(net[1:-1], F.linear(z_hat, w_z) + h)
         weights = [w_z, *(m.weight for m in net[2:-1] if isinstance(m, nn.Linear))]
-        return leaky_input_grad(weights, pre, net[-1].weight.expand(len(z_hat), -1), _slope(net))
+        return leaky_input_grad(weights, derivatives, net[-1].weight.expand(len(z_hat), -1))
 
 
 class Projection(nn.Module):
@@ -195,10 +190,8 @@ class ProjectionCritic(Projection, MarginalCritic):
     def input_grad(self, e: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
         """grad_z f at each row of z_hat [B, d]: d f / d h = w + e, pulled back through the body in
         closed form (`leaky_input_grad`)."""
-        with torch.no_grad():  # only the masks
-            pre = leaky_forward(self.body, z_hat)[1]
         weights = [m.weight for m in self.body if isinstance(m, nn.Linear)]
-        return leaky_input_grad(weights, pre, self.out.weight + e, _slope(self.body))
+        return leaky_input_grad(weights, leaky_derivatives(self.body, z_hat), self.out.weight + e)
 
 
 def per_block(rows: torch.Tensor, h: torch.Tensor, op) -> torch.Tensor:

@@ -22,6 +22,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -389,7 +390,10 @@ def fanout(root: Path) -> list[str]:
 
 TUNING = "results/tuning/matcher_val.csv"
 #: The class-aware marginal against the pooled one, paired over split seeds (variant, baseline, counts).
-TUNING_PAIRED = ("class_aware_m0.3", "own_m1_closed_form", (3, 10, 30))
+TUNING_PAIRED = (("class_aware_m0.3",), "own_m1_closed_form", (3, 10, 30))
+#: Cheaper training schedules against the default rerun in the same batch (the speed issue).
+SCHEDULE_PAIRED = (("sched_nc2_gp2", "sched_nc1", "sched_nc1_clr2", "sched_nc1_clr2_gp4", "sched_cw128", "sched_cw64",
+                    "sched_nc2_cw128"), "own_m1_rerun", (3, 10, 30))  # fmt: skip
 #: The tuning table's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
 #: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
 TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]], ...] = (
@@ -421,7 +425,7 @@ TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]
     ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
      (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
     *(("pooled marginal 1 / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
-       ((TUNING_PAIRED[1], n, (0, 1, 2)), (TUNING_PAIRED[0], n, (0, 1, 2)))) for n in TUNING_PAIRED[2]),
+       ((TUNING_PAIRED[1], n, (0, 1, 2)), (TUNING_PAIRED[0][0], n, (0, 1, 2)))) for n in TUNING_PAIRED[2]),
 )  # fmt: skip
 TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
                ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
@@ -449,28 +453,35 @@ def tuning(root: Path) -> list[str]:
     return lines
 
 
-def tuning_paired(root: Path) -> list[str]:
-    """Variant − baseline on validation per count: the mean over split seeds and its 95% t-interval
-    (the density column is |density − real density|: closer to the real data's is better)."""
+def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int, ...]], speed: bool = False) -> list[str]:
+    """Each variant − the baseline on validation per count, `comparison` = (variants, baseline, counts):
+    the mean over the split seeds both ran and its 95% t-interval (the density column is
+    |density − real density|: closer to the real data's is better). `speed`: a last column with the
+    baseline's training time over the variant's on those runs (meaningful only for runs of one batch,
+    under one load)."""
     from lsdm.reports.stats import t_interval
 
-    variant, base, counts = TUNING_PAIRED
+    variants, base, counts = comparison
     df = pd.read_csv(root / TUNING)
     df["density"] = (df["density"] - df["density_real"]).abs()
     head = [label if key != "density" else "density gap" for key, label, _ in TUNING_COLS]
-    lines = [f"| `{variant}` − `{base}` (validation) | pairs/class | split seeds | " + " | ".join(head) + " |",
+    head += ["training time ÷"] if speed else []
+    lines = [f"| variant − `{base}` (validation) | pairs/class | split seeds | " + " | ".join(head) + " |",
              "|---|---|---|" + "---|" * len(head)]  # fmt: skip
-    for n in counts:
-        at = df[df["n_per_class"] == n]
-        a, b = (at[at["variant"] == v].set_index("seed") for v in (variant, base))
-        seeds = sorted(set(a.index) & set(b.index))
-        if len(seeds) < 2:
-            raise KeyError(f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class")
-        cells = []
-        for key, _, digits in TUNING_COLS:
-            mean, half, _ = t_interval(a.loc[seeds, key] - b.loc[seeds, key])
-            cells.append(f"{mean:+.{digits}f} ± {half:.{digits}f}")
-        lines.append(f"| paired difference | {n} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    for variant in variants:
+        for n in counts:
+            at = df[df["n_per_class"] == n]
+            a, b = (at[at["variant"] == v].set_index("seed") for v in (variant, base))
+            seeds = sorted(set(a.index) & set(b.index))
+            if len(seeds) < 2:
+                raise KeyError(f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class")
+            cells = []
+            for key, _, digits in TUNING_COLS:
+                mean, half, _ = t_interval(a.loc[seeds, key] - b.loc[seeds, key])
+                cells.append(f"{mean:+.{digits}f} ± {half:.{digits}f}")
+            if speed:
+                cells.append(f"{b.loc[seeds, 'train_seconds'].mean() / a.loc[seeds, 'train_seconds'].mean():.1f}")
+            lines.append(f"| `{variant}` | {n} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -484,7 +495,8 @@ BLOCKS: dict[str, Block] = {
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "matcher-tuning": Block((TUNING,), tuning),
-    "class-aware-paired": Block((TUNING,), tuning_paired),
+    "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
+    "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
 }
