@@ -240,32 +240,73 @@ def read_json(path: str | Path) -> Any:
     return json.loads(_read(Path(path)).read_text())
 
 
+#: A Parquet row group holds about this many bytes at most: a table read in batches (`iter_table`)
+#: never decodes more than one group at a time, so a 2.5 GB image table streams in ~64 MB steps.
+ROW_GROUP_BYTES = 64 << 20
+
+
 def write_table(df: pd.DataFrame, path: str | Path, schema: Any, arrow_schema: pa.Schema | None = None) -> None:
-    """Validate `df` with a pandera schema and write it as Parquet, atomically.
+    """Validate `df` with a pandera schema and write it as Parquet, atomically, in row groups of at
+    most ~ROW_GROUP_BYTES (a small table is one group).
 
     `arrow_schema` pins column types that pandas cannot express (fixed-size float32 lists).
     Output bytes depend only on the data: same rows in, byte-identical file out.
     """
     df = schema.validate(df).reset_index(drop=True)
     table = pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False)
+    rows = max(1, len(table) * ROW_GROUP_BYTES // max(1, table.nbytes))
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=min(rows, 1 << 20))
 
 
-def read_table(path: str | Path, schema: Any) -> pd.DataFrame:
+def read_table(path: str | Path, schema: Any, columns: list[str] | None = None) -> pd.DataFrame:
     """Read and validate a table as written: no type is coerced on the way in (a float label read as
-    an int would be silently truncated), and a mismatch is a DataError naming the file and column."""
-    import pandera.errors
-
+    an int would be silently truncated), and a mismatch is a DataError naming the file and column.
+    `columns`: only those (e.g. the image table without its pixels), validated as the schema says."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
     try:
-        df = pd.read_parquet(_read(path))
+        df = pd.read_parquet(_read(path), columns=columns)
     except (OSError, ValueError) as e:  # pyarrow's errors for a file that is not Parquet, or is cut short
-        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); rerun the stage that "
-                        "writes it (`dvc repro -f <stage>`)") from None
-    strict = copy.deepcopy(schema)
+        raise _unreadable(path, e) from None
+    return _validated(df, path, schema, columns)
+
+
+def iter_table(path: str | Path, schema: Any, rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The table in consecutive chunks of `rows` rows (the last may be shorter), each validated as
+    `read_table` validates the whole: memory bounded by a chunk and one row group, not the table."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
+    try:
+        batches = pq.ParquetFile(_read(path)).iter_batches(batch_size=rows, columns=columns)
+        pending: list[pa.RecordBatch] = []
+        for batch in batches:  # pyarrow cuts batches at row-group ends: re-chunk to exactly `rows`
+            pending.append(batch)
+            while sum(len(b) for b in pending) >= rows:
+                whole = pa.Table.from_batches(pending)
+                yield _validated(whole.slice(0, rows).to_pandas(), path, schema, columns)
+                pending = whole.slice(rows).to_batches()
+        if pending and sum(len(b) for b in pending):
+            yield _validated(pa.Table.from_batches(pending).to_pandas(), path, schema, columns)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: Path, e: Exception) -> DataError:
+    return DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); rerun the stage that "
+                     "writes it (`dvc repro -f <stage>`)")
+
+
+def _validated(df: pd.DataFrame, path: Path, schema: Any, columns: list[str] | None) -> pd.DataFrame:
+    import pandera.errors
+
+    if columns is None:
+        strict = copy.deepcopy(schema)
+    else:  # the named columns only; a table-wide check needs every column, so it waits for a full read
+        strict = schema.select_columns(columns)
+        strict.checks = [] if set(columns) != set(schema.columns) else strict.checks
     strict.coerce = False
     try:
         return strict.validate(df)

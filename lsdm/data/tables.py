@@ -136,12 +136,11 @@ def check_classes(df: pd.DataFrame, names: list[str] | None = None) -> None:
 
 
 def to_tensor(df: pd.DataFrame) -> torch.Tensor:
-    """IMAGES rows -> float tensor [N, C, H, W] in [0, 1]."""
-    import torch
+    """IMAGES rows -> float tensor [N, C, H, W] in [0, 1] (a whole set at once: `lsdm.data.pixels`
+    reads large tables in batches)."""
+    from lsdm.data.pixels import as_float, chw_bytes
 
-    h, w, c = (int(df[k].iloc[0]) for k in ("height", "width", "channels"))
-    buf = np.frombuffer(b"".join(df["image"]), dtype=np.uint8).reshape(len(df), h, w, c)
-    return torch.from_numpy(buf.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
+    return as_float(chw_bytes(df))
 
 
 def labels_tensor(df: pd.DataFrame) -> torch.Tensor:

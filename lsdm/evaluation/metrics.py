@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -126,6 +127,20 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 def mae(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute error per pixel, E|y - D(E(y))| averaged over pixels."""
     return torch.mean((a - b).abs()).item()
+
+
+@torch.no_grad()
+def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]) -> dict[str, float]:
+    """`mse` and `mae` of y against model(y) over every pixel of every batch, accumulated batch by
+    batch (a set larger than memory streams through; float64 sums)."""
+    sq = ab = 0.0
+    n = 0
+    for y in batches:
+        d = (model(y) - y).double()
+        sq, ab, n = sq + (d**2).sum().item(), ab + d.abs().sum().item(), n + d.numel()
+    if n == 0:
+        raise ValueError("reconstruction_errors: no images")
+    return {"mse": sq / n, "mae": ab / n}
 
 
 def l2_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -86,7 +86,8 @@ def train_autoencoder(
     log_every: int = 25,
     desc: str = "fit_latent",
 ) -> nn.Module:
-    """Minimise the reconstruction MSE on `images` ([N, C, H, W] in [0, 1], on the model's device)."""
+    """Minimise the reconstruction MSE on `images`: [N, C, H, W] in [0, 1] on the model's device, or
+    anything as long that `images[idx]` turns into such a batch (`lsdm.data.pixels.PixelFile`)."""
 
     def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         y = images[idx.to(images.device)]

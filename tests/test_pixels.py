@@ -1,0 +1,115 @@
+"""Images in batches (lsdm/data/pixels.py, lsdm.io.iter_table): the same floats as reading the whole
+table, and a stage's memory that does not grow with the table."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lsdm import io as lsdm_io
+from lsdm.data.pixels import PixelFile, as_float, image_batches, image_meta
+from lsdm.data.schemas import IMAGES, LATENT_POOL
+from lsdm.data.tables import to_tensor
+from lsdm.errors import DataError
+from lsdm.io import iter_table, read_table, write_table
+
+
+def image_table(n: int, size: int = 8, channels: int = 3, seed: int = 0) -> pd.DataFrame:
+    """`n` images of few grey levels (they compress, as real ones do), a tenth of them test."""
+    rng = np.random.default_rng(seed)
+    pixels = (rng.integers(0, 4, (n, size, size, channels)) * 60).astype(np.uint8)
+    return pd.DataFrame({"id": [f"im{i:06d}" for i in range(n)], "split": np.where(np.arange(n) % 10 == 0, "test", "train"),
+                         "label": np.arange(n) % 10, "height": size, "width": size, "channels": channels,
+                         "image": [p.tobytes() for p in pixels]})  # fmt: skip
+
+
+@pytest.fixture
+def small_groups(monkeypatch):
+    """Row groups of ~4 KB: a small table spans many, as a large one does at 64 MB."""
+    monkeypatch.setattr(lsdm_io, "ROW_GROUP_BYTES", 4096)
+
+
+def test_chunks_are_exactly_the_asked_rows_across_row_groups(tmp_path, small_groups):
+    df = image_table(100)
+    write_table(df, tmp_path / "t.parquet", IMAGES)
+    assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups > 5
+    chunks = list(iter_table(tmp_path / "t.parquet", IMAGES, 7))
+    assert [len(c) for c in chunks] == [7] * 14 + [2]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), read_table(tmp_path / "t.parquet", IMAGES))
+    meta = image_meta(tmp_path / "t.parquet")
+    assert list(meta.columns) == ["id", "split", "label", "height", "width", "channels"] and len(meta) == 100
+
+
+def test_a_chunk_is_validated_as_the_whole_table(tmp_path):
+    bad = image_table(20).assign(split="nowhere")
+    bad.to_parquet(tmp_path / "bad.parquet")  # written around write_table's validation
+    with pytest.raises(DataError, match=r"bad.parquet: not a valid 'images' table \(column 'split'"):
+        next(iter_table(tmp_path / "bad.parquet", IMAGES, 8))
+
+
+def test_batches_hold_the_floats_of_the_whole_table(tmp_path, small_groups):
+    df = image_table(50, channels=1)
+    write_table(df, tmp_path / "t.parquet", IMAGES)
+    whole = to_tensor(df)
+    ids = df["id"].iloc[::3]
+    got = torch.cat([y for _, y in image_batches(tmp_path / "t.parquet", ids, rows=8)])
+    assert torch.equal(got, to_tensor(df.iloc[::3]))
+    with PixelFile.of(tmp_path / "t.parquet", ids[::-1].reset_index(drop=True)) as pixels:  # the ids' order, not the table's
+        assert len(pixels) == len(ids)
+        idx = torch.tensor([0, 5, 5, len(ids) - 1])
+        assert torch.equal(pixels[idx], to_tensor(df.iloc[::3].iloc[::-1])[idx])
+        assert torch.equal(torch.cat(list(pixels.batches(4))), to_tensor(df.iloc[::3].iloc[::-1]))
+    # one channel: row-major strides, not the transposed view's (a conv would take it as channels-last)
+    assert as_float(np.zeros((2, 8, 8, 1), np.uint8).transpose(0, 3, 1, 2)).stride() == (64, 64, 8, 1)
+    assert whole.stride() == (64, 64, 8, 1)
+
+
+def test_a_pixel_file_refuses_ids_the_table_lacks(tmp_path):
+    write_table(image_table(10), tmp_path / "t.parquet", IMAGES)
+    with pytest.raises(ValueError, match="1 of the 3 requested ids are not in the table"):
+        with PixelFile.of(tmp_path / "t.parquet", pd.Series(["im000001", "im000002", "nope"])):
+            pass
+
+
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child would report
+# the test process's own peak (it built the table) whenever that is higher.
+PEAK = textwrap.dedent("""
+    import json, os, re, sys
+    os.chdir(sys.argv[1])
+    from lsdm.config import Params
+    from lsdm.pipeline import fit_latent
+    fit_latent.run(Params(latent=dict(steps=5, batch_size=16, channels=[4, 8], dim=4)))
+    kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+    print(json.dumps({"peak_mb": kb / 1024}))
+""")
+
+
+def fit_latent_peak(root, n: int) -> float:
+    """Peak RSS (MB) of fit_latent in its own process on a table of `n` 64x64x3 images."""
+    write_table(image_table(n, size=64), root / "data/prepared/images.parquet", IMAGES)
+    pool = pd.DataFrame({"id": [f"im{i:06d}" for i in range(n) if i % 10]})  # the train rows
+    write_table(pool, root / "data/split/latent_pool.parquet", LATENT_POOL)
+    out = subprocess.run([sys.executable, "-c", PEAK, str(root)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_fit_latent_memory_is_bounded_by_its_batch_not_the_table(tmp_path):
+    """fit_latent on 1,000 and on 16,000 images of 64x64x3: the larger pool is 177 MB of bytes and
+    708 MB as float32 (the whole-table stage held both, and its reconstructions: over 1.5 GB more);
+    streamed, the peak grows by less than the float pool's sixth (chunks, the id lists, allocator
+    slack)."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    peaks = {n: fit_latent_peak(root, n) for n, root in ((1_000, small), (16_000, large))}
+    float_pool_mb = 16_000 * 0.9 * 64 * 64 * 3 * 4 / 2**20
+    assert peaks[16_000] - peaks[1_000] < float_pool_mb / 6, (peaks, float_pool_mb)
+    assert json.loads((large / "results/fit_latent/metrics.json").read_text())["latent"]["n_images"] == 14_400
