@@ -257,6 +257,17 @@ def test_decoder_lipschitz_finds_the_steepest_point():
     assert out["decoder_lipschitz_spectral_max"] == pytest.approx(3.0, rel=1e-5)
 
 
+def test_jacobian_norms_in_smaller_batches_where_the_jacobians_are_large():
+    """A cap on the Jacobian entries per batch changes how many points go at once, not the norms."""
+    from lsdm.evaluation.bound import decoder_jacobian_norms
+
+    W = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(40, 8)
+    whole = decoder_jacobian_norms(lambda v: torch.tanh(v @ W.T), z)
+    capped = decoder_jacobian_norms(lambda v: torch.tanh(v @ W.T), z, max_entries=3 * 300 * 8)  # 3 points a batch
+    assert all(torch.allclose(a, b, rtol=1e-5) for a, b in zip(whole, capped)) and len(capped[0]) == 40
+
+
 def test_probe_points_and_critic_w1():
     zr, zf = torch.zeros(10, 3), torch.ones(10, 3)
     pts = lipschitz_probe_points(zr, zf, 9, seed=0)

@@ -29,24 +29,36 @@ import torch
 from torch import nn
 
 
-def decoder_jacobian_norms(decode, z: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def decoder_jacobian_norms(decode, z: torch.Tensor, batch_size: int = 64,
+                           max_entries: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Spectral and Frobenius norms of d decode(z) / dz at each row of z ([N, d]).
 
-    Forward-mode Jacobians (d columns per point, d is small), vmapped over the batch.
+    Forward mode, d columns per point (d is small): each point repeated d times, row j of its
+    copies pushed along e_j, all in one `torch.func.jvp` of the batch (the decoder treats rows
+    independently). Up to `batch_size` points at once, fewer where their Jacobians would pass
+    `max_entries`, and under no_grad: forward mode needs no graph, and with the decoder's weights
+    recording one, every batch's stayed alive through its norms (`vmap(jacfwd)` held 6 GB for 96
+    points of a 64x64x3 decoder with d = 64; now 0.6 GB above the model).
     """
-    from torch.func import jacfwd, vmap
+    from torch.func import jvp
 
-    def single(zi: torch.Tensor) -> torch.Tensor:
-        return decode(zi[None]).flatten()
-
+    n, d = z.shape
+    with torch.no_grad():
+        outputs = decode(z[:1].detach()).numel()
+    batch_size = max(1, min(batch_size, max_entries // max(1, outputs * d)))
+    eye = torch.eye(d, device=z.device, dtype=z.dtype)
     spec, frob = [], []
     with warnings.catch_warnings():
         # forward-mode AD loads torch's jvp decompositions on first use, and torch compiles them with
         # its own deprecated `torch.jit.script` (torch/_decomp/decompositions_for_jvp.py): a notice
         # about torch's internals that every `lsdm evaluate` printed; other warnings still show
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-        for i in range(0, len(z), batch_size):
-            J = vmap(jacfwd(single))(z[i : i + batch_size].detach())  # [b, P, d]
+        for i in range(0, n, batch_size):
+            zb = z[i : i + batch_size].detach()
+            b = len(zb)
+            with torch.no_grad():  # forward mode needs no graph for a backward pass: none is kept
+                _, cols = jvp(decode, (zb.repeat_interleave(d, 0),), (eye.repeat(b, 1),))  # [b*d, ...]
+            J = cols.reshape(b, d, -1).mT  # [b, P, d]
             # spectral norm = sqrt of the largest eigenvalue of J^T J ([d, d]: cheaper than an SVD of J)
             spec.append(torch.linalg.eigvalsh(J.mT @ J)[:, -1].clamp_min(0).sqrt().cpu())
             frob.append(torch.linalg.matrix_norm(J, ord="fro").cpu())
