@@ -115,7 +115,7 @@ class MatcherParams(Section):
     # of the pool ("LSDM + marginal"); class_aware = also a conditional W1 term on the pool latents
     # whose pseudo-label (stage pseudo_label, from the pairs alone) has confidence >= pseudo.threshold.
     # Data without classes (super-resolution) has no pseudo-labels: class_aware runs as pooled there.
-    marginal: Literal["none", "pooled", "class_aware"] = "pooled"
+    marginal: Literal["none", "pooled", "class_aware"] = "class_aware"
     # weight of the class-blind pooled term (0 turns it off, as marginal: none)
     marginal_weight: float = Field(1.0, ge=0.0)
     # weight of the class-aware term (marginal: class_aware only)
@@ -238,7 +238,9 @@ class SweepParams(Section):
                                                          "latent_flow.steps": 76000})  # fmt: skip
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (here the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
-    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none"}})
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none"}, "lsdm_pooled": {"matcher.marginal": "pooled"}}
+    )
 
     @field_validator("variants")
     @classmethod

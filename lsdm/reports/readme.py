@@ -391,6 +391,9 @@ def fanout(root: Path) -> list[str]:
 TUNING = "results/tuning/matcher_val.csv"
 #: The class-aware marginal against the pooled one, paired over split seeds (variant, baseline, counts).
 TUNING_PAIRED = (("class_aware_m0.3",), "own_m1_closed_form", (3, 10, 30))
+#: The class-aware marginal with the pooled term at full weight (the default since 2026-12) against
+#: the pooled default it replaced, both on the same latents.
+CLASS_AWARE_M1_PAIRED = (("class_aware_m1",), "own_m1_rerun", (3, 10, 30))
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
 SCHEDULE_PAIRED = (("sched_nc2_gp2", "sched_nc1", "sched_nc1_clr2", "sched_nc1_clr2_gp4", "sched_cw128", "sched_cw64",
                     "sched_nc2_cw128"), "own_m1_rerun", (3, 10, 30))  # fmt: skip
@@ -496,6 +499,7 @@ BLOCKS: dict[str, Block] = {
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "matcher-tuning": Block((TUNING,), tuning),
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
+    "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
