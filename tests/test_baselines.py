@@ -18,7 +18,8 @@ from lsdm.errors import ParamsError
 from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
 from lsdm.io import save_checkpoint, write_json, write_table
 from lsdm.models import build
-from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, latents_arrow_schema
+from lsdm.pipeline.pseudo_label import label_pool
 from lsdm.models.training import gradient_penalty, train_wgan_gp
 
 LABEL = {"kind": "label", "n_classes": 3}
@@ -172,7 +173,8 @@ def test_params_sections_and_methods_validated():
 
 
 def _toy_pipeline(root, size: int = 8) -> None:
-    """The files the baselines read: images, the paired subset, a shared autoencoder, its latents."""
+    """The files the methods read: images, the paired subset, a shared autoencoder, its latents, the
+    pool's pseudo-labels."""
     y, labels = _toy_images(30, size)
     ids = [f"img{i:03d}" for i in range(len(y))]
     pixels = (y * 255).round().byte().permute(0, 2, 3, 1).numpy()
@@ -190,6 +192,10 @@ def _toy_pipeline(root, size: int = 8) -> None:
     latents = pd.DataFrame({"id": ids, "split": images["split"], "label": images["label"], "z": list(((z - mean) / std).astype(np.float32))})
     write_table(latents, root / "data/encoded/latents.parquet", LATENTS, arrow_schema=latents_arrow_schema(4))
     write_json({"mean": mean.tolist(), "std": std.tolist(), "n": len(z)}, root / "data/encoded/stats.json")
+    # the pool's pseudo-labels, as stage pseudo_label makes them (the default matcher's class-aware term)
+    pool = latents.iloc[:24]
+    table = label_pool(Params(), pool["id"], np.stack(pool["z"]), images[["id", "label"]].iloc[:9])
+    write_table(table, root / "data/pseudo/labels.parquet", PSEUDO_LABELS)
 
 
 def test_every_method_fits_loads_and_samples(tmp_path):
