@@ -267,6 +267,7 @@ def read_table(path: str | Path, schema: Any, columns: list[str] | None = None) 
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
     try:
+        _has_columns(path, schema, columns)
         df = pd.read_parquet(_read(path), columns=columns)
     except (OSError, ValueError) as e:  # pyarrow's errors for a file that is not Parquet, or is cut short
         raise _unreadable(path, e) from None
@@ -280,6 +281,7 @@ def iter_table(path: str | Path, schema: Any, rows: int, columns: list[str] | No
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
     try:
+        _has_columns(path, schema, columns)
         batches = pq.ParquetFile(_read(path)).iter_batches(batch_size=rows, columns=columns)
         pending: list[pa.RecordBatch] = []
         for batch in batches:  # pyarrow cuts batches at row-group ends: re-chunk to exactly `rows`
@@ -292,6 +294,14 @@ def iter_table(path: str | Path, schema: Any, rows: int, columns: list[str] | No
             yield _validated(pa.Table.from_batches(pending).to_pandas(), path, schema, columns)
     except (OSError, ValueError, pa.ArrowException) as e:
         raise _unreadable(path, e) from None
+
+
+def _has_columns(path: Path, schema: Any, columns: list[str] | None) -> None:
+    """A column asked for by name and missing from the file: the error a whole-table read gives."""
+    missing = [c for c in columns or () if c not in pq.read_schema(path).names]
+    if missing:
+        raise DataError(f"{path}: not a valid {schema.name!r} table (column {missing[0]!r} is missing); it was edited "
+                        "or written by another version: rerun the stage that writes it (`dvc repro -f <stage>`)")
 
 
 def _unreadable(path: Path, e: Exception) -> DataError:

@@ -202,7 +202,7 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     assert set(df.loc[df["sampler"] == "lsdm_paired_only", "n_unpaired"]) == {0}
     variant = df[df["method"] == "lsdm_paired_only"]  # the variant runs LSDM alone, with its own matcher
     assert len(variant) == 2 and set(variant["experiment"].str.endswith("--lsdm_paired_only")) == {True}
-    assert set(variant["matcher"]) == {"LSDM + marginal (concat critic)"}
+    assert set(variant["matcher"]) == {"LSDM + class-aware marginal (concat critic)"}  # the default's terms, f concat
     assert (df["train_seconds"][df["method"] != "lsdm"] > 0).all()  # the baselines' own summaries
     lsdm = df[df["method"] == "lsdm"]
     assert lsdm["eval.fid_evalnet"].notna().all() and set(lsdm["n_paired_per_class"]) == {1, 2}
