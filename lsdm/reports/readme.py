@@ -372,6 +372,24 @@ def bench_pipeline(root: Path) -> list[str]:
     return lines + [text[0].upper() + text[1:]]
 
 
+#: The scale benchmark's runs (benchmarks/bench_scale.py), smallest first; 100k and 200k are to come.
+SCALE_FILES = ("results/benchmarks/scale-20000.json",)
+
+
+def scale(root: Path) -> list[str]:
+    """Each stage's wall time and peak RSS against the number of images, one column pair per run."""
+    runs = [read(root, f) for f in SCALE_FILES]
+    head = " | ".join(f"{r['n_images']:,} images: s | GB" for r in runs)
+    lines = [f"| stage | {head} |", "|---|" + "---|---|" * len(runs)]
+    for i, stage in enumerate(r["stage"] for r in runs[0]["stages"]):
+        cells = " | ".join(f"{r['stages'][i]['seconds']:.0f} | {r['stages'][i]['max_rss_mb'] / 1024:.1f}" for r in runs)
+        lines.append(f"| {stage} | {cells} |")
+    total = " | ".join(f"**{r['total_seconds']:.0f}** | **{r['peak_rss_mb']['max'] / 1024:.1f}**" for r in runs)
+    lines += [f"| all stages | {total} |", "",
+              "; ".join(f"{r['n_images']:,} images: {provenance(r)}, {r['n_test']:,} test images judged" for r in runs) + "."]
+    return lines
+
+
 def fanout(root: Path) -> list[str]:
     tiny, shipped = read(root, BENCH_FANOUT), read(root, BENCH_FANOUT_SHIPPED)
     t = sorted(tiny["timings"].items(), key=lambda kv: int(kv[0]))
@@ -497,6 +515,7 @@ BLOCKS: dict[str, Block] = {
     "bound": Block(EVAL_FILES, bound),
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
+    "scale": Block(SCALE_FILES, scale),
     "matcher-tuning": Block((TUNING,), tuning),
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
