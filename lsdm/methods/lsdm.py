@@ -73,8 +73,8 @@ def confident_pseudo_labels(threshold: float, device: torch.device, root: str | 
         raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
                          "lower it (results/pseudo_label/metrics.json shows the coverage)")
     z = shared_latents(table["id"], device, root)
-    return (z, torch.as_tensor(table["label"].to_numpy(), device=device),
-            torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
+    return (z, torch.tensor(table["label"].to_numpy(), device=device),  # copies: Parquet arrays are read-only
+            torch.tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:

@@ -87,7 +87,7 @@ def train_autoencoder(
     desc: str = "fit_latent",
 ) -> nn.Module:
     """Minimise the reconstruction MSE on `images`: [N, C, H, W] in [0, 1] on the model's device, or
-    anything as long that `images[idx]` turns into such a batch (`lsdm.data.pixels.PixelFile`)."""
+    any sized store whose `images[idx]` is such a batch (`lsdm.data.pixels.PixelFile`)."""
 
     def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         y = images[idx.to(images.device)]
