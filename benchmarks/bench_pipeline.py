@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import yaml
 
 from lsdm.orchestration.tools import tool
 from lsdm.presets import tiny
-from record import RESULTS, Run
+from record import RESULTS, Run, scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -169,8 +168,7 @@ def main() -> None:
         params = tiny(params)
     mode = "tiny" if args.tiny else "shipped"
     run = Run()
-    tmp = Path(tempfile.mkdtemp(prefix="lsdm-bench-"))
-    try:
+    with scratch("lsdm-bench-", args.keep) as tmp:
         repo = make_clone(tmp / "repo", params)
         print(f"repository copy: {repo}  ({'tiny' if args.tiny else 'shipped'} params, {os.cpu_count()} CPUs)")
         print("\n1. full dvc repro, stage by stage (wall time, peak RSS of the stage's process tree):")
@@ -186,11 +184,6 @@ def main() -> None:
         for r in sorted(stages, key=lambda r: -r["max_rss_mb"]):
             print(f"  {r['stage']:<32} {r['max_rss_mb']:8.0f}")
         run.write(args.json or RESULTS / f"bench_pipeline-{mode}.json", figures(mode, args.methods, stages, inc, ran, tp))
-    finally:
-        if args.keep:
-            print(f"\nkept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

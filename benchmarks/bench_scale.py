@@ -18,9 +18,6 @@ Run it alone, with `LSDM_THREADS` set to the cores it may take: its wall times a
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +29,7 @@ from bench_pipeline import ROOT, full_repro, make_clone
 from lsdm.evaluation.registry import merge, read_results
 from lsdm.paths import EVAL_DIR
 from lsdm.presets import tiny
-from record import RESULTS, Run
+from record import RESULTS, Run, scratch
 
 #: The README's super-resolution run on a folder of 64-px RGB faces, as a new user would start it.
 SR = {"task": "super_resolution", "methods": [],
@@ -89,17 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     for n in args.n:
         run = Run()
-        work = Path(tempfile.mkdtemp(prefix=f"lsdm-scale-{n}-"))
-        try:
+        with scratch(f"lsdm-scale-{n}-", args.keep) as work:
             figures = scale_run(n, args.tiny, work)
             run.write(args.out / f"scale-{n}{'-tiny' if args.tiny else ''}.json", figures)
-        finally:
-            if args.keep:
-                print(f"kept {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     main()

@@ -8,13 +8,16 @@ when the run starts (`Run()`), before the benchmark adds its own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lsdm.config import THREADS_ENV, available_cores
 from lsdm.io import write_json
@@ -56,3 +59,16 @@ class Run:
         write_json(doc, path)
         print(f"figures written to {os.path.relpath(path)}")
         return path
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temporary folder for one benchmark run: removed afterwards, or kept (and named) with `--keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -17,8 +17,6 @@ Run it alone, with `LSDM_THREADS` set to the cores it may take: its wall times a
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import yaml
 
 from bench_pipeline import ROOT, make_clone
 from lsdm.presets import tiny
-from record import Run, commit
+from record import Run, commit, scratch
 
 from lsdm.evaluation.registry import merge, read_results
 from lsdm.orchestration.dvc import RAN, repro_stage
@@ -81,8 +79,7 @@ def main() -> None:
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), {"task": "super_resolution"})
     if args.tiny:
         params = tiny(params)
-    tmp = Path(tempfile.mkdtemp(prefix="lsdm-superres-"))
-    try:
+    with scratch("lsdm-superres-", args.keep) as tmp:
         code = commit()  # what the copy holds, whatever changes here while it runs
         repo = make_clone(tmp / "repo", params)
         for i, width in enumerate(args.widths):
@@ -93,11 +90,6 @@ def main() -> None:
             figures["fresh"] = i == 0
             figures["tiny"] = args.tiny
             run.write(args.out / f"encoder_width_{width}.json", figures)
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
