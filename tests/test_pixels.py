@@ -19,14 +19,16 @@ from lsdm.data.schemas import IMAGES, LATENT_POOL
 from lsdm.data.tables import to_tensor
 from lsdm.errors import DataError
 from lsdm.io import iter_table, read_table, write_table
+from lsdm.pipeline.eval_net import Rotations
 
 
-def image_table(n: int, size: int = 8, channels: int = 3, seed: int = 0) -> pd.DataFrame:
-    """`n` images of few grey levels (they compress, as real ones do), a tenth of them test."""
+def image_table(n: int, size: int = 8, channels: int = 3, seed: int = 0, labelled: bool = True) -> pd.DataFrame:
+    """`n` images of few grey levels (they compress, as real ones do), a tenth of them test; without
+    labels (-1) as a flat folder's."""
     rng = np.random.default_rng(seed)
     pixels = (rng.integers(0, 4, (n, size, size, channels)) * 60).astype(np.uint8)
     return pd.DataFrame({"id": [f"im{i:06d}" for i in range(n)], "split": np.where(np.arange(n) % 10 == 0, "test", "train"),
-                         "label": np.arange(n) % 10, "height": size, "width": size, "channels": channels,
+                         "label": np.arange(n) % 10 if labelled else -1, "height": size, "width": size, "channels": channels,
                          "image": [p.tobytes() for p in pixels]})  # fmt: skip
 
 
@@ -71,6 +73,20 @@ def test_batches_hold_the_floats_of_the_whole_table(tmp_path, small_groups):
     assert whole.stride() == (64, 64, 8, 1)
 
 
+def test_rotations_read_by_index_are_the_four_turned_copies(tmp_path):
+    """eval_net's pretext task without classes: index j of `Rotations` is what the in-memory
+    `cat([rot90(x, k) for k in range(4)])[j]` held, with target k, so the LeNet trains the same."""
+    df = image_table(12, size=6)
+    write_table(df, tmp_path / "t.parquet", IMAGES)
+    x = to_tensor(df)
+    whole = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+    with PixelFile.of(tmp_path / "t.parquet", df["id"]) as pixels:
+        rotations = Rotations(pixels)
+        idx = torch.tensor([47, 0, 13, 13, 25, 36, 1, 12])  # every turn, one image twice, out of order
+        assert len(rotations) == 48 and torch.equal(rotations[idx], whole[idx])
+        assert rotations.targets()[idx].tolist() == [3, 0, 1, 1, 2, 3, 0, 1]
+
+
 def test_a_pixel_file_refuses_ids_the_table_lacks(tmp_path):
     write_table(image_table(10), tmp_path / "t.parquet", IMAGES)
     with pytest.raises(ValueError, match="1 of the 3 requested ids are not in the table"):
@@ -81,24 +97,28 @@ def test_a_pixel_file_refuses_ids_the_table_lacks(tmp_path):
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child would report
 # the test process's own peak (it built the table) whenever that is higher.
 PEAK = textwrap.dedent("""
-    import json, os, re, sys
+    import importlib, json, os, re, sys
     os.chdir(sys.argv[1])
     from lsdm.config import Params
-    from lsdm.pipeline import fit_latent
-    fit_latent.run(Params(latent=dict(steps=5, batch_size=16, channels=[4, 8], dim=4)))
+    importlib.import_module("lsdm.pipeline." + sys.argv[2]).run(Params(**json.loads(sys.argv[3])))
     kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
     print(json.dumps({"peak_mb": kb / 1024}))
 """)
 
 
-def fit_latent_peak(root, n: int) -> float:
-    """Peak RSS (MB) of fit_latent in its own process on a table of `n` 64x64x3 images."""
+def stage_peak(root, stage: str, n: int, **params) -> float:
+    """Peak RSS (MB) of `stage` in its own process on a table of `n` 64x64x3 images (with labels)."""
     write_table(image_table(n, size=64), root / "data/prepared/images.parquet", IMAGES)
     pool = pd.DataFrame({"id": [f"im{i:06d}" for i in range(n) if i % 10]})  # the train rows
     write_table(pool, root / "data/split/latent_pool.parquet", LATENT_POOL)
-    out = subprocess.run([sys.executable, "-c", PEAK, str(root)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run([sys.executable, "-c", PEAK, str(root), stage, json.dumps(params)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def float_train_mb(n: int) -> float:
+    """The train rows (nine in ten) of `n` 64x64x3 images as float32, in MB."""
+    return n * 0.9 * 64 * 64 * 3 * 4 / 2**20
 
 
 @pytest.mark.slow
@@ -108,8 +128,19 @@ def test_fit_latent_memory_is_bounded_by_its_batch_not_the_table(tmp_path):
     708 MB as float32 (the whole-table stage held both, and its reconstructions: over 1.5 GB more);
     streamed, the peak grows by less than a quarter of the float pool (chunks, the id lists, allocator
     slack: 110-125 MB measured, the whole-table code +3.2 GB)."""
-    small, large = tmp_path / "small", tmp_path / "large"
-    peaks = {n: fit_latent_peak(root, n) for n, root in ((1_000, small), (16_000, large))}
-    float_pool_mb = 16_000 * 0.9 * 64 * 64 * 3 * 4 / 2**20
-    assert peaks[16_000] - peaks[1_000] < float_pool_mb / 4, (peaks, float_pool_mb)
-    assert json.loads((large / "results/fit_latent/metrics.json").read_text())["latent"]["n_images"] == 14_400
+    latent = dict(latent=dict(steps=5, batch_size=16, channels=[4, 8], dim=4))
+    peaks = {n: stage_peak(tmp_path / str(n), "fit_latent", n, **latent) for n in (1_000, 16_000)}
+    assert peaks[16_000] - peaks[1_000] < float_train_mb(16_000) / 4, peaks
+    assert json.loads((tmp_path / "16000/results/fit_latent/metrics.json").read_text())["latent"]["n_images"] == 14_400
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_eval_net_memory_is_bounded_by_its_batch_not_the_table(tmp_path):
+    """eval_net (one epoch) on 1,000 and on 12,000 images of 64x64x3: the whole-table stage held the
+    table's bytes and the train and test sets as floats (the train set alone 530 MB, four times that
+    for the rotation task); streamed, the peak grows by less than a quarter of the float train set."""
+    evalnet = dict(evalnet=dict(epochs=1, batch_size=256))
+    peaks = {n: stage_peak(tmp_path / str(n), "eval_net", n, **evalnet) for n in (1_000, 12_000)}
+    assert peaks[12_000] - peaks[1_000] < float_train_mb(12_000) / 4, peaks
+    assert json.loads((tmp_path / "12000/results/eval_net/metrics.json").read_text())["evalnet"]["target"] == "labels"
