@@ -159,7 +159,9 @@ class EvaluateParams(Section):
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # the held-out images judged: val for choosing settings (sweeps, tuning), test once at the end
     split: Literal["val", "test"] = "test"
-    n_samples: PositiveInt | None = None  # real-test images used (as many generated); null = the whole test split
+    # held-out images judged at most (a seeded draw; as many generated): FID-10k, and evaluate's memory
+    # and time bounded by it rather than the data (CelebA's 40,000); null = the whole split
+    n_samples: PositiveInt | None = 10000
     batch_size: PositiveInt = 500  # generation batch (also the throughput figure's batch)
     grid_per_class: PositiveInt = 10  # columns of the sample grid
     pr_k: PositiveInt = 3  # k of the k-NN balls for precision/recall (Kynkäänniemi et al. 2019)

@@ -127,6 +127,7 @@ def test_prdc_sanity_noise_vs_real_is_near_zero(digits):
 def test_diversity_is_zero_for_collapse_and_matches_definition():
     x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
     assert mean_pairwise_distance(x) == pytest.approx((5 + 5 + 0) * 2 / 6)
+    assert mean_pairwise_distance(x, chunk=2) == pytest.approx((5 + 5 + 0) * 2 / 6)  # rows in chunks: the same
     collapsed = np.ones((6, 3))
     total, per_class = within_class_diversity(collapsed, np.array([0, 0, 0, 1, 1, 2]))
     assert total == 0.0 and set(per_class) == {"0", "1"}  # class 2 has one point: no pair

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lsdm import io as lsdm_io
-from lsdm.data.pixels import PixelFile, as_float, image_batches, image_meta
+from lsdm.data.pixels import PixelFile, as_float, image_batches, image_meta, load_images
 from lsdm.data.schemas import IMAGES, LATENT_POOL
 from lsdm.data.tables import to_tensor
 from lsdm.errors import DataError
@@ -87,11 +87,22 @@ def test_rotations_read_by_index_are_the_four_turned_copies(tmp_path):
         assert rotations.targets()[idx].tolist() == [3, 0, 1, 1, 2, 3, 0, 1]
 
 
+def test_load_images_keeps_the_ids_order_and_only_their_rows(tmp_path, small_groups):
+    df = image_table(60)
+    write_table(df, tmp_path / "t.parquet", IMAGES)
+    picked = df.sample(17, random_state=0)  # out of the table's order, across its row groups
+    assert torch.equal(load_images(tmp_path / "t.parquet", picked["id"]), to_tensor(picked))
+
+
 def test_a_pixel_file_refuses_ids_the_table_lacks(tmp_path):
     write_table(image_table(10), tmp_path / "t.parquet", IMAGES)
     with pytest.raises(ValueError, match="1 of the 3 requested ids are not in the table"):
         with PixelFile.of(tmp_path / "t.parquet", pd.Series(["im000001", "im000002", "nope"])):
             pass
+    with pytest.raises(ValueError, match="1 of the 2 requested ids are not in the table"):
+        load_images(tmp_path / "t.parquet", pd.Series(["im000001", "nope"]))
+    with pytest.raises(ValueError, match="not unique"):
+        load_images(tmp_path / "t.parquet", pd.Series(["im000001", "im000001"]))
 
 
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child would report

@@ -59,17 +59,54 @@ def as_float(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
     return torch.from_numpy(pixels.copy(order="C")).to(device).float().div_(255.0)
 
 
-def image_batches(path: str | Path, ids: pd.Series | None = None, device: torch.device | str = "cpu",
-                  rows: int = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:  # fmt: skip
-    """(rows' metadata, their images as float [n, C, H, W]) for consecutive chunks of the table, in
-    its order; with `ids`, only those rows (chunks then hold up to `rows`)."""
-    keep = None if ids is None else set(ids)
+def _positions(ids: pd.Series, table: str | Path) -> pd.Series:
+    """id -> its place in `ids` (which must be unique)."""
+    position = pd.Series(np.arange(len(ids)), index=pd.Index(ids))
+    if not position.index.is_unique:
+        raise ValueError(f"{table}: the requested ids are not unique")
+    return position
+
+
+def _chunks(path: str | Path, keep: pd.Index | None, rows: int) -> Iterator[pd.DataFrame]:
+    """The table's rows in chunks of up to `rows`, in its order; with `keep`, only rows whose id is in it."""
     for chunk in iter_table(path, IMAGES, rows):
         if keep is not None:
             chunk = chunk[chunk["id"].isin(keep)]
             if chunk.empty:
                 continue
+        yield chunk
+
+
+def _all_found(found: int, ids: pd.Series, table: str | Path) -> None:
+    if found != len(ids):
+        raise ValueError(f"{table}: {len(ids) - found} of the {len(ids)} requested ids are not in the table")
+
+
+def image_batches(path: str | Path, ids: pd.Series | None = None, device: torch.device | str = "cpu",
+                  rows: int = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:  # fmt: skip
+    """(rows' metadata, their images as float [n, C, H, W]) for consecutive chunks of the table, in
+    its order; with `ids`, only those rows (chunks then hold up to `rows`)."""
+    for chunk in _chunks(path, None if ids is None else pd.Index(ids), rows):
         yield chunk.drop(columns="image"), as_float(chw_bytes(chunk), device)
+
+
+def load_images(path: str | Path, ids: pd.Series, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The images of `ids`, in that order, as one float tensor [len(ids), C, H, W]: for the sets a
+    stage holds whole (the pairs, a capped held-out set). The table streams past; only these rows
+    are kept, so memory is this set and one chunk, not the table."""
+    import torch
+
+    if len(ids) == 0:
+        raise ValueError(f"{path}: no images requested")
+    position, out, found = _positions(ids, path), None, 0
+    for chunk in _chunks(path, position.index, CHUNK_ROWS):
+        pixels = chw_bytes(chunk)
+        if out is None:
+            out = torch.empty((len(ids), *pixels.shape[1:]), device=device)
+        out[torch.from_numpy(position[chunk["id"]].to_numpy())] = as_float(pixels, device)
+        found += len(chunk)
+    _all_found(found, ids, path)
+    return out
 
 
 class PixelFile:
@@ -88,22 +125,16 @@ class PixelFile:
            scratch: str | Path | None = None) -> Iterator[PixelFile]:  # fmt: skip
         """Stream the rows of `ids` out of the IMAGES `table` into a file in `scratch` (None: the
         system's temporary folder) and yield the store; the file is removed on exit."""
-        position = pd.Series(np.arange(len(ids)), index=pd.Index(ids))
-        if not position.index.is_unique:
-            raise ValueError("PixelFile: ids must be unique")
+        position = _positions(ids, table)
         with tempfile.TemporaryFile(prefix="lsdm-pixels-", dir=scratch) as f:
             fd, written, shape = f.fileno(), 0, None
-            for chunk in iter_table(table, IMAGES, CHUNK_ROWS):
-                chunk = chunk[chunk["id"].isin(position.index)]
-                if chunk.empty:
-                    continue
+            for chunk in _chunks(table, position.index, CHUNK_ROWS):
                 pixels = chw_bytes(chunk)
                 shape = shape or pixels.shape[1:]
                 for at, image in zip(position[chunk["id"]].to_numpy(), pixels):
                     os.pwrite(fd, np.ascontiguousarray(image).tobytes(), int(at) * image.size)
                 written += len(chunk)
-            if written != len(ids):
-                raise ValueError(f"{table}: {len(ids) - written} of the {len(ids)} requested ids are not in the table")
+            _all_found(written, ids, table)
             yield cls(fd, len(ids), tuple(int(s) for s in shape) if shape else (0, 0, 0), device)
 
     def __len__(self) -> int:

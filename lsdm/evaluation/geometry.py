@@ -112,13 +112,14 @@ def prdc(real, fake, pr_k: int = 3, dc_k: int = 5, chunk: int = 1024, device=Non
     return prdc_many(real, fake, [(pr_k, dc_k)], chunk, device)[0]
 
 
-def mean_pairwise_distance(feats) -> float:
-    """Mean Euclidean distance over all pairs i != j: a diversity measure that needs no weights."""
+def mean_pairwise_distance(feats, chunk: int = 1024) -> float:
+    """Mean Euclidean distance over all pairs i != j: a diversity measure that needs no weights.
+    `chunk` rows against all at a time: without classes the set is the whole held-out split."""
     x = _as_tensor(feats)
     n = len(x)
     if n < 2:
         return float("nan")
-    return (torch.cdist(x, x).sum() / (n * (n - 1))).item()
+    return sum(torch.cdist(x[i : i + chunk], x).sum().item() for i in range(0, n, chunk)) / (n * (n - 1))
 
 
 def within_class_diversity(feats, labels) -> tuple[float, dict[str, float]]:

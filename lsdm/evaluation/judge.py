@@ -33,7 +33,8 @@ from lsdm import paths
 from lsdm.evaluation import registry
 from lsdm.evaluation.bound import critic_w1
 from lsdm.config import EvaluateParams, Params
-from lsdm.data.tables import codes, labels_tensor, to_tensor
+from lsdm.data.pixels import image_meta, load_images
+from lsdm.data.tables import codes, labels_tensor
 from lsdm.errors import ParamsError
 from lsdm.evaluation.features import evalnet_features, load_inception, load_lpips, pairwise_same_condition
 from lsdm.methods.sampling import fixed_noise, sample
@@ -42,7 +43,7 @@ from lsdm.io import read_json, read_table
 from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_std, per_class_fid_kid
 from lsdm.models import load
 from lsdm.models.lenet import LeNet
-from lsdm.data.schemas import IMAGES, LATENTS
+from lsdm.data.schemas import LATENTS
 from lsdm.tasks import Task, make_task
 from lsdm.models.training import timed
 
@@ -135,7 +136,7 @@ class Reference:
     @classmethod
     def load(cls, params: Params, device: torch.device) -> "Reference":
         p, task = params.evaluate, make_task(params)
-        images = read_table(paths.IMAGES, IMAGES)
+        images = image_meta(paths.IMAGES)  # the pixels are read for the judged rows only
         # the held-out set judged: `val` while choosing settings, `test` once at the end
         test, train = images[images["split"] == p.split], images[images["split"] == "train"]
         if test.empty:
@@ -143,7 +144,7 @@ class Reference:
                               f"(data.val_fraction / data.test_fraction)")
         if p.n_samples is not None and p.n_samples < len(test):
             test = test.sample(p.n_samples, random_state=p.seeds[0]).sort_values("id")
-        y_test, labels = to_tensor(test).to(device), labels_tensor(test).to(device)
+        y_test, labels = load_images(paths.IMAGES, test["id"], device), labels_tensor(test).to(device)
         evalnet = load(paths.EVALNET, device, LeNet)
         judges_labels = bool((test["label"] >= 0).all())
         cond = task.conditions(y_test, labels).to(device)
@@ -165,7 +166,7 @@ class Reference:
         perfect generator would reach (and the test set's own diversity)."""
         seed0 = self.p.seeds[0]
         reference = self.train.sample(min(len(self.test), len(self.train)), random_state=seed0)
-        ref_images = to_tensor(reference).to(self.device)
+        ref_images = load_images(paths.IMAGES, reference["id"], self.device)
         ref_feats = evalnet_features(self.evalnet, ref_images)
         out = feature_metrics(self.real_feats, ref_feats, reference["label"].to_numpy(), self.p, seed0, self.device)
         own = {m.key for m in registry.METRICS if m.per_draw and m.reference == f"real_reference.{m.key}"}

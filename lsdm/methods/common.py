@@ -8,8 +8,9 @@ from typing import Callable
 import torch
 
 from lsdm import paths
-from lsdm.data.schemas import IMAGES, LATENTS, PAIRED
-from lsdm.data.tables import codes, labels_tensor, to_tensor
+from lsdm.data.pixels import image_meta, load_images
+from lsdm.data.schemas import LATENTS, PAIRED
+from lsdm.data.tables import codes, labels_tensor
 from lsdm.io import read_table
 from lsdm.tasks import make_task
 
@@ -18,13 +19,14 @@ Track = Callable[[int, dict[str, float]], None]
 
 
 def paired_inputs(params, device: torch.device, root: str | Path = "."):
-    """(images table, paired table, paired images [N, C, H, W], their conditions, the task)."""
+    """(images' metadata, paired table, paired images [N, C, H, W], their conditions, the task); the
+    table's pixels stream past, only the pairs' are kept."""
     root, task = Path(root), make_task(params)
-    images = read_table(root / paths.IMAGES, IMAGES)
+    images = image_meta(root / paths.IMAGES)
     paired = read_table(root / paths.PAIRED, PAIRED)
-    pair_images = to_tensor(images.set_index("id").loc[paired["id"]])
-    cond = task.conditions(pair_images, labels_tensor(paired)).to(device)
-    return images, paired, pair_images.to(device), cond, task
+    pair_images = load_images(root / paths.IMAGES, paired["id"], device)
+    cond = task.conditions(pair_images, labels_tensor(paired).to(device))
+    return images, paired, pair_images, cond, task
 
 
 def shared_latents(ids, device: torch.device, root: str | Path = ".") -> torch.Tensor:

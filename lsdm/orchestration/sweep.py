@@ -65,13 +65,13 @@ SWEEP_OUTPUT_RE = re.compile(r"results/sweep(-[^/]+)?/")  # results/sweep/ and e
 
 def class_counts(root: Path) -> pd.Series | None:
     """Training images per class (None when the data has no classes); prepares the data if needed."""
-    from lsdm.io import read_table
-    from lsdm.data.schemas import IMAGES, UNLABELLED
+    from lsdm.data.pixels import image_meta
+    from lsdm.data.schemas import UNLABELLED
 
     images_path = root / paths.IMAGES
     if not images_path.exists():
         dvc(["repro", "prepare"], root)
-    images = read_table(images_path, IMAGES)
+    images = image_meta(images_path)
     train = images[(images["split"] == "train")]
     labelled = train[train["label"] != UNLABELLED]
     if labelled.empty:
@@ -405,10 +405,9 @@ def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[
     per_class = class_counts(root)
     n_train = None
     if per_class is None:
-        from lsdm.io import read_table
-        from lsdm.data.schemas import IMAGES
+        from lsdm.data.pixels import image_meta
 
-        n_train = int((read_table(root / paths.IMAGES, IMAGES)["split"] == "train").sum())
+        n_train = int((image_meta(root / paths.IMAGES)["split"] == "train").sum())
     runs, skipped = plan(counts, seeds, per_class, n_train)
     for s in skipped:
         print(f"warning: {s['reason']}", file=sys.stderr)

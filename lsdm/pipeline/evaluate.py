@@ -22,7 +22,8 @@ from torchvision.utils import save_image
 from lsdm import paths
 from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.config import Params, resolve_device
-from lsdm.data.tables import labels_tensor, to_tensor
+from lsdm.data.pixels import load_images
+from lsdm.data.tables import labels_tensor
 from lsdm.evaluation import registry
 from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, brief, curves, judge_sampler, latents_of, stage_seconds
 from lsdm.methods.lsdm import LSDMSampler
@@ -32,7 +33,7 @@ from lsdm.evaluation.metrics import l2_each, mae, mean_l2, mse
 from lsdm.evaluation.transport import bound_sides, capped
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
-from lsdm.data.schemas import IMAGES, PAIRED
+from lsdm.data.schemas import PAIRED
 from lsdm.models.training import batched
 
 
@@ -46,19 +47,18 @@ def phase(what: str):
     print(f"evaluate: {what}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
 
 
-def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test) -> dict:
+def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test, reconstructed) -> dict:
     """The bound on held-out data, measured: exact W1 of the pixel and latent joints
     (`lsdm.evaluation.transport`), Lip(D), the reconstruction term; and the critic's W1 estimates, on
-    held-out and on its own training pairs, as a diagnostic of memorisation (not a term of the bound)."""
+    held-out and on its own training pairs, as a diagnostic of memorisation (not a term of the bound).
+    `reconstructed`: D(E(y)) of the held-out images."""
     p, device, seed = ref.p, ref.device, ref.p.seeds[0]
     ae, std, mean = sampler.autoencoder, sampler.std, sampler.mean
-    reconstructed = batched(ae, ref.y_test)
     recon_l2, recon_each = mean_l2(reconstructed, ref.y_test), l2_each(reconstructed, ref.y_test)  # each: for the bootstrap
     probe = lipschitz_probe_points(z_test, judgement.z_fake0, p.lipschitz_samples, seed)
     lip = decoder_lipschitz(lambda zs: ae.decode(zs * std + mean), probe)
-    images = read_table(paths.IMAGES, IMAGES)
     paired = read_table(paths.PAIRED, PAIRED)
-    pair_images = to_tensor(images.set_index("id").loc[paired["id"]]).to(device)
+    pair_images = load_images(paths.IMAGES, paired["id"], device)
     pair_cond = ref.task.conditions(pair_images, labels_tensor(paired).to(device))
     pair_eta = fixed_noise(len(paired), sampler.noise_dim, seed, device)
     pair_fake = sample(sampler.generator, pair_cond, pair_eta, p.batch_size)
@@ -90,7 +90,7 @@ def run(params: Params) -> None:
     real_acc, _ = ref.classify(ref.real_feats)
     rec = batched(sampler.autoencoder, ref.y_test)
     times = stage_seconds()
-    bound = bound_terms(ref, sampler, critic, judgement, z_test)
+    bound = bound_terms(ref, sampler, critic, judgement, z_test, rec)
     metrics = {
         "eval": {
             **judgement.metrics,

@@ -8,7 +8,7 @@ Images are float tensors [B, C, H, W] in [0, 1]. PSNR and SSIM are per image, th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -60,19 +60,27 @@ def consistency_psnr(output: torch.Tensor, condition: torch.Tensor, factor: int)
     return psnr(downsample(output, factor), condition)
 
 
-def fidelity(output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor, factor: int) -> dict[str, float]:
-    """Mean PSNR and SSIM to the ground truth, and consistency PSNR to the input, over a test set."""
-    return {
-        "psnr": psnr(output, truth).mean().item(),
-        "ssim": ssim(output, truth).mean().item(),
-        "consistency_psnr": consistency_psnr(output, condition, factor).mean().item(),
-    }
+def fidelity(output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor, factor: int,
+             batch_size: int = 256) -> dict[str, float]:  # fmt: skip
+    """Mean PSNR and SSIM to the ground truth, and consistency PSNR to the input, over a test set.
+    Per image, `batch_size` images at a time: SSIM's temporaries are a dozen copies of its input."""
+    each: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "consistency_psnr": []}
+    for i in range(0, len(truth), batch_size):
+        out, true, cond = output[i : i + batch_size], truth[i : i + batch_size], condition[i : i + batch_size]
+        each["psnr"].append(psnr(out, true))
+        each["ssim"].append(ssim(out, true))
+        each["consistency_psnr"].append(consistency_psnr(out, cond, factor))
+    return {k: torch.cat(v).mean().item() for k, v in each.items()}
 
 
-def draw_spread(draws: torch.Tensor) -> float:
+def draw_spread(draws: Sequence[torch.Tensor] | torch.Tensor, batch_size: int = 256) -> float:
     """Diversity across noise draws for the same input: the mean per-pixel standard deviation over
-    the draws ([K, B, C, H, W] -> scalar). 0 for a deterministic method such as bicubic."""
-    return draws.std(dim=0).mean().item()
+    the K draws (each [B, C, H, W], or one [K, B, C, H, W]) -> scalar; 0 for a deterministic method
+    such as bicubic. `batch_size` inputs at a time, so the K draws are never stacked whole."""
+    n = len(draws[0])
+    total = sum(torch.stack([d[i : i + batch_size] for d in draws]).std(dim=0).double().sum().item()
+                for i in range(0, n, batch_size))  # fmt: skip
+    return total / draws[0].numel()
 
 
 def comparison_grid(condition: torch.Tensor, bicubic: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -161,7 +169,7 @@ class SuperResolution(Task):
         return fidelity(fake, truth, cond, self.factor)
 
     def across_draws(self, draws: list[torch.Tensor]) -> dict[str, Any]:
-        return {"diversity_draws_pixel_std": draw_spread(torch.stack(draws)) if len(draws) > 1 else None}
+        return {"diversity_draws_pixel_std": draw_spread(draws) if len(draws) > 1 else None}
 
     def to_truth(self, lpips_fn, fake: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
         if lpips_fn is None:
