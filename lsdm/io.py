@@ -252,11 +252,33 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: Any, arrow_schema: p
     `arrow_schema` pins column types that pandas cannot express (fixed-size float32 lists).
     Output bytes depend only on the data: same rows in, byte-identical file out.
     """
-    df = schema.validate(df).reset_index(drop=True)
-    table = pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False)
-    rows = max(1, len(table) * ROW_GROUP_BYTES // max(1, table.nbytes))
+    write_table_chunks([df], path, schema, arrow_schema)
+
+
+def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | Path, schema: Any,
+                       arrow_schema: pa.Schema | None = None) -> int:  # fmt: skip
+    """`write_table` for a table made a part at a time: each chunk validated and written as it comes
+    (row groups of at most ~ROW_GROUP_BYTES within it), so memory is one chunk, not the table. The
+    file appears only whole (atomic). A one-chunk table is byte-identical to `write_table`'s. Checks
+    across rows (unique ids) see one chunk: the caller ensures them across chunks. Returns the rows."""
+    n, writer = 0, None
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=min(rows, 1 << 20))
+        try:
+            for df in chunks:
+                table = pa.Table.from_pandas(schema.validate(df).reset_index(drop=True), schema=arrow_schema,
+                                             preserve_index=False)  # fmt: skip
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                rows = max(1, len(table) * ROW_GROUP_BYTES // max(1, table.nbytes))
+                writer.write_table(table, row_group_size=min(rows, 1 << 20))
+                n += len(table)
+                del table
+                pa.default_memory_pool().release_unused()  # else the pool keeps every chunk's buffers
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{path}: no rows to write (an empty iterable of chunks)")
+    return n
 
 
 def read_table(path: str | Path, schema: Any, columns: list[str] | None = None) -> pd.DataFrame:

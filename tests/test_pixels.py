@@ -12,13 +12,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 
 from lsdm import io as lsdm_io
 from lsdm.data.pixels import PixelFile, as_float, image_batches, image_meta, load_images
 from lsdm.data.schemas import IMAGES, LATENT_POOL
 from lsdm.data.tables import to_tensor
 from lsdm.errors import DataError
-from lsdm.io import iter_table, read_table, write_table
+from lsdm.io import iter_table, read_table, write_table, write_table_chunks
 from lsdm.pipeline.eval_net import Rotations
 
 
@@ -47,6 +48,24 @@ def test_chunks_are_exactly_the_asked_rows_across_row_groups(tmp_path, small_gro
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), read_table(tmp_path / "t.parquet", IMAGES))
     meta = image_meta(tmp_path / "t.parquet")
     assert list(meta.columns) == ["id", "split", "label", "height", "width", "channels"] and len(meta) == 100
+
+
+def test_a_table_written_in_chunks_is_the_table_and_appears_only_whole(tmp_path, small_groups):
+    df = image_table(40)
+    assert write_table_chunks((df.iloc[i : i + 15] for i in range(0, 40, 15)), tmp_path / "t.parquet", IMAGES) == 40
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t.parquet", IMAGES), df)
+    write_table(df.iloc[:15], tmp_path / "one.parquet", IMAGES)
+    write_table_chunks([df.iloc[:15]], tmp_path / "chunks.parquet", IMAGES)
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "chunks.parquet").read_bytes()
+
+    def interrupted():  # a stage killed (or failing) after writing some of the chunks
+        yield df.iloc[:15]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_table_chunks(interrupted(), tmp_path / "t.parquet", IMAGES)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t.parquet", IMAGES), df)  # the old table, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks.parquet", "one.parquet", "t.parquet"]
 
 
 def test_a_chunk_is_validated_as_the_whole_table(tmp_path):
@@ -125,6 +144,30 @@ def stage_peak(root, stage: str, n: int, **params) -> float:
     out = subprocess.run([sys.executable, "-c", PEAK, str(root), stage, json.dumps(params)], capture_output=True,
                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def prepare_peak(root, n: int) -> float:
+    """Peak RSS (MB) of prepare in its own process on a flat folder of `n` 64x64x3 PNGs."""
+    rng, folder = np.random.default_rng(0), root / "images"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray((rng.integers(0, 4, (64, 64, 3)) * 60).astype(np.uint8)).save(folder / f"{i:05d}.png")
+    data = dict(source="image_folder", root=str(folder), image_size=64, channels=3)
+    out = subprocess.run([sys.executable, "-c", PEAK, str(root), "prepare", json.dumps({"data": data, "task": "super_resolution"})],
+                         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_prepare_holds_the_pixels_once(tmp_path):
+    """prepare on 6,000 and on 14,000 PNGs of 64x64x3 (94 MB of pixels more; both write full ~64 MB
+    chunks): it keeps the decoded pixels once (uint8) and one chunk of the table. The in-memory table
+    held them four times over (the list of images, their stack, the table's bytes, the Arrow copy)."""
+    peaks = {n: prepare_peak(tmp_path / str(n), n) for n in (6_000, 14_000)}
+    pixels_mb = 8_000 * 64 * 64 * 3 / 2**20
+    assert peaks[14_000] - peaks[6_000] < 2 * pixels_mb, (peaks, pixels_mb)
+    assert len(read_table(tmp_path / "14000/data/prepared/images.parquet", IMAGES, columns=["id"])) == 14_000
 
 
 def float_train_mb(n: int) -> float:

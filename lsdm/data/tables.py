@@ -7,12 +7,13 @@ it does not depend on the order a source lists its images in.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
 
 from lsdm.errors import DataError, ParamsError
+from lsdm.io import ROW_GROUP_BYTES
 from lsdm.data.schemas import UNLABELLED
 from lsdm.data.schemas import RawImages
 
@@ -88,24 +89,51 @@ def split_frame(ids: list[str], labels: np.ndarray, split_by: str, splits: np.nd
     return df[["id", "label", "split", "row"]].sort_values("id")
 
 
+def split_rows(
+    raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
+) -> pd.DataFrame:
+    """The IMAGES table's rows without their pixels (id, label, split, `row` in `raw`), in its order:
+    the train/val/test split (`raw.split_by`, `split_frame`), the classes checked."""
+    df = split_frame(raw.ids, raw.labels, raw.split_by, raw.splits, test_fraction, seed, limit, val_fraction)
+    check_classes(df, raw.class_names)
+    return df
+
+
+def image_chunks(raw: RawImages, rows: pd.DataFrame, size: int | None = None, channels: int | None = None,
+                 chunk_bytes: int = ROW_GROUP_BYTES) -> Iterator[pd.DataFrame]:  # fmt: skip
+    """The IMAGES table of `rows` (`split_rows`) about `chunk_bytes` of pixels at a time, each chunk's
+    images `conform`ed to size x size x channels (None: as they are). prepare writes them as they
+    come (`lsdm.io.write_table_chunks`): the pixels are never held twice, nor as one Python table."""
+    _, h, w, c = raw.images.shape
+    per_chunk = max(1, chunk_bytes // ((size or h) * (size or w) * (channels or c)))
+    for start in range(0, max(len(rows), 1), per_chunk):
+        part = rows.iloc[start : start + per_chunk]
+        images = raw.images
+        if size and channels and images.shape[1:] != (size, size, channels):
+            images = conform(images[part["row"].to_numpy()], size, channels)
+            at = range(len(part))
+        else:  # already conformed (an image folder's files are as they are read): no copy of the chunk
+            at = part["row"]
+        yield pd.DataFrame(
+            {
+                "id": part["id"].to_numpy(),
+                "split": part["split"].to_numpy(),
+                "label": part["label"].to_numpy(),
+                "height": images.shape[1],
+                "width": images.shape[2],
+                "channels": images.shape[3],
+                "image": [images[r].tobytes() for r in at],
+            }
+        )
+
+
 def images_table(
     raw: RawImages, test_fraction: float, seed: int, limit: int | None = None, val_fraction: float = 0.0
 ) -> pd.DataFrame:
-    """Build the IMAGES table with its train/val/test split (`raw.split_by`, `split_frame`)."""
-    n, h, w, c = raw.images.shape
-    df = split_frame(raw.ids, raw.labels, raw.split_by, raw.splits, test_fraction, seed, limit, val_fraction)
-    check_classes(df, raw.class_names)
-    return pd.DataFrame(
-        {
-            "id": df["id"].to_numpy(),
-            "split": df["split"].to_numpy(),
-            "label": df["label"].to_numpy(),
-            "height": h,
-            "width": w,
-            "channels": c,
-            "image": [raw.images[r].tobytes() for r in df["row"]],
-        }
-    )
+    """The whole IMAGES table in memory, split (`split_rows`): for small sources and tests; prepare
+    writes `image_chunks` as they come."""
+    rows = split_rows(raw, test_fraction, seed, limit, val_fraction)
+    return pd.concat(image_chunks(raw, rows), ignore_index=True)
 
 
 def class_name(label: int, names: list[str] | None) -> str:
