@@ -51,6 +51,29 @@ def mean_std(mean: float, std: float, n: int) -> str:
     return s if n > 1 else s + " (1 seed)"
 
 
+PSEUDO_COLUMNS = (("pseudo_accuracy", "right, of the unpaired pool"), ("pseudo_coverage", "confident"),
+                  ("pseudo_accuracy_confident", "right, of the confident"))  # fmt: skip
+
+
+def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
+    """The pseudo-labeller's quality per paired count, on LSDM's own runs (the class-aware marginal
+    trains on these labels): what the report's label-accuracy figures rest on."""
+    if "pseudo_accuracy" not in df:
+        return []
+    rows = df[(df["sampler"] == "lsdm")].dropna(subset=["pseudo_accuracy"])
+    if rows.empty:
+        return []
+    lines = ["## Pseudo-labels", "",
+             "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`: label spreading from the "
+             "pairs alone), measured against the pool's true labels, which no stage trains on; mean ± std over "
+             "LSDM's runs. Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
+             f"| {count} | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|"]  # fmt: skip
+    for c, group in rows.groupby(count):
+        cells = [mean_std(group[col].mean(), group[col].std(), group[col].notna().sum()) for col, _ in PSEUDO_COLUMNS]
+        lines.append(f"| {int(c)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str]) -> str:
     counts = sorted(summary[count].dropna().unique())
     lines = ["| method | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|" + "---|" * len(counts)]
@@ -284,6 +307,7 @@ def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: 
     if meta.get("skipped") or failed:
         lines.append("")
     lines += ["## Reading", ""] + [f"- {r}" for r in reading(df, summary, count, samplers)] + [""]
+    lines += pseudo_section(df, count)
     if "lsdm" in samplers and len(samplers) > 1:
         keys = pair_keys(df)
         unit = "split seed" if keys == ["seed"] else "split seed and training seed"
