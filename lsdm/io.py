@@ -281,13 +281,19 @@ def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | Path, schema:
     return n
 
 
+def _table_path(path: str | Path) -> Path:
+    """`path` as a Path, or FileNotFoundError saying which stage's output is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
+    return path
+
+
 def read_table(path: str | Path, schema: Any, columns: list[str] | None = None) -> pd.DataFrame:
     """Read and validate a table as written: no type is coerced on the way in (a float label read as
     an int would be silently truncated), and a mismatch is a DataError naming the file and column.
     `columns`: only those (e.g. the image table without its pixels), validated as the schema says."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
+    path = _table_path(path)
     try:
         _has_columns(path, schema, columns)
         df = pd.read_parquet(_read(path), columns=columns)
@@ -299,9 +305,7 @@ def read_table(path: str | Path, schema: Any, columns: list[str] | None = None) 
 def iter_table(path: str | Path, schema: Any, rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The table in consecutive chunks of `rows` rows (the last may be shorter), each validated as
     `read_table` validates the whole: memory bounded by a chunk and one row group, not the table."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: table not found (has the stage that writes it run?)")
+    path = _table_path(path)
     try:
         _has_columns(path, schema, columns)
         batches = pq.ParquetFile(_read(path)).iter_batches(batch_size=rows, columns=columns)
