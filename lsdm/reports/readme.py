@@ -193,7 +193,7 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
 SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
 FLOW_NFE = (1, 10, 100)  # latent flow's rows in the docs (the report has every NFE)
-READING_AGAINST = ("lsdm_paper", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
+READING_AGAINST = ("lsdm_paper", "lsdm_pooled", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
 
 
 def sweep_samplers(df: pd.DataFrame) -> list[str]:
@@ -273,11 +273,12 @@ def sweep_verdicts(root: Path) -> list[str]:
         return " · ".join(words)
 
     unit = "split and training seed" if len(pair_keys(df)) > 1 else "split seed"
-    lines = [f"Sweep `{meta.get('tag')}`, {meta.get('experiments')} experiments judged on the test split: LSDM + marginal "
+    ours = sampler_label(df, "lsdm").split(" (`")[0]  # the default matcher, as the sweep's runs name it
+    lines = [f"Sweep `{meta.get('tag')}`, {meta.get('experiments')} experiments judged on the test split: {ours} "
              f"against each method at {' / '.join(str(int(c)) for c in counts)} pairs per class, runs paired on {unit}. "
              "**better** / **worse**: the 95% t-interval of the paired differences excludes zero (lower FID, higher label "
              "accuracy); † the verdict does not survive with the split seeds alone as the unit.", "",
-             "| LSDM + marginal against | " + " | ".join(BY_KEY[c.removeprefix("eval.")].label for c, _ in VERDICT_METRICS)
+             f"| {ours} against | " + " | ".join(BY_KEY[c.removeprefix("eval.")].label for c, _ in VERDICT_METRICS)
              + " |", "|---|" + "---|" * len(VERDICT_METRICS)]  # fmt: skip
     for other in against:
         lines.append(f"| {sampler_label(df, other)} | " + " | ".join(cell(other, c, h) for c, h in VERDICT_METRICS) + " |")
@@ -373,20 +374,23 @@ def bench_pipeline(root: Path) -> list[str]:
 
 
 #: The scale benchmark's runs (benchmarks/bench_scale.py), smallest first; 100k and 200k are to come.
-SCALE_FILES = ("results/benchmarks/scale-20000.json",)
+SCALE_FILES = ("results/benchmarks/scale-20000.json", "results/benchmarks/scale-20000-tiny.json")
 
 
 def scale(root: Path) -> list[str]:
     """Each stage's wall time and peak RSS against the number of images, one column pair per run."""
     runs = [read(root, f) for f in SCALE_FILES]
-    head = " | ".join(f"{r['n_images']:,} images: s | GB" for r in runs)
+    def name(r: dict) -> str:  # which run a column is: its size, and tiny budgets where it had them
+        return f"{r['n_images']:,} images{', tiny budgets' if r.get('params') == 'tiny' else ''}, `{r['commit'][:7]}`"
+
+    head = " | ".join(f"{name(r)}: s | GB" for r in runs)
     lines = [f"| stage | {head} |", "|---|" + "---|---|" * len(runs)]
     for i, stage in enumerate(r["stage"] for r in runs[0]["stages"]):
         cells = " | ".join(f"{r['stages'][i]['seconds']:.0f} | {r['stages'][i]['max_rss_mb'] / 1024:.1f}" for r in runs)
         lines.append(f"| {stage} | {cells} |")
     total = " | ".join(f"**{r['total_seconds']:.0f}** | **{r['peak_rss_mb']['max'] / 1024:.1f}**" for r in runs)
     lines += [f"| all stages | {total} |", "",
-              "; ".join(f"{r['n_images']:,} images: {provenance(r)}, {r['n_test']:,} test images judged" for r in runs) + "."]
+              "; ".join(f"{name(r)}: {provenance(r)}, {r['n_test']:,} test images judged" for r in runs) + "."]
     return lines
 
 
