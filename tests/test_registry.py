@@ -124,7 +124,7 @@ def mean_brightness(draw) -> float:
     return float(draw.fake.mean())
 
 
-def test_a_per_draw_metric_needs_no_judge_code(monkeypatch):
+def test_a_per_draw_metric_needs_no_judge_code(monkeypatch, tmp_path):
     """...and one registry entry: the judge computes it per seed, over seeds and for the real reference."""
     import torch
 
@@ -145,6 +145,12 @@ def test_a_per_draw_metric_needs_no_judge_code(monkeypatch):
     images = pd.DataFrame({"id": [f"i{i}" for i in range(60)], "split": ["test"] * 30 + ["train"] * 30,
                            "label": labels.numpy(), "height": 8, "width": 8, "channels": 1,
                            "image": [p.tobytes() for p in pixels]})  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # the real reference reads its training images' pixels from the table
+    from lsdm import paths
+    from lsdm.data.schemas import IMAGES
+    from lsdm.io import write_table
+
+    write_table(images, paths.IMAGES, IMAGES)
     test, train = images[images["split"] == "test"], images[images["split"] == "train"]
     evalnet, cpu = LeNet(8, 1, 3).eval(), torch.device("cpu")
     ref = Reference(params, cpu, make_task(params), test, train, y[:30], labels[:30], labels[:30], evalnet, True,

@@ -191,6 +191,15 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
 # --- the shipped sweep -------------------------------------------------------------------------------
 
 SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
+#: the named sweep `class_aware`: the class-aware default against the same methods (`sweeps.class_aware`)
+CLASS_AWARE_TABLE, CLASS_AWARE_META = "results/sweep-class_aware/sweep.parquet", "results/sweep-class_aware/sweep.json"
+
+
+def sweep_table(root: Path, table: str, meta: str) -> tuple[pd.DataFrame, dict]:
+    """A sweep's tidy table and record, or FileNotFoundError naming the missing one."""
+    if not (root / table).exists():
+        raise FileNotFoundError(f"{table}: a generated block's source file is missing")
+    return pd.read_parquet(root / table), read(root, meta)
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
 FLOW_NFE = (1, 10, 100)  # latent flow's rows in the docs (the report has every NFE)
 READING_AGAINST = ("lsdm_paper", "lsdm_pooled", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
@@ -210,11 +219,8 @@ def sampler_label(df: pd.DataFrame, s: str) -> str:
     return f"{method.replace('_', ' ')}, NFE {int(nfe.iloc[0])}" if len(nfe) and method != s else f"`{s}`"
 
 
-def sweep(root: Path) -> list[str]:
-    path = root / SWEEP_TABLE
-    if not path.exists():
-        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated block's source file is missing")
-    df, meta = pd.read_parquet(path), read(root, SWEEP_META)
+def sweep(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[str]:
+    df, meta = sweep_table(root, table, meta)
     count, samplers = count_column(df), sweep_samplers(df)
     summary = summarise(df)
     counts = sorted(int(c) for c in summary[count].dropna().unique())
@@ -253,13 +259,10 @@ def sweep(root: Path) -> list[str]:
 VERDICT_METRICS = (("eval.fid_evalnet", False), ("eval.label_accuracy", True))  # the README's columns: (column, higher)
 
 
-def sweep_verdicts(root: Path) -> list[str]:
-    """The README's summary of the shipped sweep: LSDM's verdict against each method in FID and label
-    accuracy at each count, the verdicts of the paired-differences table the docs show in full (`sweep`)."""
-    path = root / SWEEP_TABLE
-    if not path.exists():
-        raise FileNotFoundError(f"{SWEEP_TABLE}: a generated block's source file is missing")
-    df, meta = pd.read_parquet(path), read(root, SWEEP_META)
+def sweep_verdicts(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[str]:
+    """The README's summary of a sweep: LSDM's verdict against each method in FID and label accuracy
+    at each count, the verdicts of the paired-differences table the docs show in full (`sweep`)."""
+    df, meta = sweep_table(root, table, meta)
     count = count_column(df)
     against = [s for s in READING_AGAINST if s in sweep_samplers(df)]
     counts = sorted(df[count].dropna().unique())
@@ -526,6 +529,10 @@ BLOCKS: dict[str, Block] = {
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
+    "sweep-class-aware": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),
+                               partial(sweep, table=CLASS_AWARE_TABLE, meta=CLASS_AWARE_META)),
+    "sweep-class-aware-verdicts": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),
+                                        partial(sweep_verdicts, table=CLASS_AWARE_TABLE, meta=CLASS_AWARE_META)),
 }
 
 
