@@ -4,13 +4,15 @@ peak memory, so a user can tell what machine a CelebA-sized run needs.
     python benchmarks/bench_scale.py --n 20000                  # 64x64x3, flat folder, super-resolution
     python benchmarks/bench_scale.py --n 100000 --n 200000      # one JSON per N
     python benchmarks/bench_scale.py --n 600 --tiny             # a few dozen steps: checks the script
+    python benchmarks/bench_scale.py                            # only redraw the curves (scale.png)
 
 For each N it writes N PNG images (smooth random colour fields: structure an autoencoder can learn, at
 CelebA-64's size) into a temporary flat folder, makes a throwaway git + DVC copy of the repository
 (`bench_pipeline.make_clone`) with the README's super-resolution settings (`SR`) and `data.root` at
 that folder, and runs every stage through DVC one at a time in graph order, measuring each as
 `bench_pipeline.full_repro` does (wall time; peak RSS of the stage's process tree). Figures:
-results/benchmarks/scale-<N>.json (with the machine, date and commit).
+results/benchmarks/scale-<N>.json (with the machine, date and commit), and the curves of time and
+memory against N over every full-budget run there: results/benchmarks/scale.png.
 
 Run it alone, with `LSDM_THREADS` set to the cores it may take: its wall times are its figures.
 """
@@ -77,9 +79,38 @@ def scale_run(n: int, tiny_params: bool, work: Path) -> dict:
             "n_test": e.get("n_samples"), "bound": e.get("bound"), "stage_seconds": e.get("stage_seconds")}  # fmt: skip
 
 
+def plot(files: list[Path], out: Path) -> None:
+    """Each stage's wall time and peak RSS against N (log-log), one line per stage, from the
+    scale-<N>.json of full-budget runs: where a CelebA-sized run spends its time and memory."""
+    import json
+
+    from lsdm.reports.plots import _log_axis, _plt
+
+    runs = sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["n_images"])
+    if len(runs) < 2:
+        return
+    ns = [r["n_images"] for r in runs]
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (key, scale, label) in zip(axes, [("seconds", 1, "wall time (s)"), ("max_rss_mb", 1 / 1024, "peak RSS (GB)")]):
+        for stage in [s["stage"] for s in runs[0]["stages"]]:
+            ys = [next(s[key] for s in r["stages"] if s["stage"] == stage) * scale for r in runs]
+            ax.plot(ns, ys, marker="o", label=stage)
+        _log_axis(ax, ns)
+        ax.set_yscale("log")
+        ax.set_xlabel("images (64x64x3, super-resolution)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, ncol=2)
+    fig.suptitle(f"bench_scale.py per stage, at commits {', '.join(sorted({r['commit'][:7] for r in runs}))}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, action="append", required=True, help="images in the folder (repeatable)")
+    ap.add_argument("--n", type=int, action="append", default=[], help="images in the folder (repeatable)")
     ap.add_argument("--tiny", action="store_true", help="tiny training budgets (checks the script)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the scale-<N>.json files")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
@@ -89,6 +120,8 @@ def main() -> None:
         with scratch(f"lsdm-scale-{n}-", args.keep) as work:
             figures = scale_run(n, args.tiny, work)
             run.write(args.out / f"scale-{n}{'-tiny' if args.tiny else ''}.json", figures)
+    # the curves over every full-budget run in --out (without --n: only redraw them)
+    plot([f for f in sorted(args.out.glob("scale-*.json")) if not f.stem.endswith("-tiny")], args.out / "scale.png")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,9 @@ class EvalNetParams(Section):
     lr: PositiveFloat = 2e-3
     shift: float = Field(0.1, ge=0.0, lt=0.5)  # random translation, as a fraction of the image size
     seed: Seed = 0
+    # examples an epoch visits at most (a fresh shuffle's head; rotations count 4 per image): the
+    # stage's time bounded at scale, not by the data; None = every example every epoch
+    epoch_size: PositiveInt | None = 50_000
 
 
 class EvaluateParams(Section):

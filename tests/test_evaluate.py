@@ -62,8 +62,9 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     elapsed = time.perf_counter() - t0
     err = capfd.readouterr().err
     for part in ("the test images and their features", "LSDM on 60 held-out conditions x 3 generation seeds",
-                 "the bound: exact W1 on 60 held-out points, 20 bootstrap draws"):  # fmt: skip
-        assert f"evaluate: {part} ...\n" in err and re.search(rf"evaluate: {re.escape(part)}: [0-9.]+s\n", err), err
+                 "reconstructions of the held-out images", "the bound: exact W1 on 60 held-out points, 20 bootstrap draws"):  # fmt: skip
+        done = rf"evaluate: {re.escape(part)}: [0-9.]+s \(peak RSS so far [0-9.]+ GB\)\n"
+        assert f"evaluate: {part} ...\n" in err and re.search(done, err), err
     headline = json.loads(paths.EVAL_METRICS.read_text())["eval"]  # what `dvc exp show` lists
     assert set(headline) <= set(HEADLINE) and {"label_accuracy", "fid_evalnet", "density"} <= set(headline)
     assert all(not isinstance(v, (dict, list)) for v in headline.values())

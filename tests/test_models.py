@@ -89,6 +89,27 @@ def test_loops_reduce_their_losses():
     assert means[0] < -1 and means[1] > 1, means  # the generator learned which mode each label owns
 
 
+def test_classifier_epoch_size_bounds_an_epoch_and_changes_nothing_above_the_data():
+    """`evalnet.epoch_size`: at or above the data's size the weights are bit-identical to no cap (the
+    default run's evaluation net is unchanged); below it each epoch takes that many examples only."""
+    labels = torch.randint(0, 2, (64,), generator=torch.Generator().manual_seed(1))
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.3 + labels.view(-1, 1, 1, 1) * 0.7
+
+    def fit(epoch_size):
+        torch.manual_seed(0)
+        net, batches = build("lenet", dict(image_size=8, in_channels=1, n_classes=2)), []
+        net.register_forward_pre_hook(lambda _, inputs: batches.append(len(inputs[0])))
+        train_classifier(net, x, labels, epochs=3, batch_size=16, lr=3e-3, seed=0, epoch_size=epoch_size)
+        return net.state_dict(), batches
+
+    whole, whole_batches = fit(None)
+    same, _ = fit(64)
+    assert all(torch.equal(whole[k], same[k]) for k in whole)
+    capped, capped_batches = fit(24)
+    assert sum(whole_batches) == 3 * 64 and capped_batches == [16, 8] * 3  # 24 examples an epoch
+    assert not all(torch.equal(whole[k], capped[k]) for k in whole)
+
+
 def test_fused_critic_objective_equals_separate_terms():
     from lsdm.models.training import critic_objective
 

@@ -70,14 +70,15 @@ def test_fidelity_spread_and_grid():
     perfect = fidelity(y, y, x, 4)
     assert perfect["ssim"] == pytest.approx(1.0, abs=1e-5) and perfect["psnr"] > 60 and perfect["consistency_psnr"] > 60
     draws = torch.stack([y, y + 0.1])
-    assert draw_spread(torch.stack([y, y])) == 0.0
-    # the per-pixel sample std over the draws (dim 0), averaged: 0.1 for draws y - 0.1, y, y + 0.1
-    assert draw_spread(torch.stack([y - 0.1, y, y + 0.1])) == pytest.approx(0.1, rel=1e-4)
+    assert draw_spread([[y, y]]) == 0.0
+    # the per-pixel sample std over the draws, averaged: 0.1 for draws y - 0.1, y, y + 0.1
+    assert draw_spread([[y - 0.1, y, y + 0.1]]) == pytest.approx(0.1, rel=1e-4)
     # in batches, as evaluate computes them at scale: the same figures as the whole set at once
     noisy = [(y + 0.05 * torch.randn_like(y)).clamp(0, 1) for _ in range(3)]
     whole = {"psnr": psnr(noisy[0], y).mean().item(), "ssim": ssim(noisy[0], y).mean().item()}
     assert {k: v for k, v in fidelity(noisy[0], y, x, 4, batch_size=2).items() if k in whole} == pytest.approx(whole, rel=1e-6)
-    assert draw_spread(noisy, batch_size=2) == pytest.approx(torch.stack(noisy).std(dim=0).mean().item(), rel=1e-6)
+    in_batches = ([d[i : i + 2] for d in noisy] for i in range(0, len(y), 2))
+    assert draw_spread(in_batches) == pytest.approx(torch.stack(noisy).std(dim=0).mean().item(), rel=1e-6)
     grid = comparison_grid(x, bicubic_upsample(x, 4), draws, y)
     assert grid.shape == (3 * 5, 1, 28, 28)
     assert torch.equal(grid[4], y[0]) and torch.equal(grid[5 + 4], y[1])  # last column of each row is the truth

@@ -227,9 +227,9 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
     the critic's W1 estimate between held-out real (x, z) and generated (x, G(x, eta)) per seed."""
     p, device, cond = ref.p, ref.device, ref.cond
     seed0, task = p.seeds[0], ref.task
-    per_seed, acc_per_class, draws = [], [], []
-    for seed in p.seeds:
-        eta = fixed_noise(len(cond), sampler.noise_dim, seed, device)
+    etas = [fixed_noise(len(cond), sampler.noise_dim, seed, device) for seed in p.seeds]
+    per_seed, acc_per_class, heads = [], [], []
+    for seed, eta in zip(p.seeds, etas):
         fake = sample(sampler, cond, eta, p.batch_size)
         fake_feats = evalnet_features(ref.evalnet, fake)
         acc, acc_pc = ref.classify(fake_feats)
@@ -240,11 +240,12 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
             m["critic_w1_test"] = critic_w1(critic, cond, z_test, z_fake)
         m.update(task.draw_metrics(fake, ref.y_test, cond))
         m.update(per_draw_metrics(Draw(ref.y_test, fake, ref.real_feats, fake_feats, ref.labels_np)))
-        draws.append(fake)
+        heads.append(fake[: task.grid_rows])  # the rest of a later seed's draw is let go: memory is one draw
         per_seed.append(m)
         acc_per_class.append(acc_pc)
         if seed == seed0:
             fake0, fake_feats0, z_fake0 = fake, fake_feats, z_fake
+        del fake
     head = per_seed[0]
 
     fid_pc, kid_pc, per_class_note = per_class_fid_kid(
@@ -271,8 +272,13 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         metrics["fid_note"] = (f"FID on {len(fake0)} samples in {ref.real_feats.shape[1]}-d features: fewer samples "
                                "than dimensions, so the covariances are rank-deficient and FID is biased upward; "
                                "compare FIDs only at equal sample counts")  # fmt: skip
-    metrics.update(task.across_draws(draws))
-    grid, nrow = task.grid(ref, lambda c, s: sample(sampler, c, fixed_noise(len(c), sampler.noise_dim, s, device), p.batch_size), draws)
+    @torch.no_grad()
+    def draw_batches():  # every seed's draw again, batch by batch as `sample` drew it (same rows, same noise)
+        for i in range(0, len(cond), p.batch_size):
+            yield [sampler(cond[i : i + p.batch_size], eta[i : i + p.batch_size]) for eta in etas]
+
+    metrics.update(task.across_draws(len(etas), draw_batches))
+    grid, nrow = task.grid(ref, lambda c, s: sample(sampler, c, fixed_noise(len(c), sampler.noise_dim, s, device), p.batch_size), heads)
     return Judgement(metrics, grid, nrow, per_seed, acc_per_class, fake0, fake_feats0, z_fake0)
 
 

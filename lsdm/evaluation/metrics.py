@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -130,17 +130,20 @@ def mae(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]) -> dict[str, float]:
-    """`mse` and `mae` of y against model(y) over every pixel of every batch, accumulated batch by
-    batch (a set larger than memory streams through; float64 sums)."""
+def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]) -> dict[str, Any]:
+    """`mse` and `mae` of y against model(y) over every pixel of every batch, and `l2_each`, each
+    image's ||y - model(y)||_2 (float64 numpy), accumulated batch by batch: a set larger than memory
+    streams through, and no reconstruction is kept."""
     sq = ab = 0.0
-    n = 0
+    n, l2 = 0, []
     for y in batches:
-        d = (model(y) - y).double()
+        d = model(y) - y
+        l2.append(d.flatten(1).norm(dim=1).double().cpu())
+        d = d.double()
         sq, ab, n = sq + (d**2).sum().item(), ab + d.abs().sum().item(), n + d.numel()
     if n == 0:
         raise ValueError("reconstruction_errors: no images")
-    return {"mse": sq / n, "mae": ab / n}
+    return {"mse": sq / n, "mae": ab / n, "l2_each": torch.cat(l2).numpy()}
 
 
 def l2_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -107,18 +107,22 @@ def train_classifier(
     lr: float,
     seed: int,
     shift: float = 0.0,
+    epoch_size: int | None = None,
     log: Logger = _no_log,
 ) -> nn.Module:
     """Cross-entropy over shuffled epochs, images randomly shifted by up to `shift` of their size;
-    logs the mean loss and accuracy per epoch."""
+    logs the mean loss and accuracy per epoch. `epoch_size`: an epoch visits at most that many
+    examples (the head of its fresh shuffle), so the time is bounded at scale; at or above the
+    data's size (or None) every epoch is the whole set, draw for draw as without it."""
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
     opt = adam(model.parameters(), lr=lr)
     model.train()
-    n = len(images)
+    n_all = len(images)
+    n = n_all if epoch_size is None else min(n_all, epoch_size)
     steps_per_epoch = (n + batch_size - 1) // batch_size
     with _progress(epochs * steps_per_epoch, "eval_net") as bar:
         for epoch in range(1, epochs + 1):
-            perm = torch.randperm(n, generator=gen).to(images.device)
+            perm = torch.randperm(n_all, generator=gen)[:n].to(images.device)
             total_loss, correct = 0.0, 0
             for i in range(0, n, batch_size):
                 idx = perm[i : i + batch_size]

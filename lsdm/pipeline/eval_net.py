@@ -87,7 +87,8 @@ def run(params: Params) -> None:
         model = LeNet(**config).to(device)
         t0 = time.perf_counter()
         train_classifier(
-            model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, shift=p.shift, log=track
+            model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, shift=p.shift,
+            epoch_size=p.epoch_size, log=track
         )
         seconds = time.perf_counter() - t0
         test_accuracy = accuracy(model, test_batches())

@@ -14,9 +14,11 @@ results/evaluate/plots/*.tsv (DVC plots: PRDC against k, per-class figures).
 from __future__ import annotations
 
 import contextlib
+import resource
 import sys
 import time
 
+import numpy as np
 from torchvision.utils import save_image
 
 from lsdm import paths
@@ -29,7 +31,7 @@ from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, brief, cur
 from lsdm.methods.lsdm import LSDMSampler
 from lsdm.methods.sampling import fixed_noise, sample
 from lsdm.io import atomic_dir, read_table, write_json
-from lsdm.evaluation.metrics import l2_each, mae, mean_l2, mse
+from lsdm.evaluation.metrics import reconstruction_errors
 from lsdm.evaluation.transport import bound_sides, capped
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
@@ -39,22 +41,23 @@ from lsdm.models.training import batched
 
 @contextlib.contextmanager
 def phase(what: str):
-    """A line (stderr) as a part of evaluate starts and one with its wall time as it ends: at scale
-    each part takes minutes, and a stage that prints nothing looks hung."""
+    """A line (stderr) as a part of evaluate starts and one with its wall time and the process's
+    peak memory so far as it ends: at scale each part takes minutes, and a stage that prints nothing
+    looks hung; the peaks say which part sets the stage's memory."""
     t0 = time.perf_counter()
     print(f"evaluate: {what} ...", file=sys.stderr, flush=True)
     yield
-    print(f"evaluate: {what}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    print(f"evaluate: {what}: {time.perf_counter() - t0:.1f}s (peak RSS so far {peak_gb:.2f} GB)", file=sys.stderr, flush=True)
 
 
-def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test, reconstructed) -> dict:
+def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test, recon_each: np.ndarray) -> dict:
     """The bound on held-out data, measured: exact W1 of the pixel and latent joints
     (`lsdm.evaluation.transport`), Lip(D), the reconstruction term; and the critic's W1 estimates, on
     held-out and on its own training pairs, as a diagnostic of memorisation (not a term of the bound).
-    `reconstructed`: D(E(y)) of the held-out images."""
+    `recon_each`: ||y - D(E(y))|| of each held-out image."""
     p, device, seed = ref.p, ref.device, ref.p.seeds[0]
     ae, std, mean = sampler.autoencoder, sampler.std, sampler.mean
-    recon_l2, recon_each = mean_l2(reconstructed, ref.y_test), l2_each(reconstructed, ref.y_test)  # each: for the bootstrap
     probe = lipschitz_probe_points(z_test, judgement.z_fake0, p.lipschitz_samples, seed)
     lip = decoder_lipschitz(lambda zs: ae.decode(zs * std + mean), probe)
     paired = read_table(paths.PAIRED, PAIRED)
@@ -63,15 +66,18 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     pair_eta = fixed_noise(len(paired), sampler.noise_dim, seed, device)
     pair_fake = sample(sampler.generator, pair_cond, pair_eta, p.batch_size)
     w1_train = critic_w1(critic, pair_cond, latents_of(paired["id"], device), pair_fake)
-    raw = batched(lambda z: ae.decode(z * std + mean), judgement.z_fake0)  # D(G(x, eta)): what the bound is about
     labels = ref.labels_np if ref.judges_labels else None
-    n_points = len(capped(len(ref.cond), p.bound_max_points, labels, seed))  # the draw bound_sides makes
-    with phase(f"the bound: exact W1 on {n_points} held-out points, {p.bound_bootstrap} bootstrap draws"):
-        measured = bound_sides(ref.y_test.cpu().numpy(), raw.cpu().numpy(), z_test.cpu().numpy(),
-                               judgement.z_fake0.cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_each.cpu().numpy(),
-                               labels, ref.cond.float().cpu().numpy(), bootstrap=p.bound_bootstrap, seed=seed,
-                               max_points=p.bound_max_points)  # fmt: skip
-    return {"recon_l2_test": recon_l2, **lip, **measured,
+    # the capped held-out points (`capped`, the draw bound_sides would make): D(G(x, eta)), what the
+    # bound is about, is decoded at those alone, and bound_sides gets them uncapped
+    keep = capped(len(ref.cond), p.bound_max_points, labels, seed)
+    raw = batched(lambda z: ae.decode(z * std + mean), judgement.z_fake0[keep])
+    with phase(f"the bound: exact W1 on {len(keep)} held-out points, {p.bound_bootstrap} bootstrap draws"):
+        measured = bound_sides(ref.y_test[keep].cpu().numpy(), raw.cpu().numpy(), z_test[keep].cpu().numpy(),
+                               judgement.z_fake0[keep].cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_each[keep],
+                               None if labels is None else labels[keep], ref.cond[keep].float().cpu().numpy(),
+                               bootstrap=p.bound_bootstrap, seed=seed)  # fmt: skip
+    measured["points_held_out"] = len(ref.cond)
+    return {"recon_l2_test": float(recon_each.mean()), **lip, **measured,
             "critic_w1_test": judgement.metrics["critic_w1_test"], "critic_w1_train_pairs": w1_train}  # fmt: skip
 
 
@@ -88,9 +94,10 @@ def run(params: Params) -> None:
         real_reference = ref.real_reference()
     real_div_pc = real_reference.pop("_diversity_per_class")
     real_acc, _ = ref.classify(ref.real_feats)
-    rec = batched(sampler.autoencoder, ref.y_test)
+    with phase("reconstructions of the held-out images"):
+        rec = reconstruction_errors(sampler.autoencoder, (ref.y_test[i : i + 512] for i in range(0, len(ref.y_test), 512)))
     times = stage_seconds()
-    bound = bound_terms(ref, sampler, critic, judgement, z_test, rec)
+    bound = bound_terms(ref, sampler, critic, judgement, z_test, rec["l2_each"])
     metrics = {
         "eval": {
             **judgement.metrics,
@@ -99,8 +106,8 @@ def run(params: Params) -> None:
             "diversity_evalnet_real": real_reference["diversity_evalnet"],
             "real_reference": real_reference,
             "bound": bound,
-            "recon_mse_test": mse(rec, ref.y_test),
-            "recon_mae_test": mae(rec, ref.y_test),
+            "recon_mse_test": rec["mse"],
+            "recon_mae_test": rec["mae"],
             "stage_seconds": times,
         }
     }

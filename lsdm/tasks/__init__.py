@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:  # not at run time: params validation lists TASKS without torch
     import pandas as pd
@@ -28,6 +28,7 @@ class Task:
     condition_text = ""  # what each sample is conditioned on, as the report says it
     samples_layout = ""  # how the sample grid is laid out, as the report says it
     report_metrics: tuple[str, ...] = ()  # registry keys of its own section in the run report
+    grid_rows = 0  # held-out conditions whose samples (every noise seed's) the grid may show
 
     @classmethod
     def from_params(cls, params) -> "Task":
@@ -53,17 +54,20 @@ class Task:
         """Metrics of one draw (one noise seed) against the ground truth of each condition."""
         return {}
 
-    def across_draws(self, draws: list[torch.Tensor]) -> dict[str, Any]:
-        """Metrics across the draws of all noise seeds (e.g. how much outputs for one input differ)."""
+    def across_draws(self, n_draws: int, draw_batches: Callable[[], Iterator[list[torch.Tensor]]]) -> dict[str, Any]:
+        """Metrics across the draws of all `n_draws` noise seeds (e.g. how much outputs for one input
+        differ). `draw_batches()` regenerates them batch of held-out conditions by batch: the K draws of
+        each batch together, never the K whole sets (called only by a task that needs them)."""
         return {}
 
     def to_truth(self, lpips_fn, fake: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
         """Perceptual distances to the ground truth (`lpips_fn` is None when its weights are missing)."""
         return {}
 
-    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def grid(self, ref, draw, heads: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """The sample grid to save and its row length. `draw(cond, seed)` samples the judged sampler at
-        any conditions; `draws` are its samples of the held-out conditions, one per noise seed."""
+        any conditions; `heads` are its samples of the first `grid_rows` held-out conditions, one per
+        noise seed."""
         raise NotImplementedError
 
     def reference_samplers(self, device) -> list[tuple[str, nn.Module]]:

@@ -29,7 +29,7 @@ class ClassConditional(Task):
     def conditions(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return labels
 
-    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def grid(self, ref, draw, heads: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """`evaluate.grid_per_class` samples of every class, from fresh noise (seed: the first + 1)."""
         import torch
 

@@ -8,7 +8,7 @@ Images are float tensors [B, C, H, W] in [0, 1]. PSNR and SSIM are per image, th
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -73,14 +73,16 @@ def fidelity(output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor,
     return {k: torch.cat(v).mean().item() for k, v in each.items()}
 
 
-def draw_spread(draws: Sequence[torch.Tensor] | torch.Tensor, batch_size: int = 256) -> float:
+def draw_spread(batches: Iterable[Sequence[torch.Tensor]]) -> float:
     """Diversity across noise draws for the same input: the mean per-pixel standard deviation over
-    the K draws (each [B, C, H, W], or one [K, B, C, H, W]) -> scalar; 0 for a deterministic method
-    such as bicubic. `batch_size` inputs at a time, so the K draws are never stacked whole."""
-    n = len(draws[0])
-    total = sum(torch.stack([d[i : i + batch_size] for d in draws]).std(dim=0).double().sum().item()
-                for i in range(0, n, batch_size))  # fmt: skip
-    return total / draws[0].numel()
+    the K draws -> scalar; 0 for a deterministic method such as bicubic. `batches` yields, one batch
+    of inputs at a time, the K draws of those inputs (each [B, C, H, W]), so the K draws of the whole
+    held-out set are never held at once."""
+    total, count = 0.0, 0
+    for draws in batches:
+        total += torch.stack(list(draws)).std(dim=0).double().sum().item()
+        count += draws[0].numel()
+    return total / count
 
 
 def comparison_grid(condition: torch.Tensor, bicubic: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -168,8 +170,8 @@ class SuperResolution(Task):
     def draw_metrics(self, fake: torch.Tensor, truth: torch.Tensor, cond: torch.Tensor) -> dict[str, float]:
         return fidelity(fake, truth, cond, self.factor)
 
-    def across_draws(self, draws: list[torch.Tensor]) -> dict[str, Any]:
-        return {"diversity_draws_pixel_std": draw_spread(draws) if len(draws) > 1 else None}
+    def across_draws(self, n_draws: int, draw_batches) -> dict[str, Any]:
+        return {"diversity_draws_pixel_std": draw_spread(draw_batches()) if n_draws > 1 else None}
 
     def to_truth(self, lpips_fn, fake: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
         if lpips_fn is None:
@@ -177,11 +179,11 @@ class SuperResolution(Task):
         dists = [lpips_fn(fake[i : i + 256], truth[i : i + 256]) for i in range(0, len(truth), 256)]
         return {"lpips_to_truth": torch.cat(dists).mean().item()}
 
-    def grid(self, ref, draw, draws: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def grid(self, ref, draw, heads: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Rows of input | bicubic | the first draws | ground truth, for the first test inputs."""
-        n, k = self.grid_rows, min(self.grid_draws, len(draws))
+        n, k = self.grid_rows, min(self.grid_draws, len(heads))
         cond = ref.cond[:n]
-        shown = torch.stack([d[:n] for d in draws[:k]])
+        shown = torch.stack([d[:n] for d in heads[:k]])
         return comparison_grid(cond, BicubicSampler(self.factor)(cond), shown, ref.y_test[:n]), 3 + k
 
     def reference_samplers(self, device) -> list[tuple[str, torch.nn.Module]]:
