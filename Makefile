@@ -20,7 +20,7 @@ repro: install  ## run the default pipeline (only what changed reruns)
 	dvc repro
 
 test: install  ## the whole test suite (what CI runs): two workers, each test file on one of them
-	pytest -q -n 2 --dist loadfile
+	pytest -q -n 2 --dist loadfile --durations=12
 
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs
 	pytest -q -m "not slow"
