@@ -4,7 +4,7 @@
 
 The evaluate stage (`lsdm.pipeline.evaluate.bound_terms`) measures each term on the test images:
 
-- reconstruction: E ||y - D(E(y))||_2 over test images (`lsdm.evaluation.metrics.mean_l2`);
+- reconstruction: E ||y - D(E(y))||_2 over test images (`lsdm.evaluation.metrics.reconstruction_errors`);
 - Lip(D): the largest spectral norm of the decoder's Jacobian over sampled latents (this module);
 - W1 of the latent joints, and the left side W1 of the image joints: exact optimal transport between
   the held-out (condition, E(y)) and (condition, G(x, eta)), and between (condition, y) and

@@ -120,15 +120,6 @@ def per_class_fid_kid(
     return fids, kids, "; ".join(notes) or None
 
 
-def mse(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.mean((a - b) ** 2).item()
-
-
-def mae(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean absolute error per pixel, E|y - D(E(y))| averaged over pixels."""
-    return torch.mean((a - b).abs()).item()
-
-
 @torch.no_grad()
 def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]) -> dict[str, Any]:
     """`mse` and `mae` of y against model(y) over every pixel of every batch, and `l2_each`, each
@@ -137,9 +128,9 @@ def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches
     sq = ab = 0.0
     n, l2 = 0, []
     for y in batches:
-        d = model(y) - y
-        l2.append(d.flatten(1).norm(dim=1).double().cpu())
-        d = d.double()
+        out = model(y)
+        l2.append(l2_each(out, y).double().cpu())
+        d = (out - y).double()
         sq, ab, n = sq + (d**2).sum().item(), ab + d.abs().sum().item(), n + d.numel()
     if n == 0:
         raise ValueError("reconstruction_errors: no images")

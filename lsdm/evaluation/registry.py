@@ -149,7 +149,7 @@ METRICS: tuple[Metric, ...] = (
            section="bound", compute="lsdm.evaluation.bound:critic_w1", over_seeds=True, compared=False),
     Metric("bound.recon_l2_test", "reconstruction term", "lower",
            "E‖y − D(E(y))‖₂ per test image (pixels in [0, 1]): the reconstruction term, paid once with all "
-           "unpaired data", section="bound", compute="lsdm.evaluation.metrics:mean_l2", compared=False),
+           "unpaired data", section="bound", compute=f"{_M}:reconstruction_errors", compared=False),
     Metric("bound.decoder_lipschitz_spectral_max", "Lip(D) estimate", "lower",
            "Lip(D) estimate: the largest spectral norm of the decoder's Jacobian (w.r.t. the standardised latent) "
            "over latents — real test codes, generated codes and points between them; a lower estimate of the "
@@ -198,10 +198,10 @@ METRICS: tuple[Metric, ...] = (
            "FID (evalnet) between two real sets (a training sample vs test): the floor a perfect generator "
            "would reach", section="other", compute=f"{_M}:fid", compared=False),
     Metric("recon_mse_test", "reconstruction MSE", "lower", "autoencoder reconstruction MSE per pixel on test images",
-           section="other", compute=f"{_M}:mse", compared=False),
+           section="other", compute=f"{_M}:reconstruction_errors", compared=False),
     Metric("recon_mae_test", "reconstruction MAE", "lower",
            "E\\|y − D(E(y))\\| per pixel on test images (mean absolute error)",
-           section="other", compute=f"{_M}:mae", compared=False),
+           section="other", compute=f"{_M}:reconstruction_errors", compared=False),
 )  # fmt: skip
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
