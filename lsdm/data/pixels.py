@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lsdm.data.schemas import IMAGES
-from lsdm.io import iter_table, read_table
+from lsdm.io import iter_table, read_table, release_freed
 
 if TYPE_CHECKING:
     import torch
@@ -143,8 +143,9 @@ class PixelFile:
     def read(self, idx: np.ndarray) -> np.ndarray:
         """uint8 [len(idx), C, H, W] of rows `idx`."""
         out = np.empty((len(idx), self.row_bytes), dtype=np.uint8)
-        for k, i in enumerate(idx):
-            out[k] = np.frombuffer(os.pread(self.fd, self.row_bytes, int(i) * self.row_bytes), dtype=np.uint8)
+        for k, i in enumerate(idx):  # into the batch: a bytes object per row would split the heap (lsdm.io.release_freed)
+            if os.preadv(self.fd, [out[k]], int(i) * self.row_bytes) != self.row_bytes:
+                raise OSError(f"{self.fd}: short read of row {int(i)}")
         return out.reshape(len(idx), *self.shape)
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
@@ -154,3 +155,4 @@ class PixelFile:
         """Every row in order, `batch_size` at a time, as float tensors."""
         for start in range(0, self.n, batch_size):
             yield as_float(self.read(np.arange(start, min(start + batch_size, self.n))), self.device)
+            release_freed()

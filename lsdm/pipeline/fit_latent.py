@@ -17,6 +17,10 @@ from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.training import seed_everything, train_autoencoder
 from lsdm.tracking import tracked
 
+#: Images a reconstruction pass holds at once: the autoencoder's activations are what a pass holds
+#: (~1 MB an image per layer at 64x64 with 32 channels), so this, not the table, bounds its memory.
+RECON_ROWS = 128
+
 
 def run(params: Params) -> None:
     p, device = params.latent, resolve_device(params.base.device)
@@ -31,9 +35,10 @@ def run(params: Params) -> None:
         t0 = time.perf_counter()
         train_autoencoder(model, train, steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=p.seed, log=track)
         seconds = time.perf_counter() - t0
-        on_train = reconstruction_errors(model, train.batches())
+        on_train = reconstruction_errors(model, train.batches(RECON_ROWS))
         test_ids = meta.loc[meta["split"] == "test", "id"]
-        on_test = reconstruction_errors(model, (y for _, y in image_batches(paths.IMAGES, test_ids, device)))
+        test = image_batches(paths.IMAGES, test_ids, device, rows=RECON_ROWS)
+        on_test = reconstruction_errors(model, (y for _, y in test))
         track.summary["latent"] = {
             "train_mse": on_train["mse"],
             "test_mse": on_test["mse"],
