@@ -291,8 +291,9 @@ def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | Path, schema:
                 rows = max(1, len(table) * ROW_GROUP_BYTES // max(1, table.nbytes))
                 writer.write_table(table, row_group_size=min(rows, 1 << 20))
                 n += len(table)
-                del table
+                del table, df  # before the next chunk is made: one chunk alive, not two
                 pa.default_memory_pool().release_unused()  # else the pool keeps every chunk's buffers
+                release_freed()
         finally:
             if writer is not None:
                 writer.close()

@@ -109,6 +109,51 @@ def load_images(path: str | Path, ids: pd.Series, device: torch.device | str = "
     return out
 
 
+def read_rows(fd: int, idx: np.ndarray, row_bytes: int) -> np.ndarray:
+    """uint8 [len(idx), row_bytes]: rows `idx` of a file of fixed-size rows, read straight into the
+    result (a bytes object per row would split the heap: lsdm.io.release_freed)."""
+    out = np.empty((len(idx), row_bytes), dtype=np.uint8)
+    for k, i in enumerate(idx):
+        if os.preadv(fd, [out[k]], int(i) * row_bytes) != row_bytes:
+            raise OSError(f"short read of row {int(i)} from a scratch file of {row_bytes}-byte rows")
+    return out
+
+
+class ScratchImages:
+    """uint8 images of one shape appended to an unlinked scratch file instead of memory, read back
+    by index (`images[idx]`, an int or an index array, as a numpy array's rows would be): what
+    prepare holds of an image folder while it decodes it (200,000 images of 64x64x3 are 2.5 GB of
+    disk here, not of memory). Quacks as the uint8 [N, H, W, C] array `RawImages.images` expects."""
+
+    dtype, ndim = np.dtype(np.uint8), 4
+
+    def __init__(self, scratch: str | Path | None = None):
+        self.file = tempfile.TemporaryFile(prefix="lsdm-images-", dir=scratch)  # gone when closed or collected
+        self.n, self.row_shape = 0, None
+
+    def append(self, image: np.ndarray) -> None:
+        if self.row_shape is None:
+            self.row_shape = image.shape
+        elif image.shape != self.row_shape:
+            raise ValueError(f"image of shape {image.shape} among images of shape {self.row_shape}")
+        os.pwrite(self.file.fileno(), np.ascontiguousarray(image, dtype=np.uint8).data, self.n * image.size)
+        self.n += 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *(self.row_shape or (0, 0, 0)))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx: int | np.ndarray) -> np.ndarray:
+        rows = np.atleast_1d(np.asarray(idx))
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} of {self.n} images")
+        out = read_rows(self.file.fileno(), rows, int(np.prod(self.row_shape or (0,)))).reshape(-1, *self.shape[1:])
+        return out[0] if np.ndim(idx) == 0 else out
+
+
 class PixelFile:
     """The images of `ids` (in that order) as uint8 in a scratch file, read by index: `pixels[idx]`
     is the float batch [len(idx), C, H, W] on `device`, as `to_tensor(rows)[idx]` would be. Made by
@@ -142,11 +187,7 @@ class PixelFile:
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         """uint8 [len(idx), C, H, W] of rows `idx`."""
-        out = np.empty((len(idx), self.row_bytes), dtype=np.uint8)
-        for k, i in enumerate(idx):  # into the batch: a bytes object per row would split the heap (lsdm.io.release_freed)
-            if os.preadv(self.fd, [out[k]], int(i) * self.row_bytes) != self.row_bytes:
-                raise OSError(f"{self.fd}: short read of row {int(i)}")
-        return out.reshape(len(idx), *self.shape)
+        return read_rows(self.fd, idx, self.row_bytes).reshape(len(idx), *self.shape)
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
         return as_float(self.read(idx.cpu().numpy()), self.device)

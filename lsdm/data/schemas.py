@@ -24,7 +24,7 @@ class RawImages:
     """
 
     ids: list[str]  # stable across runs and listing orders (file names, dataset indices)
-    images: np.ndarray  # uint8 [N, H, W, C]
+    images: np.ndarray  # uint8 [N, H, W, C]: an array, or rows read by index (lsdm.data.pixels.ScratchImages)
     labels: np.ndarray  # int64 [N]; -1 where a source has no classes
     split_by: str = "stratified"
     splits: np.ndarray | None = None  # "train"/"test" per image when split_by == "given"

@@ -102,18 +102,16 @@ def split_rows(
 def image_chunks(raw: RawImages, rows: pd.DataFrame, size: int | None = None, channels: int | None = None,
                  chunk_bytes: int = ROW_GROUP_BYTES) -> Iterator[pd.DataFrame]:  # fmt: skip
     """The IMAGES table of `rows` (`split_rows`) about `chunk_bytes` of pixels at a time, each chunk's
-    images `conform`ed to size x size x channels (None: as they are). prepare writes them as they
-    come (`lsdm.io.write_table_chunks`): the pixels are never held twice, nor as one Python table."""
+    images read from `raw.images` (an array, or an image folder's scratch file) and `conform`ed to
+    size x size x channels (None: as they are). prepare writes them as they come
+    (`lsdm.io.write_table_chunks`): memory holds one chunk, never the set as one Python table."""
     _, h, w, c = raw.images.shape
     per_chunk = max(1, chunk_bytes // ((size or h) * (size or w) * (channels or c)))
     for start in range(0, max(len(rows), 1), per_chunk):
         part = rows.iloc[start : start + per_chunk]
-        images = raw.images
-        if size and channels and images.shape[1:] != (size, size, channels):
-            images = conform(images[part["row"].to_numpy()], size, channels)
-            at = range(len(part))
-        else:  # already conformed (an image folder's files are as they are read): no copy of the chunk
-            at = part["row"]
+        images = raw.images[part["row"].to_numpy()]
+        if size and channels:
+            images = conform(images, size, channels)
         yield pd.DataFrame(
             {
                 "id": part["id"].to_numpy(),
@@ -122,7 +120,7 @@ def image_chunks(raw: RawImages, rows: pd.DataFrame, size: int | None = None, ch
                 "height": images.shape[1],
                 "width": images.shape[2],
                 "channels": images.shape[3],
-                "image": [images[r].tobytes() for r in at],
+                "image": [image.tobytes() for image in images],
             }
         )
 

@@ -1,8 +1,9 @@
 """prepare: the configured data source -> the canonical IMAGES table with a train/val/test split.
 
 The split is decided from ids and labels alone; the table is then written a chunk of ~64 MB of
-pixels at a time (`image_chunks`, `write_table_chunks`): beside the source's decoded pixels (uint8,
-2.5 GB for 200,000 images of 64x64x3) the stage holds one chunk, not a second copy of the set.
+pixels at a time (`image_chunks`, `write_table_chunks`). An image folder's decoded pixels wait in a
+scratch file (`lsdm.data.pixels.ScratchImages`: 2.5 GB of disk for 200,000 images of 64x64x3), so
+the stage holds one chunk of them; the built-in datasets are small arrays held as they are.
 """
 
 from lsdm import paths

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from PIL import Image, UnidentifiedImageError
 
 from lsdm.errors import DataError
+from lsdm.data.pixels import ScratchImages
 from lsdm.data.schemas import UNLABELLED
 from lsdm.data.schemas import Census, RawImages
 
@@ -137,16 +138,16 @@ def _root(params) -> Path:
     return root
 
 
-def _each_readable(params, read: Callable[[Path], object], collect: Callable[[int], Any] = lambda n: []
+def _each_readable(params, read: Callable[[Path], object], collect: Callable[[], Any] = list
                    ) -> tuple[Any, list[str], list[int], list[str], list[str]]:  # fmt: skip
     """`read` every image file under data.root: (results, ids, labels, skipped ids, class names); the
-    results are appended to `collect(number of files)` (a list by default). An unreadable file is a
+    results are appended to `collect()` (a list by default). An unreadable file is a
     DataError naming it, or with data.on_corrupt: skip is skipped."""
     root = _root(params)
     files, labels, classes = list_images(root)
     if not files:
         raise DataError(f"data.root = {str(root)!r}: no images ({', '.join(sorted(EXTENSIONS))}) found")
-    out, ids, keep_labels, skipped = collect(len(files)), [], [], []
+    out, ids, keep_labels, skipped = collect(), [], [], []
     # a CelebA-sized folder takes minutes to decode: a bar on stderr, as the training stages show
     for path, label in tqdm(zip(files, labels), total=len(files), desc=f"image_folder: {root.name}", unit="file",
                             mininterval=2.0, disable=len(files) < 10_000):  # fmt: skip
@@ -168,32 +169,14 @@ def _each_readable(params, read: Callable[[Path], object], collect: Callable[[in
     return out, ids, keep_labels, skipped, classes
 
 
-class _Pixels:
-    """Decoded images written one by one into an array made for all `capacity` files: the pixels
-    are held once (2.5 GB for 200,000 images of 64x64x3), never as a list of arrays and its stack.
-    Rows of skipped files stay untouched, so their pages are never made resident."""
-
-    def __init__(self, capacity: int):
-        self.capacity, self.n, self.array = capacity, 0, None
-
-    def append(self, image: np.ndarray) -> None:
-        if self.array is None:
-            self.array = np.empty((self.capacity, *image.shape), dtype=np.uint8)
-        self.array[self.n] = image
-        self.n += 1
-
-    def images(self) -> np.ndarray:
-        return self.array[: self.n]
-
-
 def load(params) -> RawImages:
     images, ids, labels, skipped, classes = _each_readable(params, lambda p: _read(p, params.image_size, params.channels),
-                                                           _Pixels)  # fmt: skip
+                                                           ScratchImages)  # fmt: skip
     if classes:
         print(f"image_folder: {len(ids)} images in {len(classes)} classes: {classes}")
     return RawImages(
         ids=ids,
-        images=images.images(),
+        images=images,
         labels=np.asarray(labels, dtype=np.int64),
         split_by="hash",
         skipped=skipped,
