@@ -147,6 +147,13 @@ def test_the_readme_and_report_tests_pass_after_the_user_reruns_the_pipeline(tmp
         if (ROOT / rel).is_file():
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, tmp_path / rel)
+    for rel in PIPELINE_WRITES:  # as shipped (HEAD's): this checkout's own `make repro` may have rewritten them
+        shutil.rmtree(tmp_path / rel, ignore_errors=True)
+        (tmp_path / rel).unlink(missing_ok=True)
+        if (committed() / rel).is_dir():
+            shutil.copytree(committed() / rel, tmp_path / rel)
+        elif (committed() / rel).exists():
+            shutil.copy2(committed() / rel, tmp_path / rel)
     run(["git", "init", "-q", "-b", "main"], tmp_path)
     run(["git", "add", "-A"], tmp_path)
     run(["git", "-c", "user.email=t@lsdm.invalid", "-c", "user.name=t", "commit", "-qm", "shipped"], tmp_path)
