@@ -103,7 +103,7 @@ def load_images(path: str | Path, ids: pd.Series, device: torch.device | str = "
         pixels = chw_bytes(chunk)
         if out is None:
             out = torch.empty((len(ids), *pixels.shape[1:]), device=device)
-        out[torch.from_numpy(position[chunk["id"]].to_numpy())] = as_float(pixels, device)
+        out[torch.from_numpy(position[chunk["id"]].to_numpy(copy=True))] = as_float(pixels, device)
         found += len(chunk)
     _all_found(found, ids, path)
     return out
