@@ -109,9 +109,17 @@ def load_images(path: str | Path, ids: pd.Series, device: torch.device | str = "
     return out
 
 
+# The scratch files below hold fixed-size uint8 rows, moved straight between the file and numpy
+# memory: a bytes object per row would split the heap (lsdm.io.release_freed).
+
+
+def write_row(fd: int, row: np.ndarray, at: int) -> None:
+    """Row number `at` of a file of `row.size`-byte rows := `row` (uint8)."""
+    os.pwrite(fd, np.ascontiguousarray(row, dtype=np.uint8).data, at * row.size)
+
+
 def read_rows(fd: int, idx: np.ndarray, row_bytes: int) -> np.ndarray:
-    """uint8 [len(idx), row_bytes]: rows `idx` of a file of fixed-size rows, read straight into the
-    result (a bytes object per row would split the heap: lsdm.io.release_freed)."""
+    """uint8 [len(idx), row_bytes]: rows `idx` of a file of `row_bytes`-byte rows."""
     out = np.empty((len(idx), row_bytes), dtype=np.uint8)
     for k, i in enumerate(idx):
         if os.preadv(fd, [out[k]], int(i) * row_bytes) != row_bytes:
@@ -129,14 +137,14 @@ class ScratchImages:
 
     def __init__(self, scratch: str | Path | None = None):
         self.file = tempfile.TemporaryFile(prefix="lsdm-images-", dir=scratch)  # gone when closed or collected
-        self.n, self.row_shape = 0, None
+        self.n, self.row_shape, self.row_bytes = 0, None, 0
 
     def append(self, image: np.ndarray) -> None:
         if self.row_shape is None:
-            self.row_shape = image.shape
+            self.row_shape, self.row_bytes = image.shape, image.size
         elif image.shape != self.row_shape:
             raise ValueError(f"image of shape {image.shape} among images of shape {self.row_shape}")
-        os.pwrite(self.file.fileno(), np.ascontiguousarray(image, dtype=np.uint8).data, self.n * image.size)
+        write_row(self.file.fileno(), image, self.n)
         self.n += 1
 
     @property
@@ -150,7 +158,7 @@ class ScratchImages:
         rows = np.atleast_1d(np.asarray(idx))
         if rows.size and (rows.min() < 0 or rows.max() >= self.n):
             raise IndexError(f"rows {rows.min()}..{rows.max()} of {self.n} images")
-        out = read_rows(self.file.fileno(), rows, int(np.prod(self.row_shape or (0,)))).reshape(-1, *self.shape[1:])
+        out = read_rows(self.file.fileno(), rows, self.row_bytes).reshape(-1, *self.shape[1:])
         return out[0] if np.ndim(idx) == 0 else out
 
 
@@ -177,7 +185,7 @@ class PixelFile:
                 pixels = chw_bytes(chunk)
                 shape = shape or pixels.shape[1:]
                 for at, image in zip(position[chunk["id"]].to_numpy(), pixels):
-                    os.pwrite(fd, np.ascontiguousarray(image).tobytes(), int(at) * image.size)
+                    write_row(fd, image, int(at))
                 written += len(chunk)
             _all_found(written, ids, table)
             yield cls(fd, len(ids), tuple(int(s) for s in shape) if shape else (0, 0, 0), device)
