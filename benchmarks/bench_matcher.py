@@ -12,6 +12,13 @@ params.yaml`) into a temporary folder and imported from there; nothing else diff
     python benchmarks/bench_matcher.py --ref HEAD~1 --steps 400   # quicker: 400 steps each, scaled to their own
 
 Figures: results/benchmarks/bench_matcher.json (seconds per version and repeat, the ratio).
+
+`--profile` instead times this checkout's matcher at its shipped params for `--steps` (default 200)
+steps and counts the matrix-product FLOPs of a step: at this machine's own rate on the same shapes,
+the products alone take a share of the step; the rest is what any exact speed-up (same maths, fewer
+kernels) could still remove.
+
+    python benchmarks/bench_matcher.py --profile --out results/benchmarks/bench_matcher-profile.json
 """
 
 from __future__ import annotations
@@ -74,6 +81,53 @@ def inner(code: str, steps: int, threads: int, sets: dict) -> None:
                       "matcher": p.model_dump()}))  # fmt: skip
 
 
+def peak_matmul_gflops(rows: int, width: int, repeats: int = 2000) -> float:
+    """This machine's rate (GFLOP/s) on the matcher's own product shape, [rows, width] @ [width, width]."""
+    import torch
+
+    a, w = torch.randn(rows, width), torch.randn(width, width)
+    for _ in range(50):
+        a @ w
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ w
+    return 2 * rows * width * width * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def profile(steps: int, threads: int, sets: dict) -> dict:
+    """This checkout's matcher: its step time over `steps` steps, the matrix-product FLOPs of a step
+    (counted by torch.profiler over a few more), and the time those products take at this machine's
+    own rate on the batch's shape: the step time over that is the most any exact speed-up (same
+    products, less of everything else) could buy. The profiler's own overhead stays out of the times."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    torch.set_num_threads(threads)
+    from lsdm.config import MatcherParams
+    from lsdm.models import training
+    from lsdm.models.matcher import matcher_config, wgan_gp_mlp
+
+    p = MatcherParams(**{**yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"], **sets, "steps": steps})
+    cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
+    torch.manual_seed(p.seed)
+    m = wgan_gp_mlp(**matcher_config(p, {"kind": "label", "n_classes": 10}, 16))
+    pseudo = (pool, pool_y, torch.full((len(pool),), 0.95))
+    counted = 10
+    with torch_profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        training.train_matcher(m, p.model_copy(update={"steps": counted}), cond, z, pool, pseudo)
+    products = [e for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm")]
+    gflop = sum(e.flops for e in products) / counted / 1e9
+    t0 = time.perf_counter()
+    training.train_matcher(m, p, cond, z, pool, pseudo)
+    per_step = (time.perf_counter() - t0) / steps
+    peak = {f"{r}x{p.width}": peak_matmul_gflops(r, p.width) for r in (p.batch_size, 2 * p.batch_size)}
+    at_peak = gflop / max(peak.values())
+    return {"steps": steps, "threads": threads, "matcher": p.model_dump(), "seconds_per_step": per_step,
+            "products_gflop_per_step": gflop, "products_calls_per_step": sum(e.count for e in products) / counted,
+            "peak_gflops": peak, "products_seconds_per_step_at_peak": at_peak,
+            "achieved_gflops": gflop / per_step, "exact_speedup_bound": per_step / at_peak}  # fmt: skip
+
+
 def unpack(ref: str, dest: Path) -> Path:
     tar = subprocess.run(["git", "archive", ref, "lsdm", "params.yaml"], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
@@ -91,10 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/bench_matcher.json")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)")
+    ap.add_argument("--profile", action="store_true", help="profile this checkout's matcher instead (see above)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     steps = args.steps
     sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    if args.profile:
+        sys.path.insert(0, str(ROOT))
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import Run
+
+        run, figures = Run(), profile(steps or 200, args.threads, sets)
+        print(json.dumps(figures, indent=1))
+        print(f"{figures['seconds_per_step'] * 1000:.1f} ms a step, {figures['products_gflop_per_step']:.2f} GFLOP of matrix "
+              f"products in it ({figures['achieved_gflops']:.0f} GFLOP/s over the whole step; this machine's products "
+              f"run at {max(figures['peak_gflops'].values()):.0f}): an exact speed-up that kept every product could buy "
+              f"at most {figures['exact_speedup_bound']:.2f}x")
+        run.write(args.out, figures)
+        return 0
     if args.inner:
         inner(args.inner, steps, args.threads, sets)
         return 0

@@ -137,10 +137,14 @@ class MatcherParams(Section):
 
 class PseudoParams(Section):
     """Pseudo-labels for the latent pool (stage pseudo_label): label spreading from the pairs over a
-    k-NN graph of the latents (lsdm/models/pseudo_labels.py)."""
+    k-NN graph of the latents, then a Gaussian class model fitted to the confident labels
+    (lsdm/models/pseudo_labels.py)."""
 
     neighbors: PositiveInt = 10  # k of the k-NN graph
     alpha: float = Field(0.2, gt=0.0, lt=1.0)  # how far labels spread (scikit-learn's clamping factor)
+    refine: Literal["none", "gaussian"] = "none"  # gaussian: relabel by a Gaussian model per class (QDA)
+    keep: float = Field(0.7, gt=0.0, le=1.0)  # share of the pool, most confident first, the class model fits
+    reg: float = Field(0.1, ge=0.0, le=1.0)  # shrinkage of its covariances towards the identity
     threshold: float = Field(0.9, ge=0.0, le=1.0)  # confidence a pool latent needs for the class-aware term
 
 
@@ -244,7 +248,8 @@ class SweepParams(Section):
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (here the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
     variants: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none"}, "lsdm_pooled": {"matcher.marginal": "pooled"}}
+        default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none"}, "lsdm_pooled": {"matcher.marginal": "pooled"},
+                                 "lsdm_refined": {"pseudo.refine": "gaussian", "pseudo.threshold": 0.99}}
     )
 
     @field_validator("variants")

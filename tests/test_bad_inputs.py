@@ -202,6 +202,7 @@ CASES = [
      **{"sr.factor": 3}), ["sr.factor = 3", "data.image_size = 8"]),  # fmt: skip
     ("n_samples_below_neighbours", "check", set_params(**{"evaluate.n_samples": 3}), ["evaluate.n_samples = 3", "dc_k = 5"]),
     ("pseudo_alpha_one", "check", set_params(**{"pseudo.alpha": 1.0}), ["pseudo.alpha = 1.0", "less than 1"]),
+    ("pseudo_refine_unknown", "check", set_params(**{"pseudo.refine": "kmeans"}), ["pseudo.refine = 'kmeans'", "gaussian"]),
     ("evalnet_shift_half", "check", set_params(**{"evalnet.shift": 0.5}), ["evalnet.shift = 0.5", "less than 0.5"]),
     ("unknown_method", "check", set_params(methods=["pixel_wgan", "diffusion"]),
      ["methods = ['pixel_wgan', 'diffusion']", "allowed"]),

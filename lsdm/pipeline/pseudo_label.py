@@ -1,5 +1,5 @@
 """pseudo_label: a label and a confidence for every image of the latent pool, learned from the pairs
-alone (`lsdm.models.pseudo_labels.spread` on the shared latents), for the class-aware marginal term;
+alone (`lsdm.models.pseudo_labels.spread` on the shared latents, then `refine`), for the class-aware marginal term;
 their accuracy and coverage, measured against the unpaired pool images' true labels, in
 results/pseudo_label/metrics.json. The true labels are read only after the labels are written and
 reach no fit. Data without classes gets an empty table."""
@@ -12,13 +12,16 @@ from lsdm.config import Params
 from lsdm.data.schemas import LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, UNLABELLED
 from lsdm.data.tables import codes
 from lsdm.io import read_table, write_json, write_table
-from lsdm.models.pseudo_labels import UNKNOWN, quality, spread
+from lsdm.models.pseudo_labels import UNKNOWN, quality, refine, spread
 
 
 def label_pool(params: Params, pool_ids: pd.Series, z: np.ndarray, paired: pd.DataFrame) -> pd.DataFrame:
     """The pseudo-label table of the pool: only the pairs' labels go in."""
     known = pool_ids.map(paired.set_index("id")["label"]).fillna(UNKNOWN).astype(np.int64).to_numpy()
-    label, confidence = spread(z, known, params.pseudo.neighbors, params.pseudo.alpha)
+    p = params.pseudo
+    label, confidence = spread(z, known, p.neighbors, p.alpha)
+    if p.refine == "gaussian":
+        label, confidence = refine(z, label, confidence, known, p.keep, p.reg)
     return pd.DataFrame({"id": pool_ids.to_numpy(), "label": label, "confidence": confidence})
 
 

@@ -64,8 +64,8 @@ def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
     if rows.empty:
         return []
     lines = ["## Pseudo-labels", "",
-             "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`: label spreading from the "
-             "pairs alone), measured against the pool's true labels, which no stage trains on; mean ± std over "
+             "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`, from the pairs alone: "
+             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it), measured against the pool's true labels, which no stage trains on; mean ± std over "
              "LSDM's runs. Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
              f"| {count} | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|"]  # fmt: skip
     for c, group in rows.groupby(count):

@@ -419,6 +419,16 @@ TUNING_PAIRED = (("class_aware_m0.3",), "own_m1_closed_form", (3, 10, 30))
 #: The class-aware marginal with the pooled term at full weight (the default since 2026-12) against
 #: the pooled default it replaced, both on the same latents.
 CLASS_AWARE_M1_PAIRED = (("class_aware_m1",), "own_m1_rerun", (3, 10, 30))
+#: The refined pseudo-labels (spreading, then a Gaussian class model) at the threshold 0.99, against
+#: the class-aware default they were tried on; then the runs stopped before 10 pairs per class: the
+#: threshold 0.9, and 0.99 with the class model's covariances shrunk by 0.03 instead of 0.1.
+PSEUDO_REFINE_PAIRED = (("refined_t0.99",), "class_aware_m1", (3, 10, 30))
+PSEUDO_REFINE_T09_PAIRED = (("refined_t0.9", "refined_reg0.03_t0.99"), "class_aware_m1", (3, 30))
+#: Label spreading pushed further (alpha 0.8: fewer, surer labels at threshold 0.9; and a 20-NN graph)
+#: against the class-aware default, at 3 pairs per class.
+PSEUDO_ALPHA_PAIRED = (("spread_alpha0.8", "spread_alpha0.8_k20"), "class_aware_m1", (3,))
+#: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
+PSEUDO_TUNING, PSEUDO_THRESHOLDS = "results/tuning/pseudo_val.csv", (0.9, 0.99)
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
 SCHEDULE_PAIRED = (("sched_nc2_gp2", "sched_nc1", "sched_nc1_clr2", "sched_nc1_clr2_gp4", "sched_cw128", "sched_cw64",
                     "sched_nc2_cw128"), "own_m1_rerun", (3, 10, 30))  # fmt: skip
@@ -513,6 +523,23 @@ def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int,
     return lines
 
 
+def pseudo_tuning(root: Path) -> list[str]:
+    """Each pseudo-labeller setting per count: how many validation images it labels right, and at each
+    threshold the share at or above it (coverage) and how many of those are right; means over the
+    split seeds."""
+    df = pd.read_csv(root / PSEUDO_TUNING)
+    mean = df.groupby(["setting", "n_per_class", "threshold"], sort=False)[["coverage", "accuracy", "accuracy_all"]].mean()
+    seeds = ", ".join(map(str, sorted(df["seed"].unique())))
+    head = " | ".join(f"coverage / right at {t:g}" for t in PSEUDO_THRESHOLDS)
+    lines = [f"| setting (validation, mean of split seeds {seeds}) | pairs/class | right, of all | {head} |",
+             "|---|---|---|" + "---|" * len(PSEUDO_THRESHOLDS)]
+    for (setting, n), at in mean.groupby(level=[0, 1], sort=False):
+        at = at.droplevel([0, 1])
+        cells = " | ".join(f"{at.loc[t, 'coverage']:.2f} / {at.loc[t, 'accuracy']:.3f}" for t in PSEUDO_THRESHOLDS)
+        lines.append(f"| `{setting}` | {n} | {at['accuracy_all'].iloc[0]:.3f} | {cells} |")
+    return lines
+
+
 # --- the blocks --------------------------------------------------------------------------------------
 
 BLOCKS: dict[str, Block] = {
@@ -527,6 +554,10 @@ BLOCKS: dict[str, Block] = {
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
+    "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
+    "pseudo-alpha-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_ALPHA_PAIRED)),
+    "pseudo-refine-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_PAIRED)),
+    "pseudo-refine-more-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_T09_PAIRED)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
     "sweep-class-aware": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),

@@ -252,12 +252,20 @@ def task_lines(e: dict[str, Any], task: Task) -> list[str]:
             *_table(["metric", *columns, "what it means"], rows)]  # fmt: skip
 
 
-def pseudo_label_lines(pseudo: dict | None, matcher: dict, threshold: float | None) -> list[str]:
-    """The pseudo-labeller's measured quality, where the class-aware term used it."""
+#: How each `pseudo.refine` labels the pool, in the reports' words.
+PSEUDO_METHODS = {"none": "label spreading from the pairs alone",
+                  "gaussian": "label spreading from the pairs alone, then a Gaussian model per class fitted to the "
+                              "confident labels"}  # fmt: skip
+
+
+def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> list[str]:
+    """The pseudo-labeller's measured quality, where the class-aware term used it (`settings`: the
+    run's `pseudo` params)."""
     q = (pseudo or {}).get("unpaired")
     if not q or not matcher.get("n_pseudo"):
         return []
-    return [f"Pseudo-labels (stage `pseudo_label`, label spreading from the pairs alone): on the {q['n']} unpaired "
+    threshold, method = settings.get("threshold"), PSEUDO_METHODS[settings.get("refine", "none")]
+    return [f"Pseudo-labels (stage `pseudo_label`, {method}): on the {q['n']} unpaired "
             f"pool images, accuracy {q['accuracy']:.3f}; {q['coverage']:.0%} have confidence >= "
             f"{threshold} and are {q['accuracy_confident']:.3f} right ({matcher['n_pseudo']} pool latents, "
             "pairs included, enter the class-aware term). Measured with the pool's true labels, which reach no fit.",
@@ -281,7 +289,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "\"LSDM + class-aware marginal\" also matches (y, G(y)) to the pool latents whose pseudo-label y is "
         "confident (weight `matcher.class_weight`).",
         "",
-        *pseudo_label_lines(metrics.get("pseudo"), matcher, params.get("pseudo", {}).get("threshold")),
+        *pseudo_label_lines(metrics.get("pseudo"), matcher, params.get("pseudo", {})),
         f"Task **{params.get('task', 'class_conditional')}** on data source **{data.get('source')}**, "
         + (f"{split.get('n_paired_per_class')} paired images per class" if e.get("label_accuracy") is not None
            else f"{metrics.get('matcher', {}).get('n_pairs')} pairs")
