@@ -19,10 +19,8 @@ install: $(VENV)/.installed  ## create .venv with lsdm and its dependencies
 repro: install  ## run the default pipeline (only what changed reruns)
 	dvc repro
 
-# Three workers on two cores: the end-to-end tests spend much of their time waiting (Prefect heartbeats,
-# servers starting, stages' imports from disk), and each test's processes run one thread (tests/conftest.py).
-test: install  ## the whole test suite (what CI runs): three workers, each test file on one of them
-	pytest -q -n 3 --dist loadfile --durations=12
+test: install  ## the whole test suite (what CI runs): two workers, each test file on one of them
+	pytest -q -n 2 --dist loadfile --durations=12
 
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs
 	pytest -q -m "not slow"

@@ -139,7 +139,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_repro(tmp_path_factory) -> Path:
     """One repo with the whole tiny pipeline reproduced; shared read-only by the tests that inspect
-    outputs. Under pytest-xdist (`make test` runs three workers) the workers share one copy: the first
+    outputs. Under pytest-xdist (`make test` runs two workers) the workers share one copy: the first
     builds it under a file lock, in a scratch directory renamed into place only when `dvc repro` passed."""
     from filelock import FileLock
 

@@ -65,8 +65,8 @@ def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
         return []
     lines = ["## Pseudo-labels", "",
              "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`, from the pairs alone: "
-             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it), measured against the pool's true labels, which no stage trains on; mean ± std over "
-             "LSDM's runs. Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
+             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it), measured against "
+             "the pool's true labels, which no stage trains on; mean ± std over LSDM's runs. Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
              f"| {count} | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|"]  # fmt: skip
     for c, group in rows.groupby(count):
         cells = [mean_std(group[col].mean(), group[col].std(), group[col].notna().sum()) for col, _ in PSEUDO_COLUMNS]

@@ -423,7 +423,7 @@ CLASS_AWARE_M1_PAIRED = (("class_aware_m1",), "own_m1_rerun", (3, 10, 30))
 #: the class-aware default they were tried on; then the runs stopped before 10 pairs per class: the
 #: threshold 0.9, and 0.99 with the class model's covariances shrunk by 0.03 instead of 0.1.
 PSEUDO_REFINE_PAIRED = (("refined_t0.99",), "class_aware_m1", (3, 10, 30))
-PSEUDO_REFINE_T09_PAIRED = (("refined_t0.9", "refined_reg0.03_t0.99"), "class_aware_m1", (3, 30))
+PSEUDO_REFINE_MORE_PAIRED = (("refined_t0.9", "refined_reg0.03_t0.99"), "class_aware_m1", (3, 30))
 #: Label spreading pushed further (alpha 0.8: fewer, surer labels at threshold 0.9; and a 20-NN graph)
 #: against the class-aware default, at 3 pairs per class.
 PSEUDO_ALPHA_PAIRED = (("spread_alpha0.8", "spread_alpha0.8_k20"), "class_aware_m1", (3,))
@@ -557,7 +557,7 @@ BLOCKS: dict[str, Block] = {
     "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
     "pseudo-alpha-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_ALPHA_PAIRED)),
     "pseudo-refine-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_PAIRED)),
-    "pseudo-refine-more-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_T09_PAIRED)),
+    "pseudo-refine-more-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_MORE_PAIRED)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
     "sweep-class-aware": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),
