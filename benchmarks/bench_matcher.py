@@ -51,11 +51,12 @@ def synthetic(n_pairs: int, n_pool: int, n_classes: int, dim: int, seed: int = 0
     return cond, centres[cond] + 0.5 * torch.randn(n_pairs, dim, generator=g), pool, pool_y
 
 
-def inner(code: str, steps: int, threads: int, sets: dict) -> None:
-    """In a child process: import lsdm from `code`, train once, print the seconds as JSON. The matcher
-    section is that version's own params.yaml with `sets` applied, keeping the keys the version knows:
-    a schedule change (n_critic, critic_width, ...) is timed as each commit ships it."""
-    sys.path.insert(0, code)
+def setup(code: str | Path, steps: int, threads: int, sets: dict):
+    """Import lsdm from `code` and build its matcher on synthetic latents, at that version's own
+    params.yaml matcher section with `sets` applied (keeping the keys the version knows) and `steps`
+    steps (0: its own): (its training module, the params, its shipped steps, the matcher,
+    `train_matcher`'s positional and keyword arguments after the two)."""
+    sys.path.insert(0, str(code))
     import inspect
 
     import torch
@@ -74,10 +75,17 @@ def inner(code: str, steps: int, threads: int, sets: dict) -> None:
     extra = {}
     if "pseudo" in inspect.signature(training.train_matcher).parameters:  # the class-aware term's labels
         extra["pseudo"] = (pool, pool_y, torch.full((len(pool),), 0.95))
+    return training, p, shipped["steps"], m, (cond, z, pool), extra
+
+
+def inner(code: str, steps: int, threads: int, sets: dict) -> None:
+    """In a child process: `setup` the version in `code`, train once, print the seconds as JSON: a
+    schedule change (n_critic, critic_width, ...) is timed as each commit ships it."""
+    training, p, shipped_steps, m, data, extra = setup(code, steps, threads, sets)
     t0 = time.perf_counter()
-    training.train_matcher(m, p, cond, z, pool, **extra)
+    training.train_matcher(m, p, *data, **extra)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "as_shipped": seconds * shipped["steps"] / p.steps, "module": training.__file__,
+    print(json.dumps({"seconds": seconds, "as_shipped": seconds * shipped_steps / p.steps, "module": training.__file__,
                       "matcher": p.model_dump()}))  # fmt: skip
 
 
@@ -99,26 +107,16 @@ def profile(steps: int, threads: int, sets: dict) -> dict:
     (counted by torch.profiler over a few more), and the time those products take at this machine's
     own rate on the batch's shape: the step time over that is the most any exact speed-up (same
     products, less of everything else) could buy. The profiler's own overhead stays out of the times."""
-    import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    torch.set_num_threads(threads)
-    from lsdm.config import MatcherParams
-    from lsdm.models import training
-    from lsdm.models.matcher import matcher_config, wgan_gp_mlp
-
-    p = MatcherParams(**{**yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"], **sets, "steps": steps})
-    cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
-    torch.manual_seed(p.seed)
-    m = wgan_gp_mlp(**matcher_config(p, {"kind": "label", "n_classes": 10}, 16))
-    pseudo = (pool, pool_y, torch.full((len(pool),), 0.95))
+    training, p, _, m, data, extra = setup(ROOT, steps, threads, sets)
     counted = 10
     with torch_profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-        training.train_matcher(m, p.model_copy(update={"steps": counted}), cond, z, pool, pseudo)
+        training.train_matcher(m, p.model_copy(update={"steps": counted}), *data, **extra)
     products = [e for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm")]
     gflop = sum(e.flops for e in products) / counted / 1e9
     t0 = time.perf_counter()
-    training.train_matcher(m, p, cond, z, pool, pseudo)
+    training.train_matcher(m, p, *data, **extra)
     per_step = (time.perf_counter() - t0) / steps
     peak = {f"{r}x{p.width}": peak_matmul_gflops(r, p.width) for r in (p.batch_size, 2 * p.batch_size)}
     at_peak = gflop / max(peak.values())
@@ -151,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps
     sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     if args.profile:
-        sys.path.insert(0, str(ROOT))
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from record import Run
 

@@ -144,12 +144,10 @@ def test_the_readme_and_report_tests_pass_after_the_user_reruns_the_pipeline(tmp
     the tests that read the shipped results, because they read the committed ones."""
     tracked = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split("\0")
     for rel in filter(None, tracked):
-        if (ROOT / rel).is_file():
+        if (ROOT / rel).is_file() and rel.split("/")[0] not in PIPELINE_WRITES:
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, tmp_path / rel)
     for rel in PIPELINE_WRITES:  # as shipped (HEAD's): this checkout's own `make repro` may have rewritten them
-        shutil.rmtree(tmp_path / rel, ignore_errors=True)
-        (tmp_path / rel).unlink(missing_ok=True)
         if (committed() / rel).is_dir():
             shutil.copytree(committed() / rel, tmp_path / rel)
         elif (committed() / rel).exists():

@@ -54,8 +54,8 @@ def refine(z: np.ndarray, label: np.ndarray, confidence: np.ndarray, known: np.n
     labelled = known != UNKNOWN
     cut = np.quantile(confidence[~labelled], 1 - keep) if (~labelled).any() else np.inf
     fit = labelled | (confidence >= cut)
-    classes, counts = np.unique(label[fit], return_counts=True)
-    if counts.min() < 2 or not np.isin(np.unique(known[labelled]), classes).all():
+    _, counts = np.unique(label[fit], return_counts=True)
+    if counts.min() < 2:
         return label, confidence
     model = QuadraticDiscriminantAnalysis(reg_param=reg).fit(z[fit], label[fit])
     prob = model.predict_proba(z)
