@@ -378,3 +378,48 @@ def test_grids_come_from_the_experiment_not_from_a_committed_sweep(tmp_path):
     df = pd.DataFrame([{"experiment": "t-n3-s0", "rev": rev, "n_paired_per_class": 3, "seed": 0}])
     found = sorted(p.name for p in extract_grids(df, repo))
     assert found == ["baselines__pixel_wgan__eval__samples__pixel_wgan.png", "evaluate__samples.png"]
+
+
+def _piece(root, name: str, exps: list[dict], train_seed: int, overrides: dict) -> None:
+    """A named sweep as `lsdm sweep --name NAME` leaves it: results/sweep-NAME/ with table, record, grids."""
+    from lsdm.orchestration.sweep import write_table
+
+    df = collect(_show(exps)).assign(train_seed=train_seed)
+    grid = tmp = root / f"results/sweep-{name}/grids/evaluate__samples.png"
+    tmp.parent.mkdir(parents=True)
+    grid.write_bytes(b"\x89PNG " + name.encode())
+    write_table(df, root, {"name": name, "tag": name, "baseline": "c0ffee" + name, "experiments": len(exps),
+                           "wall_seconds": 120.0, "jobs": 2, "overrides": overrides, "variants": {},
+                           "status": {e["name"]: "Success" for e in exps}, "grids": [str(grid.relative_to(root))]})  # fmt: skip
+
+
+def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
+    """Pieces of one grid run apart (another session, another commit) read as one sweep: every cell once,
+    the first piece's run where a cell ran in two, and how far the repeat moved is in its record."""
+    from lsdm.errors import ParamsError
+    from lsdm.orchestration.sweep import main
+
+    same = {"methods": ["latent_flow"], "evaluate.seeds": [0]}
+    _piece(tmp_path, "a", [_exp(f"a-n1-s{s}", 1, s, fid=10.0 + s, flow_fids={10: 9.0}) for s in (0, 1)], 0, same)
+    _piece(tmp_path, "b", [_exp(f"b-n{n}-s{s}", n, s, fid=12.5 if n == 1 else 5.0 + s, flow_fids={10: 9.0})
+                           for n, s in ((1, 0), (10, 0), (10, 1))], 0, same)  # fmt: skip
+    assert main(["--combine", "a", "b", "--repo", str(tmp_path)]) == 0
+    df = pd.read_parquet(tmp_path / "results/sweep/sweep.parquet")
+    assert sorted(df["experiment"].unique()) == ["a-n1-s0", "a-n1-s1", "b-n10-s0", "b-n10-s1"]  # b-n1-s0 repeats a-n1-s0
+    assert len(df) == 4 * 4 and not df.duplicated(["n_paired_per_class", "seed", "train_seed", "sampler"]).any()
+    meta = json.loads((tmp_path / "results/sweep/sweep.json").read_text())
+    lsdm = [r for r in meta["repeats"] if r["sampler"] == "lsdm"]
+    assert len(meta["repeats"]) == 4 and lsdm[0]["eval.fid_evalnet"] == [10.0, 12.5] and lsdm[0]["dropped"] == "b-n1-s0"
+    assert meta["counts"] == [1, 10] and [p["baseline"] for p in meta["combined"]] == ["c0ffeea", "c0ffeeb"]
+    assert sorted(meta["status"]) == sorted(df["experiment"].unique())
+    assert (tmp_path / "results/sweep/grids/evaluate__samples.png").read_bytes() == b"\x89PNG a"  # the n1-s0 cell's piece
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "`lsdm sweep --combine a b`" in report and "moved by at most label_accuracy 0, fid_evalnet 7.5" in report
+    assert "| 10 |" in report  # both pieces' counts in one table
+    # pieces that ran with different settings are different experiments, not one grid
+    _piece(tmp_path, "c", [_exp("c-n3-s0", 3, 0, fid=1.0, flow_fids={10: 1.0})], 0, {**same, "evaluate.seeds": [0, 1]})
+    with pytest.raises(ParamsError, match="sweep 'c' ran with .*only pieces of one grid"):
+        from lsdm.orchestration.sweep import combine_sweeps
+
+        combine_sweeps(tmp_path, ["a", "c"])
+    assert main(["--combine", "a", "missing", "--repo", str(tmp_path)]) == 2

@@ -6,6 +6,7 @@ run one at a time through the DVC queue, collected into one tidy table, then the
     lsdm sweep --collect-only --tag sweep-20260101T120000  # re-collect an earlier sweep
     lsdm sweep --fanout                               # the same, over every worker of the Prefect pool
     lsdm sweep --name unpaired_pool                   # a named sweep of params.yaml's `sweeps:` section
+    lsdm sweep --combine class_aware class_aware_30   # named sweeps run apart, as the shipped one
 
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget; `variants`: more LSDM runs per cell), or with `--name NAME` the
@@ -366,6 +367,97 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     return df
 
 
+# --- combining ---------------------------------------------------------------------------------------
+
+#: what identifies a row across sweeps: the cell (paired count, split seed, training seed) and the sampler
+CELL = ["n_paired_per_class", "n_paired", "seed", "train_seed", "sampler"]
+REPEAT_METRICS = ["eval.label_accuracy", "eval.fid_evalnet", "eval.recall"]
+
+
+def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[dict]]:
+    """Named sweeps' tables as one grid: (table, repeats). Their runs must share every setting (the
+    sweeps' `set` overrides and the variants they both define): a grid run in pieces, e.g. across
+    sessions, not different experiments side by side. Where a cell x sampler ran in more than one
+    part, the first part's row is kept and both values of `REPEAT_METRICS` go into `repeats`: how
+    far a rerun of the same point moved (another commit, another machine)."""
+    first = parts[0][1]
+    variants: dict[str, Any] = {}
+    for _, meta in parts:
+        if meta.get("overrides") != first.get("overrides"):
+            raise ParamsError(f"sweep --combine: sweep {meta.get('name')!r} ran with {meta.get('overrides')}, "
+                              f"{first.get('name')!r} with {first.get('overrides')}: only pieces of one grid combine")
+        for v, extra in (meta.get("variants") or {}).items():
+            if variants.setdefault(v, extra) != extra:
+                raise ParamsError(f"sweep --combine: variant {v!r} is {variants[v]} in one sweep, {extra} in "
+                                  f"{meta.get('name')!r}: only pieces of one grid combine")
+    df = pd.concat([t.assign(_part=i) for i, (t, _) in enumerate(parts)], ignore_index=True)
+    key = [c for c in CELL if c in df]
+    # NaN never equals NaN: key on text so that a count without classes (n_paired_per_class NaN) matches
+    ids = df[key].astype(str).agg("|".join, axis=1)
+    repeats = []
+    for _, dup in df[ids.duplicated(keep=False)].groupby(ids[ids.duplicated(keep=False)], sort=True):
+        kept, *others = dup.sort_values("_part").to_dict("records")
+        for other in others:
+            repeats.append({**{k: kept[k] for k in key}, "kept": kept["experiment"], "dropped": other["experiment"],
+                            **{m: [kept.get(m), other.get(m)] for m in REPEAT_METRICS if m in dup}})  # fmt: skip
+    out = df[~ids.duplicated(keep="first")].drop(columns="_part")
+    order = [c for c in ["n_paired_per_class", "n_paired", "seed", "method", "nfe"] if c in out]
+    return out.sort_values(order, kind="stable").reset_index(drop=True), repeats
+
+
+def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: str | None = None) -> pd.DataFrame:
+    """`lsdm sweep --combine A B ...`: the named sweeps' committed tables (results/sweep-A/, ...) as one
+    sweep, results/sweep/ (or results/sweep-INTO/) and its comparison report; its record lists each
+    part (tag, commit, experiments, wall time) and every repeated point (`combine`). The sample grids
+    are those of the part holding the grid's cell (the smallest count's first split seed)."""
+    from lsdm.io import read_json
+
+    parts = []
+    for name in names:
+        folder = root / paths.sweep_dir(name)
+        if not (folder / TABLE).exists():
+            raise ParamsError(f"sweep --combine: {folder / TABLE} not found (run `lsdm sweep --name {name}` first)")
+        parts.append((pd.read_parquet(folder / TABLE), read_json(folder / META)))
+    df, repeats = combine(parts)
+    count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
+    cell = df.sort_values([count, "seed"], kind="stable").iloc[0]["experiment"]
+    source = next(meta for t, meta in parts if cell in set(t["experiment"]))
+    out = root / paths.sweep_dir(into)
+    if (out / GRIDS).exists():
+        shutil.rmtree(out / GRIDS)
+    grids = []
+    for g in source.get("grids") or []:
+        dest = out / GRIDS / Path(g).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / g, dest)
+        grids.append(str(dest.relative_to(root)))
+    ran = [{k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
+           for _, meta in parts]  # fmt: skip
+    pieces = "; ".join(f"`{p['name']}` ({p['tag']}, commit {str(p['baseline'])[:7]}, {p['experiments']} experiments"
+                       + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
+                       + ")" for p in ran)  # fmt: skip
+    note = (f"Combined by `lsdm sweep --combine {' '.join(names)}` from {len(parts)} sweeps of one grid (the same "
+            f"settings), run apart: {pieces}. Where a point ran in more than one, the first sweep's run is kept")
+    if repeats:
+        moved = {m: [abs(r[m][0] - r[m][1]) for r in repeats if m in r and None not in r[m]] for m in REPEAT_METRICS}
+        note += (f"; {len(repeats)} rows ran twice, and moved by at most "
+                 + ", ".join(f"{m.removeprefix('eval.')} {max(v):.3g}" for m, v in moved.items() if v) + " between runs")
+    meta = {"name": into, "tag": tag or parts[0][1].get("tag"), "combined": ran, "repeats": repeats, "note": note + ".",
+            "counts": sorted({int(c) for c in df[count].dropna()}), "seeds": sorted({int(s) for s in df["seed"].dropna()}),
+            "train_seeds": sorted({int(s) for s in df["train_seed"].dropna()}) if "train_seed" in df else [0],
+            "overrides": parts[0][1].get("overrides"),
+            "variants": {k: v for _, m in parts for k, v in (m.get("variants") or {}).items()},
+            "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in set(df["experiment"])},
+            "skipped": [s for _, m in parts for s in m.get("skipped") or []],
+            "rows": len(df), "experiments": int(df["experiment"].nunique()), "grids": grids}  # fmt: skip
+    write_table(df, root, meta)
+    from lsdm.reports.comparison import write_report
+
+    print(f"sweep: {len(df)} rows from {meta['experiments']} experiments of {len(parts)} sweeps -> {out / TABLE}")
+    print(f"sweep: comparison report -> {write_report(df, meta, root)}")
+    return df
+
+
 def spec(root: Path, name: str | None = None):
     """The sweep to run: params.yaml's `sweep:`, or `sweeps.<name>`, and its dotted key there."""
     params = load_params(root / PARAMS_FILE)
@@ -467,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None,
                     help="run the sweep `sweeps.NAME` of params.yaml (default: its `sweep:` section); written to "
                          "results/sweep-NAME/ and reports/comparison-NAME.md")  # fmt: skip
+    ap.add_argument("--combine", nargs="+", default=None, metavar="NAME",
+                    help="do not run; combine the named sweeps' tables (pieces of one grid, run apart) into the "
+                         "shipped sweep's results/sweep/ (with --name: results/sweep-NAME/) and its report")  # fmt: skip
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     ap.add_argument("--fanout", action="store_true",
                     help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
@@ -480,6 +575,10 @@ def main(argv: list[str] | None = None) -> int:
         return stream(["prefect", "deployment", "run", "lsdm/sweep", "--params",
                        json.dumps({k: v for k, v in params.items() if v is not None}), "--watch"], root)  # fmt: skip
     try:
+        if args.combine:
+            with workspace_lock(root, "lsdm sweep --combine", timeout=cli_timeout()):
+                combine_sweeps(root, args.combine, args.name, args.tag)
+            return 0
         if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
             with workspace_lock(root, "lsdm sweep --collect-only", timeout=cli_timeout()):
                 meta_file = root / paths.sweep_dir(args.name) / META
