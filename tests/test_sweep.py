@@ -402,11 +402,11 @@ def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
     same = {"methods": ["latent_flow"], "evaluate.seeds": [0]}
     _piece(tmp_path, "a", [_exp(f"a-n1-s{s}", 1, s, fid=10.0 + s, flow_fids={10: 9.0}) for s in (0, 1)], 0, same)
     _piece(tmp_path, "b", [_exp(f"b-n{n}-s{s}", n, s, fid=12.5 if n == 1 else 5.0 + s, flow_fids={10: 9.0})
-                           for n, s in ((1, 0), (10, 0), (10, 1))], 0, same)  # fmt: skip
+                           for n, s in ((1, 0), (10, 0), (10, 1), (10, 2))], 0, same)  # fmt: skip
     assert main(["--combine", "a", "b", "--repo", str(tmp_path)]) == 0
     df = pd.read_parquet(tmp_path / "results/sweep/sweep.parquet")
-    assert sorted(df["experiment"].unique()) == ["a-n1-s0", "a-n1-s1", "b-n10-s0", "b-n10-s1"]  # b-n1-s0 repeats a-n1-s0
-    assert len(df) == 4 * 4 and not df.duplicated(["n_paired_per_class", "seed", "train_seed", "sampler"]).any()
+    assert sorted(df["experiment"].unique()) == ["a-n1-s0", "a-n1-s1", "b-n10-s0", "b-n10-s1", "b-n10-s2"]  # b-n1-s0 repeats a-n1-s0
+    assert len(df) == 5 * 4 and not df.duplicated(["n_paired_per_class", "seed", "train_seed", "sampler"]).any()
     meta = json.loads((tmp_path / "results/sweep/sweep.json").read_text())
     lsdm = [r for r in meta["repeats"] if r["sampler"] == "lsdm"]
     assert len(meta["repeats"]) == 4 and lsdm[0]["eval.fid_evalnet"] == [10.0, 12.5] and lsdm[0]["dropped"] == "b-n1-s0"
@@ -416,6 +416,7 @@ def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "`lsdm sweep --combine a b`" in report and "moved by at most label_accuracy 0, fid_evalnet 7.5" in report
     assert "| 10 |" in report  # both pieces' counts in one table
+    assert "(2 / 3 pairs at 1 / 10 pairs per class)" in report  # the pieces' runs per count, as they are
     # pieces that ran with different settings are different experiments, not one grid
     _piece(tmp_path, "c", [_exp("c-n3-s0", 3, 0, fid=1.0, flow_fids={10: 1.0})], 0, {**same, "evaluate.seeds": [0, 1]})
     with pytest.raises(ParamsError, match="sweep 'c' ran with .*only pieces of one grid"):

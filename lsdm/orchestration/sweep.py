@@ -346,12 +346,18 @@ def write_table(df: pd.DataFrame, root: Path, meta: dict) -> None:
     write_json(meta, out / META)
 
 
+def commits(baseline: str | list[str] | None) -> list[str]:
+    """A sweep record's `baseline`: the commit it was queued from, or the commits of a sweep queued in goes."""
+    return [baseline] if isinstance(baseline, str) else list(baseline or [])
+
+
 def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     """`dvc exp show --json` -> results/sweep/ (table, meta, grids) and reports/comparison.md.
 
-    The experiments are those of the commit the sweep was queued from (`meta["baseline"]`), so a
-    commit made while the sweep runs does not hide them; without it, those of every commit."""
-    revs = ["--rev", meta["baseline"]] if meta.get("baseline") else ["--all-commits"]
+    The experiments are those of the commit the sweep was queued from (`meta["baseline"]`, or a list
+    of commits for one queued in several goes), so a commit made while the sweep runs does not hide
+    them; without it, those of every commit (slow in a long history)."""
+    revs = [arg for rev in commits(meta.get("baseline")) for arg in ("--rev", rev)] or ["--all-commits"]
     show = json.loads(dvc(["exp", "show", "--json", *revs], root).stdout)
     df = collect(show, tag, git_reader(root))
     out = paths.sweep_dir(meta.get("name"))
@@ -433,7 +439,8 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
         grids.append(str(dest.relative_to(root)))
     ran = [{k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
            for _, meta in parts]  # fmt: skip
-    pieces = "; ".join(f"`{p['name']}` ({p['tag']}, commit {str(p['baseline'])[:7]}, {p['experiments']} experiments"
+    pieces = "; ".join(f"`{p['name']}` ({p['tag']}, commit {' and '.join(c[:7] for c in commits(p['baseline']))}, "
+                       f"{p['experiments']} experiments"
                        + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
                        + ")" for p in ran)  # fmt: skip
     note = (f"Combined by `lsdm sweep --combine {' '.join(names)}` from {len(parts)} sweeps of one grid (the same "

@@ -24,7 +24,7 @@ from lsdm import paths
 from lsdm.evaluation.registry import DIRECTIONS
 from lsdm.reports import plots
 from lsdm.reports.stats import (PAIRED, POOL_METRICS, Sweep, gain_trend, has_numbers, judge, mean_by, metric_columns,
-                                pair_keys, pairs_per_count, pool_effects, pool_varies, spread, verdicts,
+                                pair_keys, pairs_per_count, pool_effects, pool_varies, runs_phrase, spread, verdicts,
                                 with_reference_gaps)  # fmt: skip
 
 PLOTS = [  # the Plots section: (file, caption), in order
@@ -135,7 +135,7 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
         out.append(f"Only {n_seeds} run per paired count: no interval over seeds, so every difference below is a "
                    "single draw and could be noise (called a tie).")  # fmt: skip
     else:
-        out.append(f"Each verdict pairs the runs on the same {paired_on} ({n_seeds} pairs per count): "
+        out.append(f"Each verdict pairs the runs on the same {paired_on} ({runs_phrase(df, count)}): "
                    "'better'/'worse' only where the 95% t-interval of the paired differences excludes zero.")  # fmt: skip
     for col, label, higher in primary:
         for other in [s for s in samplers if s != "lsdm"]:

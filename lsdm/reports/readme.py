@@ -31,7 +31,7 @@ import pandas as pd
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
 from lsdm.reports.comparison import mean_std, paired_table, pool_lines, reading, runs_at_once
-from lsdm.reports.stats import count_column, judge, pair_keys, pool_rows, sampler_order, summarise
+from lsdm.reports.stats import count_column, judge, pair_keys, pool_rows, runs_phrase, sampler_order, summarise
 
 README = Path("README.md")
 DOCS = Path("docs")
@@ -191,8 +191,6 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
 # --- the shipped sweep -------------------------------------------------------------------------------
 
 SWEEP_TABLE, SWEEP_META = "results/sweep/sweep.parquet", "results/sweep/sweep.json"
-#: the named sweep `class_aware`: the class-aware default against the same methods (`sweeps.class_aware`)
-CLASS_AWARE_TABLE, CLASS_AWARE_META = "results/sweep-class_aware/sweep.parquet", "results/sweep-class_aware/sweep.json"
 
 
 def sweep_table(root: Path, table: str, meta: str) -> tuple[pd.DataFrame, dict]:
@@ -228,11 +226,13 @@ def sweep(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[
     seeds = sorted(df["seed"].dropna().unique().tolist())
     trained = pair_keys(df) != ["seed"]
     train_seeds = sorted(df["train_seed"].dropna().unique().tolist()) if trained else []
-    over = f"the {len(seeds) * len(train_seeds)} runs (split × training seeds)" if trained else "the split seeds"
+    over = f"the runs (split × training seeds: {runs_phrase(df, count, 'runs')})" if trained else "the split seeds"
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
+    # a sweep combined from pieces (`lsdm sweep --combine`) has each piece's wall time in its note instead
+    wall = f"{meta['wall_seconds'] / 60:.1f} min of wall time, {runs_at_once(meta)}. " if meta.get("wall_seconds") else ""
     lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
-             f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}; "
-             f"{meta['wall_seconds'] / 60:.1f} min of wall time, {runs_at_once(meta)}. Judged on the {split} split; cells: "
+             f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}. "
+             f"{wall}Judged on the {split} split; cells: "
              f"mean ± std over {over}.",
              *([str(meta["note"])] if meta.get("note") else []),
              "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
@@ -560,10 +560,6 @@ BLOCKS: dict[str, Block] = {
     "pseudo-refine-more-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_MORE_PAIRED)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
-    "sweep-class-aware": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),
-                               partial(sweep, table=CLASS_AWARE_TABLE, meta=CLASS_AWARE_META)),
-    "sweep-class-aware-verdicts": Block((CLASS_AWARE_TABLE, CLASS_AWARE_META),
-                                        partial(sweep_verdicts, table=CLASS_AWARE_TABLE, meta=CLASS_AWARE_META)),
 }
 
 

@@ -129,10 +129,27 @@ def pair_keys(df: pd.DataFrame) -> list[str]:
     return ["seed", "train_seed"] if trained else ["seed"]
 
 
+def runs_per_count(df: pd.DataFrame, count: str) -> dict[int, int]:
+    """Each paired count's number of runs (distinct `pair_keys`): a grid run in pieces may have more
+    at one count than another (`lsdm sweep --combine`)."""
+    if "seed" not in df:
+        return {int(c): 1 for c in df[count].dropna().unique()}
+    sizes = df.groupby(count)[pair_keys(df)].apply(lambda g: len(g.drop_duplicates()))
+    return {int(c): int(n) for c, n in sizes.items()}
+
+
 def pairs_per_count(df: pd.DataFrame, count: str) -> int:
     """The fewest pairs (distinct `pair_keys`) any paired count has; 1 without seeds."""
-    keys = pair_keys(df)
-    return int(df.groupby(count)[keys].apply(lambda g: len(g.drop_duplicates())).min()) if "seed" in df else 1
+    return min(runs_per_count(df, count).values(), default=1)
+
+
+def runs_phrase(df: pd.DataFrame, count: str, what: str = "pairs") -> str:
+    """"6 pairs per count", or where the counts differ "4 / 3 / 5 pairs at 3 / 10 / 30 pairs per class"."""
+    runs = runs_per_count(df, count)
+    if len(set(runs.values())) <= 1:
+        return f"{min(runs.values(), default=1)} {what} per count"
+    unit = "pairs per class" if count == "n_paired_per_class" else "pairs"
+    return f"{' / '.join(str(runs[c]) for c in sorted(runs))} {what} at {' / '.join(str(c) for c in sorted(runs))} {unit}"
 
 
 def t_interval(d: pd.Series) -> tuple[float, float, int]:
