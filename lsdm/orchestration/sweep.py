@@ -305,15 +305,25 @@ def collect(show: list[dict], tag: str | None = None, read: Reader | None = None
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
+def count_key(df: pd.DataFrame) -> str:
+    """The table's paired-count column: per class where the data has classes, else in all."""
+    return "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
+
+
+def grid_cell(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the cell whose sample grids a sweep shows: the smallest paired count, first split seed."""
+    count = count_key(df)
+    first = df.sort_values([count, "seed"], kind="stable").iloc[0]
+    return df[(df[count] == first[count]) & (df["seed"] == first["seed"])]
+
+
 def extract_grids(df: pd.DataFrame, root: Path, out: Path = paths.SWEEP_DIR / GRIDS) -> list[Path]:
     """The sample grids (PNG under results/) of the experiments at the smallest paired count and
     first seed, copied out of their git commits: one file per grid, named after its path (a
     variant's, `<variant>__evaluate__samples.png`, after its LSDM alone)."""
     if df.empty:
         return []
-    count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
-    first = df.sort_values([count, "seed"]).iloc[0]
-    cell = df[(df[count] == first[count]) & (df["seed"] == first["seed"])].drop_duplicates("experiment")
+    cell = grid_cell(df).drop_duplicates("experiment")
     out = root / out
     if out.exists():  # an earlier sweep's grids must not pass for this one's
         shutil.rmtree(out)
@@ -400,8 +410,9 @@ def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[
     key = [c for c in CELL if c in df]
     # NaN never equals NaN: key on text so that a count without classes (n_paired_per_class NaN) matches
     ids = df[key].astype(str).agg("|".join, axis=1)
+    twice = ids.duplicated(keep=False)
     repeats = []
-    for _, dup in df[ids.duplicated(keep=False)].groupby(ids[ids.duplicated(keep=False)], sort=True):
+    for _, dup in df[twice].groupby(ids[twice], sort=True):
         kept, *others = dup.sort_values("_part").to_dict("records")
         for other in others:
             repeats.append({**{k: kept[k] for k in key}, "kept": kept["experiment"], "dropped": other["experiment"],
@@ -425,8 +436,8 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
             raise ParamsError(f"sweep --combine: {folder / TABLE} not found (run `lsdm sweep --name {name}` first)")
         parts.append((pd.read_parquet(folder / TABLE), read_json(folder / META)))
     df, repeats = combine(parts)
-    count = "n_paired_per_class" if df["n_paired_per_class"].notna().any() else "n_paired"
-    cell = df.sort_values([count, "seed"], kind="stable").iloc[0]["experiment"]
+    count, kept = count_key(df), set(df["experiment"])
+    cell = grid_cell(df)["experiment"].iloc[0]
     source = next(meta for t, meta in parts if cell in set(t["experiment"]))
     out = root / paths.sweep_dir(into)
     if (out / GRIDS).exists():
@@ -454,9 +465,9 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
             "train_seeds": sorted({int(s) for s in df["train_seed"].dropna()}) if "train_seed" in df else [0],
             "overrides": parts[0][1].get("overrides"),
             "variants": {k: v for _, m in parts for k, v in (m.get("variants") or {}).items()},
-            "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in set(df["experiment"])},
+            "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in kept},
             "skipped": [s for _, m in parts for s in m.get("skipped") or []],
-            "rows": len(df), "experiments": int(df["experiment"].nunique()), "grids": grids}  # fmt: skip
+            "rows": len(df), "experiments": len(kept), "grids": grids}  # fmt: skip
     write_table(df, root, meta)
     from lsdm.reports.comparison import write_report
 

@@ -217,8 +217,8 @@ def sampler_label(df: pd.DataFrame, s: str) -> str:
     return f"{method.replace('_', ' ')}, NFE {int(nfe.iloc[0])}" if len(nfe) and method != s else f"`{s}`"
 
 
-def sweep(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[str]:
-    df, meta = sweep_table(root, table, meta)
+def sweep(root: Path) -> list[str]:
+    df, meta = sweep_table(root, SWEEP_TABLE, SWEEP_META)
     count, samplers = count_column(df), sweep_samplers(df)
     summary = summarise(df)
     counts = sorted(int(c) for c in summary[count].dropna().unique())
@@ -259,10 +259,10 @@ def sweep(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[
 VERDICT_METRICS = (("eval.fid_evalnet", False), ("eval.label_accuracy", True))  # the README's columns: (column, higher)
 
 
-def sweep_verdicts(root: Path, table: str = SWEEP_TABLE, meta: str = SWEEP_META) -> list[str]:
+def sweep_verdicts(root: Path) -> list[str]:
     """The README's summary of a sweep: LSDM's verdict against each method in FID and label accuracy
     at each count, the verdicts of the paired-differences table the docs show in full (`sweep`)."""
-    df, meta = sweep_table(root, table, meta)
+    df, meta = sweep_table(root, SWEEP_TABLE, SWEEP_META)
     count = count_column(df)
     against = [s for s in READING_AGAINST if s in sweep_samplers(df)]
     counts = sorted(df[count].dropna().unique())
