@@ -4,6 +4,9 @@ tidy table, the report from whatever metrics exist, and a tiny real sweep throug
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pandas as pd
 import pytest
@@ -11,9 +14,10 @@ import yaml
 
 from lsdm.reports.comparison import paired_table, write_report
 from lsdm.reports.stats import paired_difference, paired_verdict, pool_effects, pool_rows, summarise
-from lsdm.orchestration.sweep import collect, plan
+from lsdm.orchestration.experiments import queue_workers
+from lsdm.orchestration.sweep import collect, plan, queue_status
 
-from conftest import make_repo, run, tiny_params
+from conftest import env, make_repo, run, start_group, stop_group, tail, tiny_params
 
 
 
@@ -195,9 +199,23 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
                                                     sweep={"variants": variants}))
     every = ["-S", "methods=[pixel_wgan,latent_flow]"]
-    out = run(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
-              repo, timeout=1200)  # fmt: skip
-    assert "split.n_paired_per_class = 1000 skipped" in out.stderr
+    log = tmp_path / "sweep.log"
+    sweep = start_group(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900",
+                         *every], repo, env(), log)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (workers := queue_workers(repo)) or "Running" not in {t["status"] for t in queue_status(repo)}:
+            assert sweep.poll() is None and time.monotonic() < deadline, tail(log)
+            time.sleep(1)
+        # the worker leaves after its first run (SIGTERM: celery's warm shutdown), as one that takes a
+        # shutdown an earlier worker left in the broker does: the sweep starts another, runs every point
+        os.kill(workers[1], signal.SIGTERM)
+        assert sweep.wait(timeout=1200) == 0, tail(log)
+    finally:
+        stop_group(sweep)
+    out = log.read_text()
+    assert out.count("started queue worker 1") >= 2, out
+    assert "split.n_paired_per_class = 1000 skipped" in out
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
     assert sorted(df["experiment"].unique()) == [f"t-n{n}-s0{v}" for n in (1, 2) for v in ("", "--lsdm_paired_only")]
     assert set(df["method"]) == {"lsdm", "pixel_wgan", "lsdm_paired_only", "latent_flow"}

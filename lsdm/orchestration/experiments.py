@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 from lsdm.config import THREADS_ENV, available_cores
 from lsdm.errors import ParamsError
-from lsdm.orchestration.tools import TAIL, find_tool, run_tool, tool_env
+from lsdm.orchestration.tools import TAIL, run_tool, tool_env
 from lsdm.paths import EVAL_METRICS, REPORT
 
 
@@ -85,16 +87,41 @@ def save_experiment(repo: Path, name: str, message: str | None = None, pipeline:
     return name
 
 
-def start_queue(repo: Path, jobs: int) -> None:
-    """`dvc queue start -j JOBS`, each run's stages with its share of the cores ($LSDM_THREADS, unless
-    set already): N runs of all-core torch on one machine slow each other many times over. Its
-    output goes nowhere, not through pipes (the queue worker it spawns would hold them open and a
-    caller reading them would wait for it blind)."""
+def queue_workers(repo: Path) -> dict[int, int]:
+    """This repository's DVC queue workers alive now, number N -> pid (`dvc exp queue-worker
+    dvc-exp-HASH-N@localhost`, HASH naming the repository's queue directory as DVC's `_spawn_worker`
+    does). Read from `ps -ww` (whatever $COLUMNS says): DVC's own check (celery's `inspect().active()`)
+    misses a busy worker."""
+    import hashlib
+
+    wdir = str(repo.resolve() / ".dvc" / "tmp" / "exps" / "celery")  # CeleryQueue.wdir
+    node = re.compile(rf"\bdvc-exp-{hashlib.sha256(wdir.encode()).hexdigest()[:6]}-(\d+)@")
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    return {int(m.group(1)): int(row.split()[0]) for row in rows if " exp queue-worker " in row and (m := node.search(row))}
+
+
+def start_queue(repo: Path, jobs: int) -> list[int]:
+    """Bring this repository's DVC queue up to JOBS live workers (the numbers started), each run's
+    stages with its share of the cores ($LSDM_THREADS, unless set already): N runs of all-core torch
+    on one machine slow each other many times over.
+
+    Only the missing worker numbers are started, not `dvc queue start -j JOBS`: that does not see a
+    busy worker and starts a second one under its name (more runs than cores). Call it again while
+    tasks wait: a worker leaves when it sees the queue empty, and one that starts may take a shutdown
+    an earlier worker left in the queue's broker, finishing one task and leaving (dvc-task's idle
+    monitor, seen with DVC 3.6x). Its output goes nowhere, not through pipes (the worker it spawns
+    would hold them open and a caller reading them would wait for it blind)."""
+    missing = [n for n in range(1, jobs + 1) if n not in queue_workers(repo)]
+    if not missing:
+        return []
     share = {} if os.environ.get(THREADS_ENV) else {THREADS_ENV: str(max(1, available_cores() // jobs))}
-    p = subprocess.run([find_tool("dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=tool_env(share),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    code = ("import sys; from dvc.repo import Repo; q = Repo(sys.argv[1]).experiments.celery_queue; "
+            "[q._spawn_worker(int(n)) for n in sys.argv[2:]]")  # fmt: skip
+    p = subprocess.run([sys.executable, "-c", code, str(repo.resolve()), *map(str, missing)], cwd=repo,
+                       env=tool_env(share), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     if p.returncode != 0:
-        raise RuntimeError(f"dvc queue start -j {jobs} exited {p.returncode}")
+        raise RuntimeError(f"starting DVC queue workers {missing} exited {p.returncode}")
+    return missing
 
 
 def set_args(overrides: dict[str, Any]) -> list[str]:

@@ -143,12 +143,15 @@ def queue_status(root: Path) -> list[dict]:
 def run_queue(
     names: list[str], root: Path, jobs: int = 1, poll: float = 5.0, timeout: float | None = None
 ) -> dict[str, str]:
-    """`dvc queue start -j JOBS`, then wait until every named task is done; return name -> status."""
-    start_queue(root, jobs)
+    """JOBS queue workers (`start_queue`, again while tasks wait: workers may leave early), until every
+    named task is done; return name -> status."""
     t0, last = time.monotonic(), None
     while True:
         status = {t["name"]: t["status"] for t in queue_status(root) if t.get("name") in names}
         pending = [n for n in names if status.get(n) in ("Queued", "Running", None)]
+        if any(status.get(n) in ("Queued", None) for n in pending):
+            for n in start_queue(root, jobs):
+                print(f"[{time.monotonic() - t0:6.0f}s] started queue worker {n}", flush=True)
         line = ", ".join(f"{s}: {sum(v == s for v in status.values())}" for s in sorted(set(status.values())))
         if line != last:
             print(f"[{time.monotonic() - t0:6.0f}s] {line}", flush=True)
