@@ -163,3 +163,18 @@ def test_a_real_run_imports_and_reads_only_its_deps(tiny_repro):
         if miss := missing(modules, deps) + reads:
             problems[x["stage"]] = miss
     assert not problems, f"dvc.yaml deps miss what the stage imported or read: {problems}"
+
+
+def test_stages_import_no_heavy_library_they_do_not_use():
+    """Imports are most of a small run's time (torch ~2 s, torchvision ~3 s a process): the stages
+    without torch (`NO_TORCH`) import none, and fit_latent, which needs no FID, no torchvision."""
+    from lsdm.pipeline.cli import EXTRA, NO_TORCH
+
+    def loaded(module: str) -> set[str]:
+        code = f"import sys, {module}; print(' '.join(sys.modules))"
+        return set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
+
+    assert "pseudo_label" in NO_TORCH
+    for stage in NO_TORCH:
+        assert "torch" not in loaded(EXTRA.get(stage, f"lsdm.pipeline.{stage}")), stage
+    assert "torchvision" not in loaded("lsdm.pipeline.fit_latent")

@@ -19,8 +19,8 @@ import pytest
 
 from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 
-from conftest import (SHARED_STAGES, Server, add_flows, by_flow_run, exp_show, group_alive, make_repo, run, stage_statuses,
-                      start_group, stop_group, tail, tiny_params)
+from conftest import (PAIRED_STAGES, SHARED_STAGES, Server, add_flows, by_flow_run, copy_repo, exp_show, group_alive, run,
+                      stage_statuses, start_group, stop_group, tail)
 from test_flows import numbers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
@@ -36,11 +36,12 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server, tmp_path_factory):
-    """A tiny repo with flows + prefect.yaml, the pool `gpu`, both deployments, and a worker."""
+def deployed(prefect_server, tiny_repro, tmp_path_factory):
+    """A copy of the reproduced tiny repo with flows + prefect.yaml, the pool `gpu`, both deployments,
+    and a worker. (test_flows runs the whole pipeline through the flow; here the paired stages do.)"""
     srv = prefect_server
     base = tmp_path_factory.mktemp("deployed")
-    repo = add_flows(make_repo(base / "repo", tiny_params()))
+    repo = add_flows(copy_repo(tiny_repro, base / "repo"))
     srv.prefect("work-pool", "create", "gpu", "--type", "process", cwd=repo)
     out = srv.prefect("deploy", "--all", cwd=repo).stdout
     assert "lsdm/full" in out and "lsdm/sweep" in out, out
@@ -79,7 +80,8 @@ def assert_completed(d: Deployed, runs: dict) -> None:
 def test_deployment_full_on_real_server_and_worker(deployed):
     d = deployed
     params_before = (d.repo / "params.yaml").read_bytes()
-    out = d.server.prefect("deployment", "run", "lsdm/full", cwd=d.repo).stdout  # what a user types
+    overrides = {"overrides": {"split.n_paired_per_class": 2}}  # what a user types
+    out = d.server.prefect("deployment", "run", "lsdm/full", "--params", json.dumps(overrides), cwd=d.repo).stdout
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
     runs = wait_final(d, [flow_run_id])
     assert_completed(d, runs)
@@ -88,13 +90,15 @@ def test_deployment_full_on_real_server_and_worker(deployed):
     with d.server.client() as client:
         artifacts, tasks = by_flow_run(client, run_.id)
     assert {"lsdm-report", "lsdm-metrics", "lsdm-stages"} <= set(artifacts)
-    assert "eval.fid_evalnet" in artifacts["lsdm-report"].data and "n_paired_per_class: 3" in artifacts["lsdm-report"].data
-    assert set(stage_statuses(artifacts).values()) == {RAN}
+    assert "eval.fid_evalnet" in artifacts["lsdm-report"].data and "n_paired_per_class: 2" in artifacts["lsdm-report"].data
+    statuses = stage_statuses(artifacts)  # a new paired subset: DVC reran the paired stages, nothing upstream
+    assert {s for s, v in statuses.items() if v == RAN} == PAIRED_STAGES and set(statuses) - PAIRED_STAGES == SHARED_STAGES, statuses
+    assert {statuses[s] for s in SHARED_STAGES} == {SKIPPED}, statuses
     assert all(t.state.is_completed() for t in tasks)
 
     exps = exp_show(d.repo)
     assert run_.name in exps, sorted(exps)  # the flow run is a DVC experiment named after it
-    assert exps[run_.name]["params"]["split"]["n_paired_per_class"] == 3
+    assert exps[run_.name]["params"]["split"]["n_paired_per_class"] == 2
     written = json.loads((d.repo / "results/evaluate/metrics.json").read_text())["eval"]  # what the run's evaluate wrote
     assert numbers(exps[run_.name]["metrics"]["eval"]) == numbers(written) and isinstance(written["fid_evalnet"], float)
     assert (d.repo / "params.yaml").read_bytes() == params_before

@@ -21,7 +21,14 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from cleanfid import fid as cleanfid
+
+
+def _cleanfid():
+    """clean-fid's `fid` module, imported on first use: it imports torchvision (about 3 s), which
+    fit_latent, needing only `reconstruction_errors` from here, would pay on every run."""
+    from cleanfid import fid
+
+    return fid
 
 
 def label_accuracy(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tuple[float, dict[str, float]]:
@@ -40,7 +47,7 @@ def fid(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
         # evalnet features are ReLU outputs and a few never fire, so covariances can be singular and
         # scipy's sqrtm warns; the number is clean-fid's as is, as compute_fid would report it
         warnings.filterwarnings("ignore", message=".*singular.*")
-        return float(cleanfid.fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
+        return float(_cleanfid().fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
 
 
 @contextlib.contextmanager
@@ -75,7 +82,7 @@ def kid(
         subsets = 1  # every "subset" would be both whole sets: the same value each time
     with _numpy_seed(seed):
         values = [
-            cleanfid.kernel_distance(real, fake, num_subsets=1, max_subset_size=subset_size) for _ in range(subsets)
+            _cleanfid().kernel_distance(real, fake, num_subsets=1, max_subset_size=subset_size) for _ in range(subsets)
         ]
     return float(np.mean(values)), float(np.std(values, ddof=1)) if subsets > 1 else None
 

@@ -1,17 +1,20 @@
 """Model registry: name -> constructor ("module:attribute", imported on first use, so building one
 network never imports the others). A checkpoint stores the name and the constructor's arguments,
-so `build(name, config)` rebuilds exactly the network that was trained."""
+so `build(name, config)` rebuilds exactly the network that was trained. Importing this package
+imports no torch: the pseudo-labeller (`lsdm.models.pseudo_labels`, numpy and scikit-learn) lives here
+too, and its stage would otherwise pay torch's import (about 2 s) on every run."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from lsdm.errors import DataError
 from lsdm.io import load_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 MODELS: dict[str, str] = {
     "conv_ae": "lsdm.models.autoencoder:ConvAutoencoder",  # the latent space (fit_latent)
