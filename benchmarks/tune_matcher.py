@@ -8,7 +8,9 @@ seed) trains `lsdm.models.training.train_wgan_gp` as fit_matcher does (or, with 
 with `method=<another method>`, that method's own `fit` and samplers, in a scratch workspace holding
 the shared files and the job's paired subset) and is judged by
 `lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
-also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON). Nothing
+also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON); `--sample K:P`
+also judges each trained LSDM matcher drawing as `sample.candidates: K`, `sample.accept: P` would (a row
+`<variant>_cK_aP`: the same weights, the class model of the job's own pseudo-labels). Nothing
 under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
 
     python benchmarks/tune_matcher.py --counts 10 100 --jobs 2 \
@@ -67,7 +69,7 @@ def quick_judge(ref, sampler, batch_size: int = 500) -> dict:
             **prdc(ref.real_feats, feats, ref.p.pr_k, ref.p.dc_k).as_dict()}  # fmt: skip
 
 
-def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
+def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[int, float]]]) -> dict:
     """Train one variant (the LSDM matcher, or latent_flow with `method: latent_flow`) on one paired
     subset; judge it on the validation split, every `curve_every` steps too when given."""
     import torch
@@ -87,7 +89,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
     from lsdm.tasks import make_task
     from lsdm.models.training import seed_everything, train_matcher
 
-    name, overrides, count, seed, steps, curve_every = job
+    name, overrides, count, seed, steps, curve_every, draws = job
     overrides = dict(overrides)
     method = overrides.pop("method", "lsdm")
     sets = {**overrides, "split.n_paired_per_class": count, "split.seed": seed, "evaluate.split": "val",
@@ -143,19 +145,22 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None]) -> dict:
         pool_ids = latent_pool(images)["id"]
         terms = marginal_terms(p, has_classes=True)  # the tuning data (MNIST) has classes
         pool = codes(latents, pool_ids) if terms.pooled else None
-        pseudo = None
-        if terms.class_aware:  # the job's own pseudo-labels, as stage pseudo_label makes them
+        pseudo = classes = None
+        if terms.class_aware or draws:  # the job's own pseudo-labels, as stage pseudo_label makes them
+            from lsdm.models.latent_classes import GaussianClasses
             from lsdm.pipeline.pseudo_label import label_pool
 
             table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
             table = table[table["confidence"] >= params.pseudo.threshold]
             pseudo = (codes(latents, table["id"]), torch.as_tensor(table["label"].to_numpy()),
                       torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
+            classes = GaussianClasses.fit(pseudo[0], pseudo[1], spec["n_classes"], params.pseudo.reg)
         seed_everything(p.seed)
         matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
-        samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std))]  # noqa: E731
+        samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std)),  # noqa: E731
+                            *((f"c{k}_a{a:g}", LSDMSampler(matcher.generator, ae, mean, std, classes, k, a)) for k, a in draws)]
         probe = lambda: samplers()[0][1]  # noqa: E731
-        train = lambda log: train_matcher(matcher, p, cond, z, pool, pseudo, log=log, log_every=curve_every or 10,  # noqa: E731
+        train = lambda log: train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=log, log_every=curve_every or 10,  # noqa: E731
                                           desc=f"{name} n{count} s{seed}")
         label, n_steps = variant_name(p), p.steps
 
@@ -226,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="split.seed values")
     ap.add_argument("--steps", type=int, default=None, help="training steps of every run (default: params.yaml)")
     ap.add_argument("--curve-every", type=int, default=None, help="judge on val every this many steps (curves)")
+    ap.add_argument("--sample", action="append", default=[], metavar="K:P",
+                    help="also judge each LSDM matcher with sample.candidates K and sample.accept P")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     ap.add_argument("--out", default="tune_matcher.csv", help="CSV of every run")
     ap.add_argument("--plot", nargs="+", metavar="CSV", help="only draw the curves of these tables into --out (PNG)")
@@ -234,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         table = pd.concat([pd.read_csv(f) for f in args.plot])
         plot_curves(table, Path(args.out), [parse_variant(v)[0] for v in args.variant])
         return
-    jobs = [(name, ov, c, s, args.steps, args.curve_every) for name, ov in map(parse_variant, args.variant)
+    draws = [(int(k), float(a)) for k, _, a in (d.partition(":") for d in args.sample)]
+    jobs = [(name, ov, c, s, args.steps, args.curve_every, draws) for name, ov in map(parse_variant, args.variant)
             for c in args.counts for s in args.seeds]  # fmt: skip
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:

@@ -148,6 +148,15 @@ class PseudoParams(Section):
     threshold: float = Field(0.9, ge=0.0, le=1.0)  # confidence a pool latent needs for the class-aware term
 
 
+class SampleParams(Section):
+    """How LSDM draws (lsdm/methods/lsdm.py): `candidates` noise vectors per sample, the first whose code
+    a Gaussian class model of the latents gives the asked class with probability >= `accept` decoded;
+    1 = the plain one-step draw. Data without classes always draws once."""
+
+    candidates: PositiveInt = 1
+    accept: float = Field(0.99, gt=0.0, le=1.0)
+
+
 class EvalNetParams(Section):
     epochs: PositiveInt = 6
     batch_size: PositiveInt = 64
@@ -293,6 +302,7 @@ class Params(Section):
     latent: LatentParams = LatentParams()
     matcher: MatcherParams = MatcherParams()
     pseudo: PseudoParams = PseudoParams()
+    sample: SampleParams = SampleParams()
     evalnet: EvalNetParams = EvalNetParams()
     evaluate: EvaluateParams = EvaluateParams()
     methods: list[str] = Field(default_factory=list)  # baselines fitted beside LSDM (a sweep sets all)

@@ -349,3 +349,63 @@ def test_the_critics_learn_at_critic_lr_and_are_critic_width_wide():
     train_matcher(m, p, torch.randint(0, 10, (40,)), torch.randn(40, 8), torch.randn(100, 8))
     moved = {k for k, v in m.state_dict().items() if not torch.allclose(v, before[k], atol=1e-8)}
     assert moved and all(k.startswith("critic.") for k in moved), moved
+
+
+# --- the latent class model and LSDM's filtered draw (sample.candidates) -----------------------
+
+def three_blobs(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes of three classes in 4-d, overlapping enough that some codes are ambiguous."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    centres = torch.tensor([[0.0, 0, 0, 0], [2.0, 0, 0, 0], [0, 2.0, 0, 0]])
+    return centres[labels] + torch.randn(n, 4, generator=g) * torch.tensor([1.0, 0.7, 1.3, 0.5]), labels
+
+
+def test_gaussian_classes_give_qdas_posteriors():
+    """The sampler's class model is scikit-learn's QDA (the pseudo-labeller's refinement) in torch."""
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+
+    from lsdm.models.latent_classes import GaussianClasses
+
+    z, labels = three_blobs()
+    for reg in (0.0, 0.1, 0.5):
+        ours = GaussianClasses.fit(z, labels, 3, reg)(z).exp()
+        theirs = QuadraticDiscriminantAnalysis(reg_param=reg).fit(z.numpy(), labels.numpy()).predict_proba(z.numpy())
+        assert torch.allclose(ours, torch.as_tensor(theirs, dtype=torch.float32), atol=1e-4), reg
+    assert torch.allclose(GaussianClasses.fit(z, labels, 3, 0.1).posterior(z, labels),
+                          GaussianClasses.fit(z, labels, 3, 0.1)(z).exp()[torch.arange(len(z)), labels])  # fmt: skip
+
+
+def test_filtered_draw_decodes_the_first_code_of_the_asked_class():
+    """A class-blind generator (its code ignores the condition) draws the asked class a third of the
+    time; with 16 candidates it decodes the first whose posterior reaches `accept`, else the likeliest."""
+    from lsdm.methods.lsdm import LSDMSampler
+    from lsdm.models.latent_classes import GaussianClasses
+
+    z, labels = three_blobs()
+    classes = GaussianClasses.fit(z, labels, 3, 0.1)
+
+    class Blind(torch.nn.Module):  # G(x, eta) = eta: the condition is ignored
+        noise_dim = 4
+
+        def forward(self, x, eta):
+            return eta
+
+    decoder = type("Identity", (torch.nn.Module,), {"decode": lambda self, z: z})()
+    zero, one = torch.zeros(4), torch.ones(4)
+    plain = LSDMSampler(Blind(), decoder, zero, one)
+    filtered = LSDMSampler(Blind(), decoder, zero, one, classes, candidates=16, accept=0.9)
+    assert plain.noise_dim == 4 and filtered.noise_dim == 64
+    x = torch.arange(3).repeat(200)
+    eta = z[torch.randint(0, len(z), (600, 16), generator=torch.Generator().manual_seed(1))]  # [B, K, 4]: codes of the data
+    drawn_plain, drawn = plain(x, eta[:, 0]), filtered(x, eta.reshape(600, 64))
+    assert torch.equal(drawn_plain, eta[:, 0])
+    p = classes.posterior(drawn, x)
+    assert (classes.posterior(drawn_plain, x) >= 0.9).float().mean() < 0.3 and (p >= 0.9).float().mean() > 0.8
+    post = torch.stack([classes.posterior(eta[:, k], x) for k in range(16)], 1)  # [B, K]
+    for i in range(600):  # row by row: the first candidate to reach 0.9, or the likeliest
+        ok = (post[i] >= 0.9).nonzero()
+        k = int(ok[0]) if len(ok) else int(post[i].argmax())
+        assert torch.equal(drawn[i], eta[i, k]), i
+    # without a class model (data without classes) it draws once, whatever the candidates
+    assert LSDMSampler(Blind(), decoder, zero, one, None, candidates=16).noise_dim == 4

@@ -1,4 +1,7 @@
 """LSDM: one-step generation y_hat = D(G(x, eta) * std + mean) through the shared autoencoder.
+With `sample.candidates` K > 1 (classes only), the sampler draws K noise vectors per sample and
+decodes the first code a Gaussian class model of the latents (fitted to the pairs and the pool's
+confident pseudo-labels) gives the asked class with probability >= `sample.accept`.
 
 Fitted by the main pipeline: fit_latent (the autoencoder on the whole latent pool), encode (the
 standardised latents), then `fit` here (fit_matcher): the matcher G(x, eta) -> z against a critic
@@ -22,44 +25,80 @@ from lsdm.io import read_json, read_table, save_checkpoint
 from lsdm.methods.common import Track, paired_inputs, shared_latents
 from lsdm.models import load
 from lsdm.models.autoencoder import ConvAutoencoder
+from lsdm.models.latent_classes import GaussianClasses
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
 from lsdm.models.training import seed_everything, train_matcher
 
 FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS, paths.PSEUDO_LABELS)
-SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS)
+SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEUDO_LABELS)
 
 
 class LSDMSampler(nn.Module):
-    """The matcher's generator, un-standardised, then the decoder: one forward pass per batch."""
+    """The matcher's generator, un-standardised, then the decoder: one decoder pass per batch.
+
+    With `classes` and `candidates` K > 1, `eta` holds K noise vectors per row ([B, K x noise]), G
+    maps each to a code, and the first whose class-model posterior of the row's class reaches
+    `accept` is decoded (the most probable one where none does): K passes of G (an MLP on the codes),
+    still one of the decoder."""
 
     nfe = 1
 
-    def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+    def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
+                 classes: GaussianClasses | None = None, candidates: int = 1, accept: float = 1.0):  # fmt: skip
         super().__init__()
-        self.generator, self.autoencoder = generator, autoencoder
+        self.generator, self.autoencoder, self.classes = generator, autoencoder, classes
+        self.candidates, self.accept = (candidates, accept) if classes is not None else (1, accept)
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
 
     @property
     def noise_dim(self) -> int:
-        return self.generator.noise_dim
+        return self.generator.noise_dim * self.candidates
+
+    def codes(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised codes decoded for conditions `x`: [B, d]."""
+        if self.candidates == 1:
+            return self.generator(x, eta)
+        if eta is None:
+            eta = torch.randn(len(x), self.noise_dim, device=x.device)
+        draws = eta.view(len(x), self.candidates, -1).transpose(0, 1)  # [K, B, noise]
+        z = torch.stack([self.generator(x, e) for e in draws])  # [K, B, d]
+        p = torch.stack([self.classes.posterior(zk, x) for zk in z])  # [K, B]
+        ok = p >= self.accept
+        pick = torch.where(ok.any(0), ok.float().argmax(0), p.argmax(0))  # the first accepted, else the likeliest
+        return z[pick, torch.arange(len(x), device=x.device)]
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.generator(x, eta) * self.std + self.mean  # [B, d], back to the decoder's scale
+        z = self.codes(x, eta) * self.std + self.mean  # [B, d], back to the decoder's scale
         return self.autoencoder.decode(z)  # [B, C, H, W] in [0, 1]
 
     @classmethod
-    def from_files(cls, matcher: Path, autoencoder: Path, stats: Path, device: torch.device) -> "LSDMSampler":
+    def from_files(cls, matcher: Path, autoencoder: Path, stats: Path, device: torch.device, **sampling) -> "LSDMSampler":
         s = read_json(stats)
         generator, ae = load(matcher, device, Matcher).generator, load(autoencoder, device, ConvAutoencoder)
-        return cls(generator, ae, torch.tensor(s["mean"]), torch.tensor(s["std"])).to(device).eval()
+        return cls(generator, ae, torch.tensor(s["mean"]), torch.tensor(s["std"]), **sampling).to(device).eval()
 
     @classmethod
-    def from_pipeline(cls, device: torch.device, root: str | Path = ".") -> "LSDMSampler":
-        """Assemble from the fit_latent, encode and fit_matcher outputs."""
+    def from_pipeline(cls, device: torch.device, root: str | Path = ".", params=None) -> "LSDMSampler":
+        """Assemble from the fit_latent, encode and fit_matcher outputs; with `params` whose
+        `sample.candidates` > 1 and data with classes, the class model from pseudo_label's too."""
         root = Path(root)
-        return cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device)
+        sampling = {}
+        if params is not None and params.sample.candidates > 1:
+            if (classes := latent_classes(params, device, root)) is not None:
+                sampling = dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept)
+        return cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device, **sampling)
+
+
+def latent_classes(params, device: torch.device, root: str | Path = ".") -> GaussianClasses | None:
+    """The Gaussian class model of the latents, fitted to the codes with pseudo-labels of confidence
+    >= `pseudo.threshold` (the pairs among them), shrunk by `pseudo.reg`; None without classes."""
+    pseudo = confident_pseudo_labels(params.pseudo.threshold, device, root)
+    if pseudo is None:
+        return None
+    z, labels, _ = pseudo
+    return GaussianClasses.fit(z, labels, int(labels.max()) + 1, params.pseudo.reg).to(device)
 
 
 def confident_pseudo_labels(threshold: float, device: torch.device, root: str | Path = "."):
@@ -97,4 +136,4 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
-    return [("lsdm", LSDMSampler.from_pipeline(device, root))]
+    return [("lsdm", LSDMSampler.from_pipeline(device, root, params))]

@@ -86,7 +86,7 @@ def run(params: Params) -> None:
     device = resolve_device(params.base.device)
     with phase(f"the {params.evaluate.split} images and their features"):
         ref = Reference.load(params, device)
-    sampler, critic = LSDMSampler.from_pipeline(device), load(paths.MATCHER, device, Matcher).critic
+    sampler, critic = LSDMSampler.from_pipeline(device, params=params), load(paths.MATCHER, device, Matcher).critic
     z_test = latents_of(ref.test["id"], device)
     with phase(f"LSDM on {len(ref.cond)} held-out conditions x {len(params.evaluate.seeds)} generation seeds"):
         judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)

@@ -427,6 +427,9 @@ PSEUDO_REFINE_MORE_PAIRED = (("refined_t0.9", "refined_reg0.03_t0.99"), "class_a
 #: Label spreading pushed further (alpha 0.8: fewer, surer labels at threshold 0.9; and a 20-NN graph)
 #: against the class-aware default, at 3 pairs per class.
 PSEUDO_ALPHA_PAIRED = (("spread_alpha0.8", "spread_alpha0.8_k20"), "class_aware_m1", (3,))
+#: The filtered draw (`sample.candidates` K, `sample.accept` P: the first of K codes the latent class model
+#: gives the asked class with p >= P) against the plain draw of the same trained matchers.
+SAMPLE_PAIRED = (("draw_c4_a0.9", "draw_c8_a0.9", "draw_c8_a0.99", "draw_c16_a0.99"), "draw_plain", (3, 10, 30))
 #: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
 PSEUDO_TUNING, PSEUDO_THRESHOLDS = "results/tuning/pseudo_val.csv", (0.9, 0.99)
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
@@ -554,6 +557,7 @@ BLOCKS: dict[str, Block] = {
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
+    "sample-paired": Block((TUNING,), partial(tuning_paired, comparison=SAMPLE_PAIRED)),
     "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
     "pseudo-alpha-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_ALPHA_PAIRED)),
     "pseudo-refine-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_PAIRED)),

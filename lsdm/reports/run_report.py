@@ -258,6 +258,17 @@ PSEUDO_METHODS = {"none": "label spreading from the pairs alone",
                               "confident labels"}  # fmt: skip
 
 
+def sampling_lines(sample: dict, has_classes: bool) -> list[str]:
+    """How LSDM drew its samples, where it was not the plain one-step draw (`sample.candidates` > 1)."""
+    k = sample.get("candidates", 1)
+    if k <= 1 or not has_classes:
+        return []
+    return [f"Sampling: **filtered draw** — of {k} noise vectors per sample, the first whose code a Gaussian class "
+            f"model of the latents (fitted to the pairs and the confident pseudo-labels) gives the asked class with "
+            f"probability ≥ {sample.get('accept')} is decoded (`sample.candidates`, `sample.accept`; 1 = the plain "
+            "one-step draw): G runs that many times per sample, the decoder once.", ""]
+
+
 def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> list[str]:
     """The pseudo-labeller's measured quality, where the class-aware term used it (`settings`: the
     run's `pseudo` params)."""
@@ -289,6 +300,7 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "\"LSDM + class-aware marginal\" also matches (y, G(y)) to the pool latents whose pseudo-label y is "
         "confident (weight `matcher.class_weight`).",
         "",
+        *sampling_lines(params.get("sample", {}), e.get("label_accuracy") is not None),
         *pseudo_label_lines(metrics.get("pseudo"), matcher, params.get("pseudo", {})),
         f"Task **{params.get('task', 'class_conditional')}** on data source **{data.get('source')}**, "
         + (f"{split.get('n_paired_per_class')} paired images per class" if e.get("label_accuracy") is not None
