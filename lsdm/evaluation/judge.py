@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -222,9 +222,11 @@ def brief(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None = None,
-                  generator: nn.Module | None = None, z_test: torch.Tensor | None = None) -> Judgement:  # fmt: skip
-    """All metrics of one sampler against `ref`. With LSDM's latent `critic` and `generator`, also
-    the critic's W1 estimate between held-out real (x, z) and generated (x, G(x, eta)) per seed."""
+                  generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                  z_test: torch.Tensor | None = None) -> Judgement:  # fmt: skip
+    """All metrics of one sampler against `ref`. With LSDM's latent `critic` and `generator` (the codes
+    the sampler decodes: `LSDMSampler.codes`, given the same noise), also the critic's W1 estimate between
+    held-out real (x, z) and generated (x, G(x, eta)) per seed."""
     p, device, cond = ref.p, ref.device, ref.cond
     seed0, task = p.seeds[0], ref.task
     etas = [fixed_noise(len(cond), sampler.noise_dim, seed, device) for seed in p.seeds]

@@ -64,7 +64,7 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     pair_images = load_images(paths.IMAGES, paired["id"], device)
     pair_cond = ref.task.conditions(pair_images, labels_tensor(paired).to(device))
     pair_eta = fixed_noise(len(paired), sampler.noise_dim, seed, device)
-    pair_fake = sample(sampler.generator, pair_cond, pair_eta, p.batch_size)
+    pair_fake = sample(sampler.codes, pair_cond, pair_eta, p.batch_size)
     w1_train = critic_w1(critic, pair_cond, latents_of(paired["id"], device), pair_fake)
     labels = ref.labels_np if ref.judges_labels else None
     # the capped held-out points (`capped`, the draw bound_sides would make): D(G(x, eta)), what the
@@ -89,7 +89,7 @@ def run(params: Params) -> None:
     sampler, critic = LSDMSampler.from_pipeline(device, params=params), load(paths.MATCHER, device, Matcher).critic
     z_test = latents_of(ref.test["id"], device)
     with phase(f"LSDM on {len(ref.cond)} held-out conditions x {len(params.evaluate.seeds)} generation seeds"):
-        judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.generator, z_test=z_test)
+        judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.codes, z_test=z_test)
     with phase("the real data's own reference scores"):
         real_reference = ref.real_reference()
     real_div_pc = real_reference.pop("_diversity_per_class")
