@@ -161,7 +161,7 @@ def test_params_sections_and_methods_validated():
     params = load_params()  # the shipped sweeps: every method at its budget, the paper's variant, >= 2 training seeds
     for sweep in (params.sweep, params.sweeps["full"]):
         assert sorted(sweep.set["methods"]) == ["latent_flow", "pixel_wgan"] and len(sweep.train_seeds) >= 2
-        assert sweep.variants["lsdm_paper"] == {"matcher.marginal": "none"} and len(sweep.seeds) >= 3
+        assert sweep.variants["lsdm_paper"] == {"matcher.marginal": "none", "sample.candidates": 1} and len(sweep.seeds) >= 3
         assert not any(k.endswith("steps") for k in sweep.set if k != "latent_flow.steps")  # no method below its budget
     assert params.sweeps["full"].variants["lsdm_paired_only"] == {"split.n_unpaired": 0}
     with pytest.raises(ParamsError, match="methods"):
