@@ -201,6 +201,7 @@ CASES = [
     ("sr_factor_not_dividing", "check", with_folder(lambda root: folder(root, 40, flat=True), task="super_resolution",
      **{"sr.factor": 3}), ["sr.factor = 3", "data.image_size = 8"]),  # fmt: skip
     ("n_samples_below_neighbours", "check", set_params(**{"evaluate.n_samples": 3}), ["evaluate.n_samples = 3", "dc_k = 5"]),
+    ("sample_accept_above_one", "check", set_params(**{"sample.accept": 1.5}), ["sample.accept = 1.5", "less than or equal to 1"]),
     ("pseudo_alpha_one", "check", set_params(**{"pseudo.alpha": 1.0}), ["pseudo.alpha = 1.0", "less than 1"]),
     ("pseudo_refine_unknown", "check", set_params(**{"pseudo.refine": "kmeans"}), ["pseudo.refine = 'kmeans'", "gaussian"]),
     ("evalnet_shift_half", "check", set_params(**{"evalnet.shift": 0.5}), ["evalnet.shift = 0.5", "less than 0.5"]),
