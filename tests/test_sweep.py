@@ -398,17 +398,21 @@ def test_grids_come_from_the_experiment_not_from_a_committed_sweep(tmp_path):
     assert found == ["baselines__pixel_wgan__eval__samples__pixel_wgan.png", "evaluate__samples.png"]
 
 
-def _piece(root, name: str, exps: list[dict], train_seed: int, overrides: dict) -> None:
-    """A named sweep as `lsdm sweep --name NAME` leaves it: results/sweep-NAME/ with table, record, grids."""
+def _piece(root, name: str, exps: list[dict], train_seed: int, overrides: dict, only: str | None = None) -> None:
+    """A named sweep as `lsdm sweep --name NAME` leaves it: results/sweep-NAME/ with table, record, grids
+    (with `only`, the rows of that sampler alone: a sweep of LSDM alone, `methods: []`)."""
     from lsdm.orchestration.sweep import write_table
 
     df = collect(_show(exps)).assign(train_seed=train_seed)
-    grid = tmp = root / f"results/sweep-{name}/grids/evaluate__samples.png"
-    tmp.parent.mkdir(parents=True)
-    grid.write_bytes(b"\x89PNG " + name.encode())
+    df = df[df["sampler"] == only] if only else df
+    grids = [root / f"results/sweep-{name}/grids/{g}" for g in ("evaluate__samples.png", "pixel_wgan.png")[: 1 if only else 2]]
+    for grid in grids:
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        grid.write_bytes(b"\x89PNG " + name.encode())
     write_table(df, root, {"name": name, "tag": name, "baseline": "c0ffee" + name, "experiments": len(exps),
                            "wall_seconds": 120.0, "jobs": 2, "overrides": overrides, "variants": {},
-                           "status": {e["name"]: "Success" for e in exps}, "grids": [str(grid.relative_to(root))]})  # fmt: skip
+                           "status": {e["name"]: "Success" for e in exps},
+                           "grids": [str(g.relative_to(root)) for g in grids]})  # fmt: skip
 
 
 def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
@@ -442,3 +446,32 @@ def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
 
         combine_sweeps(tmp_path, ["a", "c"])
     assert main(["--combine", "a", "missing", "--repo", str(tmp_path)]) == 2
+
+
+def test_a_sweep_rerun_for_lsdm_alone_replaces_its_rows_of_the_grid(tmp_path):
+    """`--combine NEW OLD --replace`: LSDM rerun alone (`methods: []`, a new default) takes the place of the
+    old grid's LSDM rows in every cell, keeps the other methods' rows and grids, and records what each
+    replaced row was; a rerun that misses a cell, or ran with other settings, is refused."""
+    from lsdm.errors import ParamsError
+    from lsdm.orchestration.sweep import combine_sweeps, main
+
+    grid = {"methods": ["latent_flow"], "latent_flow.steps": 500, "evaluate.seeds": [0]}
+    _piece(tmp_path, "old", [_exp(f"old-n3-s{s}", 3, s, fid=30.0 + s, flow_fids={10: 9.0}) for s in (0, 1)], 0, grid)
+    new = [_exp(f"new-n3-s{s}", 3, s, fid=20.0 + s, flow_fids={10: 1.0}) for s in (0, 1)]
+    _piece(tmp_path, "new", new, 0, {"methods": [], "evaluate.seeds": [0]}, only="lsdm")
+    assert main(["--combine", "new", "old", "--replace", "--repo", str(tmp_path)]) == 0
+    df = pd.read_parquet(tmp_path / "results/sweep/sweep.parquet")
+    lsdm, flow = df[df["sampler"] == "lsdm"], df[df["sampler"] == "latent_flow_nfe10"]
+    assert sorted(lsdm["eval.fid_evalnet"]) == [20.0, 21.0] and set(lsdm["experiment"]) == {"new-n3-s0", "new-n3-s1"}
+    assert set(flow["eval.fid_evalnet"]) == {9.0} and len(df) == len(df.drop_duplicates(["seed", "sampler"]))
+    meta = json.loads((tmp_path / "results/sweep/sweep.json").read_text())
+    assert [r["eval.fid_evalnet"] for r in meta["replaced"]] == [[20.0, 30.0], [21.0, 31.0]]
+    assert meta["overrides"] == grid and "every row of lsdm is `new`'s" in meta["note"]
+    grids = tmp_path / "results/sweep/grids"
+    assert (grids / "evaluate__samples.png").read_bytes() == b"\x89PNG new" and (grids / "pixel_wgan.png").exists()
+    _piece(tmp_path, "part", [_exp("part-n3-s0", 3, 0, fid=1.0, flow_fids={10: 1.0})], 0, {"methods": [], "evaluate.seeds": [0]}, only="lsdm")
+    with pytest.raises(ParamsError, match=r"'part' lacks 1 cell\(s\)"):
+        combine_sweeps(tmp_path, ["part", "old"], replace=True)
+    _piece(tmp_path, "other", new, 0, {"methods": [], "evaluate.seeds": [0, 1]}, only="lsdm")
+    with pytest.raises(ParamsError, match=r"differ in \['evaluate.seeds'\]"):
+        combine_sweeps(tmp_path, ["other", "old"], replace=True)

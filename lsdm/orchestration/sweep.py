@@ -7,6 +7,7 @@ run one at a time through the DVC queue, collected into one tidy table, then the
     lsdm sweep --fanout                               # the same, over every worker of the Prefect pool
     lsdm sweep --name unpaired_pool                   # a named sweep of params.yaml's `sweeps:` section
     lsdm sweep --combine class_aware class_aware_30   # named sweeps run apart, as the shipped one
+    lsdm sweep --combine filtered_draw class_aware --replace  # the first's samplers rerun (a new default)
 
 What runs is `sweep:` in params.yaml (counts, seeds, and `set`: the overrides of every run, e.g. the
 baselines and the training budget; `variants`: more LSDM runs per cell), or with `--name NAME` the
@@ -425,11 +426,46 @@ def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[
     return out.sort_values(order, kind="stable").reset_index(drop=True), repeats
 
 
-def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: str | None = None) -> pd.DataFrame:
+def replace_samplers(new: tuple[pd.DataFrame, dict], old: pd.DataFrame, old_metas: list[dict]) -> tuple[pd.DataFrame, list[dict]]:
+    """`--replace`: a sweep that reran some samplers of a grid (e.g. LSDM alone, `methods: []`, after its
+    default changed) in place of the grid's rows of those samplers: (table, replaced). Its settings must
+    be the grid's but for the methods it did not run, and it must hold every cell where the grid has a
+    sampler it replaces: one name never mixes the old default's rows with the new one's. `replaced`
+    pairs each new row with the old one it displaced (both values of `REPEAT_METRICS`)."""
+    table, meta = new
+    overrides = meta.get("overrides") or {}
+    mine = set(overrides.get("methods") or [])
+    for other in old_metas:
+        theirs = other.get("overrides") or {}
+        ran = set(theirs.get("methods") or []) - mine  # their methods' own sections are theirs alone
+        mismatch = {k for k in set(theirs) | set(overrides)
+                    if k != "methods" and k.split(".")[0] not in ran and theirs.get(k) != overrides.get(k)}
+        if mismatch:
+            raise ParamsError(f"sweep --combine --replace: {meta.get('name')!r} and {other.get('name')!r} differ in "
+                              f"{sorted(mismatch)}: only the samplers of one grid can be rerun in place")  # fmt: skip
+    key = [c for c in CELL if c in table and c in old]
+    ids_new, ids_old = (t[key].astype(str).agg("|".join, axis=1) for t in (table, old))
+    hit = old["sampler"].isin(set(table["sampler"]))
+    missing = sorted(set(ids_old[hit]) - set(ids_new))
+    if missing:
+        raise ParamsError(f"sweep --combine --replace: {meta.get('name')!r} lacks {len(missing)} cell(s) x sampler the "
+                          f"grid has ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): rerun them too")  # fmt: skip
+    by_id = table.assign(_id=ids_new).set_index("_id")
+    replaced = [{**{k: row[k] for k in key}, "kept": by_id.at[i, "experiment"], "dropped": row["experiment"],
+                 **{m: [by_id.at[i, m], row[m]] for m in REPEAT_METRICS if m in table and m in old}}
+                for i, row in zip(ids_old[hit], old[hit].to_dict("records"))]  # fmt: skip
+    out = pd.concat([table, old[~hit]], ignore_index=True)
+    order = [c for c in ["n_paired_per_class", "n_paired", "seed", "method", "nfe"] if c in out]
+    return out.sort_values(order, kind="stable").reset_index(drop=True), replaced
+
+
+def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: str | None = None,
+                   replace: bool = False) -> pd.DataFrame:  # fmt: skip
     """`lsdm sweep --combine A B ...`: the named sweeps' committed tables (results/sweep-A/, ...) as one
     sweep, results/sweep/ (or results/sweep-INTO/) and its comparison report; its record lists each
-    part (tag, commit, experiments, wall time) and every repeated point (`combine`). The sample grids
-    are those of the part holding the grid's cell (the smallest count's first split seed)."""
+    part (tag, commit, experiments, wall time) and every repeated point (`combine`). With `replace`,
+    A's samplers replace B, C...'s rows of them (`replace_samplers`). The sample grids are those of
+    the parts holding the grid's cell (the smallest count's first split seed), the first part's first."""
     from lsdm.io import read_json
 
     parts = []
@@ -438,19 +474,29 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
         if not (folder / TABLE).exists():
             raise ParamsError(f"sweep --combine: {folder / TABLE} not found (run `lsdm sweep --name {name}` first)")
         parts.append((pd.read_parquet(folder / TABLE), read_json(folder / META)))
-    df, repeats = combine(parts)
+    if replace:
+        if len(parts) < 2:
+            raise ParamsError("sweep --combine --replace: name the sweep that reran, then the sweeps it reran")
+        df, repeats = combine(parts[1:])
+        df, replaced = replace_samplers(parts[0], df, [m for _, m in parts[1:]])
+    else:
+        (df, repeats), replaced = combine(parts), []
     count, kept = count_key(df), set(df["experiment"])
-    cell = grid_cell(df)["experiment"].iloc[0]
-    source = next(meta for t, meta in parts if cell in set(t["experiment"]))
+    cell = set(grid_cell(df)["experiment"])
     out = root / paths.sweep_dir(into)
     if (out / GRIDS).exists():
         shutil.rmtree(out / GRIDS)
     grids = []
-    for g in source.get("grids") or []:
-        dest = out / GRIDS / Path(g).name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / g, dest)
-        grids.append(str(dest.relative_to(root)))
+    for table, meta in parts:
+        if not cell & set(table["experiment"]):
+            continue
+        for g in meta.get("grids") or []:
+            dest = out / GRIDS / Path(g).name
+            if str(dest.relative_to(root)) in grids:  # an earlier part's grid of the same sampler
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / g, dest)
+            grids.append(str(dest.relative_to(root)))
     ran = [{k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
            for _, meta in parts]  # fmt: skip
     pieces = "; ".join(f"`{p['name']}` ({p['tag']}, commit {' and '.join(c[:7] for c in commits(p['baseline']))}, "
@@ -463,10 +509,16 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
         moved = {m: [abs(r[m][0] - r[m][1]) for r in repeats if m in r and None not in r[m]] for m in REPEAT_METRICS}
         note += (f"; {len(repeats)} rows ran twice, and moved by at most "
                  + ", ".join(f"{m.removeprefix('eval.')} {max(v):.3g}" for m, v in moved.items() if v) + " between runs")
-    meta = {"name": into, "tag": tag or parts[0][1].get("tag"), "combined": ran, "repeats": repeats, "note": note + ".",
+    if replaced:
+        rerun = sorted(set(parts[0][0]["sampler"]))
+        note += (f". With `--replace`: every row of {', '.join(rerun)} is `{names[0]}`'s, rerun in place of the "
+                 f"{len(replaced)} rows the other sweeps ran with the defaults of their commits; every other row is theirs")
+    grid = parts[1 if replace else 0][1]  # the grid's own settings: the parts rerun in place keep theirs
+    meta = {"name": into, "tag": tag or parts[0][1].get("tag"), "combined": ran, "repeats": repeats,
+            "replaced": replaced, "note": note + ".",
             "counts": sorted({int(c) for c in df[count].dropna()}), "seeds": sorted({int(s) for s in df["seed"].dropna()}),
             "train_seeds": sorted({int(s) for s in df["train_seed"].dropna()}) if "train_seed" in df else [0],
-            "overrides": parts[0][1].get("overrides"),
+            "overrides": grid.get("overrides"),
             "variants": {k: v for _, m in parts for k, v in (m.get("variants") or {}).items()},
             "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in kept},
             "skipped": [s for _, m in parts for s in m.get("skipped") or []],
@@ -583,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--combine", nargs="+", default=None, metavar="NAME",
                     help="do not run; combine the named sweeps' tables (pieces of one grid, run apart) into the "
                          "shipped sweep's results/sweep/ (with --name: results/sweep-NAME/) and its report")  # fmt: skip
+    ap.add_argument("--replace", action="store_true",
+                    help="with --combine: the first sweep reran some samplers of the others' grid (e.g. LSDM alone "
+                         "after its default changed); its rows replace theirs")  # fmt: skip
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     ap.add_argument("--fanout", action="store_true",
                     help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
@@ -598,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.combine:
             with workspace_lock(root, "lsdm sweep --combine", timeout=cli_timeout()):
-                combine_sweeps(root, args.combine, args.name, args.tag)
+                combine_sweeps(root, args.combine, args.name, args.tag, args.replace)
             return 0
         if args.collect_only:  # keeps what the sweep itself recorded (status, wall time) when the tag matches
             with workspace_lock(root, "lsdm sweep --collect-only", timeout=cli_timeout()):
