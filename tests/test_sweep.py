@@ -379,14 +379,28 @@ def test_paired_table_marks_verdicts_the_split_seeds_alone_do_not_carry():
     assert n == 3 and abs(mean) < half  # the stricter test: a tie
 
 
+def test_the_grid_cell_is_one_run_per_sampler():
+    """The grids come from one cell: smallest count, first split seed, first training seed (the rows of a
+    second training seed would write the same grid files over the first's)."""
+    from lsdm.orchestration.sweep import grid_cell
+
+    df = pd.DataFrame({"experiment": ["a", "a", "b", "c", "d"], "n_paired_per_class": [3, 3, 3, 3, 10],
+                       "n_paired": [None] * 5, "seed": [0, 0, 0, 1, 0], "train_seed": [1, 1, 0, 0, 0],
+                       "sampler": ["lsdm", "x", "lsdm", "lsdm", "lsdm"]}, index=[4, 4, 2, 1, 0])  # fmt: skip
+    assert list(grid_cell(df)["experiment"]) == ["b"]
+    assert list(grid_cell(df.assign(train_seed=None))["experiment"]) == ["a", "a", "b"]
+
+
 def test_grids_come_from_the_experiment_not_from_a_committed_sweep(tmp_path):
     """An experiment's commit holds the committed sweeps' grids too (results/sweep/ and every named
-    sweep's results/sweep-NAME/): only the run's own sample grids are extracted."""
+    sweep's results/sweep-NAME/) and other plots (the benchmarks'): only the run's own sample grids
+    are extracted."""
     from lsdm.orchestration.sweep import extract_grids
 
     repo = tmp_path / "repo"
     own = ["results/evaluate/samples.png", "results/baselines/pixel_wgan/eval/samples/pixel_wgan.png"]
-    for rel in [*own, "results/sweep/grids/evaluate__samples.png", "results/sweep-pool/grids/evaluate__samples.png"]:
+    for rel in [*own, "results/sweep/grids/evaluate__samples.png", "results/sweep-pool/grids/evaluate__samples.png",
+                "results/benchmarks/scale.png"]:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_bytes(b"\x89PNG " + rel.encode())
     run(["git", "init", "-q", "-b", "main"], repo)

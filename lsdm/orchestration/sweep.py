@@ -59,7 +59,9 @@ TABLE, TABLE_CSV, META, GRIDS = "sweep.parquet", "sweep.csv", "sweep.json", "gri
 LSDM_EVAL = "results/evaluate/metrics.json"
 BASELINE_RE = re.compile(r"^results/baselines/(?P<method>[^/]+)/(?:(?P<sub>[^/]+)/)?metrics\.json$")
 NFE_RE = re.compile(r"_nfe(\d+)$")
-SWEEP_OUTPUT_RE = re.compile(r"results/sweep(-[^/]+)?/")  # results/sweep/ and every named sweep's results/sweep-NAME/
+# a run's own sample grids: LSDM's (paths.SAMPLES) and each baseline's, not the other PNGs a commit holds
+# (committed sweeps' grids under results/sweep*/, benchmark plots under results/benchmarks/)
+SAMPLE_GRID_RE = re.compile(r"results/(evaluate/samples\.png|baselines/[^/]+/eval/samples/[^/]+\.png)$")
 
 
 # --- planning ----------------------------------------------------------------------------------------
@@ -315,10 +317,12 @@ def count_key(df: pd.DataFrame) -> str:
 
 
 def grid_cell(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the cell whose sample grids a sweep shows: the smallest paired count, first split seed."""
-    count = count_key(df)
-    first = df.sort_values([count, "seed"], kind="stable").iloc[0]
-    return df[(df[count] == first[count]) & (df["seed"] == first["seed"])]
+    """The rows of the cell whose sample grids a sweep shows: the smallest paired count, first split seed,
+    first training seed (one run per sampler: each grid file comes from one experiment)."""
+    by = [count_key(df), "seed", *(["train_seed"] if "train_seed" in df else [])]
+    key = df[by].apply(lambda col: col.map(str))  # NaN never equals NaN (no training seed): compare as text
+    first = key.iloc[df.reset_index(drop=True).sort_values(by, kind="stable").index[0]]
+    return df[(key == first).all(axis=1).to_numpy()]
 
 
 def extract_grids(df: pd.DataFrame, root: Path, out: Path = paths.SWEEP_DIR / GRIDS) -> list[Path]:
@@ -335,8 +339,7 @@ def extract_grids(df: pd.DataFrame, root: Path, out: Path = paths.SWEEP_DIR / GR
     for _, exp in cell.iterrows():
         hit = VARIANT_RE.search(str(exp["experiment"]))
         for f in git_files(root, exp["rev"], "results/"):
-            own = f.endswith(".png") and not SWEEP_OUTPUT_RE.match(f)  # not a committed sweep's grids
-            if not own or (hit and f != "results/evaluate/samples.png"):
+            if not SAMPLE_GRID_RE.match(f) or (hit and f != paths.SAMPLES.as_posix()):
                 continue
             blob = git_file(root, exp["rev"], f)
             if blob is not None:
