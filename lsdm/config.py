@@ -146,15 +146,22 @@ class PseudoParams(Section):
     keep: float = Field(0.7, gt=0.0, le=1.0)  # share of the pool, most confident first, the class model fits
     reg: float = Field(0.1, ge=0.0, le=1.0)  # shrinkage of its covariances towards the identity
     threshold: float = Field(0.9, ge=0.0, le=1.0)  # confidence a pool latent needs for the class-aware term
+    # the image classifier of the confident labels (sample.filter: image): a LeNet, as the evaluation net
+    epochs: PositiveInt = 6  # over the pool images with confidence >= threshold, the pairs among them
+    pair_repeats: PositiveInt = 10  # times each pair is seen per epoch (a pseudo-label once)
+    seed: Seed = 0
 
 
 class SampleParams(Section):
     """How LSDM draws (lsdm/methods/lsdm.py): `candidates` noise vectors per sample, the first whose code
-    a Gaussian class model of the latents gives the asked class with probability >= `accept` decoded;
-    1 = the plain one-step draw. Data without classes always draws once."""
+    a class model gives the asked class with probability >= `accept` decoded; 1 = the plain one-step
+    draw. Data without classes always draws once. The class model (`filter`, lsdm/models/latent_classes.py):
+    image = the pseudo-labeller's image classifier on the decoded code, latent = a Gaussian per class
+    on the codes."""
 
-    candidates: PositiveInt = 16  # chosen on val (docs/matcher-tuning.md "The filtered draw")
-    accept: float = Field(0.99, gt=0.0, le=1.0)
+    candidates: PositiveInt = 16  # chosen on val (docs/matcher-tuning.md "The filtered draw", "The image filter")
+    accept: float = Field(0.9, gt=0.0, le=1.0)
+    filter: Literal["latent", "image"] = "image"
 
 
 class EvalNetParams(Section):

@@ -351,6 +351,7 @@ def test_training_seeds_cross_the_split_seeds_and_pair_the_runs():
     points = dict(grid([("split.n_paired_per_class", 3, 0), ("split.n_paired_per_class", 3, 1)], "t", {"methods": []},
                        {"lsdm_paper": {"matcher.marginal_weight": 0.0}}, train_seeds=[0, 1]))  # fmt: skip
     assert sorted(points) == sorted(f"t-n3-s{s}-t{t}{v}" for s in (0, 1) for t in (0, 1) for v in ("", "--lsdm_paper"))
+    assert [("--" in name) for name in points] == [False] * 4 + [True] * 4  # main runs first: variants hit the run cache
     assert all(points["t-n3-s1-t1--lsdm_paper"][k] == 1 for k in train_seed_keys())
     assert points["t-n3-s1-t1--lsdm_paper"]["split.seed"] == 1 and "pixel_wgan.seed" in train_seed_keys()
     assert sorted(dict(grid([("split.n_paired_per_class", 3, 0)], "t", {}, {}))) == ["t-n3-s0"]  # one seed: no suffix

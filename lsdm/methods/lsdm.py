@@ -1,6 +1,7 @@
 """LSDM: one-step generation y_hat = D(G(x, eta) * std + mean) through the shared autoencoder.
 With `sample.candidates` K > 1 (classes only), the sampler draws K noise vectors per sample and
-decodes the first code a Gaussian class model of the latents (fitted to the pairs and the pool's
+decodes the first code a class model (`sample.filter`: the pseudo-labeller's image classifier on the
+decoded code, or a Gaussian model of the latents; both learned from the pairs and the pool's
 confident pseudo-labels) gives the asked class with probability >= `sample.accept`.
 
 Fitted by the main pipeline: fit_latent (the autoencoder on the whole latent pool), encode (the
@@ -25,26 +26,29 @@ from lsdm.io import read_json, read_table, save_checkpoint
 from lsdm.methods.common import Track, paired_inputs, shared_latents
 from lsdm.models import load
 from lsdm.models.autoencoder import ConvAutoencoder
-from lsdm.models.latent_classes import GaussianClasses
+from lsdm.models.latent_classes import ClassModel, DecodedClasses, GaussianClasses
+from lsdm.models.lenet import LeNet
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
 from lsdm.models.training import seed_everything, train_matcher
 
 FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS, paths.PSEUDO_LABELS)
-SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEUDO_LABELS)
+SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEUDO_LABELS,
+                paths.PSEUDO_CLASSIFIER)
 
 
 class LSDMSampler(nn.Module):
     """The matcher's generator, un-standardised, then the decoder: one decoder pass per batch.
 
     With `classes` and `candidates` K > 1, `eta` holds K noise vectors per row ([B, K x noise]), G
-    maps each to a code, and the first whose class-model posterior of the row's class reaches
-    `accept` is decoded (the most probable one where none does): K passes of G (an MLP on the codes),
-    still one of the decoder."""
+    maps them to codes in turn, and the first whose class-model posterior of the row's class reaches
+    `accept` is decoded (the most probable one where none does). A row leaves the draw once accepted,
+    so the class model (with `DecodedClasses` a decoder and a classifier pass) runs about once per
+    row when most first codes pass, at most K times."""
 
     nfe = 1
 
     def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
-                 classes: GaussianClasses | None = None, candidates: int = 1, accept: float = 1.0):  # fmt: skip
+                 classes: ClassModel | None = None, candidates: int = 1, accept: float = 1.0):  # fmt: skip
         super().__init__()
         self.generator, self.autoencoder, self.classes = generator, autoencoder, classes
         self.candidates, self.accept = (candidates, accept) if classes is not None else (1, accept)
@@ -61,12 +65,21 @@ class LSDMSampler(nn.Module):
             return self.generator(x, eta)
         if eta is None:
             eta = torch.randn(len(x), self.noise_dim, device=x.device)
-        draws = eta.view(len(x), self.candidates, -1).transpose(0, 1)  # [K, B, noise]
-        z = torch.stack([self.generator(x, e) for e in draws])  # [K, B, d]
-        p = torch.stack([self.classes.posterior(zk, x) for zk in z])  # [K, B]
-        ok = p >= self.accept
-        pick = torch.where(ok.any(0), ok.float().argmax(0), p.argmax(0))  # the first accepted, else the likeliest
-        return z[pick, torch.arange(len(x), device=x.device)]
+        draws = eta.view(len(x), self.candidates, -1).unbind(1)  # K x [B, noise]
+        todo = torch.arange(len(x), device=x.device)  # rows with no code accepted yet
+        best = torch.full((len(x),), -1.0, device=x.device)  # the best posterior seen per row
+        out = None
+        for e in draws:
+            z = self.generator(x[todo], e[todo])
+            p = self.classes.posterior(z, x[todo])
+            if out is None:
+                out = torch.empty(len(x), z.shape[1], device=x.device, dtype=z.dtype)
+            better = p > best[todo]  # strictly: the first of equals stays, the first accepted is kept
+            out[todo[better]], best[todo[better]] = z[better], p[better]
+            todo = todo[p < self.accept]
+            if not len(todo):
+                break
+        return out
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,13 +95,17 @@ class LSDMSampler(nn.Module):
     @classmethod
     def from_pipeline(cls, device: torch.device, root: str | Path = ".", params=None) -> "LSDMSampler":
         """Assemble from the fit_latent, encode and fit_matcher outputs; with `params` whose
-        `sample.candidates` > 1 and data with classes, the class model from pseudo_label's too."""
+        `sample.candidates` > 1 and data with classes, the class model (`sample.filter`) from
+        pseudo_label's outputs too."""
         root = Path(root)
-        sampling = {}
+        sampler = cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device)
         if params is not None and params.sample.candidates > 1:
-            if (classes := latent_classes(params, device, root)) is not None:
-                sampling = dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept)
-        return cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device, **sampling)
+            s = params.sample
+            classes = latent_classes(params, device, root) if s.filter == "latent" else image_classes(sampler, device, root)
+            if classes is not None:
+                sampler = cls(sampler.generator, sampler.autoencoder, sampler.mean, sampler.std, classes.to(device),
+                              s.candidates, s.accept).to(device).eval()  # fmt: skip
+        return sampler
 
 
 def latent_classes(params, device: torch.device, root: str | Path = ".") -> GaussianClasses | None:
@@ -99,6 +116,15 @@ def latent_classes(params, device: torch.device, root: str | Path = ".") -> Gaus
         return None
     z, labels, _ = pseudo
     return GaussianClasses.fit(z, labels, int(labels.max()) + 1, params.pseudo.reg).to(device)
+
+
+def image_classes(sampler: LSDMSampler, device: torch.device, root: str | Path = ".") -> DecodedClasses | None:
+    """The pseudo-labeller's image classifier (stage pseudo_label) on the codes `sampler` decodes; None
+    without classes (the pseudo-label table is empty and no classifier was trained)."""
+    if read_table(Path(root) / paths.PSEUDO_LABELS, PSEUDO_LABELS).empty:
+        return None
+    classifier = load(Path(root) / paths.PSEUDO_CLASSIFIER, device, LeNet)
+    return DecodedClasses(classifier, sampler.autoencoder, sampler.mean, sampler.std)
 
 
 def confident_pseudo_labels(threshold: float, device: torch.device, root: str | Path = "."):

@@ -1,8 +1,8 @@
 """Model registry: name -> constructor ("module:attribute", imported on first use, so building one
 network never imports the others). A checkpoint stores the name and the constructor's arguments,
 so `build(name, config)` rebuilds exactly the network that was trained. Importing this package
-imports no torch: the pseudo-labeller (`lsdm.models.pseudo_labels`, numpy and scikit-learn) lives here
-too, and its stage would otherwise pay torch's import (about 2 s) on every run."""
+imports no torch: label spreading (`lsdm.models.pseudo_labels`, numpy and scikit-learn) lives here too,
+and what only needs it should not pay torch's import (about 2 s)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "conv_ae": "lsdm.models.autoencoder:ConvAutoencoder",  # the latent space (fit_latent)
     "wgan_gp_mlp": "lsdm.models.matcher:wgan_gp_mlp",  # LSDM's matcher (fit_matcher)
-    "lenet": "lsdm.models.lenet:LeNet",  # the evaluation net (eval_net)
+    "lenet": "lsdm.models.lenet:LeNet",  # the evaluation net (eval_net), the pseudo-labels' image classifier
     "pixel_wgan": "lsdm.models.pixel_gan:pixel_wgan",  # method pixel_wgan
     "flow_mlp": "lsdm.models.velocity:flow_mlp",  # method latent_flow
 }

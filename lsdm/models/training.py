@@ -109,6 +109,7 @@ def train_classifier(
     shift: float = 0.0,
     epoch_size: int | None = None,
     log: Logger = _no_log,
+    desc: str = "eval_net",
 ) -> nn.Module:
     """Cross-entropy over shuffled epochs, images randomly shifted by up to `shift` of their size;
     logs the mean loss and accuracy per epoch. `epoch_size`: an epoch visits at most that many
@@ -120,7 +121,7 @@ def train_classifier(
     n_all = len(images)
     n = n_all if epoch_size is None else min(n_all, epoch_size)
     steps_per_epoch = (n + batch_size - 1) // batch_size
-    with _progress(epochs * steps_per_epoch, "eval_net") as bar:
+    with _progress(epochs * steps_per_epoch, desc) as bar:
         for epoch in range(1, epochs + 1):
             perm = torch.randperm(n_all, generator=gen)[:n].to(images.device)
             total_loss, correct = 0.0, 0

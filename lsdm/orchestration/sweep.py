@@ -111,11 +111,14 @@ def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str
          train_seeds: Iterable[int] = (0,)) -> list[tuple[str, dict]]:  # fmt: skip
     """(experiment name, its overrides) of every run: TAG-nCOUNT-sSEED with the cell's paired count and
     split seed (and -tSEED, every training seed of `train_seed_keys`, when there are several training
-    seeds), then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys."""
+    seeds), then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys.
+    Every cell's main run comes first, then the variants cell by cell: a variant that changes only how
+    LSDM draws (`sample.*`) then finds its cell's matcher in DVC's run cache instead of training it
+    again beside it."""
     from lsdm.config import train_seed_keys
 
     train_seeds = list(train_seeds)
-    out = []
+    cells = []
     for key, n, seed in runs:
         for t in train_seeds:
             cell = {key: n, "split.seed": seed, **overrides}
@@ -123,9 +126,9 @@ def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str
             if train_seeds != [0]:
                 cell.update({k: t for k in train_seed_keys()})
                 name += f"-t{t}"
-            out.append((name, cell))
-            out += [(f"{name}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()]
-    return out
+            cells.append((name, cell))
+    return cells + [(f"{name}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()
+                    for name, cell in cells]  # fmt: skip
 
 
 def queue(points: list[tuple[str, dict]], root: Path) -> list[str]:

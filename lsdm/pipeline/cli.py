@@ -30,9 +30,9 @@ EXTRA = {
 }
 
 
-# Commands that move tables or text only, or fit with numpy and scikit-learn (pseudo_label): no torch
-# to configure (and none to import: about 2 s of every run of the stage).
-NO_TORCH = {"check", "prepare", "split", "pseudo_label", "report", "compare"}
+# Commands that move tables or text only: no torch to configure (and none to import: about 2 s of every
+# run of the stage).
+NO_TORCH = {"check", "prepare", "split", "report", "compare"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,17 +1,19 @@
 """pseudo_label: a label and a confidence for every image of the latent pool, learned from the pairs
-alone (`lsdm.models.pseudo_labels.spread` on the shared latents, then `refine`), for the class-aware marginal term;
-their accuracy and coverage, measured against the unpaired pool images' true labels, in
-results/pseudo_label/metrics.json. The true labels are read only after the labels are written and
-reach no fit. Data without classes gets an empty table."""
+alone (`lsdm.models.pseudo_labels.spread` on the shared latents, then `refine`), for the class-aware
+marginal term; then an image classifier of the confident ones (`lsdm.models.image_labeller`), for
+LSDM's filtered draw (`sample.filter: image`). The labels' and the classifier's accuracy and
+coverage, measured against the unpaired pool images' true labels, in results/pseudo_label/metrics.json.
+The true labels are read only after both are written and reach no fit. Data without classes gets an
+empty table and a checkpoint holding no network."""
 
 import numpy as np
 import pandas as pd
 
 from lsdm import paths
-from lsdm.config import Params
+from lsdm.config import Params, resolve_device
 from lsdm.data.schemas import LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, UNLABELLED
 from lsdm.data.tables import codes
-from lsdm.io import read_table, write_json, write_table
+from lsdm.io import read_table, save_checkpoint, write_json, write_table
 from lsdm.models.pseudo_labels import UNKNOWN, quality, refine, spread
 
 
@@ -34,14 +36,44 @@ def run(params: Params) -> None:
         pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64), "confidence": pd.Series(dtype=float)})  # fmt: skip
     write_table(table, paths.PSEUDO_LABELS, PSEUDO_LABELS)
     summary: dict = {}  # DVC metrics: `dvc exp show` gives each number a column, so only the measurements
-    if has_classes:  # measured on the unpaired pool images: their true labels, after the fact
-        truth = latents.set_index("id")["label"]
-        unpaired = table[~table["id"].isin(paired["id"])]
-        summary["unpaired"] = quality(unpaired["label"].to_numpy(), unpaired["confidence"].to_numpy(),
-                                      truth.loc[unpaired["id"]].to_numpy(), params.pseudo.threshold)  # fmt: skip
-        q = summary["unpaired"]
-        print(f"pseudo_label: {len(unpaired)} unpaired pool images, accuracy {q['accuracy']:.3f}; "
+    if not has_classes:
+        save_checkpoint(paths.PSEUDO_CLASSIFIER, "none", {}, {})
+        write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
+        print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled), no classifier")
+        return
+    classified = classify_pool(params, table, paired)
+    # measured on the unpaired pool images: their true labels, after the fact
+    truth = latents.set_index("id")["label"]
+    unpaired = ~table["id"].isin(paired["id"]).to_numpy()
+    for name, (label, confidence) in (("unpaired", (table["label"].to_numpy(), table["confidence"].to_numpy())),
+                                      ("classifier", classified)):  # fmt: skip
+        summary[name] = quality(label[unpaired], confidence[unpaired], truth.loc[table["id"][unpaired]].to_numpy(),
+                                params.pseudo.threshold)  # fmt: skip
+        q = summary[name]
+        what = "labels" if name == "unpaired" else "image classifier"
+        print(f"pseudo_label: {what} of {unpaired.sum()} unpaired pool images, accuracy {q['accuracy']:.3f}; "
               f"{q['coverage']:.0%} with confidence >= {params.pseudo.threshold} ({q['accuracy_confident']:.3f} right)")
-    else:
-        print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled)")
     write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
+
+
+def classify_pool(params: Params, table: pd.DataFrame, paired: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Train the image classifier on the pool images with confident pseudo-labels (and the pairs),
+    write it, and return its (label, confidence) of every pool image, in `table`'s order."""
+    import torch
+
+    from lsdm.data.pixels import PixelFile, image_shape, image_meta
+    from lsdm.models.image_labeller import train_image_labeller
+
+    p, device = params.pseudo, resolve_device(params.base.device)
+    labels = torch.as_tensor(table["label"].to_numpy())
+    confident = torch.as_tensor(table["confidence"].to_numpy() >= p.threshold)
+    is_pair = torch.as_tensor(table["id"].isin(paired["id"]).to_numpy())
+    channels, size, _ = image_shape(image_meta(paths.IMAGES))
+    config = dict(image_size=size, in_channels=channels, n_classes=int(labels.max()) + 1)
+    with PixelFile.of(paths.IMAGES, table["id"], device) as pixels:
+        model = train_image_labeller(pixels, labels, confident, is_pair, config, epochs=p.epochs,
+                                     pair_repeats=p.pair_repeats, seed=p.seed, device=device)  # fmt: skip
+        save_checkpoint(paths.PSEUDO_CLASSIFIER, "lenet", config, model.state_dict())
+        with torch.no_grad():
+            prob = torch.cat([model(x).softmax(1).cpu() for x in pixels.batches()])
+    return prob.argmax(1).numpy(), prob.max(1).values.double().numpy()
