@@ -10,8 +10,12 @@ the shared files and the job's paired subset) and is judged by
 `lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
 also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON); `--sample K:P`
 also judges each trained LSDM matcher drawing as `sample.candidates: K`, `sample.accept: P` would (a row
-`<variant>_cK_aP`: the same weights, the class model of the job's own pseudo-labels). Nothing
-under data/ or results/ is written: the table goes to --out (CSV) and to stdout.
+`<variant>_cK_aP`: the same weights, the class model of the job's own pseudo-labels), with the latent
+Gaussian model; `--sample K:P:image` with the image classifier stage pseudo_label would train (a row
+`<variant>_imgK_aP`). `--matchers DIR` keeps each trained LSDM matcher there (`<variant>_n<count>_s<seed>.pt`)
+and loads it instead of training when it is there (its `train_seconds` then empty): more draws judged
+later on the same weights. Nothing under data/ or results/ is written: the table goes to --out (CSV)
+and to stdout.
 
     python benchmarks/tune_matcher.py --counts 10 100 --jobs 2 \
         --variant base: --variant proj:matcher.critic=projection \
@@ -89,7 +93,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     from lsdm.tasks import make_task
     from lsdm.models.training import seed_everything, train_matcher
 
-    name, overrides, count, seed, steps, curve_every, draws = job
+    name, overrides, count, seed, steps, curve_every, draws, matchers = job
     overrides = dict(overrides)
     method = overrides.pop("method", "lsdm")
     sets = {**overrides, "split.n_paired_per_class": count, "split.seed": seed, "evaluate.split": "val",
@@ -108,7 +112,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     ref = Reference.load(params, device)
     curve: list[dict] = []
     spec = task.condition_spec(images)
-    scratch = None
+    scratch = kept = None
     if method not in ("lsdm", "latent_flow"):  # any other method of the registry, by its own fit
         import tempfile
 
@@ -145,23 +149,36 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         pool_ids = latent_pool(images)["id"]
         terms = marginal_terms(p, has_classes=True)  # the tuning data (MNIST) has classes
         pool = codes(latents, pool_ids) if terms.pooled else None
-        pseudo = classes = None
+        pseudo = None
+        classes = {}
         if terms.class_aware or draws:  # the job's own pseudo-labels, as stage pseudo_label makes them
-            from lsdm.models.latent_classes import GaussianClasses
-            from lsdm.pipeline.pseudo_label import label_pool
+            from lsdm.models.latent_classes import DecodedClasses, GaussianClasses
+            from lsdm.pipeline.pseudo_label import fit_pool_classifier, label_pool
 
             table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
-            table = table[table["confidence"] >= params.pseudo.threshold]
-            pseudo = (codes(latents, table["id"]), torch.as_tensor(table["label"].to_numpy()),
-                      torch.as_tensor(table["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
-            classes = GaussianClasses.fit(pseudo[0], pseudo[1], spec["n_classes"], params.pseudo.reg)
+            confident = table[table["confidence"] >= params.pseudo.threshold]
+            pseudo = (codes(latents, confident["id"]), torch.as_tensor(confident["label"].to_numpy()),
+                      torch.as_tensor(confident["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
+            classes["latent"] = GaussianClasses.fit(pseudo[0], pseudo[1], spec["n_classes"], params.pseudo.reg)
+            if any(f == "image" for _, _, f in draws):
+                classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0].eval(), ae, mean, std)
         seed_everything(p.seed)
         matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
+        kept = Path(matchers) / f"{name}_n{count}_s{seed}.pt" if matchers else None
         samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std)),  # noqa: E731
-                            *((f"c{k}_a{a:g}", LSDMSampler(matcher.generator, ae, mean, std, classes, k, a)) for k, a in draws)]
+                            *((f"{'img' if f == 'image' else 'c'}{k}_a{a:g}",
+                               LSDMSampler(matcher.generator, ae, mean, std, classes[f], k, a)) for k, a, f in draws)]  # fmt: skip
         probe = lambda: samplers()[0][1]  # noqa: E731
-        train = lambda log: train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=log, log_every=curve_every or 10,  # noqa: E731
-                                          desc=f"{name} n{count} s{seed}")
+
+        def train(log):
+            if kept is not None and kept.exists():
+                return matcher.load_state_dict(torch.load(kept, weights_only=True))
+            train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=log,
+                          log_every=curve_every or 10, desc=f"{name} n{count} s{seed}")  # fmt: skip
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(matcher.state_dict(), kept)
+
         label, n_steps = variant_name(p), p.steps
 
     judge_seconds = 0.0
@@ -175,8 +192,9 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
             judge_seconds += time.perf_counter() - t
 
     t0 = time.perf_counter()
+    loaded = kept is not None and kept.exists()
     train(log)
-    seconds = time.perf_counter() - t0 - judge_seconds
+    seconds = float("nan") if loaded else time.perf_counter() - t0 - judge_seconds
     real = ref.real_reference()
     rows = []
     for suffix, sampler in samplers():
@@ -231,8 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="split.seed values")
     ap.add_argument("--steps", type=int, default=None, help="training steps of every run (default: params.yaml)")
     ap.add_argument("--curve-every", type=int, default=None, help="judge on val every this many steps (curves)")
-    ap.add_argument("--sample", action="append", default=[], metavar="K:P",
-                    help="also judge each LSDM matcher with sample.candidates K and sample.accept P")
+    ap.add_argument("--sample", action="append", default=[], metavar="K:P[:FILTER]",
+                    help="also judge each LSDM matcher with sample.candidates K, sample.accept P and sample.filter "
+                         "FILTER (latent, the default, or image)")
+    ap.add_argument("--matchers", default=None, metavar="DIR", help="keep trained LSDM matchers here; load them if there")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     ap.add_argument("--out", default="tune_matcher.csv", help="CSV of every run")
     ap.add_argument("--plot", nargs="+", metavar="CSV", help="only draw the curves of these tables into --out (PNG)")
@@ -241,8 +261,10 @@ def main(argv: list[str] | None = None) -> None:
         table = pd.concat([pd.read_csv(f) for f in args.plot])
         plot_curves(table, Path(args.out), [parse_variant(v)[0] for v in args.variant])
         return
-    draws = [(int(k), float(a)) for k, _, a in (d.partition(":") for d in args.sample)]
-    jobs = [(name, ov, c, s, args.steps, args.curve_every, draws) for name, ov in map(parse_variant, args.variant)
+    draws = [(int(k), float(a), (f or ["latent"])[0]) for k, a, *f in (d.split(":") for d in args.sample)]
+    if bad := [f for *_, f in draws if f not in ("latent", "image")]:
+        raise SystemExit(f"--sample: filter {bad[0]!r} is not latent or image")
+    jobs = [(name, ov, c, s, args.steps, args.curve_every, draws, args.matchers) for name, ov in map(parse_variant, args.variant)
             for c in args.counts for s in args.seeds]  # fmt: skip
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:

@@ -160,8 +160,8 @@ class SampleParams(Section):
     on the codes."""
 
     candidates: PositiveInt = 16  # chosen on val (docs/matcher-tuning.md "The filtered draw", "The image filter")
-    accept: float = Field(0.9, gt=0.0, le=1.0)
-    filter: Literal["latent", "image"] = "image"
+    accept: float = Field(0.99, gt=0.0, le=1.0)
+    filter: Literal["latent", "image"] = "latent"
 
 
 class EvalNetParams(Section):
@@ -267,7 +267,8 @@ class SweepParams(Section):
         default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none", "sample.candidates": 1},
                                  "lsdm_pooled": {"matcher.marginal": "pooled", "sample.candidates": 1},
                                  "lsdm_one_draw": {"sample.candidates": 1},
-                                 "lsdm_refined": {"pseudo.refine": "gaussian", "pseudo.threshold": 0.99}}
+                                 "lsdm_refined": {"pseudo.refine": "gaussian", "pseudo.threshold": 0.99},
+                                 "lsdm_image_filter": {"sample.filter": "image", "sample.accept": 0.9}}
     )
 
     @field_validator("variants")

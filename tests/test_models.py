@@ -409,3 +409,44 @@ def test_filtered_draw_decodes_the_first_code_of_the_asked_class():
         assert torch.equal(drawn[i], eta[i, k]), i
     # without a class model (data without classes) it draws once, whatever the candidates
     assert LSDMSampler(Blind(), decoder, zero, one, None, candidates=16).noise_dim == 4
+
+
+def test_image_filter_asks_the_classifier_about_the_decoded_code_once_per_row_it_needs():
+    """`DecodedClasses` decodes the un-standardised code and classifies the image: with an identity
+    decoder and a classifier that is the Gaussian model of the decoder's codes, its posteriors are
+    that model's at z * std + mean. The draw asks it only about the rows not yet accepted: a fraction
+    of the K questions per row a draw of all K candidates would ask."""
+    from lsdm.methods.lsdm import LSDMSampler
+    from lsdm.models.latent_classes import DecodedClasses, GaussianClasses
+
+    z, labels = three_blobs()
+    mean, std = torch.tensor([1.0, -1.0, 0.5, 0.0]), torch.tensor([2.0, 1.0, 0.5, 1.0])
+    gauss = GaussianClasses.fit(z, labels, 3, 0.1)
+    asked = []
+
+    class Classifier(torch.nn.Module):  # logits of the Gaussian model; counts the images it is shown
+        def forward(self, y):
+            asked.append(len(y))
+            return gauss(y)
+
+    decoder = type("Identity", (torch.nn.Module,), {"decode": lambda self, z: z})()
+    image = DecodedClasses(Classifier(), decoder, mean, std)
+    standardised = (z - mean) / std
+    assert torch.allclose(image.posterior(standardised, labels), gauss.posterior(z, labels), atol=1e-6)
+
+    class Oracle(torch.nn.Module):  # G(x, eta) = eta; the first candidate a code of class x, later ones anything
+        noise_dim = 4
+
+        def forward(self, x, eta):
+            return eta
+
+    x = labels[:300]
+    eta = standardised[torch.randint(0, len(z), (300, 16), generator=torch.Generator().manual_seed(2))]
+    eta[:, 0] = standardised[:300]  # the first candidate: the row's own code, mostly of its class already
+    asked.clear()
+    drawn = LSDMSampler(Oracle(), decoder, mean, std, image, candidates=16, accept=0.9).codes(x, eta.reshape(300, 64))
+    post = torch.stack([gauss.posterior(eta[:, k] * std + mean, x) for k in range(16)], 1)  # [B, K]
+    waiting = [int((post[:, :k] < 0.9).all(1).sum()) for k in range(16)]  # rows with none accepted before k
+    assert asked == [w for w in waiting if w] and sum(asked) < 16 * 300 / 3
+    first_ok = post[:, 0] >= 0.9
+    assert torch.equal(drawn[first_ok], standardised[:300][first_ok])

@@ -276,7 +276,8 @@ def test_make_exp_show_fits_a_120_column_terminal(tiny_repro, tmp_path):
 def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, tmp_path):
     """Pseudo-labels come from the pairs alone: with the true labels of every unpaired image
     permuted (in the image table and the latents table alike), pseudo_label writes the same table and
-    fit_matcher (class-aware) the same weights, bit for bit; only the measured accuracy changes."""
+    the same image classifier (the filtered draw's), and fit_matcher (class-aware) the same weights, bit
+    for bit; only the measured accuracy changes."""
     import numpy as np
     import pandas as pd
     import torch
@@ -288,17 +289,21 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["matcher"].update(marginal="class_aware", marginal_weight=0.3)
     params["pseudo"]["threshold"] = 0.5
+    params["sample"]["filter"] = "image"  # the image classifier is trained too
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     def fit() -> tuple[pd.DataFrame, dict, dict]:
         for stage in ("pseudo_label", "fit_matcher"):
             run(["lsdm", stage], repo)
         state = torch.load(repo / "data/matcher/matcher.pt", weights_only=True)["state_dict"]
+        state |= {f"pseudo_classifier.{k}": v for k, v in
+                  torch.load(repo / "data/pseudo/classifier.pt", weights_only=True)["state_dict"].items()}  # fmt: skip
         return (read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS), state,
                 json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
 
     labels, state, measured = fit()
     assert any(k.startswith("critic.class_critic.") for k in state)  # the class-aware term trained
+    assert any(k.startswith("pseudo_classifier.head") for k in state)  # and the image classifier
     paired = set(read_table(repo / "data/split/paired.parquet", PAIRED)["id"])
     rng = np.random.default_rng(0)
     for rel, schema in (("data/prepared/images.parquet", IMAGES), ("data/encoded/latents.parquet", LATENTS)):
@@ -313,3 +318,8 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
     # the measurement reads the (permuted) truth, so the labels did change under the fit; the tiny run's
     # 30-step autoencoder makes poor latents, so its accuracy is low either way
     assert measured2["accuracy"] != measured["accuracy"] and measured2["coverage"] == measured["coverage"]
+    # the image filter draws through that classifier end to end; the report says which filter judged
+    run(["lsdm", "evaluate"], repo)
+    run(["lsdm", "report"], repo)
+    assert 0.0 <= json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]["label_accuracy"] <= 1.0
+    assert "`sample.filter: image`" in (repo / "reports/report.md").read_text()

@@ -41,7 +41,9 @@ def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], 
         "results/fit_matcher/metrics.json": {"data": {"matcher": {"train_seconds": 10.0}}},
         "results/fit_latent/metrics.json": {"data": {"latent": {"train_seconds": 50.0}}},
         "results/pseudo_label/metrics.json": {"data": {"pseudo": {"unpaired": {"accuracy": 0.8 + n / 100, "coverage": 0.7,
-                                                                               "accuracy_confident": 0.9, "n": 300}}}},
+                                                                               "accuracy_confident": 0.9, "n": 300},
+                                                                  "classifier": {"accuracy": 0.85 + n / 100, "coverage": 0.8,
+                                                                                 "accuracy_confident": 0.95, "n": 300}}}},
         "results/baselines/pixel_wgan/train/metrics.json": {"data": {"baseline": {"train_seconds": 30.0}}},
         "results/baselines/pixel_wgan/metrics.json": {"data": {"eval": {"fid_evalnet": fid * 3, "label_accuracy": 0.5,
                                                                         "throughput_images_per_s": 5 * tp}}},  # fmt: skip
@@ -122,7 +124,9 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     assert "pixel_wgan samples faster than LSDM" in report
     # the pseudo-labeller's measured quality, per count, from LSDM's own runs
     assert lsdm["pseudo_accuracy"] == pytest.approx(0.81) and pd.isna(row.get("pseudo_accuracy"))
-    assert "## Pseudo-labels" in report and "| 10 | 0.900 ± 0.000 | 0.700 ± 0.000 | 0.900 ± 0.000 |" in report
+    assert "## Pseudo-labels" in report and "| 10 | labels | 0.900 ± 0.000 | 0.700 ± 0.000 | 0.900 ± 0.000 |" in report
+    assert lsdm["pseudo_classifier_accuracy"] == pytest.approx(0.86)  # and the image filter's classifier
+    assert "| 10 | image classifier | 0.950 ± 0.000 | 0.800 ± 0.000 | 0.950 ± 0.000 |" in report
     assert "images/s is" in report and "x latent_flow_nfe10" in report
 
 

@@ -102,7 +102,8 @@ def plan(counts: Iterable[int], seeds: Iterable[int], per_class: pd.Series | Non
 # --- running -----------------------------------------------------------------------------------------
 
 
-#: stage pseudo_label's measured quality on the unpaired pool (results/pseudo_label/metrics.json), per LSDM row
+#: stage pseudo_label's measured quality on the unpaired pool (results/pseudo_label/metrics.json), per LSDM row:
+#: its labels (`pseudo_*`) and its image classifier's (`pseudo_classifier_*`)
 PSEUDO_KEYS = ("accuracy", "coverage", "accuracy_confident")
 VARIANT_RE = re.compile(r"-n\d+-s-?\d+(?:-t-?\d+)?--(?P<variant>[a-z][a-z0-9_]*)$")
 
@@ -256,13 +257,15 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
         m = metrics.get(LSDM_EVAL, {})
         fit = metrics.get("results/fit_matcher/metrics.json", {})
         latent = metrics.get("results/fit_latent/metrics.json", {}).get("latent") or {}
-        pseudo = (metrics.get(str(paths.PSEUDO_METRICS), {}).get("pseudo") or {}).get("unpaired") or {}
+        measured = metrics.get(str(paths.PSEUDO_METRICS), {}).get("pseudo") or {}
+        pseudo, classifier = measured.get("unpaired") or {}, measured.get("classifier") or {}
         rows.append({
             **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
             "train_seconds": _seconds(fit, "matcher"),
             "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
             "pool_size": latent.get("n_images"), "recon_test_mse": latent.get("test_mse"),
             **{f"pseudo_{k}": pseudo.get(k) for k in PSEUDO_KEYS},
+            **{f"pseudo_classifier_{k}": classifier.get(k) for k in PSEUDO_KEYS},
             **flatten({"eval": {k: v for k, v in m.get("eval", {}).items() if k != "references"}}),
         })  # fmt: skip
         times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them

@@ -1,10 +1,12 @@
 """pseudo_label: a label and a confidence for every image of the latent pool, learned from the pairs
 alone (`lsdm.models.pseudo_labels.spread` on the shared latents, then `refine`), for the class-aware
-marginal term; then an image classifier of the confident ones (`lsdm.models.image_labeller`), for
-LSDM's filtered draw (`sample.filter: image`). The labels' and the classifier's accuracy and
-coverage, measured against the unpaired pool images' true labels, in results/pseudo_label/metrics.json.
-The true labels are read only after both are written and reach no fit. Data without classes gets an
-empty table and a checkpoint holding no network."""
+marginal term; with `sample.filter: image` also an image classifier of the confident ones
+(`lsdm.models.image_labeller`) for LSDM's filtered draw. Their accuracy and coverage, measured against
+the unpaired pool images' true labels, in results/pseudo_label/metrics.json: the true labels are read
+only after both are written and reach no fit. Data without classes gets an empty table; the
+classifier's checkpoint holds no network where none was trained."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,12 +43,15 @@ def run(params: Params) -> None:
         write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
         print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled), no classifier")
         return
-    classified = classify_pool(params, table, paired)
+    labellers = {"unpaired": (table["label"].to_numpy(), table["confidence"].to_numpy())}
+    if params.sample.filter == "image":  # the filtered draw asks it; else it is not trained (a run's ~10 %)
+        labellers["classifier"] = classify_pool(params, table, paired)
+    else:
+        save_checkpoint(paths.PSEUDO_CLASSIFIER, "none", {}, {})
     # measured on the unpaired pool images: their true labels, after the fact
     truth = latents.set_index("id")["label"]
     unpaired = ~table["id"].isin(paired["id"]).to_numpy()
-    for name, (label, confidence) in (("unpaired", (table["label"].to_numpy(), table["confidence"].to_numpy())),
-                                      ("classifier", classified)):  # fmt: skip
+    for name, (label, confidence) in labellers.items():
         summary[name] = quality(label[unpaired], confidence[unpaired], truth.loc[table["id"][unpaired]].to_numpy(),
                                 params.pseudo.threshold)  # fmt: skip
         q = summary[name]
@@ -61,19 +66,29 @@ def classify_pool(params: Params, table: pd.DataFrame, paired: pd.DataFrame) -> 
     write it, and return its (label, confidence) of every pool image, in `table`'s order."""
     import torch
 
-    from lsdm.data.pixels import PixelFile, image_shape, image_meta
+    model, config, prob = fit_pool_classifier(params, table, paired, resolve_device(params.base.device))
+    save_checkpoint(paths.PSEUDO_CLASSIFIER, "lenet", config, model.state_dict())
+    return prob.argmax(1).numpy(), prob.max(1).values.to(torch.float64).numpy()
+
+
+def fit_pool_classifier(params: Params, table: pd.DataFrame, paired: pd.DataFrame, device, root: str | Path = "."):
+    """(the LeNet, its config, its class probabilities [N, C] of every pool image in `table`'s order):
+    trained on the pool images whose pseudo-label has confidence >= `pseudo.threshold`, the pairs
+    `pseudo.pair_repeats` times each (`lsdm.models.image_labeller`)."""
+    import torch
+
+    from lsdm.data.pixels import PixelFile, image_meta, image_shape
     from lsdm.models.image_labeller import train_image_labeller
 
-    p, device = params.pseudo, resolve_device(params.base.device)
+    p, images = params.pseudo, Path(root) / paths.IMAGES
     labels = torch.as_tensor(table["label"].to_numpy())
     confident = torch.as_tensor(table["confidence"].to_numpy() >= p.threshold)
     is_pair = torch.as_tensor(table["id"].isin(paired["id"]).to_numpy())
-    channels, size, _ = image_shape(image_meta(paths.IMAGES))
+    channels, size, _ = image_shape(image_meta(images))
     config = dict(image_size=size, in_channels=channels, n_classes=int(labels.max()) + 1)
-    with PixelFile.of(paths.IMAGES, table["id"], device) as pixels:
+    with PixelFile.of(images, table["id"], device) as pixels:
         model = train_image_labeller(pixels, labels, confident, is_pair, config, epochs=p.epochs,
                                      pair_repeats=p.pair_repeats, seed=p.seed, device=device)  # fmt: skip
-        save_checkpoint(paths.PSEUDO_CLASSIFIER, "lenet", config, model.state_dict())
         with torch.no_grad():
             prob = torch.cat([model(x).softmax(1).cpu() for x in pixels.batches()])
-    return prob.argmax(1).numpy(), prob.max(1).values.double().numpy()
+    return model, config, prob

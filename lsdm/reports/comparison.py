@@ -51,13 +51,16 @@ def mean_std(mean: float, std: float, n: int) -> str:
     return s if n > 1 else s + " (1 seed)"
 
 
-PSEUDO_COLUMNS = (("pseudo_accuracy", "right, of the unpaired pool"), ("pseudo_coverage", "confident"),
-                  ("pseudo_accuracy_confident", "right, of the confident"))  # fmt: skip
+PSEUDO_COLUMNS = (("accuracy", "right, of the unpaired pool"), ("coverage", "confident"),
+                  ("accuracy_confident", "right, of the confident"))  # fmt: skip
+#: What labels the pool: stage pseudo_label's labels (column prefix `pseudo_`), then its image classifier.
+PSEUDO_LABELLERS = (("pseudo_", "labels"), ("pseudo_classifier_", "image classifier"))
 
 
 def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
     """The pseudo-labeller's quality per paired count, on LSDM's own runs (the class-aware marginal
-    trains on these labels): what the report's label-accuracy figures rest on."""
+    trains on its labels, the image filter asks its classifier): what the report's label-accuracy
+    figures rest on."""
     if "pseudo_accuracy" not in df:
         return []
     rows = df[(df["sampler"] == "lsdm")].dropna(subset=["pseudo_accuracy"])
@@ -65,12 +68,17 @@ def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
         return []
     lines = ["## Pseudo-labels", "",
              "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`, from the pairs alone: "
-             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it), measured against "
-             "the pool's true labels, which no stage trains on; mean ± std over LSDM's runs. Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
-             f"| {count} | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|"]  # fmt: skip
+             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it) and the image "
+             "classifier trained on the confident ones (`sample.filter: image` asks it about LSDM's candidates), "
+             "measured against the pool's true labels, which no stage trains on; mean ± std over LSDM's runs. "
+             "Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
+             f"| {count} | labeller | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|---|"]  # fmt: skip
     for c, group in rows.groupby(count):
-        cells = [mean_std(group[col].mean(), group[col].std(), group[col].notna().sum()) for col, _ in PSEUDO_COLUMNS]
-        lines.append(f"| {int(c)} | " + " | ".join(cells) + " |")
+        for prefix, who in PSEUDO_LABELLERS:
+            if group.get(f"{prefix}accuracy", pd.Series(dtype=float)).notna().any():
+                cells = [mean_std(group[prefix + col].mean(), group[prefix + col].std(), group[prefix + col].notna().sum())
+                         for col, _ in PSEUDO_COLUMNS]  # fmt: skip
+                lines.append(f"| {int(c)} | {who} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -288,6 +288,51 @@ def sweep_verdicts(root: Path) -> list[str]:
     return lines
 
 
+#: The named sweep `image_filter` (LSDM with the image filter at accept 0.9, and at 0.99 as `lsdm_strict`, on the
+#: shipped sweep's cells and matchers): its samplers as the shipped sweep's table names them beside its own.
+IMAGE_FILTER_TABLE, IMAGE_FILTER_META = "results/sweep-image_filter/sweep.parquet", "results/sweep-image_filter/sweep.json"
+IMAGE_FILTER_SAMPLERS = {"lsdm": "lsdm_image_filter", "lsdm_strict": "lsdm_image_strict"}
+IMAGE_FILTER_AGAINST = ("lsdm", "lsdm_paper", "latent_flow_nfe10")
+
+
+def image_filter_test(root: Path) -> list[str]:
+    """The image filter on the test split: its runs (sweep `image_filter`) beside the shipped sweep's, the
+    same cells, split and training seeds, and matchers trained alike: the means per count, then each
+    image-filter sampler minus LSDM (latent filter), the paper's LSDM and the flow at NFE 10 in label
+    accuracy, paired on (split seed, training seed)."""
+    from lsdm.reports.stats import paired_difference, paired_verdict
+
+    shipped, meta = sweep_table(root, SWEEP_TABLE, SWEEP_META)
+    image, _ = sweep_table(root, IMAGE_FILTER_TABLE, IMAGE_FILTER_META)
+    image = image[image["sampler"].isin(IMAGE_FILTER_SAMPLERS)].assign(sampler=lambda d: d["sampler"].map(IMAGE_FILTER_SAMPLERS))
+    df = pd.concat([shipped, image], ignore_index=True)
+    df["density_gap"] = (pd.to_numeric(df["eval.density"]) - pd.to_numeric(df["eval.real_reference.density"])).abs()
+    count = count_column(df)
+    counts = sorted(int(c) for c in image[count].dropna().unique())
+    cols = (("eval.label_accuracy", "label acc", 3), ("eval.fid_evalnet", "FID (evalnet)", 2),
+            ("eval.recall", "recall", 3), ("density_gap", "density gap", 3))  # fmt: skip
+    shown = ["lsdm", *IMAGE_FILTER_SAMPLERS.values(), *IMAGE_FILTER_AGAINST[1:]]
+    lines = [f"Test split, mean over the runs (split seeds × training seeds) of sweep `image_filter` and the shipped sweep "
+             f"`{meta.get('tag')}` (LSDM: the latent filter, the default):", "",
+             "| sampler | pairs/class | " + " | ".join(label for _, label, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    for s in shown:
+        for c in counts:
+            rows = df[(df["sampler"] == s) & (df[count] == c)]
+            cells = [f"{pd.to_numeric(rows[col]).mean():.{d}f}" for col, _, d in cols]
+            lines.append(f"| `{s}` | {c} | " + " | ".join(cells) + " |")
+    lines += ["", "Label accuracy, the image filter minus each, mean [95% t-interval] over the paired runs:", "",
+              "| sampler | against | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
+    for s in IMAGE_FILTER_SAMPLERS.values():
+        for other in IMAGE_FILTER_AGAINST:
+            cells = []
+            for c in counts:
+                mean, half, _ = paired_difference(df, s, other, count, c, "eval.label_accuracy")
+                word = paired_verdict(mean, half, higher=True)
+                cells.append(f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] {word if word == 'tie' else f'**{word}**'}")
+            lines.append(f"| `{s}` | `{other}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 POOL_TABLE, POOL_META = "results/sweep-unpaired_pool/sweep.parquet", "results/sweep-unpaired_pool/sweep.json"
 
 
@@ -430,6 +475,11 @@ PSEUDO_ALPHA_PAIRED = (("spread_alpha0.8", "spread_alpha0.8_k20"), "class_aware_
 #: The filtered draw (`sample.candidates` K, `sample.accept` P: the first of K codes the latent class model
 #: gives the asked class with p >= P) against the plain draw of the same trained matchers.
 SAMPLE_PAIRED = (("draw_c4_a0.9", "draw_c8_a0.9", "draw_c8_a0.99", "draw_c16_a0.99"), "draw_plain", (3, 10, 30))
+#: The image filter (`sample.filter: image`: the pseudo-labeller's image classifier on the decoded candidates,
+#: at accept P) and the plain draw against the latent filter it replaced (16 candidates at 0.99), on the
+#: same trained matchers.
+IMAGE_FILTER_PAIRED = (("filter_image_c16_a0.5", "filter_image_c16_a0.9", "filter_image_c16_a0.99", "filter_plain"),
+                       "filter_latent_c16_a0.99", (3, 10, 30))  # fmt: skip
 #: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
 PSEUDO_TUNING, PSEUDO_THRESHOLDS = "results/tuning/pseudo_val.csv", (0.9, 0.99)
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
@@ -492,6 +542,22 @@ def tuning(root: Path) -> list[str]:
         cells = [" / ".join(num(df.loc[keys[r], key].mean(), digits) for r in runs) for key, _, digits in TUNING_COLS]
         lines.append(f"| {label} | {' / '.join(map(str, counts))} | " + " | ".join(cells) + " |")
     return lines
+
+
+def image_filter_val(root: Path) -> list[str]:
+    """The filters on validation: each variant's mean per count over the split seeds, then each minus the
+    latent filter, paired (`tuning_paired`)."""
+    variants, base, counts = IMAGE_FILTER_PAIRED
+    df = pd.read_csv(root / TUNING)
+    df["density"] = (df["density"] - df["density_real"]).abs()
+    head = [label if key != "density" else "density gap" for key, label, _ in TUNING_COLS]
+    lines = ["| filter (validation, mean of the split seeds) | pairs/class | " + " | ".join(head) + " |",
+             "|---|---|" + "---|" * len(head)]  # fmt: skip
+    for variant in (base, *variants):
+        for n in counts:
+            rows = df[(df["variant"] == variant) & (df["n_per_class"] == n)]
+            lines.append(f"| `{variant}` | {n} | " + " | ".join(f"{rows[key].mean():.{max(d, 2)}f}" for key, _, d in TUNING_COLS) + " |")
+    return lines + ["", *tuning_paired(root, IMAGE_FILTER_PAIRED)]
 
 
 def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int, ...]], speed: bool = False) -> list[str]:
@@ -558,12 +624,14 @@ BLOCKS: dict[str, Block] = {
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
     "sample-paired": Block((TUNING,), partial(tuning_paired, comparison=SAMPLE_PAIRED)),
+    "image-filter-paired": Block((TUNING,), image_filter_val),
     "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
     "pseudo-alpha-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_ALPHA_PAIRED)),
     "pseudo-refine-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_PAIRED)),
     "pseudo-refine-more-paired": Block((TUNING,), partial(tuning_paired, comparison=PSEUDO_REFINE_MORE_PAIRED)),
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
+    "image-filter-test": Block((SWEEP_TABLE, SWEEP_META, IMAGE_FILTER_TABLE, IMAGE_FILTER_META), image_filter_test),
 }
 
 

@@ -263,10 +263,14 @@ def sampling_lines(sample: dict, has_classes: bool) -> list[str]:
     k = sample.get("candidates", 1)
     if k <= 1 or not has_classes:
         return []
-    return [f"Sampling: **filtered draw** — of {k} noise vectors per sample, the first whose code a Gaussian class "
-            f"model of the latents (fitted to the pairs and the confident pseudo-labels) gives the asked class with "
-            f"probability ≥ {sample.get('accept')} is decoded (`sample.candidates`, `sample.accept`; 1 = the plain "
-            "one-step draw): G runs that many times per sample, the decoder once.", ""]
+    judge = ("the pseudo-labeller's image classifier (a LeNet trained on the pool images with confident "
+             "pseudo-labels) says decodes to the asked class" if sample.get("filter", "image") == "image" else
+             "a Gaussian class model of the latents (fitted to the pairs and the confident pseudo-labels) gives the "
+             "asked class")  # fmt: skip
+    return [f"Sampling: **filtered draw** — of {k} noise vectors per sample, the first whose code {judge} with "
+            f"probability ≥ {sample.get('accept')} is decoded, else the likeliest (`sample.candidates`, "
+            f"`sample.accept`, `sample.filter: {sample.get('filter', 'image')}`; 1 candidate = the plain one-step "
+            "draw). A sample stops drawing once one is accepted.", ""]
 
 
 def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> list[str]:
@@ -280,7 +284,15 @@ def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> li
             f"pool images, accuracy {q['accuracy']:.3f}; {q['coverage']:.0%} have confidence >= "
             f"{threshold} and are {q['accuracy_confident']:.3f} right ({matcher['n_pseudo']} pool latents, "
             "pairs included, enter the class-aware term). Measured with the pool's true labels, which reach no fit.",
-            ""]  # fmt: skip
+            ""] + classifier_lines(pseudo.get("classifier"), threshold)  # fmt: skip
+
+
+def classifier_lines(q: dict | None, threshold: float) -> list[str]:
+    """The pseudo-labeller's image classifier (the image filter's judge), measured as its labels are."""
+    if not q:
+        return []
+    return [f"Its image classifier (trained on the confident ones): accuracy {q['accuracy']:.3f} on the same images; "
+            f"{q['coverage']:.0%} at confidence >= {threshold}, {q['accuracy_confident']:.3f} right.", ""]
 
 
 def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None,
