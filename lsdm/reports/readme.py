@@ -318,7 +318,7 @@ def image_filter_test(root: Path) -> list[str]:
     for s in shown:
         for c in counts:
             rows = df[(df["sampler"] == s) & (df[count] == c)]
-            cells = [f"{pd.to_numeric(rows[col]).mean():.{d}f}" for col, _, d in cols]
+            cells = [num(pd.to_numeric(rows[col]).mean(), d) for col, _, d in cols]
             lines.append(f"| `{s}` | {c} | " + " | ".join(cells) + " |")
     lines += ["", "Label accuracy, the image filter minus each, mean [95% t-interval] over the paired runs:", "",
               "| sampler | against | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
