@@ -161,7 +161,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
                       torch.as_tensor(confident["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
             classes["latent"] = GaussianClasses.fit(pseudo[0], pseudo[1], spec["n_classes"], params.pseudo.reg)
             if any(f == "image" for _, _, f in draws):
-                classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0].eval(), ae, mean, std)
+                classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0], ae, mean, std)
         seed_everything(p.seed)
         matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
         kept = Path(matchers) / f"{name}_n{count}_s{seed}.pt" if matchers else None

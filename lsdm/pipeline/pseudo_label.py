@@ -37,17 +37,16 @@ def run(params: Params) -> None:
     table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired) if has_classes else \
         pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64), "confidence": pd.Series(dtype=float)})  # fmt: skip
     write_table(table, paths.PSEUDO_LABELS, PSEUDO_LABELS)
-    summary: dict = {}  # DVC metrics: `dvc exp show` gives each number a column, so only the measurements
-    if not has_classes:
-        save_checkpoint(paths.PSEUDO_CLASSIFIER, "none", {}, {})
-        write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
-        print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled), no classifier")
-        return
     labellers = {"unpaired": (table["label"].to_numpy(), table["confidence"].to_numpy())}
-    if params.sample.filter == "image":  # the filtered draw asks it; else it is not trained (a run's ~10 %)
+    if has_classes and params.sample.filter == "image":  # the filtered draw asks it; else not trained (~10 % of a run)
         labellers["classifier"] = classify_pool(params, table, paired)
     else:
         save_checkpoint(paths.PSEUDO_CLASSIFIER, "none", {}, {})
+    summary: dict = {}  # DVC metrics: `dvc exp show` gives each number a column, so only the measurements
+    if not has_classes:
+        write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
+        print("pseudo_label: the data has no classes: no pseudo-labels (class_aware runs as pooled), no classifier")
+        return
     # measured on the unpaired pool images: their true labels, after the fact
     truth = latents.set_index("id")["label"]
     unpaired = ~table["id"].isin(paired["id"]).to_numpy()
