@@ -19,6 +19,15 @@ the products alone take a share of the step; the rest is what any exact speed-up
 kernels) could still remove.
 
     python benchmarks/bench_matcher.py --profile --out results/benchmarks/bench_matcher-profile.json
+
+`--device cuda` runs either on the GPU. `--graph` (CUDA only) tries CUDA graphs: the step is a fixed
+sequence of small kernels, so on a GPU its cost is launching them, which a captured graph replays in
+one launch. It times, per generator step, (a) `train_wgan_gp` as shipped, (b) the same step written
+for capture (every draw on the GPU's generator instead of the CPU one, constant learning rates, Adam
+with `capturable=True`), run eagerly, and (c) that step captured once (`torch.cuda.graph`) and
+replayed: (b) against (a) is what the rewrite costs, (c) against (b) what the graph buys.
+
+    python benchmarks/bench_matcher.py --device cuda --graph --out results/benchmarks/bench_matcher-cuda-graph.json
 """
 
 from __future__ import annotations
@@ -51,11 +60,11 @@ def synthetic(n_pairs: int, n_pool: int, n_classes: int, dim: int, seed: int = 0
     return cond, centres[cond] + 0.5 * torch.randn(n_pairs, dim, generator=g), pool, pool_y
 
 
-def setup(code: str | Path, steps: int, threads: int, sets: dict):
+def setup(code: str | Path, steps: int, threads: int, sets: dict, device: str = "cpu"):
     """Import lsdm from `code` and build its matcher on synthetic latents, at that version's own
     params.yaml matcher section with `sets` applied (keeping the keys the version knows) and `steps`
-    steps (0: its own): (its training module, the params, its shipped steps, the matcher,
-    `train_matcher`'s positional and keyword arguments after the two)."""
+    steps (0: its own), all on `device`: (its training module, the params, its shipped steps, the
+    matcher, `train_matcher`'s positional and keyword arguments after the two)."""
     sys.path.insert(0, str(code))
     import inspect
 
@@ -69,21 +78,30 @@ def setup(code: str | Path, steps: int, threads: int, sets: dict):
     shipped = {**yaml.safe_load((Path(code) / "params.yaml").read_text())["matcher"], **sets}
     raw = {**shipped, "steps": steps or shipped["steps"]}
     p = MatcherParams(**{k: v for k, v in raw.items() if k in MatcherParams.model_fields})
-    cond, z, pool, pool_y = synthetic(100, 3500, 10, 16)
+    cond, z, pool, pool_y = (t.to(device) for t in synthetic(100, 3500, 10, 16))
     torch.manual_seed(p.seed)
-    m = wgan_gp_mlp(**matcher_config(p, {"kind": "label", "n_classes": 10}, 16))
+    m = wgan_gp_mlp(**matcher_config(p, {"kind": "label", "n_classes": 10}, 16)).to(device)
     extra = {}
     if "pseudo" in inspect.signature(training.train_matcher).parameters:  # the class-aware term's labels
-        extra["pseudo"] = (pool, pool_y, torch.full((len(pool),), 0.95))
+        extra["pseudo"] = (pool, pool_y, torch.full((len(pool),), 0.95, device=device))
     return training, p, shipped["steps"], m, (cond, z, pool), extra
 
 
-def inner(code: str, steps: int, threads: int, sets: dict) -> None:
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def inner(code: str, steps: int, threads: int, sets: dict, device: str) -> None:
     """In a child process: `setup` the version in `code`, train once, print the seconds as JSON: a
     schedule change (n_critic, critic_width, ...) is timed as each commit ships it."""
-    training, p, shipped_steps, m, data, extra = setup(code, steps, threads, sets)
+    training, p, shipped_steps, m, data, extra = setup(code, steps, threads, sets, device)
+    synchronize(device)
     t0 = time.perf_counter()
     training.train_matcher(m, p, *data, **extra)
+    synchronize(device)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "as_shipped": seconds * shipped_steps / p.steps, "module": training.__file__,
                       "matcher": p.model_dump()}))  # fmt: skip
@@ -126,6 +144,100 @@ def profile(steps: int, threads: int, sets: dict) -> dict:
             "achieved_gflops": gflop / per_step, "exact_speedup_bound": per_step / at_peak}  # fmt: skip
 
 
+def graph_trial(steps: int, sets: dict, device: str, timed_steps: int = 200) -> dict:
+    """Seconds per generator step of this checkout's matcher on a GPU: (a) `train_wgan_gp` as shipped
+    over `steps` steps, (b) `capturable_step` run eagerly and (c) captured as a CUDA graph and replayed,
+    each over `timed_steps` steps after a warm-up (see the module's docstring)."""
+    import torch
+
+    training, p, _, m, data, extra = setup(ROOT, steps, 1, sets, device)
+    synchronize(device)
+    t0 = time.perf_counter()
+    training.train_matcher(m, p, *data, **extra)
+    synchronize(device)
+    shipped = (time.perf_counter() - t0) / p.steps
+
+    step = capturable_step(training, p, m, *data, extra.get("pseudo"))
+    per_step = {}
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream before capture (cuBLAS handles, autograd)
+        for _ in range(5):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    for name, run in (("eager", step), ("graph", None)):
+        if name == "graph":
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                step()
+            run = graph.replay
+        for _ in range(5):
+            run()
+        synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(timed_steps):
+            run()
+        synchronize(device)
+        per_step[name] = (time.perf_counter() - t0) / timed_steps
+    return {"device": torch.cuda.get_device_name(), "matcher": p.model_dump(), "shipped_steps": p.steps,
+            "timed_steps": timed_steps, "seconds_per_step": {"train_wgan_gp": shipped, **per_step},
+            "graph_speedup_over_eager_step": per_step["eager"] / per_step["graph"],
+            "graph_speedup_over_shipped": shipped / per_step["graph"]}  # fmt: skip
+
+
+def capturable_step(training, p, m, cond, z, pool, pseudo):
+    """One generator step of `train_wgan_gp` (n_critic critic updates of every critic on the
+    terms p asks for, then the generator's) with nothing that a CUDA graph cannot hold: batches drawn
+    by the GPU's generator, no host copies, learning rates constant, gradients zeroed in place."""
+    import torch
+
+    G, f = m.generator, m.critic
+    which = [type(t).__name__ for t in training.matching_terms(p, m, pool, pseudo)]
+    opt_g = torch.optim.Adam(G.parameters(), lr=p.lr, betas=(0.5, 0.9), fused=True, capturable=True)
+    opt_f = torch.optim.Adam(f.parameters(), lr=p.critic_lr or p.lr, betas=(0.5, 0.9), fused=True, capturable=True)
+    bs, dev = p.batch_size, z.device
+
+    def draw(n: int, k: int) -> torch.Tensor:
+        return torch.randint(0, n, (k,), device=dev)
+
+    def class_rows():
+        i = draw(len(pseudo[0]), bs)
+        return pseudo[1][i], pseudo[0][i], pseudo[2][i]
+
+    def step() -> None:
+        idx = draw(len(z), p.n_critic * bs)
+        with torch.no_grad():
+            fakes = G(cond[idx]).split(bs)
+        for rows, z_fake in zip(idx.split(bs), fakes):
+            loss = training.critic_objective(f, cond[rows], z[rows], z_fake, p.gp_weight)[0]
+            if "Pooled" in which:
+                z_pool = pool[draw(len(pool), bs)]
+                loss = loss + p.marginal_weight * training.marginal_objective(f, z_pool, z_fake, p.gp_weight)[0]
+            if "ClassAware" in which:
+                y, z_c, c = class_rows()
+                with torch.no_grad():
+                    fake = G(y)
+                loss = loss + p.class_weight * training.critic_objective(f.class_critic, y, z_c, fake, p.gp_weight, weights=c)[0]
+            opt_f.zero_grad(set_to_none=False)
+            loss.backward()
+            opt_f.step()
+        x = cond[draw(len(z), bs)]
+        f.requires_grad_(False)
+        z_g = G(x)
+        loss_g = -f(x, z_g).mean()
+        if "Pooled" in which:
+            loss_g = loss_g - p.marginal_weight * f.marginal(z_g).mean()
+        if "ClassAware" in which:
+            y, _, c = class_rows()
+            loss_g = loss_g - p.class_weight * (f.class_critic(y, G(y)) * c).sum() / c.sum()
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()
+        opt_g.step()
+        f.requires_grad_(True)
+
+    return step
+
+
 def unpack(ref: str, dest: Path) -> Path:
     tar = subprocess.run(["git", "archive", ref, "lsdm", "params.yaml"], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
@@ -144,10 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)")
     ap.add_argument("--profile", action="store_true", help="profile this checkout's matcher instead (see above)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    ap.add_argument("--graph", action="store_true", help="CUDA graphs: time the step eager and replayed (see above)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     steps = args.steps
     sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    if args.graph:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import Run
+
+        run, figures = Run(), graph_trial(steps, sets, args.device)
+        t = figures["seconds_per_step"]
+        print(f"ms per step: train_wgan_gp {t['train_wgan_gp'] * 1e3:.2f}, capturable step eager {t['eager'] * 1e3:.2f}, "
+              f"replayed as a CUDA graph {t['graph'] * 1e3:.2f}: the graph {figures['graph_speedup_over_eager_step']:.1f}x "
+              f"the same step eager, {figures['graph_speedup_over_shipped']:.1f}x the shipped loop")
+        run.write(args.out, figures)
+        return 0
     if args.profile:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from record import Run
@@ -161,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         run.write(args.out, figures)
         return 0
     if args.inner:
-        inner(args.inner, steps, args.threads, sets)
+        inner(args.inner, steps, args.threads, sets, args.device)
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from record import Run
@@ -176,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             for name, code in versions.items():
                 out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps), "--threads",
-                                      str(args.threads), *(f"--set={s}" for s in args.set)],
+                                      str(args.threads), "--device", args.device, *(f"--set={s}" for s in args.set)],
                                      capture_output=True, text=True, check=True)  # fmt: skip
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 assert doc["module"].startswith(code), doc  # the version it claims to time
@@ -186,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({doc['matcher']['steps']} steps, "
                       f"{args.threads} threads; {doc['as_shipped']:.1f} s at its shipped steps)", flush=True)
     best = {k: min(v) for k, v in as_shipped.items()}
-    figures = {"ref": ref, "steps": steps or "each version's own", "threads": args.threads, "seconds": seconds,
+    figures = {"ref": ref, "steps": steps or "each version's own", "threads": args.threads, "device": args.device, "seconds": seconds,
                "seconds_as_shipped": as_shipped, "matcher": matchers, "speedup": round(best["before"] / best["after"], 2),
                "best_seconds_as_shipped": {k: round(v, 1) for k, v in best.items()}}  # fmt: skip
     print(f"speed-up (best of {args.repeats}): {figures['speedup']}x")

@@ -13,11 +13,15 @@ In a throwaway copy of the repository (git + DVC, like the tests' repos) it prin
    the same batch size (evaluate.batch_size) and device;
 3. peak memory per stage: max RSS of each stage's process tree (`dvc repro --single-item STAGE`,
    measured with getrusage(RUSAGE_CHILDREN) in a fresh wrapper process per stage; DVC's own
-   process is part of the tree, so ~150-250 MB is the floor).
+   process is part of the tree, so ~150-250 MB is the floor); on a GPU also the most GPU memory
+   each stage allocated (the line `lsdm <stage>` prints last, `lsdm.pipeline.cli.report_cuda_peak`).
+
+`base.device: auto` (the shipped params) runs every stage on CUDA where a GPU is present: the
+figures then go to bench_pipeline-<shipped|tiny>-cuda.json, with the GPU's name.
 
 The full run is the stages one at a time in graph order (`read_pipeline`), each timed; its
 wall time is their sum. The figures are also written, with the machine, date and commit, to
-results/benchmarks/bench_pipeline-<shipped|tiny>.json (`--json` elsewhere), which the README's
+results/benchmarks/bench_pipeline-<shipped|tiny>[-cuda].json (`--json` elsewhere), which the README's
 benchmark paragraph is rendered from (`python -m lsdm.reports.readme`); nothing else is written here.
 """
 
@@ -35,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from lsdm.orchestration.tools import tool
+from lsdm.pipeline.cli import CUDA_PEAK
 from lsdm.presets import tiny
 from record import RESULTS, Run, scratch
 
@@ -81,12 +86,16 @@ def full_repro(repo: Path) -> list[dict]:
 
     rows = []
     for name in read_pipeline(repo).stages:  # graph order (dvc.yaml declares `evaluate` first)
-        out = sh([sys.executable, "-c", WRAPPER, "dvc", "repro", "--single-item", name], repo).stdout.split()
-        rc, seconds, maxrss = int(out[0]), float(out[1]), int(out[2])
+        p = sh([sys.executable, "-c", WRAPPER, "dvc", "repro", "--single-item", name], repo)
+        rc, seconds, maxrss = (f(x) for f, x in zip((int, float, int), p.stdout.split()))
         if rc != 0:
             raise SystemExit(f"dvc repro --single-item {name} failed (rc {rc}); run it in {repo} to see why")
-        rows.append({"stage": name, "seconds": seconds, "max_rss_mb": maxrss / 1024})
-        print(f"  {name:<32} {seconds:8.1f} s   {maxrss / 1024:8.0f} MB", flush=True)
+        row = {"stage": name, "seconds": seconds, "max_rss_mb": maxrss / 1024}
+        if gpu := re.search(rf"{re.escape(CUDA_PEAK)} ([\d.]+) MiB", p.stderr):
+            row["max_cuda_mb"] = float(gpu.group(1)) * 2**20 / 1e6
+        rows.append(row)
+        print(f"  {name:<32} {seconds:8.1f} s   {maxrss / 1024:8.0f} MB"
+              + (f"   GPU {row['max_cuda_mb']:8.0f} MB" if gpu else ""), flush=True)  # fmt: skip
     status = sh(["dvc", "status"], repo).stdout
     if "up to date" not in status:
         print(f"  warning: after the stage-by-stage run, dvc status is not clean:\n{status}")
@@ -144,14 +153,29 @@ def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
         os.chdir(cwd)
 
 
-def figures(mode: str, methods: list[str], stages: list[dict], inc: float, ran: list[str], tp: list[dict]) -> dict:
+def device_of(params: dict) -> dict:
+    """The device the stages run on (`base.device` resolved here, as each stage resolves it) and its name."""
+    import torch
+
+    from lsdm.config import resolve_device
+
+    device = resolve_device(params["base"]["device"])
+    return {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def figures(mode: str, methods: list[str], device: dict, stages: list[dict], inc: float, ran: list[str],
+            tp: list[dict]) -> dict:  # fmt: skip
     """What the script prints, as the JSON the README is rendered from."""
     full = sum(r["seconds"] for r in stages)
     top = max(stages, key=lambda r: r["max_rss_mb"])
-    return {"params": mode, "methods": methods, "stages": stages, "full_seconds": full, "incremental_seconds": inc,
-            "incremental_ran": ran, "incremental_change": "split.n_paired_per_class", "ratio": full / inc,
-            "throughput": tp, "peak_rss_mb": {"min": min(r["max_rss_mb"] for r in stages), "max": top["max_rss_mb"],
-                                              "max_stage": top["stage"]}}  # fmt: skip
+    doc = {"params": mode, "methods": methods, "device": device, "stages": stages, "full_seconds": full,
+           "incremental_seconds": inc, "incremental_ran": ran, "incremental_change": "split.n_paired_per_class",
+           "ratio": full / inc, "throughput": tp, "peak_rss_mb": {"min": min(r["max_rss_mb"] for r in stages),
+                                                               "max": top["max_rss_mb"], "max_stage": top["stage"]}}  # fmt: skip
+    if gpu := [r for r in stages if "max_cuda_mb" in r]:
+        top = max(gpu, key=lambda r: r["max_cuda_mb"])
+        doc["peak_cuda_mb"] = {"max": top["max_cuda_mb"], "max_stage": top["stage"]}
+    return doc
 
 
 def main() -> None:
@@ -167,10 +191,11 @@ def main() -> None:
     if args.tiny:
         params = tiny(params)
     mode = "tiny" if args.tiny else "shipped"
+    device = device_of(params)
     run = Run()
     with scratch("lsdm-bench-", args.keep) as tmp:
         repo = make_clone(tmp / "repo", params)
-        print(f"repository copy: {repo}  ({'tiny' if args.tiny else 'shipped'} params, {os.cpu_count()} CPUs)")
+        print(f"repository copy: {repo}  ({mode} params, {os.cpu_count()} CPUs, device {device['name'] or device['type']})")
         print("\n1. full dvc repro, stage by stage (wall time, peak RSS of the stage's process tree):")
         stages = full_repro(repo)
         full = sum(r["seconds"] for r in stages)
@@ -183,7 +208,9 @@ def main() -> None:
         print("\n3. peak memory per stage (MB):")
         for r in sorted(stages, key=lambda r: -r["max_rss_mb"]):
             print(f"  {r['stage']:<32} {r['max_rss_mb']:8.0f}")
-        run.write(args.json or RESULTS / f"bench_pipeline-{mode}.json", figures(mode, args.methods, stages, inc, ran, tp))
+        suffix = "-cuda" if device["type"] == "cuda" else ""
+        run.write(args.json or RESULTS / f"bench_pipeline-{mode}{suffix}.json",
+                  figures(mode, args.methods, device, stages, inc, ran, tp))
 
 
 if __name__ == "__main__":

@@ -40,10 +40,14 @@ from lsdm.presets import tiny  # noqa: E402  (TINY: a few hundred images, a few 
 
 def pytest_collection_modifyitems(items):
     """A hung test fails with its stack: end-to-end (`slow`) tests within SLOW_TIMEOUT, the rest within
-    pyproject's `timeout`; the few that run longer say so with their own `@pytest.mark.timeout`."""
+    pyproject's `timeout`; the few that run longer say so with their own `@pytest.mark.timeout`.
+    Tests marked `gpu` are skipped where torch sees no CUDA device (CI; this project's CPU machines)."""
+    no_gpu = pytest.mark.skip(reason="needs CUDA; torch sees no GPU here")
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
 
 
 # What `make repro`, `dvc exp run` and the benchmarks rewrite in a user's checkout: tests that read the

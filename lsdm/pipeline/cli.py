@@ -34,6 +34,9 @@ EXTRA = {
 # run of the stage).
 NO_TORCH = {"check", "prepare", "split", "report", "compare"}
 
+# What a stage that ran on a GPU prints last (stderr), before its peak in MiB.
+CUDA_PEAK = "peak CUDA memory allocated:"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
@@ -56,6 +59,14 @@ def trace(path: str, args: argparse.Namespace, modules: list[str]) -> None:
             "reads": sorted(READS)}  # fmt: skip
     with open(path, "a") as fh:
         fh.write(json.dumps(line) + "\n")
+
+
+def report_cuda_peak(stage: str) -> None:
+    """On a GPU, say how much of its memory the stage held at most (benchmarks/bench_pipeline.py
+    reads this line; the process's own RSS says nothing of the GPU's)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        print(f"lsdm {stage}: {CUDA_PEAK} {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 module.run(params, method=args.method) if args.method else module.run(params)
             if os.environ.get("LSDM_TRACE"):
                 trace(os.environ["LSDM_TRACE"], args, sorted(set(sys.modules) - before))
+            report_cuda_peak(args.stage)
     except (ParamsError, DataError, FileNotFoundError) as e:
         print(f"lsdm {args.stage}: error: {e}", file=sys.stderr)
         return 2
