@@ -467,6 +467,22 @@ def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
     assert main(["--combine", "a", "missing", "--repo", str(tmp_path)]) == 2
 
 
+def test_cells_match_across_tables_whatever_their_columns_dtype():
+    """A count read as 3 from one table and as 3.0 from another (whose column also holds a NaN, so pandas
+    stores floats) is one cell; so are two NaN counts; 3 and 30 are not."""
+    from lsdm.orchestration.sweep import cell_ids, replace_samplers
+
+    key = ["n_paired_per_class", "seed", "sampler"]
+    ints = pd.DataFrame({"n_paired_per_class": [3, 30], "seed": [0, 0], "sampler": ["lsdm", "lsdm"]})
+    floats = pd.DataFrame({"n_paired_per_class": [3.0, float("nan"), 30.0], "seed": [0, 0, 0], "sampler": ["lsdm"] * 3})
+    assert list(cell_ids(ints, key)) == [cell_ids(floats, key)[0], cell_ids(floats, key)[2]]
+    assert cell_ids(floats, key)[1] == cell_ids(floats.iloc[[1]], key).iloc[0] != cell_ids(ints, key)[0]
+    new = ints.assign(experiment=["new-3", "new-30"], **{"eval.fid_evalnet": [1.0, 2.0]})
+    old = floats.drop(index=1).assign(experiment=["old-3", "old-30"], **{"eval.fid_evalnet": [5.0, 6.0]})
+    table, replaced = replace_samplers((new, {"name": "new", "overrides": {}}), old, [{"name": "old", "overrides": {}}])
+    assert sorted(table["experiment"]) == ["new-3", "new-30"] and [r["dropped"] for r in replaced] == ["old-3", "old-30"]
+
+
 def test_a_sweep_rerun_for_lsdm_alone_replaces_its_rows_of_the_grid(tmp_path):
     """`--combine NEW OLD --replace`: LSDM rerun alone (`methods: []`, a new default) takes the place of the
     old grid's LSDM rows in every cell, keeps the other methods' rows and grids, and records what each

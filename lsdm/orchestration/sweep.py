@@ -403,6 +403,16 @@ CELL = ["n_paired_per_class", "n_paired", "seed", "train_seed", "sampler"]
 REPEAT_METRICS = ["eval.label_accuracy", "eval.fid_evalnet", "eval.recall"]
 
 
+def cell_ids(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Each row's `key` columns as one text, to match rows across tables: NaN never equals NaN (a count
+    without classes has n_paired_per_class NaN), and a number must read the same from an int column as
+    from a float one (3 and 3.0: the same column holds floats in a table where it also holds a NaN)."""
+    numeric = lambda c: pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])  # noqa: E731
+    # str() of each value: pandas 3's astype(str) keeps a NaN as a missing value, not the text "nan"
+    cols = [(df[c].astype(float) if numeric(c) else df[c]).map(str) for c in key]
+    return pd.concat(cols, axis=1).agg("|".join, axis=1)
+
+
 def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[dict]]:
     """Named sweeps' tables as one grid: (table, repeats). Their runs must share every setting (the
     sweeps' `set` overrides and the variants they both define): a grid run in pieces, e.g. across
@@ -421,8 +431,7 @@ def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[
                                   f"{meta.get('name')!r}: only pieces of one grid combine")
     df = pd.concat([t.assign(_part=i) for i, (t, _) in enumerate(parts)], ignore_index=True)
     key = [c for c in CELL if c in df]
-    # NaN never equals NaN: key on text so that a count without classes (n_paired_per_class NaN) matches
-    ids = df[key].astype(str).agg("|".join, axis=1)
+    ids = cell_ids(df, key)
     twice = ids.duplicated(keep=False)
     repeats = []
     for _, dup in df[twice].groupby(ids[twice], sort=True):
@@ -453,7 +462,7 @@ def replace_samplers(new: tuple[pd.DataFrame, dict], old: pd.DataFrame, old_meta
             raise ParamsError(f"sweep --combine --replace: {meta.get('name')!r} and {other.get('name')!r} differ in "
                               f"{sorted(mismatch)}: only the samplers of one grid can be rerun in place")  # fmt: skip
     key = [c for c in CELL if c in table and c in old]
-    ids_new, ids_old = (t[key].astype(str).agg("|".join, axis=1) for t in (table, old))
+    ids_new, ids_old = cell_ids(table, key), cell_ids(old, key)
     hit = old["sampler"].isin(set(table["sampler"]))
     missing = sorted(set(ids_old[hit]) - set(ids_new))
     if missing:
