@@ -114,7 +114,7 @@ prefect-down:  ## stop the worker (and its flow runs), then the server, started 
 # and writes reports/comparison.md. SWEEP_ARGS='--counts 1 10 --seeds 0 -S matcher.steps=500' for others.
 SWEEP_ARGS ?=
 
-.PHONY: sweep compare bench readme
+.PHONY: sweep compare bench bench-gpu readme
 
 sweep: install  ## DVC experiments over split.n_paired_per_class x split.seed, then the comparison report
 	lsdm sweep $(SWEEP_ARGS)
@@ -124,6 +124,9 @@ compare: install  ## rebuild reports/comparison.md from results/sweep/sweep.parq
 
 bench: install  ## full vs incremental repro, LSDM vs latent flow throughput, peak memory per stage
 	python benchmarks/bench_pipeline.py
+
+bench-gpu: install  ## on a GPU box: the gpu tests, the matcher eager vs CUDA graph, bench_pipeline on CUDA
+	benchmarks/gpu_checks.sh
 
 # --- The figures of README.md and docs/: each `<!-- generated: NAME -->` block is rendered from the
 # committed files it names (lsdm/reports/readme.py). After rerunning what writes one of them, `make readme`;

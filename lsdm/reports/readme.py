@@ -483,6 +483,9 @@ IMAGE_FILTER_PAIRED = (("filter_image_c16_a0.5", "filter_image_c16_a0.9", "filte
 #: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
 PSEUDO_TUNING, PSEUDO_THRESHOLDS = "results/tuning/pseudo_val.csv", (0.9, 0.99)
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
+#: The same levers on the class-aware default (2026-12-04), against it rerun in the same batch.
+SCHEDULE_CLASS_AWARE_PAIRED = (("sched2_cw128", "sched2_bs64", "sched2_s1000", "sched2_cw128_s1000",
+                                "sched2_cw128_s1000_bs64"), "sched2_shipped", (3, 10, 30))  # fmt: skip
 SCHEDULE_PAIRED = (("sched_nc2_gp2", "sched_nc1", "sched_nc1_clr2", "sched_nc1_clr2_gp4", "sched_cw128", "sched_cw64",
                     "sched_nc2_cw128"), "own_m1_rerun", (3, 10, 30))  # fmt: skip
 #: The tuning table's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
@@ -623,6 +626,7 @@ BLOCKS: dict[str, Block] = {
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
+    "schedule-class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_CLASS_AWARE_PAIRED, speed=True)),
     "sample-paired": Block((TUNING,), partial(tuning_paired, comparison=SAMPLE_PAIRED)),
     "image-filter-paired": Block((TUNING,), image_filter_val),
     "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
