@@ -157,20 +157,7 @@ def graph_trial(steps: int, sets: dict, device: str, timed_steps: int = 200) -> 
     synchronize(device)
     shipped = (time.perf_counter() - t0) / p.steps
 
-    step = capturable_step(training, p, m, *data, extra.get("pseudo"))
-    per_step = {}
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up on a side stream before capture (cuBLAS handles, autograd)
-        for _ in range(5):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    for name, run in (("eager", step), ("graph", None)):
-        if name == "graph":
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                step()
-            run = graph.replay
+    def seconds_per_step(run) -> float:
         for _ in range(5):
             run()
         synchronize(device)
@@ -178,7 +165,20 @@ def graph_trial(steps: int, sets: dict, device: str, timed_steps: int = 200) -> 
         for _ in range(timed_steps):
             run()
         synchronize(device)
-        per_step[name] = (time.perf_counter() - t0) / timed_steps
+        return (time.perf_counter() - t0) / timed_steps
+
+    step = capturable_step(training, p, m, *data, extra.get("pseudo"))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream before capture (cuBLAS handles, autograd)
+        for _ in range(5):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    per_step = {"eager": seconds_per_step(step)}
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    per_step["graph"] = seconds_per_step(graph.replay)
     return {"device": torch.cuda.get_device_name(), "matcher": p.model_dump(), "shipped_steps": p.steps,
             "timed_steps": timed_steps, "seconds_per_step": {"train_wgan_gp": shipped, **per_step},
             "graph_speedup_over_eager_step": per_step["eager"] / per_step["graph"],
