@@ -1,7 +1,7 @@
 """Metrics. Each is what its name says; the feature backbone is part of every distance's name.
 
-FID and KID are clean-fid's own functions (`fid_from_feats`, `kernel_distance`), applied to
-features extracted in `lsdm.evaluation.features`. That is what `cleanfid.fid.compute_fid(...,
+FID and KID are clean-fid's (`fid_from_feats`, written out in `fid` for newer scipy, and
+`kernel_distance`), applied to features extracted in `lsdm.evaluation.features`. That is what `cleanfid.fid.compute_fid(...,
 custom_feat_extractor=...)` does after reading images from folders; a test checks that both give
 the same FID on the same images, without the PNG round trip here.
 
@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+from scipy import linalg
 
 
 def _cleanfid():
@@ -40,14 +41,26 @@ def label_accuracy(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> 
 
 
 def fid(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
-    """Fréchet distance between Gaussian fits of two feature sets (clean-fid's implementation)."""
-    with warnings.catch_warnings():  # clean-fid calls scipy's sqrtm with a deprecated argument
-        warnings.filterwarnings("ignore", message=".*disp.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    """Fréchet distance between Gaussian fits of two feature sets: clean-fid's `fid_from_feats`,
+    step for step, written out because clean-fid passes scipy's `sqrtm` a `disp` argument that
+    scipy 1.18 removed (its FID raises TypeError there); `sqrtm` without it is the same product."""
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
+    mu1, sigma1 = real.mean(axis=0), np.atleast_2d(np.cov(real, rowvar=False))
+    mu2, sigma2 = fake.mean(axis=0), np.atleast_2d(np.cov(fake, rowvar=False))
+    with warnings.catch_warnings():
         # evalnet features are ReLU outputs and a few never fire, so covariances can be singular and
         # scipy's sqrtm warns; the number is clean-fid's as is, as compute_fid would report it
         warnings.filterwarnings("ignore", message=".*singular.*")
-        return float(_cleanfid().fid_from_feats(np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)))
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
+        if not np.isfinite(covmean).all():  # clean-fid's fallback: a small ridge on both covariances
+            offset = np.eye(sigma1.shape[0]) * 1e-6
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):  # rounding can leave a small imaginary part
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in the covariance root")
+        covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 @contextlib.contextmanager
