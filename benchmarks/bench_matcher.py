@@ -20,12 +20,10 @@ kernels) could still remove.
 
     python benchmarks/bench_matcher.py --profile --out results/benchmarks/bench_matcher-profile.json
 
-`--device cuda` runs either on the GPU. `--graph` (CUDA only) tries CUDA graphs: the step is a fixed
-sequence of small kernels, so on a GPU its cost is launching them, which a captured graph replays in
-one launch. It times, per generator step, (a) `train_wgan_gp` as shipped, (b) the same step written
-for capture (every draw on the GPU's generator instead of the CPU one, constant learning rates, Adam
-with `capturable=True`), run eagerly, and (c) that step captured once (`torch.cuda.graph`) and
-replayed: (b) against (a) is what the rewrite costs, (c) against (b) what the graph buys.
+`--device cuda` runs either on the GPU. `--graph` (CUDA only) times what `matcher.cuda_graph` buys:
+the step is a fixed sequence of small kernels, so on a GPU its cost is launching them, which a
+captured graph replays in one launch. It trains this checkout's matcher eagerly and with the step
+captured (`lsdm.models.training._replayed`), from the same weights, and reports both times.
 
     python benchmarks/bench_matcher.py --device cuda --graph --out results/benchmarks/bench_matcher-cuda-graph.json
 """
@@ -144,98 +142,29 @@ def profile(steps: int, threads: int, sets: dict) -> dict:
             "achieved_gflops": gflop / per_step, "exact_speedup_bound": per_step / at_peak}  # fmt: skip
 
 
-def graph_trial(steps: int, sets: dict, device: str, timed_steps: int = 200) -> dict:
-    """Seconds per generator step of this checkout's matcher on a GPU: (a) `train_wgan_gp` as shipped
-    over `steps` steps, (b) `capturable_step` run eagerly and (c) captured as a CUDA graph and replayed,
-    each over `timed_steps` steps after a warm-up (see the module's docstring)."""
+def graph_trial(steps: int, sets: dict, device: str) -> dict:
+    """Seconds of this checkout's `train_matcher` on a GPU over `steps` generator steps (0: the shipped
+    number), with `cuda_graph` off (eager) and on (the step captured once, then replayed), each from
+    the same initial weights after a 20-step run that warms CUDA up; and how far apart the two runs'
+    weights end (the same kernels on the same draws; a GAN drifts from rounding over many steps)."""
     import torch
 
-    training, p, _, m, data, extra = setup(ROOT, steps, 1, sets, device)
-    synchronize(device)
-    t0 = time.perf_counter()
-    training.train_matcher(m, p, *data, **extra)
-    synchronize(device)
-    shipped = (time.perf_counter() - t0) / p.steps
-
-    def seconds_per_step(run) -> float:
-        for _ in range(5):
-            run()
+    seconds, weights = {}, {}
+    for mode, graphed in (("eager", False), ("graph", True)):
+        case = {**sets, "cuda_graph": graphed}
+        training, p, _, m, data, extra = setup(ROOT, 20, 1, case, device)
+        training.train_matcher(m, p, *data, **extra)
+        training, p, shipped, m, data, extra = setup(ROOT, steps, 1, case, device)
         synchronize(device)
         t0 = time.perf_counter()
-        for _ in range(timed_steps):
-            run()
+        training.train_matcher(m, p, *data, **extra)
         synchronize(device)
-        return (time.perf_counter() - t0) / timed_steps
-
-    step = capturable_step(training, p, m, *data, extra.get("pseudo"))
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up on a side stream before capture (cuBLAS handles, autograd)
-        for _ in range(5):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    per_step = {"eager": seconds_per_step(step)}
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    per_step["graph"] = seconds_per_step(graph.replay)
-    return {"device": torch.cuda.get_device_name(), "matcher": p.model_dump(), "shipped_steps": p.steps,
-            "timed_steps": timed_steps, "seconds_per_step": {"train_wgan_gp": shipped, **per_step},
-            "graph_speedup_over_eager_step": per_step["eager"] / per_step["graph"],
-            "graph_speedup_over_shipped": shipped / per_step["graph"]}  # fmt: skip
-
-
-def capturable_step(training, p, m, cond, z, pool, pseudo):
-    """One generator step of `train_wgan_gp` (n_critic critic updates of every critic on the
-    terms p asks for, then the generator's) with nothing that a CUDA graph cannot hold: batches drawn
-    by the GPU's generator, no host copies, learning rates constant, gradients zeroed in place."""
-    import torch
-
-    G, f = m.generator, m.critic
-    which = [type(t).__name__ for t in training.matching_terms(p, m, pool, pseudo)]
-    opt_g = torch.optim.Adam(G.parameters(), lr=p.lr, betas=(0.5, 0.9), fused=True, capturable=True)
-    opt_f = torch.optim.Adam(f.parameters(), lr=p.critic_lr or p.lr, betas=(0.5, 0.9), fused=True, capturable=True)
-    bs, dev = p.batch_size, z.device
-
-    def draw(n: int, k: int) -> torch.Tensor:
-        return torch.randint(0, n, (k,), device=dev)
-
-    def class_rows():
-        i = draw(len(pseudo[0]), bs)
-        return pseudo[1][i], pseudo[0][i], pseudo[2][i]
-
-    def step() -> None:
-        idx = draw(len(z), p.n_critic * bs)
-        with torch.no_grad():
-            fakes = G(cond[idx]).split(bs)
-        for rows, z_fake in zip(idx.split(bs), fakes):
-            loss = training.critic_objective(f, cond[rows], z[rows], z_fake, p.gp_weight)[0]
-            if "Pooled" in which:
-                z_pool = pool[draw(len(pool), bs)]
-                loss = loss + p.marginal_weight * training.marginal_objective(f, z_pool, z_fake, p.gp_weight)[0]
-            if "ClassAware" in which:
-                y, z_c, c = class_rows()
-                with torch.no_grad():
-                    fake = G(y)
-                loss = loss + p.class_weight * training.critic_objective(f.class_critic, y, z_c, fake, p.gp_weight, weights=c)[0]
-            opt_f.zero_grad(set_to_none=False)
-            loss.backward()
-            opt_f.step()
-        x = cond[draw(len(z), bs)]
-        f.requires_grad_(False)
-        z_g = G(x)
-        loss_g = -f(x, z_g).mean()
-        if "Pooled" in which:
-            loss_g = loss_g - p.marginal_weight * f.marginal(z_g).mean()
-        if "ClassAware" in which:
-            y, _, c = class_rows()
-            loss_g = loss_g - p.class_weight * (f.class_critic(y, G(y)) * c).sum() / c.sum()
-        opt_g.zero_grad(set_to_none=False)
-        loss_g.backward()
-        opt_g.step()
-        f.requires_grad_(True)
-
-    return step
+        seconds[mode] = time.perf_counter() - t0
+        weights[mode] = torch.cat([q.detach().flatten() for q in m.parameters()])
+    return {"device": torch.cuda.get_device_name(), "matcher": p.model_dump(exclude={"cuda_graph"}), "steps": p.steps,
+            "shipped_steps": shipped, "seconds": seconds, "ms_per_step": {k: 1e3 * v / p.steps for k, v in seconds.items()},
+            "graph_speedup": seconds["eager"] / seconds["graph"],
+            "max_abs_weight_difference": (weights["eager"] - weights["graph"]).abs().max().item()}  # fmt: skip
 
 
 def unpack(ref: str, dest: Path) -> Path:
@@ -268,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
         run, figures = Run(), graph_trial(steps, sets, args.device)
         t = figures["seconds_per_step"]
-        print(f"ms per step: train_wgan_gp {t['train_wgan_gp'] * 1e3:.2f}, capturable step eager {t['eager'] * 1e3:.2f}, "
-              f"replayed as a CUDA graph {t['graph'] * 1e3:.2f}: the graph {figures['graph_speedup_over_eager_step']:.1f}x "
-              f"the same step eager, {figures['graph_speedup_over_shipped']:.1f}x the shipped loop")
+        t = figures["ms_per_step"]
+        print(f"train_matcher, {figures['steps']} steps: {t['eager']:.2f} ms a step eager, {t['graph']:.2f} replayed as a "
+              f"CUDA graph ({figures['graph_speedup']:.1f}x); weights apart by at most {figures['max_abs_weight_difference']:.2g}")
         run.write(args.out, figures)
         return 0
     if args.profile:

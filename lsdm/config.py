@@ -133,6 +133,9 @@ class MatcherParams(Section):
     critic_lr: PositiveFloat | None = None  # the critics' learning rate (null: lr); TTUR with fewer n_critic
     gp_every: PositiveInt = 1  # lazy gradient penalty: on every k-th critic update only, at k x gp_weight
     critic_width: PositiveInt | None = None  # the critics' hidden width (null: width, as the generator's)
+    # on a GPU, capture the training step once as a CUDA graph and replay it (same kernels, one launch
+    # a step; needs gp_every 1, else eager); no effect on the CPU
+    cuda_graph: bool = True
 
 
 class PseudoParams(Section):

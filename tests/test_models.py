@@ -89,6 +89,21 @@ def test_loops_reduce_their_losses():
     assert means[0] < -1 and means[1] > 1, means  # the generator learned which mode each label owns
 
 
+def test_cuda_graph_changes_nothing_on_the_cpu():
+    """`matcher.cuda_graph` is for a GPU only: on the CPU the matcher trains bit for bit as without it
+    (the default run's numbers do not depend on the flag). Its GPU side: tests/test_gpu.py."""
+
+    def fit(cuda_graph: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=16, depth=2))
+        cond = torch.arange(32) % 2
+        train_wgan_gp(m, cond, torch.randn(32, 2), steps=8, n_critic=2, batch_size=16, lr=1e-3, gp_weight=10.0, seed=0,
+                      cuda_graph=cuda_graph)  # fmt: skip
+        return torch.cat([q.detach().flatten() for q in m.parameters()])
+
+    assert torch.equal(fit(True), fit(False))
+
+
 def test_classifier_epoch_size_bounds_an_epoch_and_changes_nothing_above_the_data():
     """`evalnet.epoch_size`: at or above the data's size the weights are bit-identical to no cap (the
     default run's evaluation net is unchanged); below it each epoch takes that many examples only."""

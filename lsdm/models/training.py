@@ -33,7 +33,9 @@ def adam(params, lr: float, **kwargs) -> torch.optim.Adam:
 
 
 def _batch(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, n, (batch_size,), generator=gen)  # with replacement: works for n < batch_size
+    """`batch_size` indices into range(n), with replacement (works for n < batch_size), drawn on the
+    generator's own device: a CUDA generator's draws stay on the GPU (no copy, and a CUDA graph can hold them)."""
+    return torch.randint(0, n, (batch_size,), generator=gen, device=gen.device)
 
 
 def _progress(total: int, desc: str) -> tqdm:
@@ -308,6 +310,7 @@ def train_wgan_gp(
     terms: Sequence = (),
     critic_lr: float | None = None,
     gp_every: int = 1,
+    cuda_graph: bool = False,
     log: Logger = _no_log,
     log_every: int = 10,
     desc: str = "fit_matcher",
@@ -325,43 +328,64 @@ def train_wgan_gp(
     computed on every `gp_every`-th critic update only, at `gp_every` x their weight (the lazy
     regularisation of StyleGAN2, Karras et al. 2020): the same penalty on average for a fraction
     of its cost.
+
+    On a GPU the batches are drawn by the device's default generator (seeded with `seed`), so a step
+    never waits on the host. With `cuda_graph` (and `gp_every` 1: a lazy penalty changes the step's
+    kernels from one update to the next) the step, a fixed sequence of a few hundred small kernels
+    whose cost on a GPU is launching them, is captured once as a CUDA graph after `GRAPH_WARMUP`
+    eager steps and replayed (`_replayed`): the same kernels on the same draws, one launch per step.
     """
-    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
+    on_gpu = z.is_cuda
+    graphed = cuda_graph and on_gpu and gp_every == 1
+    # batch draws; weights were seeded by the caller
+    gen = (torch.cuda.default_generators[z.device.index or 0] if on_gpu else torch.Generator()).manual_seed(seed)
     G, f = matcher.generator, matcher.critic
     terms = [Joint(cond, z, gp_weight), *terms]
-    opt_g = adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
     critic_lr = critic_lr or lr
-    opt_f = adam(f.parameters(), lr=critic_lr, betas=(0.5, 0.9))
+    # a graph reads the learning rates from tensors (the schedules fill them in place) and updates
+    # Adam's step counts on the GPU (capturable); its gradients live in fixed buffers (not set to None)
+    as_lr = (lambda v: torch.tensor(v, device=z.device)) if graphed else float
+    opt_g = adam(G.parameters(), lr=as_lr(lr), betas=(0.5, 0.9), capturable=graphed)
+    opt_f = adam(f.parameters(), lr=as_lr(critic_lr), betas=(0.5, 0.9), capturable=graphed)
+    to_none = not graphed
     # Cosine decay of both learning rates: late small steps let G settle on the pairs' modes
     # instead of orbiting them.
     sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=lr * 0.05)
     sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=steps, eta_min=critic_lr * 0.05)
     n = len(z)
-    matcher.train()
     updates, logged = 0, {}  # critic updates so far (the lazy penalty's clock); the last logged values
+
+    def one_step() -> tuple[dict, torch.Tensor]:
+        """n_critic updates of every critic, then G's: the last logged values and G's loss."""
+        nonlocal updates, logged
+        # G is fixed while the critic learns: its codes for all n_critic batches come from one call
+        idx = _batch(n, n_critic * batch_size, gen).to(z.device)
+        with torch.no_grad():
+            fakes = G(cond[idx]).split(batch_size)
+        for rows, z_fake in zip(idx.split(batch_size), fakes):
+            gp_scale = gp_every if updates % gp_every == 0 else 0
+            updates, loss_f = updates + 1, 0.0
+            for term in terms:
+                loss, values = term.critic_loss(f, G, rows, z_fake, gen, gp_scale)
+                loss_f, logged = loss_f + term.weight * loss, {**logged, **values}
+            opt_f.zero_grad(set_to_none=to_none)
+            loss_f.backward()
+            opt_f.step()
+        x = cond[_batch(n, batch_size, gen).to(z.device)]
+        f.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
+        z_g = G(x)
+        loss_g = -sum(term.weight * term.generator_score(f, G, x, z_g, gen) for term in terms)
+        opt_g.zero_grad(set_to_none=to_none)
+        loss_g.backward()
+        opt_g.step()
+        f.requires_grad_(True)
+        return logged, loss_g
+
+    run_step = _replayed(one_step) if graphed else one_step
+    matcher.train()
     with _progress(steps, desc) as bar:
         for step in range(1, steps + 1):
-            # G is fixed while the critic learns: its codes for all n_critic batches come from one call
-            idx = _batch(n, n_critic * batch_size, gen).to(z.device)
-            with torch.no_grad():
-                fakes = G(cond[idx]).split(batch_size)
-            for rows, z_fake in zip(idx.split(batch_size), fakes):
-                gp_scale = gp_every if updates % gp_every == 0 else 0
-                updates, loss_f = updates + 1, 0.0
-                for term in terms:
-                    loss, values = term.critic_loss(f, G, rows, z_fake, gen, gp_scale)
-                    loss_f, logged = loss_f + term.weight * loss, {**logged, **values}
-                opt_f.zero_grad(set_to_none=True)
-                loss_f.backward()
-                opt_f.step()
-            x = cond[_batch(n, batch_size, gen).to(z.device)]
-            f.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
-            z_g = G(x)
-            loss_g = -sum(term.weight * term.generator_score(f, G, x, z_g, gen) for term in terms)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            f.requires_grad_(True)
+            logged, loss_g = run_step()
             sched_g.step()
             sched_f.step()
             if step % log_every == 0 or step == steps:
@@ -369,6 +393,36 @@ def train_wgan_gp(
                 bar.set_postfix(w1=f"{logged['critic/w1'].item():.3f}", refresh=False)
             bar.update()
     return matcher.eval()
+
+
+GRAPH_WARMUP = 3  # eager steps before the capture: cuBLAS handles, autograd's buffers, Adam's state
+
+
+def _replayed(step: Callable[[], tuple]) -> Callable[[], tuple]:
+    """`step` as a CUDA graph: its first `GRAPH_WARMUP` calls run it eagerly on a side stream (as
+    capture requires), the next captures it once and every call from then on replays the capture.
+    Each call is one real training step (capturing runs nothing, so the capture's call replays too);
+    what it returns are the graph's output tensors, which each replay overwrites in place."""
+    calls, graph, out = 0, None, None
+
+    def run() -> tuple:
+        nonlocal calls, graph, out
+        calls += 1
+        if calls <= GRAPH_WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                result = step()
+            torch.cuda.current_stream().wait_stream(side)
+            return result
+        if graph is None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = step()
+        graph.replay()
+        return out
+
+    return run
 
 
 def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseudo=None) -> list:
@@ -395,7 +449,7 @@ def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, po
     """`train_wgan_gp` with the budget, terms and weights of the `matcher` params section `p`."""
     return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
                          gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo),
-                         critic_lr=p.critic_lr, gp_every=p.gp_every, **kwargs)  # fmt: skip
+                         critic_lr=p.critic_lr, gp_every=p.gp_every, cuda_graph=p.cuda_graph, **kwargs)  # fmt: skip
 
 
 @torch.no_grad()
