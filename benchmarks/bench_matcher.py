@@ -196,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         from record import Run
 
         run, figures = Run(), graph_trial(steps, sets, args.device)
-        t = figures["seconds_per_step"]
         t = figures["ms_per_step"]
         print(f"train_matcher, {figures['steps']} steps: {t['eager']:.2f} ms a step eager, {t['graph']:.2f} replayed as a "
               f"CUDA graph ({figures['graph_speedup']:.1f}x); weights apart by at most {figures['max_abs_weight_difference']:.2g}")

@@ -39,9 +39,9 @@ def test_the_closed_form_penalty_gradient_holds_on_the_gpu():
     assert torch.allclose(scores.detach().cpu(), on_cpu.detach(), atol=1e-4)
 
 
-def _train_on_the_gpu(steps: int, cuda_graph: bool) -> tuple[torch.Tensor, list[float]]:
+def _train_on_the_gpu(steps: int, cuda_graph: bool, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
     """A small class-aware matcher (joint + pooled + class-aware terms) trained on CUDA for `steps`
-    steps: its weights, flattened, and the logged joint W1 estimates."""
+    steps, batches drawn with `seed`: its weights, flattened, and the logged joint W1 estimates."""
     torch.manual_seed(0)
     m = wgan_gp_mlp({"kind": "label", "n_classes": 10}, z_dim=16, noise_dim=16, width=64, depth=3,
                     critic="projection", marginal=True, class_critic=10).cuda()  # fmt: skip
@@ -51,9 +51,16 @@ def _train_on_the_gpu(steps: int, cuda_graph: bool) -> tuple[torch.Tensor, list[
     terms = [Pooled(pool, 1.0, 10.0), ClassAware(pool, torch.arange(400, device="cuda") % 10,
                                                   torch.full((400,), 0.9, device="cuda"), 1.0, 10.0)]  # fmt: skip
     w1 = []
-    train_wgan_gp(m, cond, z, steps=steps, n_critic=3, batch_size=32, lr=1e-3, gp_weight=10.0, seed=0, terms=terms,
+    train_wgan_gp(m, cond, z, steps=steps, n_critic=3, batch_size=32, lr=1e-3, gp_weight=10.0, seed=seed, terms=terms,
                   cuda_graph=cuda_graph, log=lambda step, v: w1.append(v["critic/w1"]), log_every=1)  # fmt: skip
     return torch.cat([q.detach().flatten() for q in m.parameters()]), w1
+
+
+# Graphed vs eager weights after 12 steps on an H200 (2026-12-04): at most 4.7e-5 apart, rounding
+# (float32 learning-rate tensors and capturable Adam's on-device bias correction against the eager
+# run's host scalars; CUDA's index backward sums in no fixed order) that a GAN's steps amplify. Other
+# draws move Adam's first steps by about lr = 1e-3 a weight, so they would be far outside this.
+ROUNDING = 2e-4
 
 
 def test_the_graphed_matcher_step_is_the_eager_step():
@@ -64,8 +71,10 @@ def test_the_graphed_matcher_step_is_the_eager_step():
     graphed, w1_graphed = _train_on_the_gpu(12, cuda_graph=True)
     assert len(w1_graphed) == 12 and all(math.isfinite(v) for v in w1_graphed)
     assert w1_graphed == pytest.approx(w1_eager, rel=1e-3, abs=1e-4)
-    assert torch.allclose(graphed, eager, rtol=1e-3, atol=1e-5), (graphed - eager).abs().max()
-    assert not torch.equal(graphed, _train_on_the_gpu(4, cuda_graph=True)[0])  # the replays did train
+    assert (graphed - eager).abs().max() < ROUNDING
+    other_draws = _train_on_the_gpu(12, cuda_graph=True, seed=1)[0]
+    assert (other_draws - eager).abs().max() > 4 * ROUNDING  # the tolerance can tell other draws apart
+    assert (_train_on_the_gpu(4, cuda_graph=True)[0] - graphed).abs().max() > 4 * ROUNDING  # the replays did train
 
 
 @pytest.mark.slow

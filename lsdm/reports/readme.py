@@ -421,6 +421,25 @@ def bench_pipeline(root: Path) -> list[str]:
     return lines + [text[0].upper() + text[1:]]
 
 
+BENCH_GRAPH = "results/benchmarks/bench_matcher-cuda-graph.json"
+
+
+def gpu_graph(root: Path) -> list[str]:
+    """The matcher's step on a GPU, eager and replayed as a CUDA graph (`bench_matcher.py --graph`)."""
+    d = read(root, BENCH_GRAPH)
+    head = f"One run ({provenance(d)}, {d['device']}):"
+    if "ms_per_step" in d:  # train_matcher itself, matcher.cuda_graph off and on
+        t = d["ms_per_step"]
+        return [head, "", f"`train_matcher` over {d['steps']} steps: {t['eager']:.2f} ms a step eager, {t['graph']:.2f} ms "
+                f"replayed as a CUDA graph ({d['graph_speedup']:.1f}x); the two runs' weights end at most "
+                f"{d['max_abs_weight_difference']:.1e} apart."]  # fmt: skip
+    t = {k: 1e3 * v for k, v in d["seconds_per_step"].items()}  # the first trial: a step rewritten for capture
+    return [head, "", f"`train_wgan_gp` as it shipped then {t['train_wgan_gp']:.2f} ms a step; the step rewritten for "
+            f"capture {t['eager']:.2f} ms eager and {t['graph']:.2f} ms replayed as a CUDA graph: the graph "
+            f"{d['graph_speedup_over_eager_step']:.1f}x the same step eager, {d['graph_speedup_over_shipped']:.1f}x "
+            f"the loop as it shipped ({d['timed_steps']} timed steps each, after {d['shipped_steps']} of the loop)."]  # fmt: skip
+
+
 #: The scale benchmark's runs (benchmarks/bench_scale.py), smallest first.
 SCALE_FILES = tuple(f"results/benchmarks/scale-{n}.json" for n in (20_000, 100_000, 200_000))
 
@@ -620,6 +639,7 @@ BLOCKS: dict[str, Block] = {
     "default-run": Block(EVAL_FILES, default_run),
     "bound": Block(EVAL_FILES, bound),
     "bench-pipeline": Block((BENCH_PIPELINE,), bench_pipeline),
+    "gpu-graph": Block((BENCH_GRAPH,), gpu_graph),
     "fanout": Block((BENCH_FANOUT, BENCH_FANOUT_SHIPPED), fanout),
     "scale": Block(SCALE_FILES, scale),
     "matcher-tuning": Block((TUNING,), tuning),
