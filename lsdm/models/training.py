@@ -228,8 +228,9 @@ def marginal_objective(
 
 
 def _logged(values: dict) -> dict:
-    """The values a term logs, less a penalty not computed on this step (a lazy penalty keeps its last)."""
-    return {k: v for k, v in values.items() if v is not None}
+    """The values a term logs, detached (a logged value must not keep its step's autograd graph alive),
+    less a penalty not computed on this step (a lazy penalty keeps its last)."""
+    return {k: v.detach() for k, v in values.items() if v is not None}
 
 
 @dataclass
@@ -379,7 +380,7 @@ def train_wgan_gp(
         loss_g.backward()
         opt_g.step()
         f.requires_grad_(True)
-        return logged, loss_g
+        return logged, loss_g.detach()
 
     run_step = _replayed(one_step) if graphed else one_step
     matcher.train()
@@ -403,13 +404,13 @@ def _replayed(step: Callable[[], tuple]) -> Callable[[], tuple]:
     capture requires), the next captures it once and every call from then on replays the capture.
     Each call is one real training step (capturing runs nothing, so the capture's call replays too);
     what it returns are the graph's output tensors, which each replay overwrites in place."""
-    calls, graph, out = 0, None, None
+    calls, graph, out, side = 0, None, None, None
 
     def run() -> tuple:
-        nonlocal calls, graph, out
+        nonlocal calls, graph, out, side
         calls += 1
         if calls <= GRAPH_WARMUP:
-            side = torch.cuda.Stream()
+            side = side or torch.cuda.Stream()  # one side stream for every warm-up step, as torch's docs do
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 result = step()
