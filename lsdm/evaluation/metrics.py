@@ -1,9 +1,9 @@
 """Metrics. Each is what its name says; the feature backbone is part of every distance's name.
 
 FID and KID are clean-fid's (`fid_from_feats`, written out in `fid` for newer scipy, and
-`kernel_distance`), applied to features extracted in `lsdm.evaluation.features`. That is what `cleanfid.fid.compute_fid(...,
-custom_feat_extractor=...)` does after reading images from folders; a test checks that both give
-the same FID on the same images, without the PNG round trip here.
+`kernel_distance`), applied to features extracted in `lsdm.evaluation.features`. That is what
+`cleanfid.fid.compute_fid(..., custom_feat_extractor=...)` does after reading images from folders;
+a test checks that both give the same FID on the same images, without the PNG round trip here.
 
 KID's spread: clean-fid's `kernel_distance` averages the unbiased MMD^2 estimate over
 `num_subsets` random subsets but returns only the mean. Calling it once per subset
