@@ -88,7 +88,7 @@ def test_the_tiny_pipeline_runs_on_the_gpu_and_its_models_load_on_a_cpu(tmp_path
     for stage in TORCH_STAGES:
         assert f"lsdm {stage}: {CUDA_PEAK}" in out, f"{stage} did not run on the GPU"
     m = json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]
-    assert m["device"] == "cuda"
+    assert json.loads((repo / "results/evaluate/details.json").read_text())["eval"]["device"] == "cuda"
     assert 0.0 <= m["label_accuracy"] <= 1.0 and math.isfinite(m["fid_evalnet"]) and m["fid_evalnet"] > 0
     sample = (
         "import torch; from lsdm.methods import samplers; "
