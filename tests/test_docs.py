@@ -140,6 +140,8 @@ NOT_FROM_A_BLOCK = {
     "2.7": "the sweep bench-w2, committed in 98d7665 and since replaced (matcher-tuning)",
     "1.18": "a scipy version (pipeline-and-parameters: On a GPU)",
     "4.7": "the graphed-vs-eager weight gap on an H200 (On a GPU): results/benchmarks/gpu-2026-12-04/run2-9173a11-gpu_tests_quick.log",
+    "10.8": "seconds fit_matcher spent in Python's compile on an H200 (On a GPU): results/benchmarks/gpu-2026-12-04/run4-f9a553e-fit_matcher-profile.txt",
+    "9.4": "seconds evaluate spent in Python's compile on an H200 (On a GPU): results/benchmarks/gpu-2026-12-04/run4-f9a553e-evaluate-profile.txt",
     "5.6": "fit_latent's peak in the first measurement at 200,000 images, before streaming (your-data); no file holds it",
 }
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
