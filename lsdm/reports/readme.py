@@ -403,8 +403,8 @@ BENCH_FANOUT_SHIPPED = "results/benchmarks/bench_fanout-shipped.json"
 
 def bench_pipeline(root: Path, path: str = BENCH_PIPELINE) -> list[str]:
     d = read(root, path)
-    gpu = d.get("device", {}).get("name") if d.get("device", {}).get("type") == "cuda" else None
-    on = f", on an {gpu}" if gpu else ""
+    device = d.get("device") or {}
+    on = f", on an {device.get('name')}" if device.get("type") == "cuda" else ""
     lines = [transcribed(d) or f"One run ({provenance(d)}{on}, {d['params']} params, methods: {', '.join(d.get('methods') or []) or 'none'}):", ""]
     top = sorted(d["stages"], key=lambda r: -r["seconds"])[:3]
     tp = d.get("throughput") or []
@@ -432,23 +432,24 @@ BENCH_GRAPH = ("results/benchmarks/bench_matcher-cuda-graph-trial.json", "result
 
 def gpu_graph(root: Path) -> list[str]:
     """The matcher's step on a GPU, eager and replayed as a CUDA graph, one paragraph per run."""
-    lines = []
-    for path in BENCH_GRAPH:
-        d = read(root, path)
-        lines += [f"One run ({provenance(d)}, {d['device']}):", ""]
-        if "ms_per_step" in d:  # train_matcher itself, matcher.cuda_graph off and on
-            t = d["ms_per_step"]
-            lines += [f"`train_matcher` (the shipped matcher) over {d['steps']} steps: {t['eager']:.2f} ms a step eager, "
-                      f"{t['graph']:.2f} ms replayed as a CUDA graph ({d['graph_speedup']:.1f}x); the two runs' weights "
-                      f"end at most {d['max_abs_weight_difference']:.2f} apart (the same draws; float rounding, grown "
-                      f"over {d['steps']} adversarial steps).", ""]  # fmt: skip
-            continue
-        t = {k: 1e3 * v for k, v in d["seconds_per_step"].items()}  # the first trial: a step rewritten for capture
-        lines += [f"`train_wgan_gp` as it shipped then {t['train_wgan_gp']:.2f} ms a step; the step rewritten for "
-                  f"capture {t['eager']:.2f} ms eager and {t['graph']:.2f} ms replayed as a CUDA graph: the graph "
-                  f"{d['graph_speedup_over_eager_step']:.1f}x the same step eager, {d['graph_speedup_over_shipped']:.1f}x "
-                  f"the loop as it shipped ({d['timed_steps']} timed steps each, after {d['shipped_steps']} of the loop).", ""]  # fmt: skip
-    return lines[:-1]
+    runs = [read(root, path) for path in BENCH_GRAPH]
+    return [line for d in runs for line in ("", f"One run ({provenance(d)}, {d['device']}):", "", graph_run(d))][1:]
+
+
+def graph_run(d: dict) -> str:
+    """One `bench_matcher.py --graph` run: `train_matcher` with `cuda_graph` off and on, or (the first
+    trial's file) the step rewritten for capture beside the loop as it shipped then."""
+    if "ms_per_step" in d:
+        t = d["ms_per_step"]
+        return (f"`train_matcher` (the shipped matcher) over {d['steps']} steps: {t['eager']:.2f} ms a step eager, "
+                f"{t['graph']:.2f} ms replayed as a CUDA graph ({d['graph_speedup']:.1f}x); the two runs' weights "
+                f"end at most {d['max_abs_weight_difference']:.2f} apart (the same draws; float rounding, grown "
+                f"over {d['steps']} adversarial steps).")  # fmt: skip
+    t = {k: 1e3 * v for k, v in d["seconds_per_step"].items()}
+    return (f"`train_wgan_gp` as it shipped then {t['train_wgan_gp']:.2f} ms a step; the step rewritten for "
+            f"capture {t['eager']:.2f} ms eager and {t['graph']:.2f} ms replayed as a CUDA graph: the graph "
+            f"{d['graph_speedup_over_eager_step']:.1f}x the same step eager, {d['graph_speedup_over_shipped']:.1f}x "
+            f"the loop as it shipped ({d['timed_steps']} timed steps each, after {d['shipped_steps']} of the loop).")  # fmt: skip
 
 
 #: The scale benchmark's runs (benchmarks/bench_scale.py), smallest first.
