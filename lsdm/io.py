@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from lsdm import interrupt
 from lsdm.errors import DataError
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        interrupt.check()  # a swallowed Ctrl-C publishes nothing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -205,6 +207,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
+        interrupt.check()  # a swallowed Ctrl-C publishes nothing
         _swap_in(tmp, path)
     finally:
         if tmp.exists():

@@ -102,12 +102,23 @@ def env() -> dict[str, str]:
 
 def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600,
         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run a command; on failure re-raise with its output so the test log shows the traceback."""
+    """Run a command; on failure re-raise with its output so the test log shows the traceback.
+
+    It runs in a process group of its own, and whatever of that group is still alive when it times out
+    or the test is interrupted (pytest-timeout, Ctrl-C) is killed: `dvc repro` dies with its stage."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, shell=isinstance(cmd, str), start_new_session=True)  # fmt: skip
+    _STARTED.append(proc)
     try:
-        p = subprocess.run(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        raise AssertionError(f"{cmd} timed out after {timeout}s\n--- stdout ---\n{out[-4000:]}") from None
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, _ = proc.communicate()
+        raise AssertionError(f"{cmd} timed out after {timeout}s\n--- stdout ---\n{(out or '')[-4000:]}") from None
+    finally:
+        if proc.poll() is None:  # interrupted while it ran
+            kill_group(proc)
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} exited {p.returncode}\n--- stdout ---\n{p.stdout[-4000:]}\n--- stderr ---\n{p.stderr[-4000:]}")
     return p
@@ -291,10 +302,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_group(cmd: list[str], cwd: Path, env_: dict, log: Path) -> subprocess.Popen:
-    """A process in its own session/process group (so a group kill reaches its children)."""
-    fh = open(log, "wb")
-    return subprocess.Popen(cmd, cwd=cwd, env=env_, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+# Every process a test starts in the background is in a process group of its own, recorded here; the
+# autouse fixture `reap_processes` kills the groups a test started when it ends, passed or failed, so a
+# failure never leaves a stage, a DVC queue worker or a Prefect worker running into later tests.
+_STARTED: list[subprocess.Popen] = []
+
+
+def start_group(cmd: list[str], cwd: Path, env_: dict, log: Path, sigint: bool = False) -> subprocess.Popen:
+    """A process in its own session/process group (so a group kill reaches its children), its output
+    in `log`. `sigint`: with SIGINT's default action restored, for a child the test will Ctrl-C."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env_, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=sigint_default if sigint else None)  # fmt: skip
+    _STARTED.append(proc)
+    return proc
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL `proc`'s process group (it leads one: start_group, run) and reap `proc`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
@@ -306,10 +335,34 @@ def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children (flow-run processes, server services)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+    kill_group(proc)  # children (flow-run processes, server services)
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of the processes (not this one) working in `folder` or naming it on their command line:
+    daemons that left their group, such as DVC's queue workers (dvc/daemon.py: a double fork, setsid)."""
+    found, folder = [], str(folder)
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            cwd, cmdline = os.readlink(entry / "cwd"), (entry / "cmdline").read_bytes().decode(errors="replace")
+            if int(entry.name) != os.getpid() and (cwd == folder or cwd.startswith(folder + os.sep) or folder in cmdline):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def reap_processes(request):
+    """After each test, passed or failed: end the process groups it started, then any process still
+    working in its tmp_path (a module's Prefect server, started before the test, outlives it)."""
+    before = len(_STARTED)
+    yield
+    started, _STARTED[before:] = _STARTED[before:], []
+    for proc in started:
+        stop_group(proc, grace=5)
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    for pid in processes_in(tmp) if tmp is not None else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def group_alive(pgid: int) -> bool:

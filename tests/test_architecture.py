@@ -21,7 +21,7 @@ from lsdm.config import METHOD_NAMES
 # Plumbing that cannot change what a stage computes: parsing and validating params, where files live,
 # error types, atomic I/O, the CLI entry and dvclive's wrapper. Not required in deps, not followed.
 PLUMBING = {"lsdm/__init__.py", "lsdm/__main__.py", "lsdm/config.py", "lsdm/errors.py", "lsdm/paths.py",
-            "lsdm/io.py", "lsdm/tracking.py", "lsdm/pipeline/__init__.py", "lsdm/pipeline/cli.py"}  # fmt: skip
+            "lsdm/interrupt.py", "lsdm/io.py", "lsdm/tracking.py", "lsdm/pipeline/__init__.py", "lsdm/pipeline/cli.py"}  # fmt: skip
 
 
 def module_file(name: str) -> str | None:

@@ -16,7 +16,7 @@ import yaml
 
 from lsdm.lock import BUSY_EXIT, LOCK_ENV, TIMEOUT_ENV, WorkspaceBusy, lock_file, workspace_lock
 
-from conftest import env, make_repo, run, sigint_default, tiny_params
+from conftest import env, make_repo, run, start_group, tiny_params
 
 TRY_LOCK = "from lsdm.lock import workspace_lock\nwith workspace_lock('.', 'the child', timeout=0): print('through')"
 
@@ -84,35 +84,26 @@ def test_two_stages_at_once_in_one_workspace(tmp_path):
     paired = repo / "data/split/paired.parquet"
     written = paired.stat().st_mtime_ns
     holder_log, waiter_log = repo / "fit_latent.log", repo / "waiter.log"  # files, not pipes nobody reads
-    with holder_log.open("wb") as fh:
-        holder = subprocess.Popen(["lsdm", "fit_latent"], cwd=repo, env=env(), stdout=fh, stderr=subprocess.STDOUT,
-                                  preexec_fn=sigint_default)
-    try:
-        deadline = time.monotonic() + 120
-        while f"lsdm fit_latent (pid {holder.pid}" not in lock_file(repo).read_text():
-            assert holder.poll() is None and time.monotonic() < deadline, holder_log.read_text(errors="replace")
-            time.sleep(0.2)
-        busy = run(["lsdm", "split"], repo, check=False, extra_env={TIMEOUT_ENV: "0"})
-        assert busy.returncode == BUSY_EXIT, busy.stderr
-        assert f"lsdm fit_latent (pid {holder.pid}" in busy.stderr and "LSDM_LOCK_TIMEOUT" in busy.stderr
-        assert "Traceback" not in busy.stderr and paired.stat().st_mtime_ns == written  # wrote nothing
+    holder = start_group(["lsdm", "fit_latent"], repo, env(), holder_log, sigint=True)
+    # if this test fails, conftest's reap_processes ends both children
+    deadline = time.monotonic() + 300
+    while f"lsdm fit_latent (pid {holder.pid}" not in lock_file(repo).read_text():
+        assert holder.poll() is None and time.monotonic() < deadline, holder_log.read_text(errors="replace")
+        time.sleep(0.2)
+    busy = run(["lsdm", "split"], repo, check=False, extra_env={TIMEOUT_ENV: "0"})
+    assert busy.returncode == BUSY_EXIT, busy.stderr
+    assert f"lsdm fit_latent (pid {holder.pid}" in busy.stderr and "LSDM_LOCK_TIMEOUT" in busy.stderr
+    assert "Traceback" not in busy.stderr and paired.stat().st_mtime_ns == written  # wrote nothing
 
-        with waiter_log.open("wb") as fh:
-            waiter = subprocess.Popen(["lsdm", "split"], cwd=repo, env={**env(), TIMEOUT_ENV: "300"}, stdout=fh,
-                                      stderr=subprocess.STDOUT)  # fmt: skip
-        while "waiting for the workspace" not in waiter_log.read_text(errors="replace"):
-            assert waiter.poll() is None and time.monotonic() < deadline, waiter_log.read_text(errors="replace")
-            time.sleep(0.2)
-        assert f"held by lsdm fit_latent (pid {holder.pid}" in waiter_log.read_text()
-        time.sleep(1)
-        assert waiter.poll() is None and paired.stat().st_mtime_ns == written  # still waiting
-        interrupted = time.time_ns()
-        holder.send_signal(signal.SIGINT)
-        assert holder.wait(timeout=60) != 0
-        assert waiter.wait(timeout=120) == 0, waiter_log.read_text(errors="replace")
-        assert paired.stat().st_mtime_ns > interrupted  # it ran, once the holder had let go
-    finally:
-        for p in [holder, *([waiter] if "waiter" in locals() else [])]:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    waiter = start_group(["lsdm", "split"], repo, {**env(), TIMEOUT_ENV: "600"}, waiter_log)
+    while "waiting for the workspace" not in waiter_log.read_text(errors="replace"):
+        assert waiter.poll() is None and time.monotonic() < deadline, waiter_log.read_text(errors="replace")
+        time.sleep(0.2)
+    assert f"held by lsdm fit_latent (pid {holder.pid}" in waiter_log.read_text()
+    time.sleep(1)
+    assert waiter.poll() is None and paired.stat().st_mtime_ns == written  # still waiting
+    interrupted = time.time_ns()
+    holder.send_signal(signal.SIGINT)
+    assert holder.wait(timeout=120) != 0
+    assert waiter.wait(timeout=300) == 0, waiter_log.read_text(errors="replace")
+    assert paired.stat().st_mtime_ns > interrupted  # it ran, once the holder had let go

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lsdm import interrupt
+
 Logger = Callable[[int, dict[str, float]], None]
 
 
@@ -38,8 +40,16 @@ def _batch(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(0, n, (batch_size,), generator=gen, device=gen.device)
 
 
+class _Progress(tqdm):
+    """tqdm whose every update first raises a Ctrl-C that something swallowed (lsdm.interrupt)."""
+
+    def update(self, n: float = 1) -> bool | None:
+        interrupt.check()
+        return super().update(n)
+
+
 def _progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
+    return _Progress(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
 
 
 def minimise(

@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 
-from lsdm import paths
+from lsdm import interrupt, paths
 from lsdm.config import PARAMS_FILE, load_params, resolve_threads
 from lsdm.errors import DataError, ParamsError
 from lsdm.lock import BUSY_EXIT, WorkspaceBusy, cli_timeout, workspace_lock
@@ -70,6 +70,7 @@ def report_cuda_peak(stage: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupt.install()  # first: Ctrl-C stops every command at any moment, even where a library swallowed it
     os.environ.setdefault("DO_NOT_TRACK", "1")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sweep"]:  # `lsdm sweep ...`: DVC experiments over the paired subset (its own options)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"lsdm {args.stage}: cleaned up after a killed run: {', '.join(map(str, cleaned))}", file=sys.stderr)
             before = set(sys.modules)
             module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
+            interrupt.check()  # a Ctrl-C swallowed while the stage's libraries were imported
             if args.stage == "check":
                 module.run(params, stamp=args.stamp)
             else:
