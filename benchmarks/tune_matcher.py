@@ -6,7 +6,7 @@ train/val/test split, autoencoder, latents, evaluation net). Every (variant x pa
 seed) trains `lsdm.models.training.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
 `lsdm.methods.flow_matching.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE;
 with `method=<another method>`, that method's own `fit` and samplers, in a scratch workspace holding
-the shared files and the job's paired subset) and is judged by
+the shared files, the job's paired subset and, for a method that reads them, the job's pseudo-labels) and is judged by
 `lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
 also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON); `--sample K:P`
 also judges each trained LSDM matcher drawing as `sample.candidates: K`, `sample.accept: P` would (a row
@@ -129,6 +129,13 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
             (root / shared).parent.mkdir(parents=True, exist_ok=True)
             (root / shared).symlink_to(Path.cwd() / shared)
         write_table(paired, root / paths.PAIRED, PAIRED)
+        if paths.PSEUDO_LABELS in (*module.FIT_READS, *module.SAMPLE_READS):  # the job's own, as pseudo_label makes them
+            from lsdm.data.schemas import PSEUDO_LABELS
+            from lsdm.pipeline.pseudo_label import label_pool
+
+            pool_ids = latent_pool(images)["id"]
+            write_table(label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired), root / paths.PSEUDO_LABELS,
+                        PSEUDO_LABELS)  # fmt: skip
         out = paths.method_data(method, root)
         out.mkdir(parents=True)
         p = getattr(params, method)

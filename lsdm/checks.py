@@ -15,6 +15,7 @@ change what a stage computes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,33 @@ def check_all(params: Params) -> Summary:
     classes = [class_name(k, found.class_names) for k in sorted(frame.loc[labelled, "label"].unique())]
     splits = {s: int(n) for s, n in frame["split"].value_counts().sort_index().items()}
     return Summary(d.source, len(frame), len(found.skipped), splits, classes)
+
+
+def check_interpolation(params_file: str | Path, dvc_yaml: str | Path = "dvc.yaml") -> None:
+    """Every `${key}` of dvc.yaml is in the params file: DVC reads them there, not from lsdm's defaults, and
+    without one `dvc repro` stops before any stage with only "Could not find 'key'"."""
+    import re
+
+    from lsdm.config import read_params_file
+
+    if not Path(dvc_yaml).exists():
+        return
+    raw, defaults = read_params_file(params_file), Params().model_dump()
+    missing = []
+    for key in sorted(set(re.findall(r"\$\{\s*([\w.]+)\s*\}", Path(dvc_yaml).read_text())) - {"item"}):
+        have, shipped = raw, defaults
+        for part in key.split("."):
+            have = have.get(part, _MISSING) if isinstance(have, dict) else _MISSING
+            shipped = shipped.get(part) if isinstance(shipped, dict) else None
+        if have is _MISSING:
+            missing.append(f"`{key}: {shipped}`")
+    if missing:
+        raise ParamsError(f"{params_file}: dvc.yaml reads {' and '.join(m.split(':')[0] + '`' for m in missing)} from it "
+                          f"and `dvc repro` cannot start without them. Write them (the defaults: {', '.join(missing)}), "
+                          f"or restore the shipped file with `git checkout {params_file}`")  # fmt: skip
+
+
+_MISSING = object()
 
 
 # Stages that read no prepared images table (or write it): nothing of the split to check before them.

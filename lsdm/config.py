@@ -252,6 +252,13 @@ class LatentFlowParams(MethodSection):
         return self
 
 
+class LatentFlowPseudoParams(LatentFlowParams):
+    """Baseline latent_flow_pseudo: latent_flow on the pairs plus the pool's confident pseudo-pairs, drawn
+    through the filtered draw (lsdm/methods/latent_flow_pseudo.py); judged at the sweep's three NFEs."""
+
+    nfe: list[PositiveInt] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
+
+
 class SweepParams(Section):
     """`make sweep` and the Prefect deployment `lsdm/sweep`: one DVC experiment per paired count x
     split seed (x variant). Read by `lsdm.orchestration.sweep`, by no stage: changing it reruns nothing."""
@@ -321,6 +328,9 @@ class Params(Section):
     methods: list[str] = Field(default_factory=list)  # baselines fitted beside LSDM (a sweep sets all)
     pixel_wgan: PixelWGANParams = PixelWGANParams()
     latent_flow: LatentFlowParams = LatentFlowParams()
+    # the same two given what LSDM's default is given: the pool's confident pseudo-pairs and the filtered draw
+    pixel_wgan_pseudo: PixelWGANParams = PixelWGANParams()
+    latent_flow_pseudo: LatentFlowPseudoParams = LatentFlowPseudoParams()
     sweep: SweepParams = SweepParams()
     # more sweeps, run by name (`lsdm sweep --name NAME`), each written beside the default one
     sweeps: dict[str, SweepParams] = Field(default_factory=dict)

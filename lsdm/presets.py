@@ -16,6 +16,8 @@ TINY: dict = {
     "evaluate": {"batch_size": 60, "grid_per_class": 4},
     "pixel_wgan": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
     "latent_flow": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2, 4]},
+    "pixel_wgan_pseudo": {"steps": 4, "n_critic": 2, "width": 4, "batch_size": 16},
+    "latent_flow_pseudo": {"steps": 30, "width": 32, "depth": 2, "batch_size": 32, "nfe": [2]},
     "sweep": {"counts": [1, 2], "seeds": [0], "train_seeds": [0]},
 }
 

@@ -90,6 +90,13 @@ def append_text(text: str) -> Callable[[Path], None]:
     return apply
 
 
+def empty_params(repo: Path) -> None:
+    (repo / "params.yaml").write_text("")
+
+
+empty_params.culprits = ("params.yaml",)
+
+
 def with_folder(make: Callable[[Path], object], **dotted) -> Callable[[Path], None]:
     """Make a folder at inputs/case with `make`, point data.root at it (and set `dotted`). The culprit
     is whatever `make` got wrong: a case names it itself."""
@@ -190,6 +197,7 @@ CASES = [
     ("latent_dim_0", "repro", set_params(**{"latent.dim": 0}), ["latent.dim = 0", "greater than 0"]),
     ("unbalanced_bracket", "both", append_text("base: {device: [cpu\n"), ["params.yaml", "not valid YAML", "line"]),
     ("missing_data_root", "both", set_params(**{"data.root": "inputs/nope"}), ["inputs/nope"]),
+    ("empty_params_file", "check", empty_params, ["params.yaml", "`methods: []`", "data.root", "git checkout params.yaml"]),
     ("exp_run_bad_value", "exp", ["-S", "latent.dim=0"], ["latent.dim = 0"]),
     # params beyond the table
     ("nan", "check", set_params(**{"latent.lr": float("nan")}), ["latent.lr = nan", "finite"]),
@@ -210,6 +218,9 @@ CASES = [
     ("pixel_wgan_no_critic", "check", set_params(**{"pixel_wgan.n_critic": 0}), ["pixel_wgan.n_critic = 0", "greater than 0"]),
     ("heun_odd_nfe", "check", set_params(**{"latent_flow.solver": "heun", "latent_flow.nfe": [2, 5]}),
      ["latent_flow.nfe = [2, 5]", "even"]),
+    ("pixel_wgan_pseudo_zero_steps", "check", set_params(**{"pixel_wgan_pseudo.steps": 0}),
+     ["pixel_wgan_pseudo.steps = 0", "greater than 0"]),
+    ("latent_flow_pseudo_no_nfe", "check", set_params(**{"latent_flow_pseudo.nfe": []}), ["latent_flow_pseudo.nfe", "at least 1"]),
     ("sweep_sets_a_swept_key", "check", set_params(**{"sweep.set": {"split.seed": 3}}), ["sweep.set", "split.seed"]),
     ("sweeps_variant_named_lsdm", "check", set_params(**{"sweeps": {"big": {"variants": {"lsdm": {}}}}}),
      ["sweeps.big.variants", "variant name 'lsdm'"]),

@@ -16,7 +16,7 @@ from lsdm.methods.latent_flow import FlowSampler
 from lsdm.config import Params, load_params, parse_params
 from lsdm.errors import ParamsError
 from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
-from lsdm.io import save_checkpoint, write_json, write_table
+from lsdm.io import read_table, save_checkpoint, write_json, write_table
 from lsdm.models import build
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, latents_arrow_schema
 from lsdm.pipeline.pseudo_label import label_pool
@@ -157,7 +157,7 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 
 def test_params_sections_and_methods_validated():
-    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "latent_flow")  # LSDM alone unless asked
+    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "latent_flow", "pixel_wgan_pseudo", "latent_flow_pseudo")  # LSDM alone unless asked
     params = load_params()  # the shipped sweeps: every method at its budget, the paper's variant, >= 2 training seeds
     for sweep in (params.sweep, params.sweeps["full"]):
         assert sorted(sweep.set["methods"]) == ["latent_flow", "pixel_wgan"] and len(sweep.train_seeds) >= 2
@@ -205,6 +205,9 @@ def test_every_method_fits_loads_and_samples(tmp_path):
         "matcher": {"steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
         "pixel_wgan": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
         "latent_flow": {"steps": 10, "width": 16, "depth": 1, "nfe": [2, 5], "batch_size": 8},
+        "pixel_wgan_pseudo": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
+        "latent_flow_pseudo": {"steps": 10, "width": 16, "depth": 1, "nfe": [2], "batch_size": 8},
+        "pseudo": {"threshold": 0.5},
     })  # fmt: skip
     device = torch.device("cpu")
     names = []
@@ -222,7 +225,18 @@ def test_every_method_fits_loads_and_samples(tmp_path):
             y = sampler(x, torch.randn(4, sampler.noise_dim))
             assert y.shape == (4, 1, 8, 8) and 0 <= y.min() and y.max() <= 1, name
     # one network evaluation per sample for the one-step methods, the NFE its name says for the flow
-    assert names == [("lsdm", 1), ("pixel_wgan", 1), ("latent_flow_nfe2", 2), ("latent_flow_nfe5", 5)]
+    assert names == [("lsdm", 1), ("pixel_wgan", 1), ("latent_flow_nfe2", 2), ("latent_flow_nfe5", 5),
+                     ("pixel_wgan_pseudo", 1), ("latent_flow_pseudo_nfe2", 2)]  # fmt: skip
+    # like against like: the *_pseudo methods trained on the pairs and the confident pseudo-pairs, and with
+    # sample.candidates > 1 drawing through the same latent class model as LSDM's filtered draw
+    for m in ("pixel_wgan_pseudo", "latent_flow_pseudo"):
+        n_pseudo = method(m).fit(params, device, tmp_path / "scratch" / m, lambda s, d: None, root=tmp_path)["n_pseudo"]
+        confident = read_table(tmp_path / "data/pseudo/labels.parquet", PSEUDO_LABELS).query("confidence >= 0.5")
+        assert n_pseudo == (~confident["id"].isin(read_table(tmp_path / "data/split/paired.parquet", PAIRED)["id"])).sum() > 0
+        [(name, drawn), *_] = samplers(m, device, params=params, root=tmp_path)
+        assert drawn.noise_dim == params.sample.candidates * samplers(m, device, root=tmp_path)[0][1].noise_dim, name
+        y = drawn(torch.tensor([0, 1, 2, 0]), torch.randn(4, drawn.noise_dim))
+        assert y.shape == (4, 1, 8, 8) and 0 <= y.min() and y.max() <= 1, name
     flows = samplers("latent_flow", device, params=parse_params({"latent_flow": {"nfe": [3]}}), root=tmp_path)
     assert [(n, s.nfe) for n, s in flows] == [("latent_flow_nfe3", 3)]  # NFE from params, no refit
     with pytest.raises(ValueError, match="unknown method"):

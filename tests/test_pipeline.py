@@ -284,7 +284,8 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
     """Pseudo-labels come from the pairs alone: with the true labels of every unpaired image
     permuted (in the image table and the latents table alike), pseudo_label writes the same table and
     the same image classifier (the filtered draw's), and fit_matcher (class-aware) the same weights, bit
-    for bit; only the measured accuracy changes."""
+    for bit, and so do the baselines given the pseudo-pairs (latent_flow_pseudo, pixel_wgan_pseudo);
+    only the measured accuracy changes."""
     import numpy as np
     import pandas as pd
     import torch
@@ -305,12 +306,18 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
         state = torch.load(repo / "data/matcher/matcher.pt", weights_only=True)["state_dict"]
         state |= {f"pseudo_classifier.{k}": v for k, v in
                   torch.load(repo / "data/pseudo/classifier.pt", weights_only=True)["state_dict"].items()}  # fmt: skip
+        for method, file in (("latent_flow_pseudo", "flow.pt"), ("pixel_wgan_pseudo", "model.pt")):
+            run(["lsdm", "fit_baseline", "--method", method], repo)
+            state |= {f"{method}.{k}": v for k, v in
+                      torch.load(repo / "data/baselines" / method / file, weights_only=True)["state_dict"].items()}  # fmt: skip
+            assert json.loads((repo / f"results/baselines/{method}/train/metrics.json").read_text())["baseline"]["n_pseudo"] > 0
         return (read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS), state,
                 json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
 
     labels, state, measured = fit()
     assert any(k.startswith("critic.class_critic.") for k in state)  # the class-aware term trained
     assert any(k.startswith("pseudo_classifier.head") for k in state)  # and the image classifier
+    assert any(k.startswith("latent_flow_pseudo.") for k in state) and any(k.startswith("pixel_wgan_pseudo.") for k in state)
     paired = set(read_table(repo / "data/split/paired.parquet", PAIRED)["id"])
     rng = np.random.default_rng(0)
     for rel, schema in (("data/prepared/images.parquet", IMAGES), ("data/encoded/latents.parquet", LATENTS)):

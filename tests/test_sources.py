@@ -65,6 +65,23 @@ def test_corrupt_file_named_or_skipped(tmp_path):
     assert raw.skipped == ["cat/broken.png"] and len(raw.ids) == 12
 
 
+@pytest.mark.parametrize("flat", [False, True])
+def test_hidden_files_and_folders_are_ignored(tmp_path, flat):
+    """macOS's `._name.png` resource forks (not images) and dot-folders are skipped, not refused, by the
+    up-front check and the loader alike."""
+    from lsdm.data.sources.image_folder import census
+
+    root = write_image_folder(tmp_path / "imgs", n_per_class=4, flat=flat)
+    for folder in [root] if flat else [root / "cat", root / "dog" / "more"]:
+        (folder / "._img0_000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a png")
+        (folder / ".thumbs").mkdir(parents=True)
+        (folder / ".thumbs" / "x.png").write_bytes(b"not a png either")
+    params = folder_params(root, image_size=8)
+    raw = loader("image_folder")(params)
+    assert len(raw.ids) == (4 if flat else 8) and not any("/." in f"/{i}" for i in raw.ids)
+    assert census(params).ids == raw.ids and not census(params).skipped
+
+
 def test_stray_subfolders_do_not_turn_a_flat_folder_into_classes(tmp_path):
     root = write_image_folder(tmp_path / "faces", n_per_class=6, flat=True)
     (root / "thumbnails").mkdir()  # a subfolder without images: ignored, the folder stays flat

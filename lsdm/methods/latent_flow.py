@@ -1,5 +1,6 @@
 """latent_flow: conditional flow matching on the shared standardised latents and the pairs, sampled
-by a fixed-NFE Euler/Heun solver (`lsdm.methods.flow_matching`), then the shared decoder."""
+by a fixed-NFE Euler/Heun solver (`lsdm.methods.flow_matching`), then the shared decoder.
+`latent_flow_pseudo` trains the same model on the pairs plus the pool's confident pseudo-pairs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from torch import nn
 
 from lsdm import paths
 from lsdm.io import load_checkpoint, read_json, save_checkpoint
-from lsdm.methods.common import Track, paired_inputs, shared_latents
+from lsdm.methods.common import Track, paired_inputs, shared_latents, with_pseudo_pairs
 from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
+from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
 from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.velocity import VelocityField
@@ -22,32 +24,41 @@ FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENTS)
 SAMPLE_READS = (paths.AUTOENCODER, paths.LATENT_STATS)  # the shared decoder and its latent scale
 
 
-class FlowSampler(nn.Module):
-    """latent_flow at a fixed NFE: eta (the ODE's starting point, dim = latent dim) -> z(1) -> decoder."""
+class FlowGenerator(nn.Module):
+    """The flow at a fixed NFE as a latent generator: eta (the ODE's starting point) -> z(1), standardised."""
 
-    def __init__(self, velocity: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
-                 nfe: int, solver: str = "euler"):  # fmt: skip
+    def __init__(self, velocity: nn.Module, nfe: int, solver: str = "euler"):
         super().__init__()
         solver_steps(nfe, solver)  # validates the budget
-        self.velocity, self.autoencoder, self.nfe, self.solver = velocity, autoencoder, nfe, solver
-        self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float())
+        self.velocity, self.nfe, self.solver = velocity, nfe, solver
 
     @property
     def noise_dim(self) -> int:
         return self.velocity.z_dim
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        """Standardised latents (the space the flow lives in)."""
-        if eta is None:
-            eta = torch.randn(x.shape[0], self.noise_dim, device=self.mean.device)
-        z, _ = integrate(lambda z, t: self.velocity(x, z, t), eta, self.nfe, self.solver)
-        return z
-
-    @torch.no_grad()
     def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.autoencoder.decode(self.codes(x, eta) * self.std + self.mean)
+        if eta is None:
+            eta = torch.randn(x.shape[0], self.noise_dim, device=x.device)
+        return integrate(lambda z, t: self.velocity(x, z, t), eta, self.nfe, self.solver)[0]
+
+
+class FlowSampler(LatentSampler):
+    """latent_flow at a fixed NFE through the shared decoder; with a class model and K candidates, the
+    filtered draw of `lsdm.methods.sampling.LatentSampler` (latent_flow_pseudo)."""
+
+    def __init__(self, velocity: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
+                 nfe: int, solver: str = "euler", classes: nn.Module | None = None, candidates: int = 1,
+                 accept: float = 1.0):  # fmt: skip
+        super().__init__(FlowGenerator(velocity, nfe, solver), autoencoder, mean, std, classes, candidates, accept)
+
+    @property
+    def velocity(self) -> nn.Module:
+        return self.generator.velocity
+
+    @property
+    def solver(self) -> str:
+        return self.generator.solver
 
     @classmethod
     def from_pipeline(cls, device: torch.device, nfe: int | None = None, solver: str | None = None,
@@ -57,10 +68,14 @@ class FlowSampler(nn.Module):
         return cls(s.velocity, s.autoencoder, s.mean, s.std, nfe or s.nfe, solver or s.solver).to(device).eval()
 
 
-def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    p = params.latent_flow
+def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".",
+        name: str = "latent_flow") -> dict:  # fmt: skip
+    """Train on the pairs (name `latent_flow`) or on the pairs plus the pool's confident pseudo-pairs
+    (`latent_flow_pseudo`), with the budget of `params.<name>`; writes flow.pt."""
+    p = getattr(params, name)
     images, paired, _, cond, task = paired_inputs(params, device, root)
-    z = shared_latents(paired["id"], device, root)
+    ids, cond = with_pseudo_pairs(params, paired, cond, task, device, root) if name.endswith("_pseudo") else (paired["id"], cond)
+    z = shared_latents(ids, device, root)
     config = dict(condition=task.condition_spec(images), z_dim=z.shape[1], width=p.width, depth=p.depth)
     seed_everything(p.seed)
     velocity = VelocityField(**config).to(device)
@@ -69,17 +84,20 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
     seconds = time.perf_counter() - t0
     save_checkpoint(out_dir / "flow.pt", "flow_mlp", config, velocity.state_dict(), task=params.task,
                     nfe=list(p.nfe), solver=p.solver)  # fmt: skip
-    return {"train_seconds": seconds, "n_pairs": len(paired)}
+    return {"train_seconds": seconds, "n_pairs": len(paired), "n_pseudo": len(ids) - len(paired)}
 
 
-def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
-    """One sampler per NFE: from `params.latent_flow` when given, else as recorded at fit time."""
+def samplers(device: torch.device, params=None, root: str | Path = ".", name: str = "latent_flow",
+             classes: nn.Module | None = None) -> list[tuple[str, nn.Module]]:  # fmt: skip
+    """One sampler per NFE: from `params.<name>` when given, else as recorded at fit time; with
+    `classes`, each drawing through it at `params.sample`'s candidates and acceptance."""
     root = Path(root)
-    path = paths.method_data("latent_flow", root) / "flow.pt"
+    path = paths.method_data(name, root) / "flow.pt"
     ckpt = load_checkpoint(path)
-    nfes = list(params.latent_flow.nfe) if params is not None else ckpt["nfe"]
-    solver = params.latent_flow.solver if params is not None else ckpt["solver"]
+    nfes = list(getattr(params, name).nfe) if params is not None else ckpt["nfe"]
+    solver = getattr(params, name).solver if params is not None else ckpt["solver"]
     velocity, ae = load(path, device, VelocityField), load(root / paths.AUTOENCODER, device, ConvAutoencoder)
     stats = read_json(root / paths.LATENT_STATS)
     mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
-    return [(f"latent_flow_nfe{n}", FlowSampler(velocity, ae, mean, std, n, solver).to(device).eval()) for n in nfes]
+    draw = dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept) if classes is not None else {}
+    return [(f"{name}_nfe{n}", FlowSampler(velocity, ae, mean, std, n, solver, **draw).to(device).eval()) for n in nfes]

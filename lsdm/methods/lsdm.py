@@ -23,10 +23,11 @@ from lsdm import paths
 from lsdm.config import marginal_terms, variant_name
 from lsdm.data.schemas import LATENT_POOL, PSEUDO_LABELS
 from lsdm.io import read_json, read_table, save_checkpoint
-from lsdm.methods.common import Track, paired_inputs, shared_latents
+from lsdm.methods.common import Track, confident_pseudo_labels, latent_classes, paired_inputs, shared_latents
+from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
 from lsdm.models.autoencoder import ConvAutoencoder
-from lsdm.models.latent_classes import ClassModel, DecodedClasses, GaussianClasses
+from lsdm.models.latent_classes import DecodedClasses
 from lsdm.models.lenet import LeNet
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
 from lsdm.models.training import seed_everything, train_matcher
@@ -36,55 +37,9 @@ SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATE
                 paths.PSEUDO_CLASSIFIER)
 
 
-class LSDMSampler(nn.Module):
-    """The matcher's generator, un-standardised, then the decoder: one decoder pass per batch.
-
-    With `classes` and `candidates` K > 1, `eta` holds K noise vectors per row ([B, K x noise]), G
-    maps them to codes in turn, and the first whose class-model posterior of the row's class reaches
-    `accept` is decoded (the most probable one where none does). A row leaves the draw once accepted,
-    so the class model (with `DecodedClasses` a decoder and a classifier pass) runs about once per
-    row when most first codes pass, at most K times."""
-
-    nfe = 1
-
-    def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
-                 classes: ClassModel | None = None, candidates: int = 1, accept: float = 1.0):  # fmt: skip
-        super().__init__()
-        self.generator, self.autoencoder, self.classes = generator, autoencoder, classes
-        self.candidates, self.accept = (candidates, accept) if classes is not None else (1, accept)
-        self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float())
-
-    @property
-    def noise_dim(self) -> int:
-        return self.generator.noise_dim * self.candidates
-
-    def codes(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        """The standardised codes decoded for conditions `x`: [B, d]."""
-        if self.candidates == 1:
-            return self.generator(x, eta)
-        if eta is None:
-            eta = torch.randn(len(x), self.noise_dim, device=x.device)
-        draws = eta.view(len(x), self.candidates, -1).unbind(1)  # K x [B, noise]
-        todo = torch.arange(len(x), device=x.device)  # rows with no code accepted yet
-        best = torch.full((len(x),), -1.0, device=x.device)  # the best posterior seen per row
-        out = None
-        for e in draws:
-            z = self.generator(x[todo], e[todo])
-            p = self.classes.posterior(z, x[todo])
-            if out is None:
-                out = torch.empty(len(x), z.shape[1], device=x.device, dtype=z.dtype)
-            better = p > best[todo]  # strictly: the first of equals stays, the first accepted is kept
-            out[todo[better]], best[todo[better]] = z[better], p[better]
-            todo = todo[p < self.accept]
-            if not len(todo):
-                break
-        return out
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.codes(x, eta) * self.std + self.mean  # [B, d], back to the decoder's scale
-        return self.autoencoder.decode(z)  # [B, C, H, W] in [0, 1]
+class LSDMSampler(LatentSampler):
+    """The matcher's generator, un-standardised, then the decoder (`lsdm.methods.sampling.LatentSampler`:
+    with a class model and `sample.candidates` K > 1, the filtered draw)."""
 
     @classmethod
     def from_files(cls, matcher: Path, autoencoder: Path, stats: Path, device: torch.device, **sampling) -> "LSDMSampler":
@@ -108,16 +63,6 @@ class LSDMSampler(nn.Module):
         return sampler
 
 
-def latent_classes(params, device: torch.device, root: str | Path = ".") -> GaussianClasses | None:
-    """The Gaussian class model of the latents, fitted to the codes with pseudo-labels of confidence
-    >= `pseudo.threshold` (the pairs among them), shrunk by `pseudo.reg`; None without classes."""
-    pseudo = confident_pseudo_labels(params.pseudo.threshold, device, root)
-    if pseudo is None:
-        return None
-    z, labels, _ = pseudo
-    return GaussianClasses.fit(z, labels, int(labels.max()) + 1, params.pseudo.reg).to(device)
-
-
 def image_classes(sampler: LSDMSampler, device: torch.device, root: str | Path = ".") -> DecodedClasses | None:
     """The pseudo-labeller's image classifier (stage pseudo_label) on the codes `sampler` decodes; None
     without classes (the pseudo-label table is empty and no classifier was trained)."""
@@ -125,21 +70,6 @@ def image_classes(sampler: LSDMSampler, device: torch.device, root: str | Path =
         return None
     classifier = load(Path(root) / paths.PSEUDO_CLASSIFIER, device, LeNet)
     return DecodedClasses(classifier, sampler.autoencoder, sampler.mean, sampler.std)
-
-
-def confident_pseudo_labels(threshold: float, device: torch.device, root: str | Path = "."):
-    """(latents, labels, confidences) of the pool images whose pseudo-label has confidence >=
-    `threshold` (stage pseudo_label); None when the data has no classes (an empty table)."""
-    table = read_table(Path(root) / paths.PSEUDO_LABELS, PSEUDO_LABELS)
-    if table.empty:
-        return None
-    table = table[table["confidence"] >= threshold]
-    if table.empty:
-        raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
-                         "lower it (results/pseudo_label/metrics.json shows the coverage)")
-    z = shared_latents(table["id"], device, root)
-    return (z, torch.tensor(table["label"].to_numpy(), device=device),  # copies: Parquet arrays are read-only
-            torch.tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:

@@ -1,5 +1,6 @@
 """pixel_wgan: a conditional WGAN-GP in pixel space, trained on the pairs only (no latent space, no
-unpaired data); the generator is the sampler, one forward pass per batch."""
+unpaired data); the generator is the sampler, one forward pass per batch. `pixel_wgan_pseudo` trains
+the same model on the pairs plus the pool's confident pseudo-pairs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from torch import nn
 
 from lsdm import paths
 from lsdm.io import save_checkpoint
-from lsdm.methods.common import Track, paired_inputs
+from lsdm.data.pixels import load_images
+from lsdm.methods.common import Track, paired_inputs, with_pseudo_pairs
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
 from lsdm.models.pixel_gan import pixel_wgan
@@ -37,9 +39,15 @@ class PixelSampler(nn.Module):
         return self.generator(x, eta)
 
 
-def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    p = params.pixel_wgan
+def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".",
+        name: str = "pixel_wgan") -> dict:  # fmt: skip
+    """Train on the pairs (name `pixel_wgan`) or on the pairs plus the pool's confident pseudo-pairs
+    (`pixel_wgan_pseudo`), with the budget of `params.<name>`; writes model.pt."""
+    p = getattr(params, name)
     images, paired, y, cond, task = paired_inputs(params, device, root)
+    if name.endswith("_pseudo"):
+        ids, cond = with_pseudo_pairs(params, paired, cond, task, device, root)
+        y = torch.cat([y, load_images(Path(root) / paths.IMAGES, ids[len(paired):], device)]) if len(ids) > len(paired) else y
     config = dict(condition=task.condition_spec(images), image_size=y.shape[-1], channels=y.shape[1],
                   noise_dim=p.noise_dim, width=p.width)  # fmt: skip
     seed_everything(p.seed)
@@ -49,9 +57,9 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
                   gp_weight=p.gp_weight, seed=p.seed, log=track, desc="pixel_wgan")  # fmt: skip
     seconds = time.perf_counter() - t0
     save_checkpoint(out_dir / "model.pt", "pixel_wgan", config, model.state_dict(), task=params.task)
-    return {"train_seconds": seconds, "n_pairs": len(paired)}
+    return {"train_seconds": seconds, "n_pairs": len(paired), "n_pseudo": len(y) - len(paired)}
 
 
-def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
-    model = load(paths.method_data("pixel_wgan", root) / "model.pt", device, Matcher)
-    return [("pixel_wgan", PixelSampler(model.generator).to(device).eval())]
+def samplers(device: torch.device, params=None, root: str | Path = ".", name: str = "pixel_wgan") -> list[tuple[str, nn.Module]]:
+    model = load(paths.method_data(name, root) / "model.pt", device, Matcher)
+    return [(name, PixelSampler(model.generator).to(device).eval())]

@@ -84,3 +84,17 @@ class DecodedClasses(ClassModel):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.classifier(self.autoencoder.decode(z * self.std + self.mean)), dim=1)
+
+
+class EncodedClasses(ClassModel):
+    """p(c | image) of a class model of codes, on the image's standardised code (`(encode(y) - mean) /
+    std`): the latent class model judging an image-space method's samples as it judges codes."""
+
+    def __init__(self, classes: ClassModel, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.classes, self.autoencoder = classes, autoencoder
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classes((self.autoencoder.encode(images) - self.mean) / self.std)

@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         params = load_params(args.params)
-        from lsdm.checks import check_stage  # here: `lsdm sweep` and `--help` start without pandas
+        from lsdm.checks import check_interpolation, check_stage  # here: `lsdm sweep` and `--help` start without pandas
 
         check_stage(params, args.stage, uses_torch=args.stage not in NO_TORCH)
+        if args.stage == "check":
+            check_interpolation(args.params)
         if args.stage not in NO_TORCH:
             n, why = resolve_threads(params.base.threads)
             print(f"lsdm {args.stage}: {n} CPU threads ({why})", file=sys.stderr)

@@ -5,7 +5,8 @@ Images are converted to `data.channels` (1: grayscale, 3: RGB) and resized to `d
 (center crop to a square, then area/bicubic resize). An unreadable file is an error naming it, or
 with `data.on_corrupt: skip` is skipped and counted. Ids are paths relative to the root, so the
 hash split keeps every image's split when files are added. Class folders whose names are all
-numbers are ordered as numbers ("2" before "10"), so folders 0..K-1 get labels 0..K-1.
+numbers are ordered as numbers ("2" before "10"), so folders 0..K-1 get labels 0..K-1. Hidden files
+and folders (names starting with a dot, such as macOS's `._name.png`) are ignored, as file browsers do.
 
 `census` lists the same files and reads only their headers (size, mode) and, for PNG, checks their
 chunks: the up-front check (`lsdm check`) sees every file `load` would refuse for its header or
@@ -73,11 +74,18 @@ def _header(path: Path) -> None:
             im.load()
 
 
+def _hidden(path: Path, folder: Path) -> bool:
+    """A name, or a folder's name below `folder`, that starts with a dot: hidden, as every file browser
+    hides it (the `._name.png` files macOS leaves on shared drives, `.ipynb_checkpoints/`)."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    """Image files in `folder`; a link with an image's name that leads nowhere is listed (and then
-    reported as unreadable), not dropped without a word."""
+    """Image files in `folder`, hidden ones left out; a link with an image's name that leads nowhere is
+    listed (and then reported as unreadable), not dropped without a word."""
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in EXTENSIONS and (p.is_file() or p.is_symlink()))
+    return sorted(p for p in found if p.suffix.lower() in EXTENSIONS and (p.is_file() or p.is_symlink())
+                  and not _hidden(p, folder))  # fmt: skip
 
 
 def _check_links(root: Path) -> None:
