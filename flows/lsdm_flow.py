@@ -25,8 +25,11 @@ A run of `pipeline`, in the workspace given by `repo`, $LSDM_REPO or the working
    retried (twice) unless lsdm rejected its params or data; its stderr tail is in the error;
 4. records the workspace as a DVC experiment (`dvc exp save -n <flow run name>`, committing the
    same files as `dvc exp run`): it appears in `dvc exp show` next to experiments made by hand;
-5. puts params.yaml back (also on failure), publishes the Markdown report, a metrics table and a
-   stage table as artifacts, and returns the metrics dict (`eval.*`).
+5. leaves the workspace as `dvc exp run -S` leaves it: the run's outputs and dvc.lock beside
+   params.yaml with its overrides, so `dvc status` is clean and `dvc exp show`'s workspace row is
+   this run (a failed run puts the user's params.yaml back: `dvc status` then names what changed);
+   publishes the Markdown report, a metrics table and a stage table as artifacts, and returns the
+   metrics dict (`eval.*`).
 
 See lsdm/orchestration/dvc.py for why this is not `dvc exp run` (no per-stage tasks there).
 
@@ -175,7 +178,7 @@ def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = Non
         recovered = recover_params(root)  # then the params validated above were read from the wrong file
         if recovered:
             logger.warning("params.yaml was left overridden by a killed run; restored it first")
-        with applied_params(root, overrides, None if recovered else params):
+        with applied_params(root, overrides, None if recovered else params, keep=True):
             graph = read_pipeline(root)  # after the overrides: `foreach: ${...}` stages expand from params
             stages = [dvc_stage.with_options(name=s, task_run_name=s)(str(root), s) for s in graph.stages]
             message = f"prefect flow run {flow_run.get_name()} ({flow_run.get_id()}): overrides {json.dumps(overrides)}"

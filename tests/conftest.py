@@ -29,7 +29,8 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_TIMEOUT = 600  # seconds for an end-to-end test unless it names its own (pytest-timeout; unit tests: pyproject's)
+SLOW_TIMEOUT = 1200  # seconds for an end-to-end test unless it names its own: a backstop for a hang, generous
+# enough that a loaded machine (CI beside other jobs) makes a test slower, not red (unit tests: pyproject's)
 sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout, not installed
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
@@ -76,6 +77,17 @@ def committed() -> Path:
     if (ROOT / "mkdocs.yml").is_file():
         shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
     return dest
+
+
+def readme_commands(program: str) -> list[list[str]]:
+    """The README's shell commands (lines of its ```bash blocks, comments dropped) that start with
+    `program`, as argv lists: the tests run the front door's commands as written."""
+    import re
+    import shlex
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    lines = [shlex.split(line, comments=True) for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [argv for argv in lines if argv[:1] == [program]]
 
 
 def tiny_params(**sections) -> dict:
@@ -419,7 +431,9 @@ def prefect_server(tmp_path_factory):
         PREFECT_LOGGING_LEVEL="INFO",
     )
     log = home / "server.log"
-    proc = start_group(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], home, e, log)
+    # the README's server command, as written, on a free port of this host
+    [server] = [argv for argv in readme_commands("prefect") if argv[1:3] == ["server", "start"]]
+    proc = start_group([*server, "--host", "127.0.0.1", "--port", str(port)], home, e, log)
     try:
         import httpx
 

@@ -253,7 +253,7 @@ def test_a_point_left_pending_by_a_lost_worker_is_submitted_again(prefect_server
     """A point's run that a worker took but never started (PENDING: no heartbeat, so the zombie
     automation never marks it crashed) is cancelled and submitted again after `stuck_after`; with no
     retries left the sweep times out naming the point instead of hanging."""
-    stuck, resubmitted, result = _lost_worker_pending_runs(prefect_server, retries=1, stuck_after=2, timeout=60)
+    stuck, resubmitted, result = _lost_worker_pending_runs(prefect_server, retries=1, stuck_after=2, timeout=300)
     assert isinstance(result, dict), result
     (final,) = result.values()
     assert final["state"] == "COMPLETED" and final["attempts"] == 2 and final["flow_run_id"] == str(resubmitted[0])

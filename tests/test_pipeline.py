@@ -20,7 +20,7 @@ from lsdm.io import read_table
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.pipeline import STAGES
 
-from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, run, start_group, tiny_params
+from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, readme_commands, run, start_group, tiny_params
 
 
 def dvc_stages() -> dict:
@@ -277,6 +277,14 @@ def test_make_exp_show_fits_a_120_column_terminal(tiny_repro, tmp_path):
     assert lines[0].split() == ["Experiment", "eval.fid_evalnet", "eval.label_accuracy", "split.seed"], out
     assert all(len(x) <= 120 for x in out.splitlines()) and "…" not in out, out
     assert any("[seed1]" in x for x in lines), out
+
+    # the README's `dvc exp show`, as written: the pairs' params and the two headline metrics, unabridged
+    [readme_show] = [argv for argv in readme_commands("dvc") if argv[1:3] == ["exp", "show"]]
+    out = run(readme_show, repo, extra_env={"COLUMNS": "120"}).stdout
+    lines = [x.rstrip() for x in out.splitlines() if x.strip() and not set(x.strip()) <= {"─"}]
+    assert lines[0].split() == ["Experiment", "eval.fid_evalnet", "eval.label_accuracy", "split.n_paired_per_class",
+                                "split.seed"], out  # fmt: skip
+    assert all(len(x) <= 120 for x in out.splitlines()) and "…" not in out and any("[seed1]" in x for x in lines), out
 
 
 @pytest.mark.slow

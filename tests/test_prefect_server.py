@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
 
-from conftest import (PAIRED_STAGES, SHARED_STAGES, Server, add_flows, by_flow_run, copy_repo, exp_show, group_alive, run,
+from conftest import (PAIRED_STAGES, SHARED_STAGES, Server, add_flows, by_flow_run, copy_repo, exp_show, group_alive, readme_commands, run,
                       stage_statuses, start_group, stop_group, tail)
 from test_flows import numbers
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
 
-FLOW_RUN_TIMEOUT = 600  # seconds; a tiny run takes about a minute on two busy cores
+FLOW_RUN_TIMEOUT = 900  # seconds; a tiny run takes about a minute on two busy cores, longer beside other jobs
 
 
 @dataclass
@@ -42,20 +43,26 @@ def deployed(prefect_server, tiny_repro, tmp_path_factory):
     srv = prefect_server
     base = tmp_path_factory.mktemp("deployed")
     repo = add_flows(copy_repo(tiny_repro, base / "repo"))
-    srv.prefect("work-pool", "create", "gpu", "--type", "process", cwd=repo)
-    out = srv.prefect("deploy", "--all", cwd=repo).stdout
+    pool, deploy, worker_cmd = (readme_prefect(*words) for words in (("work-pool", "create"), ("deploy",), ("worker", "start")))
+    srv.prefect(*pool[1:], cwd=repo)
+    out = srv.prefect(*deploy[1:], cwd=repo).stdout
     assert "lsdm/full" in out and "lsdm/sweep" in out, out
     elsewhere = base / "worker-cwd"  # not the repo: the pull step must take the worker there
     elsewhere.mkdir()
     log = base / "worker.log"
-    worker = start_group(
-        ["prefect", "worker", "start", "--pool", "gpu", "--type", "process"], elsewhere, dict(srv.env, LSDM_REPO=str(repo)), log
-    )
+    worker = start_group(worker_cmd, elsewhere, dict(srv.env, LSDM_REPO=str(repo)), log)
     try:
         yield Deployed(srv, repo, log)
     finally:
         stop_group(worker)
         assert not group_alive(worker.pid), "worker or flow-run processes survived"
+
+
+def readme_prefect(*words: str) -> list[str]:
+    """The README's one `prefect <words> ...` command (the front door's Prefect commands, run as written
+    here against this module's server: PREFECT_API_URL points at it, as the README's export does)."""
+    [argv] = [a for a in readme_commands("prefect") if a[1 : 1 + len(words)] == list(words)]
+    return argv
 
 
 def wait_final(d: Deployed, ids: list, timeout: float = FLOW_RUN_TIMEOUT) -> dict:
@@ -80,8 +87,9 @@ def assert_completed(d: Deployed, runs: dict) -> None:
 def test_deployment_full_on_real_server_and_worker(deployed):
     d = deployed
     params_before = (d.repo / "params.yaml").read_bytes()
-    overrides = {"overrides": {"split.n_paired_per_class": 2}}  # what a user types
-    out = d.server.prefect("deployment", "run", "lsdm/full", "--params", json.dumps(overrides), cwd=d.repo).stdout
+    command = readme_prefect("deployment", "run")  # what a user types, as the README shows it
+    assert command[4:6] == ["--params", json.dumps({"overrides": {"split.n_paired_per_class": 2}})], command
+    out = d.server.prefect(*command[1:], cwd=d.repo).stdout
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
     runs = wait_final(d, [flow_run_id])
     assert_completed(d, runs)
@@ -101,7 +109,10 @@ def test_deployment_full_on_real_server_and_worker(deployed):
     assert exps[run_.name]["params"]["split"]["n_paired_per_class"] == 2
     written = json.loads((d.repo / "results/evaluate/metrics.json").read_text())["eval"]  # what the run's evaluate wrote
     assert numbers(exps[run_.name]["metrics"]["eval"]) == numbers(written) and isinstance(written["fid_evalnet"], float)
-    assert (d.repo / "params.yaml").read_bytes() == params_before
+    # the workspace is that run, as `dvc exp run -S` leaves it: its params beside its outputs, nothing stale
+    params_after = (d.repo / "params.yaml").read_text()
+    assert params_after != params_before.decode() and "n_paired_per_class: 2" in params_after
+    assert "up to date" in run(["dvc", "status"], d.repo).stdout
 
 
 def test_two_runs_at_once_are_serialised_into_two_experiments(deployed):
@@ -129,18 +140,22 @@ def test_two_runs_at_once_are_serialised_into_two_experiments(deployed):
     with d.server.client() as client:
         for i in ids:
             artifacts, tasks = by_flow_run(client, i)
-            spans.append((min(t.start_time for t in tasks), max(t.end_time for t in tasks), stage_statuses(artifacts)))
+            spans.append((min(t.start_time for t in tasks), max(t.end_time for t in tasks), stage_statuses(artifacts), i))
         limit = client.read_global_concurrency_limit_by_name(workspace_key(d.repo))
-    (a0, a1, first), (b0, b1, second) = sorted(spans, key=lambda s: s[0])
+    (a0, a1, first, _), (b0, b1, second, later) = sorted(spans, key=lambda s: s[0])
     assert a1 <= b0, f"stage tasks of the two runs overlapped: {spans}"
     assert limit.limit == 1 and limit.active_slots == 0
     # the second run found the first one's outputs: DVC reran evaluation only, nothing upstream
     assert first["evaluate"] == RAN and second["evaluate"] == RAN, (first, second)
     assert {s for s, v in second.items() if v == SKIPPED} >= SHARED_STAGES | {"split", "fit_matcher"}, second
 
-    # the workspace is intact: params and code as committed, DVC consistent and unlocked
-    assert (d.repo / "params.yaml").read_bytes() == params_before
-    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.yaml", "lsdm", "flows", "prefect.yaml"], d.repo).stdout == ""
+    # the workspace is the later run, as `dvc exp run -S` leaves it (the earlier one's override under it);
+    # code as committed, DVC consistent and unlocked
+    expected = yaml.safe_load(params_before)
+    expected["evaluate"]["grid_per_class"] = new[runs[later].name]["params"]["evaluate"]["grid_per_class"]
+    assert yaml.safe_load((d.repo / "params.yaml").read_text()) == expected
+    assert "up to date" in run(["dvc", "status"], d.repo).stdout
+    assert run(["git", "status", "--porcelain", "--", "dvc.yaml", "lsdm", "flows", "prefect.yaml"], d.repo).stdout == ""
     assert not list((d.repo / ".dvc/tmp/lsdm-orchestrate").glob("params.yaml*"))
     run(["dvc", "status"], d.repo)  # no stale lock, the lock file parses
     run(["dvc", "exp", "show", "--json"], d.repo)

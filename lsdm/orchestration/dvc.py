@@ -20,9 +20,10 @@ How one orchestrated run maps to DVC (and why not `dvc exp run`):
    experiment, with the same files a `dvc exp run` commits (`dvc.lock`, `params.yaml` and every
    `cache: false` output: metrics, plots, the report), so the run appears in `dvc exp show` next to
    experiments made by hand;
-4. `params.yaml` is put back as it was (also after a failure). The outputs and `dvc.lock` stay
-   those of the last run, as after `dvc exp run`; the next run's overrides apply to the user's
-   params, never to the previous run's, and DVC reruns whatever differs.
+4. a run that completed leaves the workspace as `dvc exp run -S` does: its outputs and `dvc.lock`
+   beside `params.yaml` with its overrides, so `dvc status` is clean and the workspace row of
+   `dvc exp show` is that run; the next run's overrides apply on top, as the next `dvc exp run -S`
+   would, and DVC reruns whatever differs. A failed run puts `params.yaml` back as it was.
 
 `dvc exp run` would do 1-3 in one process, so there would be no per-stage task, retry or state;
 `dvc exp run --temp/--queue` would also copy the workspace into a temporary one per run, outside

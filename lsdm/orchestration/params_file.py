@@ -1,8 +1,8 @@
 """The workspace's params.yaml with an orchestrated run's overrides, and its recovery.
 
 `applied_params` writes the validated overrides into params.yaml for the length of a run, comments
-and order kept (what `dvc exp run -S` would write), and puts the user's bytes back afterwards, also
-after a failure; `recover_params` puts them back after a run that was killed outright.
+and order kept (what `dvc exp run -S` would write), and puts the user's bytes back afterwards, or only
+after a failure where the run's outputs are to stay in the workspace (the Prefect flow); `recover_params` puts them back after a run that was killed outright.
 """
 
 from __future__ import annotations
@@ -77,8 +77,11 @@ def recover_params(repo: Path) -> bool:
 
 
 @contextlib.contextmanager
-def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None) -> Iterator[Params]:
-    """params.yaml with `overrides` while the block runs; the original bytes come back afterwards.
+def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None,
+                   keep: bool = False) -> Iterator[Params]:  # fmt: skip
+    """params.yaml with `overrides` while the block runs; the original bytes come back afterwards, or,
+    with `keep`, only if the block fails (a run that completed leaves params.yaml with its overrides,
+    beside the outputs they produced, as `dvc exp run -S` does).
 
     Every write is a whole-file replace (temp file, then rename), so params.yaml is always either
     the user's or the overridden text, never a torso. A copy of the user's is kept under .dvc/tmp,
@@ -97,6 +100,7 @@ def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Para
     with atomic_path(backup) as tmp:  # complete before params.yaml changes: recovery never reads a torso
         tmp.write_bytes(original)
         shutil.copymode(path, tmp)  # recovery renames it into place: the user's mode with it
+    completed = False
     try:
         if overrides:
             with atomic_path(path) as tmp:
@@ -105,8 +109,9 @@ def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Para
         if on_disk != expected:  # the file must say what was validated
             raise ParamsError(f"{path}: writing the overrides {overrides} did not give the validated parameters")
         yield on_disk
+        completed = True
     finally:
-        if not path.exists() or path.read_bytes() != original:
+        if not (keep and completed) and (not path.exists() or path.read_bytes() != original):
             with atomic_path(path) as tmp:
                 tmp.write_bytes(original)
         backup.unlink(missing_ok=True)

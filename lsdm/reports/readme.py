@@ -30,6 +30,7 @@ import pandas as pd
 
 from lsdm.evaluation.registry import BY_KEY, get, read_results
 from lsdm.io import atomic_path
+from lsdm.reports import ladder
 from lsdm.reports.comparison import mean_std, paired_table, pool_lines, reading, runs_at_once
 from lsdm.reports.stats import count_column, judge, pair_keys, pool_rows, runs_phrase, sampler_order, summarise
 
@@ -600,7 +601,7 @@ def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int,
     |density − real density|: closer to the real data's is better). `speed`: a last column with the
     baseline's training time over the variant's on those runs (meaningful only for runs of one batch,
     under one load)."""
-    from lsdm.reports.stats import t_interval
+    from lsdm.reports.stats import paired_cells
 
     variants, base, counts = comparison
     df = pd.read_csv(root / TUNING)
@@ -616,10 +617,7 @@ def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int,
             seeds = sorted(set(a.index) & set(b.index))
             if len(seeds) < 2:
                 raise KeyError(f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class")
-            cells = []
-            for key, _, digits in TUNING_COLS:
-                mean, half, _ = t_interval(a.loc[seeds, key] - b.loc[seeds, key])
-                cells.append(f"{mean:+.{digits}f} ± {half:.{digits}f}")
+            cells = paired_cells(a, b, seeds, TUNING_COLS)
             if speed:
                 cells.append(f"{b.loc[seeds, 'train_seconds'].mean() / a.loc[seeds, 'train_seconds'].mean():.1f}")
             lines.append(f"| `{variant}` | {n} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
@@ -669,6 +667,8 @@ BLOCKS: dict[str, Block] = {
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
     "image-filter-test": Block((SWEEP_TABLE, SWEEP_META, IMAGE_FILTER_TABLE, IMAGE_FILTER_META), image_filter_test),
+    "like-against-like": Block((ladder.LIKE_AGAINST_LIKE,), ladder.levels),
+    "like-against-like-steps": Block((ladder.LIKE_AGAINST_LIKE,), ladder.steps),
 }
 
 

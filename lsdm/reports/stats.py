@@ -162,6 +162,16 @@ def t_interval(d: pd.Series) -> tuple[float, float, int]:
     return float(d.mean()) if n else float("nan"), half, n
 
 
+def paired_cells(a: pd.DataFrame, b: pd.DataFrame, seeds: list, cols) -> list[str]:
+    """'mean ± half-width' of a − b on the rows `seeds` (the index both share), for each (column, _,
+    decimals) of `cols`: the 95% t-interval of the paired differences."""
+    cells = []
+    for key, _, digits in cols:
+        mean, half, _ = t_interval(a.loc[seeds, key] - b.loc[seeds, key])
+        cells.append(f"{mean:+.{digits}f} ± {half:.{digits}f}")
+    return cells
+
+
 def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str,
                       by_split: bool = False) -> tuple[float, float, int] | None:  # fmt: skip
     """Mean of a − b over the (split seed, training seed) runs both samplers had at count c (the same

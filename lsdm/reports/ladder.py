@@ -1,0 +1,88 @@
+"""Where LSDM's lead comes from, like against like, on the validation split: the ladder from the paper's
+matcher to the shipped default beside the latent flow's, from the same pairs to the same pseudo-pairs
+and the same filtered draw (`benchmarks/tune_matcher.py`, results/tuning/like_against_like_val.csv).
+
+Two tables for the docs: each rung's mean over the split seeds, and what each rung adds to the one
+below it (paired over the split seeds: the same pairs, the same pseudo-labels), ending with the shipped
+LSDM against the strongest fair baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+LIKE_AGAINST_LIKE = "results/tuning/like_against_like_val.csv"
+
+#: (ladder, ((variant in the table, what the rung adds), ...)): each rung adds one thing to the one above.
+LADDERS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("LSDM", (("lsdm_paper", "the paper's matcher: the pairs, one draw"),
+              ("lsdm_pooled", "+ the pooled marginal (all pool latents)"),
+              ("lsdm_class_aware", "+ the class-aware marginal (the pseudo-pairs)"),
+              ("lsdm_class_aware_c16_a0.99", "+ the filtered draw: the shipped default"))),
+    ("latent flow, NFE 10", (("flow_nfe10", "the pairs (`latent_flow`)"),
+                             ("flow_pseudo_latent_flow_pseudo_nfe10", "+ the pseudo-pairs"),
+                             ("flow_pseudo_filtered_latent_flow_pseudo_nfe10", "+ the filtered draw (`latent_flow_pseudo`)"))),
+)  # fmt: skip
+#: The shipped LSDM against the fair baseline at each NFE the table holds.
+FAIR = "lsdm_class_aware_c16_a0.99"
+FAIR_BASELINES = tuple((f"flow_pseudo_filtered_latent_flow_pseudo_nfe{n}", f"`latent_flow_pseudo`, NFE {n}") for n in (1, 10, 100))
+COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
+        ("density", "density gap", 2), ("train_seconds", "training s", 0))  # fmt: skip
+
+
+def _table(root: Path) -> pd.DataFrame:
+    path = root / LIKE_AGAINST_LIKE
+    if not path.exists():
+        raise FileNotFoundError(f"{LIKE_AGAINST_LIKE}: a generated block's source file is missing")
+    df = pd.read_csv(path)
+    df["density"] = (df["density"] - df["density_real"]).abs()  # the gap to the real data's: smaller is better
+    return df
+
+
+def levels(root: Path) -> list[str]:
+    """Each rung's mean over the split seeds, per count."""
+    df = _table(root)
+    counts = sorted(df["n_per_class"].unique())
+    seeds = ", ".join(map(str, sorted(df["seed"].unique())))
+    head = " | ".join(label for _, label, _ in COLS)
+    lines = [f"| rung (validation, mean of split seeds {seeds}) | pairs/class | {head} |", "|---|---|" + "---|" * len(COLS)]
+    for name, rungs in LADDERS:
+        for variant, what in rungs:
+            for n in counts:
+                at = df[(df["variant"] == variant) & (df["n_per_class"] == n)]
+                if at.empty:
+                    raise KeyError(f"{LIKE_AGAINST_LIKE}: no row for {variant!r} at {n} pairs/class")
+                cells = " | ".join(f"{at[key].mean():,.{digits}f}" for key, _, digits in COLS)
+                lines.append(f"| {name}: {what} | {n} | {cells} |")
+    return lines
+
+
+def _paired(df: pd.DataFrame, a: str, b: str, n: int) -> list[str]:
+    from lsdm.reports.stats import paired_cells
+
+    at = df[df["n_per_class"] == n]
+    va, vb = (at[at["variant"] == v].set_index("seed") for v in (a, b))
+    seeds = sorted(set(va.index) & set(vb.index))
+    if len(seeds) < 2:
+        raise KeyError(f"{LIKE_AGAINST_LIKE}: fewer than two split seeds with both {a!r} and {b!r} at {n} pairs/class")
+    return paired_cells(va, vb, seeds, COLS[:-1])
+
+
+def steps(root: Path) -> list[str]:
+    """What each rung adds to the one above it, and the shipped LSDM minus each fair baseline: the mean of
+    the paired differences over the split seeds and its 95% t-interval (density: the gap to the real
+    data's, so a negative difference is closer)."""
+    df = _table(root)
+    counts = sorted(df["n_per_class"].unique())
+    head = " | ".join(label for _, label, _ in COLS[:-1])
+    lines = [f"| step (validation, paired over split seeds) | pairs/class | {head} |", "|---|---|" + "---|" * (len(COLS) - 1)]
+    for name, rungs in LADDERS:
+        for (below, _), (variant, what) in zip(rungs, rungs[1:]):
+            for n in counts:
+                lines.append(f"| {name}: {what} | {n} | " + " | ".join(_paired(df, variant, below, n)) + " |")
+    for baseline, label in FAIR_BASELINES:
+        for n in counts:
+            lines.append(f"| **LSDM (shipped) − {label}** | {n} | " + " | ".join(_paired(df, FAIR, baseline, n)) + " |")
+    return lines
