@@ -68,8 +68,13 @@ def test_the_readme_is_a_front_door():
     text = (SHIPPED / "README.md").read_text()
     assert len(text.splitlines()) <= README_MAX_LINES
     heads = re.findall(r"^## (.+)$", text, re.M)
-    assert heads[:2] == ["Two commands", "Results"] and heads[-1] == "Read on", heads
+    assert heads[:3] == ["Two commands", "Use it", "Results"] and heads[-1] == "Read on", heads
     assert "make repro" in text and "make test" in text
+    # the four ways lsdm is used, each as its command (tests/test_pipeline.py and test_prefect_server.py run them)
+    use = text.split("## Use it", 1)[1].split("\n## ", 1)[0]
+    for way in ("dvc repro", "reports/report.md", "dvc exp show", "prefect deployment run lsdm/full", "prefect server start",
+                "prefect work-pool create", "prefect worker start"):
+        assert way in use, way
     assert {"default-run", "sweep-verdicts"} <= set(readme.names_in(text))
     assert re.search(r"^!\[[^\]]+\]\(reports/[^)]+\.png\)$", readme._BLOCK.sub("", text), re.M), "a figure"
 
