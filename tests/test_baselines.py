@@ -251,3 +251,35 @@ def test_every_method_fits_loads_and_samples(tmp_path):
         assert pixel(torch.tensor([1]), torch.randn(1, pixel.noise_dim)).shape == (1, 1, 8, 8)
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.slow
+def test_the_fair_baselines_run_as_dvc_stages(tiny_repro, tmp_path):
+    """`methods: [latent_flow_pseudo, pixel_wgan_pseudo]` adds their fit_baseline and evaluate_baseline
+    stages: they train on the pairs plus the confident pseudo-pairs and are judged drawing through the
+    filtered draw; a change of the filter's acceptance reruns their evaluation, not their training."""
+    import json
+
+    import yaml
+
+    from conftest import copy_repo, run
+
+    repo = copy_repo(tiny_repro, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["methods"] = ["latent_flow_pseudo", "pixel_wgan_pseudo"]
+    params["pseudo"]["threshold"] = 0.5  # the tiny run's 30-step latents label few pool images confidently
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+    for m in params["methods"]:
+        assert f"Running stage 'fit_baseline@{m}'" in out and f"Running stage 'evaluate_baseline@{m}'" in out, out
+        train = json.loads((repo / f"results/baselines/{m}/train/metrics.json").read_text())["baseline"]
+        assert train["n_pseudo"] > 0 and train["n_pairs"] == 30, train
+    evaluated = json.loads((repo / "results/baselines/latent_flow_pseudo/eval/metrics.json").read_text())["eval"]
+    assert set(evaluated) == {"latent_flow_pseudo_nfe2"} and 0 <= evaluated["latent_flow_pseudo_nfe2"]["label_accuracy"] <= 1
+    assert "pixel_wgan_pseudo" in json.loads((repo / "results/baselines/pixel_wgan_pseudo/eval/metrics.json").read_text())["eval"]
+
+    params["sample"]["accept"] = 0.9
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+    for m in params["methods"]:
+        assert f"Stage 'fit_baseline@{m}' didn't change" in out and f"Running stage 'evaluate_baseline@{m}'" in out, out
