@@ -46,7 +46,8 @@ clean-venv:
 # --- Run with Prefect (docs/orchestration-and-scale-out.md) ---------------------------------------
 # A local Prefect server (SQLite under .prefect/, no cloud, analytics off), the process work pool
 # `gpu`, the deployments of prefect.yaml (lsdm/full, lsdm/sweep, lsdm/point) and a worker in this checkout.
-# `make prefect-up` starts it all in the background, `make prefect-run` runs lsdm/full,
+# `make prefect-up` starts it all in the background, `make prefect-run` runs lsdm/full (a completed run
+# leaves the workspace as `dvc exp run -S` does: its params beside its outputs),
 # `make prefect-down` stops it. OVERRIDES='{"split.n_paired_per_class": 3}' for other params.
 PREFECT_PORT ?= 4200
 PREFECT_POOL := gpu
