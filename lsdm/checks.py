@@ -143,17 +143,17 @@ def check_interpolation(params_file: str | Path, dvc_yaml: str | Path = "dvc.yam
     if not Path(dvc_yaml).exists():
         return
     raw, defaults = read_params_file(params_file), Params().model_dump()
-    missing = []
+    missing = {}  # dotted key -> its default
     for key in sorted(set(re.findall(r"\$\{\s*([\w.]+)\s*\}", Path(dvc_yaml).read_text())) - {"item"}):
         have, shipped = raw, defaults
         for part in key.split("."):
             have = have.get(part, _MISSING) if isinstance(have, dict) else _MISSING
             shipped = shipped.get(part) if isinstance(shipped, dict) else None
         if have is _MISSING:
-            missing.append(f"`{key}: {shipped}`")
+            missing[key] = shipped
     if missing:
-        raise ParamsError(f"{params_file}: dvc.yaml reads {' and '.join(m.split(':')[0] + '`' for m in missing)} from it "
-                          f"and `dvc repro` cannot start without them. Write them (the defaults: {', '.join(missing)}), "
+        raise ParamsError(f"{params_file}: dvc.yaml reads {' and '.join(f'`{k}`' for k in missing)} from it and `dvc repro` "
+                          f"cannot start without them. Write them (the defaults: {', '.join(f'`{k}: {v}`' for k, v in missing.items())}), "
                           f"or restore the shipped file with `git checkout {params_file}`")  # fmt: skip
 
 

@@ -30,11 +30,6 @@ _received = False  # whether a SIGINT arrived since install()
 _lock = threading.Lock()
 
 
-def received() -> bool:
-    """Whether a SIGINT arrived since `install()`."""
-    return _received
-
-
 def check() -> None:
     """Raise KeyboardInterrupt if a SIGINT arrived (again, where it was swallowed)."""
     if _received:
