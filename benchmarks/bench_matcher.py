@@ -23,7 +23,7 @@ kernels) could still remove.
 `--device cuda` runs either on the GPU. `--graph` (CUDA only) times what `matcher.cuda_graph` buys:
 the step is a fixed sequence of small kernels, so on a GPU its cost is launching them, which a
 captured graph replays in one launch. It trains this checkout's matcher eagerly and with the step
-captured (`lsdm.models.training._replayed`), from the same weights, and reports both times.
+captured (`lsdm.models.matching._replayed`), from the same weights, and reports both times.
 
     python benchmarks/bench_matcher.py --device cuda --graph --out results/benchmarks/bench_matcher-cuda-graph.json
 """
@@ -64,13 +64,17 @@ def setup(code: str | Path, steps: int, threads: int, sets: dict, device: str = 
     steps (0: its own), all on `device`: (its training module, the params, its shipped steps, the
     matcher, `train_matcher`'s positional and keyword arguments after the two)."""
     sys.path.insert(0, str(code))
+    import importlib.util
     import inspect
 
     import torch
 
     torch.set_num_threads(threads)
     from lsdm.config import MatcherParams
-    from lsdm.models import training
+
+    # the matching loop's module: lsdm.models.matching since 2026-12-08, lsdm.models.training before
+    training = importlib.import_module("lsdm.models.matching" if importlib.util.find_spec("lsdm.models.matching")
+                                       else "lsdm.models.training")  # fmt: skip
     from lsdm.models.matcher import matcher_config, wgan_gp_mlp
 
     shipped = {**yaml.safe_load((Path(code) / "params.yaml").read_text())["matcher"], **sets}
@@ -188,9 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     ap.add_argument("--graph", action="store_true", help="CUDA graphs: time the step eager and replayed (see above)")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
+    ap.add_argument("--inner-sets", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     steps = args.steps
-    sets = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    if args.inner:  # the parent parsed --set: importing this checkout's lsdm here would shadow the version timed
+        inner(args.inner, steps, args.threads, json.loads(args.inner_sets), args.device)
+        return 0
+    from lsdm.config import parse_assignments
+
+    sets = parse_assignments(args.set)
     if args.graph:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from record import Run
@@ -213,9 +223,6 @@ def main(argv: list[str] | None = None) -> int:
               f"at most {figures['exact_speedup_bound']:.2f}x")
         run.write(args.out, figures)
         return 0
-    if args.inner:
-        inner(args.inner, steps, args.threads, sets, args.device)
-        return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from record import Run
 
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             for name, code in versions.items():
                 out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps), "--threads",
-                                      str(args.threads), "--device", args.device, *(f"--set={s}" for s in args.set)],
+                                      str(args.threads), "--device", args.device, "--inner-sets", json.dumps(sets)],
                                      capture_output=True, text=True, check=True)  # fmt: skip
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 assert doc["module"].startswith(code), doc  # the version it claims to time

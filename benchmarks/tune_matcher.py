@@ -31,29 +31,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lsdm.config import parse_variant  # noqa: E402
 
 COLUMNS = ["label_accuracy", "fid_evalnet", "precision", "recall", "density", "coverage"]
-
-
-def parse_variant(spec: str) -> tuple[str, dict]:
-    """`name:key=value,key=value` -> (name, {dotted key: YAML value})."""
-    name, _, body = spec.partition(":")
-    overrides = {}
-    for item in filter(None, re.split(r",(?![^\[]*\])", body)):  # commas inside [...] belong to a list
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
-    return name, overrides
 
 
 def quick_judge(ref, sampler, batch_size: int = 500) -> dict:
@@ -81,17 +70,17 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     torch.set_num_threads(int(os.environ.get("TUNE_THREADS", "1")))
     from lsdm import paths
     from lsdm.methods.latent_flow import FlowSampler
-    from lsdm.config import load_params, marginal_terms, variant_name
+    from lsdm.config import load_params
     from lsdm.data.tables import codes, labels_tensor, latent_pool, paired_subset, to_tensor
     from lsdm.evaluation.judge import Reference, judge_sampler
     from lsdm.methods.flow_matching import train_flow_matching
     from lsdm.methods.lsdm import LSDMSampler
     from lsdm.io import read_json, read_table
     from lsdm.models import build, load
-    from lsdm.models.matcher import matcher_config
     from lsdm.data.schemas import IMAGES, LATENTS
     from lsdm.tasks import make_task
-    from lsdm.models.training import seed_everything, train_matcher
+    from lsdm.models.matching import variant_name
+    from lsdm.models.training import seed_everything
 
     name, overrides, count, seed, steps, curve_every, draws, matchers = job
     overrides = dict(overrides)
@@ -113,14 +102,14 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     curve: list[dict] = []
     spec = task.condition_spec(images)
     scratch = kept = None
-    if method not in ("lsdm", "latent_flow"):  # any other method of the registry, by its own fit
+    if method != "latent_flow":  # LSDM or any other method of the registry, by its own fit and samplers
         import tempfile
 
         from lsdm.data.schemas import PAIRED
         from lsdm.io import write_table
         from lsdm.methods import method as method_module
 
-        if curve_every:
+        if curve_every and method != "lsdm":
             raise SystemExit(f"--curve-every: {method} samples from its checkpoint, written when training ends")
         module = method_module(method)
         scratch = tempfile.TemporaryDirectory(prefix="tune-")
@@ -129,48 +118,28 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
             (root / shared).parent.mkdir(parents=True, exist_ok=True)
             (root / shared).symlink_to(Path.cwd() / shared)
         write_table(paired, root / paths.PAIRED, PAIRED)
+        table = None
         if paths.PSEUDO_LABELS in (*module.FIT_READS, *module.SAMPLE_READS):  # the job's own, as pseudo_label makes them
             from lsdm.data.schemas import PSEUDO_LABELS
             from lsdm.pipeline.pseudo_label import label_pool
 
             pool_ids = latent_pool(images)["id"]
-            write_table(label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired), root / paths.PSEUDO_LABELS,
-                        PSEUDO_LABELS)  # fmt: skip
+            table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
+            write_table(table, root / paths.PSEUDO_LABELS, PSEUDO_LABELS)
         out = paths.method_data(method, root)
         out.mkdir(parents=True)
-        p = getattr(params, method)
-        samplers = lambda: module.samplers(device, params, root)  # noqa: E731
-        train = lambda log: module.fit(params, device, out, log, root=root)  # noqa: E731
-        label, n_steps = f"{method} ({', '.join(f'{k}={v}' for k, v in p.model_dump().items())})", p.steps
-    elif method == "latent_flow":
-        p = params.latent_flow
-        seed_everything(p.seed)
-        velocity = build("flow_mlp", dict(condition=spec, z_dim=z.shape[1], width=p.width, depth=p.depth))
-        samplers = lambda: [(f"nfe{n}", FlowSampler(velocity, ae, mean, std, n, p.solver)) for n in p.nfe]  # noqa: E731
-        probe = lambda: FlowSampler(velocity, ae, mean, std, 10, p.solver)  # noqa: E731
-        train = lambda log: train_flow_matching(velocity, cond, z, steps=p.steps, batch_size=p.batch_size,  # noqa: E731
-                                                lr=p.lr, seed=p.seed, log=log, log_every=curve_every or 25)
-        label, n_steps = f"latent_flow (lr {p.lr}, {p.steps} steps)", p.steps
-    else:
-        p = params.matcher
-        pool_ids = latent_pool(images)["id"]
-        terms = marginal_terms(p, has_classes=True)  # the tuning data (MNIST) has classes
-        pool = codes(latents, pool_ids) if terms.pooled else None
-        pseudo = None
-        classes = {}
-        if terms.class_aware or draws:  # the job's own pseudo-labels, as stage pseudo_label makes them
-            from lsdm.models.latent_classes import DecodedClasses, GaussianClasses
-            from lsdm.pipeline.pseudo_label import fit_pool_classifier, label_pool
+    if method == "lsdm":  # fit_matcher's own `prepare` and `train`; the sampler on the live generator (curves, draws)
+        from lsdm.methods.common import latent_classes
+        from lsdm.models.latent_classes import DecodedClasses
+        from lsdm.pipeline.pseudo_label import fit_pool_classifier
 
-            table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
-            confident = table[table["confidence"] >= params.pseudo.threshold]
-            pseudo = (codes(latents, confident["id"]), torch.as_tensor(confident["label"].to_numpy()),
-                      torch.as_tensor(confident["confidence"].to_numpy(), dtype=torch.float32))  # fmt: skip
-            classes["latent"] = GaussianClasses.fit(pseudo[0], pseudo[1], spec["n_classes"], params.pseudo.reg)
-            if any(f == "image" for _, _, f in draws):
-                classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0], ae, mean, std)
-        seed_everything(p.seed)
-        matcher = build("wgan_gp_mlp", matcher_config(p, spec, z.shape[1]))
+        job = module.prepare(params, device, root)
+        matcher, p = job.matcher, params.matcher
+        classes = {}
+        if any(f == "latent" for *_, f in draws):
+            classes["latent"] = latent_classes(params, device, root)
+        if any(f == "image" for *_, f in draws):
+            classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0], ae, mean, std)
         kept = Path(matchers) / f"{name}_n{count}_s{seed}.pt" if matchers else None
         samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std)),  # noqa: E731
                             *((f"{'img' if f == 'image' else 'c'}{k}_a{a:g}",
@@ -180,13 +149,26 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         def train(log):
             if kept is not None and kept.exists():
                 return matcher.load_state_dict(torch.load(kept, weights_only=True))
-            train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=log,
-                          log_every=curve_every or 10, desc=f"{name} n{count} s{seed}")  # fmt: skip
+            job.train(log, log_every=curve_every or 10, desc=f"{name} n{count} s{seed}")
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(matcher.state_dict(), kept)
 
-        label, n_steps = variant_name(p), p.steps
+        label, n_steps = variant_name(p, job.pseudo is not None), p.steps
+    elif method != "latent_flow":
+        p = getattr(params, method)
+        samplers = lambda: module.samplers(device, params, root)  # noqa: E731
+        train = lambda log: module.fit(params, device, out, log, root=root)  # noqa: E731
+        label, n_steps = f"{method} ({', '.join(f'{k}={v}' for k, v in p.model_dump().items())})", p.steps
+    else:
+        p = params.latent_flow
+        seed_everything(p.seed)
+        velocity = build("flow_mlp", dict(condition=spec, z_dim=z.shape[1], width=p.width, depth=p.depth))
+        samplers = lambda: [(f"nfe{n}", FlowSampler(velocity, ae, mean, std, n, p.solver)) for n in p.nfe]  # noqa: E731
+        probe = lambda: FlowSampler(velocity, ae, mean, std, 10, p.solver)  # noqa: E731
+        train = lambda log: train_flow_matching(velocity, cond, z, steps=p.steps, batch_size=p.batch_size,  # noqa: E731
+                                                lr=p.lr, seed=p.seed, log=log, log_every=curve_every or 25)
+        label, n_steps = f"latent_flow (lr {p.lr}, {p.steps} steps)", p.steps
 
     judge_seconds = 0.0
 

@@ -25,9 +25,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from tune_matcher import parse_variant  # noqa: E402  (name:key=value,... as there)
+from lsdm.config import parse_variant  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95, 0.99)
 

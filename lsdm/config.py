@@ -8,8 +8,9 @@ the value and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Literal, NamedTuple
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
@@ -457,6 +458,13 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """A named set of overrides, `name:key=value,key=value` (the benchmarks' `--variant`) -> (name, {dotted
+    key: YAML value}); a comma inside [...] belongs to a list. `name:` alone: no overrides."""
+    name, _, body = spec.partition(":")
+    return name, parse_assignments(filter(None, re.split(r",(?![^\[]*\])", body)))
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently; DVC's
     parser refuses it, so the stages and DVC would read different params)."""
@@ -486,35 +494,6 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
-
-
-def variant_name(matcher: MatcherParams, has_classes: bool = True) -> str:
-    """What reports call the matcher that ran: "LSDM" is the paper's method (pairs only in the
-    matching stage), "LSDM + marginal" ours; the critic's conditioning in brackets."""
-    return f"{MARGINAL_NAMES[marginal_terms(matcher, has_classes).kind]} ({matcher.critic} critic)"
-
-
-MARGINAL_NAMES = {"none": "LSDM", "pooled": "LSDM + marginal", "class_aware": "LSDM + class-aware marginal"}
-
-
-class MarginalTerms(NamedTuple):
-    """Which unpaired-latent terms train beside the joint one (`marginal_terms`)."""
-
-    pooled: bool  # the class-blind W1 between G's pooled codes and every pool latent (marginal_weight)
-    class_aware: bool  # the conditional W1 on the pool's confident pseudo-labels (class_weight)
-
-    @property
-    def kind(self) -> str:
-        """What ran, as a `matcher.marginal` value (MARGINAL_NAMES names it)."""
-        return "class_aware" if self.class_aware else "pooled" if self.pooled else "none"
-
-
-def marginal_terms(matcher: MatcherParams, has_classes: bool = True) -> MarginalTerms:
-    """`matcher.marginal` with the zero weights taken out (a pooled term at weight 0 is the paper's
-    method); without classes (super-resolution) class_aware keeps only its pooled term. The one
-    place this rule lives: the critic's build, the training terms and the reports all read it."""
-    return MarginalTerms(pooled=matcher.marginal != "none" and matcher.marginal_weight > 0,
-                         class_aware=matcher.marginal == "class_aware" and has_classes and matcher.class_weight > 0)
 
 
 def resolve_device(name: str):

@@ -24,6 +24,50 @@ PLUMBING = {"lsdm/__init__.py", "lsdm/__main__.py", "lsdm/config.py", "lsdm/erro
             "lsdm/interrupt.py", "lsdm/io.py", "lsdm/tracking.py", "lsdm/pipeline/__init__.py", "lsdm/pipeline/cli.py"}  # fmt: skip
 
 
+# What the rest of lsdm may take from PLUMBING: types, parsing, paths, errors, file I/O, device and thread
+# choice, the tracker. Anything else imported from a plumbing module could decide what a stage computes
+# while DVC never sees it change (the matcher's term rule once lived in config.py); such a thing belongs
+# in a module the stage depends on, and `test_plumbing_decides_nothing` fails until it is moved there.
+PLUMBING_API = {
+    "lsdm": {"interrupt", "paths"},
+    "lsdm.config": {"EvaluateParams", "METHOD_NAMES", "PARAMS_FILE", "Params", "THREADS_ENV", "available_cores",
+                    "load_params", "parse_assignments", "read_params_file", "resolve_device", "resolve_threads",
+                    "set_dotted", "train_seed_keys"},
+    "lsdm.errors": {"DataError", "ParamsError"},
+    "lsdm.paths": {"EVAL_METRICS", "REPORT"},
+    "lsdm.io": {"READS", "ROW_GROUP_BYTES", "TMP_TAG", "atomic_dir", "atomic_path", "clean_leftovers",
+                "clean_stage_leftovers", "iter_table", "load_checkpoint", "pid_alive", "read_json", "read_table",
+                "release_freed", "save_checkpoint", "write_json", "write_table", "write_table_chunks"},
+    "lsdm.tracking": {"tracked"},
+    "lsdm.pipeline": {"SHARED_STAGES", "STAGES"},  # the stage names, for the orchestration
+    "lsdm.pipeline.cli": {"main"},
+}  # fmt: skip
+
+
+def plumbing_imports(rel: str, source: str | None = None) -> list[str]:
+    """`module.name` for every name module `rel` imports from a plumbing module outside PLUMBING_API."""
+    modules = {m.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for m in PLUMBING}
+    out = []
+    for node in ast.walk(ast.parse(source if source is not None else (ROOT / rel).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in modules:
+            out += [f"{node.module}.{a.name}" for a in node.names if a.name not in PLUMBING_API.get(node.module, set())]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "config":
+            if node.attr not in PLUMBING_API["lsdm.config"] and not node.attr[0].isupper():
+                out.append(f"lsdm.config.{node.attr}")
+    return out
+
+
+def test_plumbing_decides_nothing():
+    """Plumbing is exempt from the deps, so nothing that decides what a stage computes may live there:
+    each name the package takes from a plumbing module is on PLUMBING_API's list. The check itself
+    catches the rule that used to live in config.py."""
+    files = [p.relative_to(ROOT).as_posix() for p in (ROOT / "lsdm").rglob("*.py")]
+    problems = {f: names for f in files if f not in PLUMBING and (names := plumbing_imports(f))}
+    assert not problems, f"names taken from plumbing modules that DVC does not track (move them into a stage's deps): {problems}"
+    old = "def f(p):\n    from lsdm.config import marginal_terms\n    return marginal_terms(p)\n"
+    assert plumbing_imports("lsdm/models/matcher.py", old) == ["lsdm.config.marginal_terms"]
+
+
 def module_file(name: str) -> str | None:
     p = Path(*name.split("."))
     for c in (p.with_suffix(".py"), p / "__init__.py"):

@@ -20,7 +20,7 @@ from lsdm.io import read_table, save_checkpoint, write_json, write_table
 from lsdm.models import build
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, latents_arrow_schema
 from lsdm.pipeline.pseudo_label import label_pool
-from lsdm.models.training import gradient_penalty, train_wgan_gp
+from lsdm.models.matching import gradient_penalty, train_wgan_gp
 
 LABEL = {"kind": "label", "n_classes": 3}
 

@@ -13,7 +13,7 @@ import torch
 
 from conftest import make_repo, run, tiny_params
 from lsdm.models.matcher import wgan_gp_mlp
-from lsdm.models.training import ClassAware, Pooled, train_wgan_gp
+from lsdm.models.matching import ClassAware, Pooled, train_wgan_gp
 from lsdm.pipeline.cli import CUDA_PEAK
 
 pytestmark = pytest.mark.gpu

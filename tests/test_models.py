@@ -5,7 +5,8 @@ import torch
 
 from lsdm.io import save_checkpoint
 from lsdm.models import MODELS, build, load
-from lsdm.models.training import ClassAware, Pooled, gradient_penalty, matching_terms, train_autoencoder, train_classifier, train_wgan_gp
+from lsdm.models.matching import ClassAware, Pooled, gradient_penalty, matching_terms, train_wgan_gp
+from lsdm.models.training import train_autoencoder, train_classifier
 
 CONFIGS = {
     "conv_ae": dict(image_size=28, in_channels=1, dim=8, channels=[8, 16], noise=0.05),
@@ -126,7 +127,7 @@ def test_classifier_epoch_size_bounds_an_epoch_and_changes_nothing_above_the_dat
 
 
 def test_fused_critic_objective_equals_separate_terms():
-    from lsdm.models.training import critic_objective
+    from lsdm.models.matching import critic_objective
 
     torch.manual_seed(0)
     m = build("wgan_gp_mlp", CONFIGS["wgan_gp_mlp"])
@@ -144,7 +145,7 @@ def test_fused_critic_objective_equals_separate_terms():
 def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name, critic):
     """The fused objective detaches the condition at the interpolates only where that is exact (the
     MLP critic); the projection critic keeps it. Either way every critic parameter's gradient is the reference's."""
-    from lsdm.models.training import critic_objective
+    from lsdm.models.matching import critic_objective
 
     cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7}, **({"critic": critic} if critic else {}))
     torch.manual_seed(0)
@@ -195,7 +196,7 @@ def test_projection_critic_is_a_linear_head_per_class_on_shared_features():
 
 @pytest.mark.parametrize("critic", ["concat", "projection"])
 def test_marginal_objective_is_w1_and_penalty_of_the_marginal_critic(critic):
-    from lsdm.models.training import marginal_objective
+    from lsdm.models.matching import marginal_objective
 
     torch.manual_seed(0)
     f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic=critic, marginal=True)).critic
@@ -249,7 +250,7 @@ def test_closed_form_penalties_give_the_double_backward_weight_gradients(critic)
     """The latent critics' grad_z in closed form (`leaky_input_grad`) is an exact rewrite of autograd's
     `create_graph` double backward: the loss and every parameter's gradient, joint and marginal terms
     together, equal the reference built from `torch.autograd.grad` (up to float rounding)."""
-    from lsdm.models.training import critic_objective, marginal_objective
+    from lsdm.models.matching import critic_objective, marginal_objective
 
     torch.manual_seed(0)
     f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic=critic, marginal=True)).critic
@@ -301,7 +302,7 @@ def test_class_aware_term_pulls_each_class_toward_its_own_pseudo_labelled_latent
 
 def test_class_aware_weights_rows_by_confidence():
     """A row at confidence 0 does not move the class critic's W1 estimate."""
-    from lsdm.models.training import critic_objective
+    from lsdm.models.matching import critic_objective
 
     torch.manual_seed(0)
     f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic="projection")).critic
@@ -323,10 +324,10 @@ def test_lazy_penalty_runs_on_every_kth_critic_update_at_k_times_its_weight(gp_e
     """`gp_every` k: of 12 critic updates (4 steps x n_critic 3) the joint and marginal penalties are
     computed on the 1st, (k+1)th, ... at k x gp_weight, and on none of the others (weight 0: skipped,
     its logged value kept from the last update that computed it)."""
-    from lsdm.models import training
+    from lsdm.models import matching
 
     seen = {"joint": [], "marginal": []}
-    joint, marginal = training.critic_objective, training.marginal_objective
+    joint, marginal = matching.critic_objective, matching.marginal_objective
 
     def spy(name, fn):
         def wrapped(*args, **kwargs):
@@ -335,8 +336,8 @@ def test_lazy_penalty_runs_on_every_kth_critic_update_at_k_times_its_weight(gp_e
             return out
         return wrapped
 
-    monkeypatch.setattr(training, "critic_objective", spy("joint", joint))
-    monkeypatch.setattr(training, "marginal_objective", spy("marginal", marginal))
+    monkeypatch.setattr(matching, "critic_objective", spy("joint", joint))
+    monkeypatch.setattr(matching, "marginal_objective", spy("marginal", marginal))
     torch.manual_seed(0)
     m = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], marginal=True))
     logs = []
@@ -353,7 +354,7 @@ def test_the_critics_learn_at_critic_lr_and_are_critic_width_wide():
     after one step with lr 0 for G and a positive critic_lr, only the critic's weights moved."""
     from lsdm.config import MatcherParams
     from lsdm.models.matcher import matcher_config
-    from lsdm.models.training import train_matcher
+    from lsdm.models.matching import train_matcher
 
     p = MatcherParams(width=32, depth=2, critic_width=16, steps=1, n_critic=1, lr=1e-12, critic_lr=1e-2, batch_size=16)
     torch.manual_seed(0)

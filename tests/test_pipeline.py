@@ -98,7 +98,8 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
     sampler of noise images, and what `evaluate` judged is the matcher params.yaml selects."""
     import torch
 
-    from lsdm.config import load_params, variant_name
+    from lsdm.config import load_params
+    from lsdm.models.matching import variant_name
     from lsdm.evaluation.judge import Reference, evalnet_features
     from lsdm.io import load_checkpoint
     from lsdm.evaluation.metrics import fid

@@ -14,13 +14,13 @@ extension; none is the paper's method).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lsdm import paths
-from lsdm.config import marginal_terms, variant_name
 from lsdm.data.schemas import LATENT_POOL, PSEUDO_LABELS
 from lsdm.io import read_json, read_table, save_checkpoint
 from lsdm.methods.common import Track, confident_pseudo_labels, latent_classes, paired_inputs, shared_latents
@@ -30,7 +30,8 @@ from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.latent_classes import DecodedClasses
 from lsdm.models.lenet import LeNet
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
-from lsdm.models.training import seed_everything, train_matcher
+from lsdm.models.matching import marginal_terms, train_matcher, variant_name
+from lsdm.models.training import seed_everything
 
 FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS, paths.PSEUDO_LABELS)
 SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEUDO_LABELS,
@@ -72,8 +73,34 @@ def image_classes(sampler: LSDMSampler, device: torch.device, root: str | Path =
     return DecodedClasses(classifier, sampler.autoencoder, sampler.mean, sampler.std)
 
 
-def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    """Train the matcher on the pairs' latents (and the pool's, for the marginal terms); writes matcher.pt."""
+@dataclass
+class MatcherFit:
+    """What fit_matcher trains, assembled from params and a workspace (`prepare`): the matcher (weights
+    seeded), its checkpoint config and `train_matcher`'s data. The tuning script trains the same."""
+
+    params: object  # the `matcher` params section
+    matcher: Matcher
+    config: dict
+    cond: torch.Tensor
+    z: torch.Tensor
+    pool: torch.Tensor | None
+    pseudo: tuple | None  # (latents, labels, confidences) of the confident pool images; None without classes
+    n_pairs: int
+
+    def train(self, log: Track, **kwargs) -> dict:
+        """Train the matcher; its summary (fit_matcher's metrics)."""
+        p, terms = self.params, marginal_terms(self.params, has_classes=self.pseudo is not None)
+        t0 = time.perf_counter()
+        train_matcher(self.matcher, p, self.cond, self.z, self.pool, self.pseudo if terms.class_aware else None,
+                      log=log, **kwargs)  # fmt: skip
+        return {"train_seconds": time.perf_counter() - t0, "n_pairs": self.n_pairs,
+                "variant": variant_name(p, self.pseudo is not None), "n_pool": len(self.pool) if terms.pooled else 0,
+                "n_pseudo": len(self.pseudo[0]) if terms.class_aware else 0}  # fmt: skip
+
+
+def prepare(params, device: torch.device, root: str | Path = ".") -> MatcherFit:
+    """The matcher and its training data from the workspace at `root` (the pairs' latents; the pool's,
+    for the marginal terms; the confident pseudo-labels, for the class-aware one)."""
     p = params.matcher
     images, paired, _, cond, task = paired_inputs(params, device, root)
     z = shared_latents(paired["id"], device, root)
@@ -82,13 +109,15 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
     pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if terms.pooled else None
     config = matcher_config(p, task.condition_spec(images), z.shape[1])
     seed_everything(p.seed)
-    matcher = wgan_gp_mlp(**config).to(device)
-    t0 = time.perf_counter()
-    train_matcher(matcher, p, cond, z, pool, pseudo if terms.class_aware else None, log=track)
-    seconds = time.perf_counter() - t0
-    save_checkpoint(out_dir / paths.MATCHER.name, "wgan_gp_mlp", config, matcher.state_dict(), task=params.task)
-    return {"train_seconds": seconds, "n_pairs": len(paired), "variant": variant_name(p, pseudo is not None),
-            "n_pool": len(pool) if terms.pooled else 0, "n_pseudo": len(pseudo[0]) if terms.class_aware else 0}  # fmt: skip
+    return MatcherFit(p, wgan_gp_mlp(**config).to(device), config, cond, z, pool, pseudo, len(paired))
+
+
+def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
+    """Train the matcher on the pairs' latents (and the pool's, for the marginal terms); writes matcher.pt."""
+    job = prepare(params, device, root)
+    summary = job.train(track)
+    save_checkpoint(out_dir / paths.MATCHER.name, "wgan_gp_mlp", job.config, job.matcher.state_dict(), task=params.task)
+    return summary
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:

@@ -17,7 +17,8 @@ from lsdm.methods.common import Track, paired_inputs, with_pseudo_pairs
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
 from lsdm.models.pixel_gan import pixel_wgan
-from lsdm.models.training import seed_everything, train_wgan_gp
+from lsdm.models.matching import train_wgan_gp
+from lsdm.models.training import seed_everything
 
 FIT_READS = (paths.IMAGES, paths.PAIRED)
 SAMPLE_READS = ()  # its own checkpoint only

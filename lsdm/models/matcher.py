@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsdm.models.matching import marginal_terms
+
 
 def mlp(d_in: int, width: int, depth: int, d_out: int | None) -> nn.Sequential:
     """`depth` LeakyReLU layers `width` wide, then a linear output (none when d_out is None: features)."""
@@ -77,14 +79,14 @@ class Generator(nn.Module):
 
 class MarginalCritic(nn.Module):
     """What a latent critic may carry beside f: the marginal critic m(z) = MLP(z), trained by the
-    same optimiser (`lsdm.models.training.marginal_objective`)."""
+    same optimiser (`lsdm.models.matching.marginal_objective`)."""
 
     def add_marginal(self, z_dim: int, width: int, depth: int) -> None:
         self.marginal_net = mlp(z_dim, width, depth, 1)
 
     def add_class_critic(self, n_classes: int, z_dim: int, width: int, depth: int) -> None:
         """The class-aware marginal's critic f_c(y, z): a projection critic on (pseudo-label, pool
-        latent) pairs (`lsdm.models.training.ClassAware`), with weights of its own."""
+        latent) pairs (`lsdm.models.matching.ClassAware`), with weights of its own."""
         self.class_critic = ProjectionCritic(OneHot(n_classes), n_classes, z_dim, width, depth)
 
     @property
@@ -105,7 +107,7 @@ class MarginalCritic(nn.Module):
 class Critic(MarginalCritic):
     """f(x, z) = MLP([cond(x), z]): no normalisation layers, since the gradient penalty is taken per sample.
 
-    Training scores three codes per condition (real, fake, interpolated; `lsdm.models.training.critic_objective`),
+    Training scores three codes per condition (real, fake, interpolated; `lsdm.models.matching.critic_objective`),
     so the condition's share of the first layer, W_c cond(x) + b, is computed once (`encode`) and
     added to each code's share W_z z (`score`): the same function as the MLP on the concatenation.
     """
@@ -171,7 +173,7 @@ class Projection(nn.Module):
 
     def score(self, e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """f for codes z [k*B, ...], k blocks of B against encoded conditions e [B, features]
-        (see `lsdm.models.training.critic_objective`)."""
+        (see `lsdm.models.matching.critic_objective`)."""
         h = self.body(z)
         return self.out(h).squeeze(1) + per_block(h, e, torch.mul).sum(1)  # [k*B]
 
@@ -261,8 +263,6 @@ CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": Projectio
 
 def matcher_config(p, condition: dict, z_dim: int) -> dict:
     """`wgan_gp_mlp`'s arguments from the `matcher` params section (what a checkpoint stores)."""
-    from lsdm.config import marginal_terms
-
     terms = marginal_terms(p, has_classes=condition["kind"] == "label")
     return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
                 critic=p.critic, marginal=terms.pooled, class_critic=condition["n_classes"] if terms.class_aware else 0,
