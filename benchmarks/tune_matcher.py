@@ -3,10 +3,12 @@ pipeline's own latents and judge it with the pipeline's own evaluation, on `val`
 
 Run from a workspace where `dvc repro encode eval_net` has run (the shared stages: images with their
 train/val/test split, autoencoder, latents, evaluation net). Every (variant x paired count x split
-seed) trains `lsdm.models.training.train_wgan_gp` as fit_matcher does (or, with `method=latent_flow`,
-`lsdm.methods.flow_matching.train_flow_matching` as fit_baseline@latent_flow does, one row per NFE;
-with `method=<another method>`, that method's own `fit` and samplers, in a scratch workspace holding
-the shared files, the job's paired subset and, for a method that reads them, the job's pseudo-labels) and is judged by
+seed) runs in a scratch workspace holding the shared files, the job's paired subset and the job's own
+pseudo-labels (as stage pseudo_label makes them): LSDM by fit_matcher's own `lsdm.methods.lsdm.prepare`
+and `MatcherFit.train`, any other method (`method=<name>`) by its own `fit` and samplers, except
+`method=latent_flow`, which trains `lsdm.methods.flow_matching.train_flow_matching` as
+fit_baseline@latent_flow does so that its curve can be judged along training (one row per NFE), and
+is judged by
 `lsdm.evaluation.judge.judge_sampler` with `evaluate.split: val` and generation seed 0; `--curve-every K`
 also records label accuracy, FID and PRDC on val every K steps (the `curve` column, JSON); `--sample K:P`
 also judges each trained LSDM matcher drawing as `sample.candidates: K`, `sample.accept: P` would (a row
@@ -105,7 +107,7 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     if method != "latent_flow":  # LSDM or any other method of the registry, by its own fit and samplers
         import tempfile
 
-        from lsdm.data.schemas import PAIRED
+        from lsdm.data.schemas import LATENT_POOL, PAIRED
         from lsdm.io import write_table
         from lsdm.methods import method as method_module
 
@@ -117,13 +119,14 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         for shared in (paths.IMAGES.parent, paths.AUTOENCODER.parent, paths.LATENTS.parent, paths.EVALNET.parent):
             (root / shared).parent.mkdir(parents=True, exist_ok=True)
             (root / shared).symlink_to(Path.cwd() / shared)
-        write_table(paired, root / paths.PAIRED, PAIRED)
+        write_table(paired, root / paths.PAIRED, PAIRED)  # the split stage's two tables for this job
+        pool_ids = latent_pool(images, paired, params.split.n_unpaired, params.split.seed)["id"]
+        write_table(pool_ids.to_frame(), root / paths.LATENT_POOL, LATENT_POOL)
         table = None
         if paths.PSEUDO_LABELS in (*module.FIT_READS, *module.SAMPLE_READS):  # the job's own, as pseudo_label makes them
             from lsdm.data.schemas import PSEUDO_LABELS
             from lsdm.pipeline.pseudo_label import label_pool
 
-            pool_ids = latent_pool(images)["id"]
             table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
             write_table(table, root / paths.PSEUDO_LABELS, PSEUDO_LABELS)
         out = paths.method_data(method, root)

@@ -111,6 +111,11 @@ class MatcherParams(Section):
     # how the critic sees the condition: concat (MLP on [cond(x), z]) | projection (a head per class
     # on shared features of z); see lsdm/models/matcher.py and the README's matcher section
     critic: Literal["concat", "projection"] = "projection"
+    # how G is trained to match: wgan_gp = against 1-Wasserstein critics (the paper's); minibatch_ot = no
+    # critic, a debiased exact OT between batches of real and generated rows per term (lsdm/models/matching.py)
+    estimator: Literal["wgan_gp", "minibatch_ot"] = "wgan_gp"
+    # minibatch_ot: the ground cost between rows of different conditions (labels: 0/1; images: Euclidean)
+    ot_condition_cost: PositiveFloat = 100.0
     # what the unpaired latents add (our extension beyond the paper): none = the paper's method, pairs
     # only ("LSDM"); pooled = a class-blind W1 term, G's codes pooled over conditions vs every latent
     # of the pool ("LSDM + marginal"); class_aware = also a conditional W1 term on the pool latents
@@ -270,7 +275,7 @@ class SweepParams(Section):
     # training seeds: every trained generator's seed (`train_seed_keys`), crossed with the split seeds
     train_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1)
     # dotted overrides for every run: every method at its own budget, one noise seed per run
-    set: dict[str, Any] = Field(default_factory=lambda: {"methods": ["latent_flow", "pixel_wgan"], "evaluate.seeds": [0],
+    set: dict[str, Any] = Field(default_factory=lambda: {"methods": ["latent_flow", "pixel_wgan", "latent_flow_pseudo", "pixel_wgan_pseudo"], "evaluate.seeds": [0],
                                                          "latent_flow.steps": 88000})  # fmt: skip
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (here the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 
 import pytest
@@ -346,3 +345,33 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
     run(["lsdm", "report"], repo)
     assert 0.0 <= json.loads((repo / "results/evaluate/metrics.json").read_text())["eval"]["label_accuracy"] <= 1.0
     assert "`sample.filter: image`" in (repo / "reports/report.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_tuning_script_trains_what_fit_matcher_trains(tiny_repro, tmp_path):
+    """benchmarks/tune_matcher.py runs fit_matcher's own `prepare` and `train` (its copy of them had
+    drifted): at the run's own params, paired count and split seed it trains the weights the pipeline's
+    fit_matcher wrote, and judges the plain and the filtered draw; the critic-free estimator
+    (`matcher.estimator: minibatch_ot`) goes the same way and trains different weights."""
+    import sys
+
+    import pandas as pd
+    import torch
+
+    from lsdm.io import load_checkpoint
+
+    repo = copy_repo(tiny_repro, tmp_path / "repo")
+    params = Params(**yaml.safe_load((repo / "params.yaml").read_text()))
+    run([sys.executable, str(ROOT / "benchmarks/tune_matcher.py"), "--counts", str(params.split.n_paired_per_class),
+         "--seeds", str(params.split.seed), "--jobs", "1", "--variant", "base:",
+         "--variant", "ot:matcher.estimator=minibatch_ot", "--sample", "4:0.5", "--matchers", "kept", "--out", "t.csv"],
+        repo, extra_env={"TUNE_THREADS": "1"})  # fmt: skip
+    table = pd.read_csv(repo / "t.csv")
+    assert sorted(table["variant"]) == ["base", "base_c4_a0.5", "ot", "ot_c4_a0.5"]
+    assert table["label_accuracy"].between(0, 1).all() and (table["fid_evalnet"] > 0).all()
+    shipped = load_checkpoint(repo / "data/matcher/matcher.pt")["state_dict"]
+    tuned = torch.load(repo / f"kept/base_n{params.split.n_paired_per_class}_s{params.split.seed}.pt", weights_only=True)
+    ot = torch.load(repo / f"kept/ot_n{params.split.n_paired_per_class}_s{params.split.seed}.pt", weights_only=True)
+    generator = [k for k in shipped if k.startswith("generator.")]
+    assert all(torch.allclose(tuned[k], shipped[k], atol=1e-5) for k in generator)
+    assert not all(torch.allclose(ot[k], shipped[k], atol=1e-3) for k in generator)

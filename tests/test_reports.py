@@ -55,3 +55,27 @@ def test_every_table_row_has_its_headers_cells(md):
         width = len(CELL_SEP.findall(rows[0]))
         bad = [r for r in rows if len(CELL_SEP.findall(r)) != width]
         assert not bad, f"{md.relative_to(SHIPPED)}: rows whose cells do not match the header {rows[0]!r}: {bad[:3]}"
+
+
+def test_the_estimator_table_applies_the_shipping_rule(tmp_path):
+    """An estimator passes at a count only when no headline metric is worse beyond its paired interval:
+    the same FID but one seed's noise passes; FID worse by 10 on every split seed fails, and says why."""
+    import pandas as pd
+
+    from lsdm.reports import ladder
+
+    def rows(variant: str, fid: float, jitter: float) -> list[dict]:
+        return [{"variant": variant, "n_per_class": n, "seed": s, "label_accuracy": 0.95, "fid_evalnet": fid + jitter * s,
+                 "recall": 0.7, "density": 1.2, "density_real": 1.0, "train_seconds": 10.0} for n in (3, 10) for s in (0, 1, 2)]
+
+    shipped = pd.DataFrame(rows(ladder.FAIR, 20.0, 1.0))
+    for source in ladder.SOURCES:
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        shipped.to_csv(tmp_path / source, index=False)
+        shipped = shipped.iloc[0:0]  # the shipped rows once
+    (good, _), (bad, _) = ladder.ESTIMATORS
+    pd.DataFrame(rows(good, 20.0, -0.5) + rows(bad, 30.0, 1.0)).to_csv(tmp_path / ladder.ESTIMATOR, index=False)
+    lines = ladder.estimators(tmp_path)
+    assert len(lines) == 2 + 4
+    assert all(line.endswith("| passes |") for line in lines[2:4]), lines
+    assert all(line.endswith("| fails: FID (evalnet) worse |") for line in lines[4:6]), lines

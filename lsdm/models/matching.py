@@ -345,6 +345,101 @@ def _replayed(step: Callable[[], tuple]) -> Callable[[], tuple]:
     return run
 
 
+# --- a critic-free estimator: debiased minibatch optimal transport (`matcher.estimator: minibatch_ot`) ---
+
+
+def condition_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[len(a), len(b)] distances between conditions: 0/1 for class labels (integers), Euclidean
+    between flattened conditions otherwise (low-resolution images)."""
+    if not a.is_floating_point():
+        return (a[:, None] != b[None, :]).to(torch.float32)
+    return torch.cdist(a.flatten(1).float(), b.flatten(1).float())
+
+
+def transport_cost(z_a: torch.Tensor, z_b: torch.Tensor, ground: torch.Tensor | float = 0.0,
+                   mass: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """The exact OT cost between the rows of z_a (masses `mass`, else uniform) and of z_b (uniform)
+    under ||z - z'|| + `ground` (a [len(z_a), len(z_b)] cost of their conditions), differentiable in
+    both codes: the plan is solved on the detached costs (POT's network simplex); by the envelope
+    theorem the gradient of the minimum is the cost's gradient at the optimal plan."""
+    import ot
+
+    cost = ((z_a[:, None, :] - z_b[None, :, :]) ** 2).sum(-1).clamp_min(1e-12).sqrt() + ground
+    a = (mass / mass.sum()).double().cpu().numpy() if mass is not None else ot.unif(len(z_a))
+    plan = ot.emd(a, ot.unif(len(z_b)), cost.detach().double().cpu().numpy(), numItermax=1_000_000)
+    return (torch.as_tensor(plan, dtype=cost.dtype, device=cost.device) * cost).sum()
+
+
+@dataclass
+class Transport:
+    """One term of the critic-free matcher: a debiased minibatch OT between real rows (x, z) and G's
+    codes, S = OT(real, G) - OT(G, G') / 2 (G' a second draw for the same conditions), under the cost
+    ||z - z'|| + condition_cost * d(x, x') (`condition_distance`; with labels a cost that keeps codes
+    in their class). OT(real, G) alone has a minibatch bias towards G's collapse onto a few codes;
+    the second term, as in the Sinkhorn divergence (Genevay et al. 2018), removes it: a spread-out G
+    pays for its spread twice. The joint term asks G for the real rows' own conditions; the pooled one
+    (`condition_cost` 0) for conditions drawn from `fake_cond` (the pairs'), codes compared alone."""
+
+    z: torch.Tensor  # [M, d] the real codes
+    cond: torch.Tensor  # [M, ...] their conditions (pseudo-labels for the class-aware term)
+    weight: float
+    condition_cost: float
+    name: str  # what it logs: transport/<name>
+    mass: torch.Tensor | None = None  # [M] row weights (a pseudo-label's confidence)
+    fake_cond: torch.Tensor | None = None  # the conditions G is asked for, when not the rows' own
+    debiased: bool = True  # False: OT(real, G) alone (the biased estimate; for comparison)
+
+    def loss(self, G: nn.Module, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        i = _batch(len(self.z), batch_size, gen).to(self.z.device)
+        z, x = self.z[i], self.cond[i]
+        x_fake = x if self.fake_cond is None else self.fake_cond[_batch(len(self.fake_cond), batch_size, gen).to(x.device)]
+        fake, again = G(torch.cat([x_fake, x_fake])).chunk(2) if self.debiased else (G(x_fake), None)
+        ground = self.condition_cost * condition_distance(x, x_fake) if self.condition_cost else 0.0
+        s = transport_cost(z, fake, ground, None if self.mass is None else self.mass[i])
+        if self.debiased:
+            ground_fake = self.condition_cost * condition_distance(x_fake, x_fake) if self.condition_cost else 0.0
+            s = s - transport_cost(fake, again, ground_fake) / 2
+        return s, {f"transport/{self.name}": s.detach()}
+
+
+def transport_terms(p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None, pseudo=None) -> list[Transport]:
+    """The critic-free terms `p` asks for, by the same rule as the critics' (`marginal_terms`)."""
+    which = marginal_terms(p, has_classes=pseudo is not None)
+    terms = [Transport(z, cond, 1.0, p.ot_condition_cost, "joint")]
+    if which.pooled:
+        terms.append(Transport(pool, pool, p.marginal_weight, 0.0, "pooled", fake_cond=cond))
+    if which.class_aware:
+        z_c, labels, confidence = pseudo
+        terms.append(Transport(z_c, labels.to(cond.dtype), p.class_weight, p.ot_condition_cost, "class", mass=confidence))
+    return terms
+
+
+def train_transport(matcher: nn.Module, terms: Sequence[Transport], *, steps: int, batch_size: int, lr: float, seed: int,
+                    log: Logger = _no_log, log_every: int = 10, desc: str = "fit_matcher") -> nn.Module:  # fmt: skip
+    """Minimise the weighted sum of `terms` (`Transport`) in G's weights by Adam, learning rate on a
+    cosine: no critic, one generator update a step. The critic in `matcher` is left as built."""
+    gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
+    G = matcher.generator
+    opt = adam(G.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+    matcher.train()
+    with _progress(steps, desc) as bar:
+        for step in range(1, steps + 1):
+            loss, logged = 0.0, {}
+            for term in terms:
+                value, values = term.loss(G, batch_size, gen)
+                loss, logged = loss + term.weight * value, {**logged, **values}
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % log_every == 0 or step == steps:
+                log(step, {**{k: v.item() for k, v in logged.items()}, "generator/loss": loss.item()})
+                bar.set_postfix(ot=f"{loss.item():.3f}", refresh=False)
+            bar.update()
+    return matcher.eval()
+
+
 def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseudo=None) -> list:
     """The terms beside the joint one that the `matcher` params section `p` asks for (`marginal` and
     its weights, as `marginal_terms` reads them): `Pooled` on the latent `pool`,
@@ -364,8 +459,12 @@ def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseu
 
 def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None,
                   pseudo=None, **kwargs) -> nn.Module:  # fmt: skip
-    """`train_wgan_gp` with the budget, terms and weights of the `matcher` params section `p`."""
+    """Train `matcher` by the estimator, budget, terms and weights of the `matcher` params section `p`:
+    `train_wgan_gp` against critics, or `train_transport` (`estimator: minibatch_ot`) without."""
+    if p.estimator == "minibatch_ot":
+        kwargs.pop("cuda_graph", None)
+        return train_transport(matcher, transport_terms(p, cond, z, pool, pseudo), steps=p.steps,
+                               batch_size=p.batch_size, lr=p.lr, seed=p.seed, **kwargs)  # fmt: skip
     return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
                          gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo),
                          critic_lr=p.critic_lr, gp_every=p.gp_every, cuda_graph=p.cuda_graph, **kwargs)  # fmt: skip
-

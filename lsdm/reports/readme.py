@@ -667,8 +667,9 @@ BLOCKS: dict[str, Block] = {
     "unpaired-pool": Block((POOL_TABLE, POOL_META), unpaired_pool),
     "sweep-verdicts": Block((SWEEP_TABLE, SWEEP_META), sweep_verdicts),
     "image-filter-test": Block((SWEEP_TABLE, SWEEP_META, IMAGE_FILTER_TABLE, IMAGE_FILTER_META), image_filter_test),
-    "like-against-like": Block((ladder.LIKE_AGAINST_LIKE,), ladder.levels),
-    "like-against-like-steps": Block((ladder.LIKE_AGAINST_LIKE,), ladder.steps),
+    "like-against-like": Block(ladder.SOURCES, ladder.levels),
+    "like-against-like-steps": Block(ladder.SOURCES, ladder.steps),
+    "estimator-paired": Block((*ladder.SOURCES, ladder.ESTIMATOR), ladder.estimators),
 }
 
 
