@@ -14,7 +14,9 @@ from lsdm import paths
 from lsdm.data.pixels import image_meta, load_images
 from lsdm.data.schemas import LATENTS, PAIRED, PSEUDO_LABELS
 from lsdm.data.tables import codes, labels_tensor
-from lsdm.io import read_table
+from lsdm.io import read_json, read_table
+from lsdm.models import load
+from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.latent_classes import GaussianClasses
 from lsdm.tasks import make_task
 
@@ -36,6 +38,14 @@ def paired_inputs(params, device: torch.device, root: str | Path = "."):
 def shared_latents(ids, device: torch.device, root: str | Path = ".") -> torch.Tensor:
     """The shared (fit_latent/encode) standardised latents of the given ids, in that order."""
     return codes(read_table(Path(root) / paths.LATENTS, LATENTS), ids).to(device)
+
+
+def shared_decoder(device: torch.device, root: str | Path = ".") -> tuple[ConvAutoencoder, torch.Tensor, torch.Tensor]:
+    """The shared autoencoder (fit_latent) and the latents' mean and std (encode): what every latent
+    method decodes its standardised codes with."""
+    stats = read_json(Path(root) / paths.LATENT_STATS)
+    autoencoder = load(Path(root) / paths.AUTOENCODER, device, ConvAutoencoder)
+    return autoencoder, torch.tensor(stats["mean"]), torch.tensor(stats["std"])
 
 
 def confident_pseudo_labels(threshold: float, device: torch.device, root: str | Path = "."):

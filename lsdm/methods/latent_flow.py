@@ -11,12 +11,11 @@ import torch
 from torch import nn
 
 from lsdm import paths
-from lsdm.io import load_checkpoint, read_json, save_checkpoint
-from lsdm.methods.common import Track, paired_inputs, shared_latents, with_pseudo_pairs
+from lsdm.io import load_checkpoint, save_checkpoint
+from lsdm.methods.common import Track, paired_inputs, shared_decoder, shared_latents, with_pseudo_pairs
 from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
 from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
-from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.velocity import VelocityField
 from lsdm.models.training import seed_everything
 
@@ -69,12 +68,12 @@ class FlowSampler(LatentSampler):
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".",
-        name: str = "latent_flow") -> dict:  # fmt: skip
-    """Train on the pairs (name `latent_flow`) or on the pairs plus the pool's confident pseudo-pairs
+        name: str = "latent_flow", pseudo: bool = False) -> dict:  # fmt: skip
+    """Train on the pairs or, with `pseudo`, on the pairs plus the pool's confident pseudo-pairs
     (`latent_flow_pseudo`), with the budget of `params.<name>`; writes flow.pt."""
     p = getattr(params, name)
     images, paired, _, cond, task = paired_inputs(params, device, root)
-    ids, cond = with_pseudo_pairs(params, paired, cond, task, device, root) if name.endswith("_pseudo") else (paired["id"], cond)
+    ids, cond = with_pseudo_pairs(params, paired, cond, task, device, root) if pseudo else (paired["id"], cond)
     z = shared_latents(ids, device, root)
     config = dict(condition=task.condition_spec(images), z_dim=z.shape[1], width=p.width, depth=p.depth)
     seed_everything(p.seed)
@@ -96,8 +95,6 @@ def samplers(device: torch.device, params=None, root: str | Path = ".", name: st
     ckpt = load_checkpoint(path)
     nfes = list(getattr(params, name).nfe) if params is not None else ckpt["nfe"]
     solver = getattr(params, name).solver if params is not None else ckpt["solver"]
-    velocity, ae = load(path, device, VelocityField), load(root / paths.AUTOENCODER, device, ConvAutoencoder)
-    stats = read_json(root / paths.LATENT_STATS)
-    mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+    velocity, (ae, mean, std) = load(path, device, VelocityField), shared_decoder(device, root)
     draw = dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept) if classes is not None else {}
     return [(f"{name}_nfe{n}", FlowSampler(velocity, ae, mean, std, n, solver, **draw).to(device).eval()) for n in nfes]

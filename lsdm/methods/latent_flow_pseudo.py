@@ -21,7 +21,7 @@ SAMPLE_READS = (*latent_flow.SAMPLE_READS, paths.LATENTS, paths.PSEUDO_LABELS)  
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    return latent_flow.fit(params, device, out_dir, track, root, name=NAME)
+    return latent_flow.fit(params, device, out_dir, track, root, name=NAME, pseudo=True)
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:

@@ -22,11 +22,10 @@ from torch import nn
 
 from lsdm import paths
 from lsdm.data.schemas import LATENT_POOL, PSEUDO_LABELS
-from lsdm.io import read_json, read_table, save_checkpoint
-from lsdm.methods.common import Track, confident_pseudo_labels, latent_classes, paired_inputs, shared_latents
+from lsdm.io import read_table, save_checkpoint
+from lsdm.methods.common import Track, confident_pseudo_labels, latent_classes, paired_inputs, shared_decoder, shared_latents
 from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
-from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.latent_classes import DecodedClasses
 from lsdm.models.lenet import LeNet
 from lsdm.models.matcher import Matcher, matcher_config, wgan_gp_mlp
@@ -43,18 +42,12 @@ class LSDMSampler(LatentSampler):
     with a class model and `sample.candidates` K > 1, the filtered draw)."""
 
     @classmethod
-    def from_files(cls, matcher: Path, autoencoder: Path, stats: Path, device: torch.device, **sampling) -> "LSDMSampler":
-        s = read_json(stats)
-        generator, ae = load(matcher, device, Matcher).generator, load(autoencoder, device, ConvAutoencoder)
-        return cls(generator, ae, torch.tensor(s["mean"]), torch.tensor(s["std"]), **sampling).to(device).eval()
-
-    @classmethod
     def from_pipeline(cls, device: torch.device, root: str | Path = ".", params=None) -> "LSDMSampler":
         """Assemble from the fit_latent, encode and fit_matcher outputs; with `params` whose
         `sample.candidates` > 1 and data with classes, the class model (`sample.filter`) from
         pseudo_label's outputs too."""
         root = Path(root)
-        sampler = cls.from_files(root / paths.MATCHER, root / paths.AUTOENCODER, root / paths.LATENT_STATS, device)
+        sampler = cls(load(root / paths.MATCHER, device, Matcher).generator, *shared_decoder(device, root)).to(device).eval()
         if params is not None and params.sample.candidates > 1:
             s = params.sample
             classes = latent_classes(params, device, root) if s.filter == "latent" else image_classes(sampler, device, root)

@@ -41,12 +41,12 @@ class PixelSampler(nn.Module):
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".",
-        name: str = "pixel_wgan") -> dict:  # fmt: skip
-    """Train on the pairs (name `pixel_wgan`) or on the pairs plus the pool's confident pseudo-pairs
+        name: str = "pixel_wgan", pseudo: bool = False) -> dict:  # fmt: skip
+    """Train on the pairs or, with `pseudo`, on the pairs plus the pool's confident pseudo-pairs
     (`pixel_wgan_pseudo`), with the budget of `params.<name>`; writes model.pt."""
     p = getattr(params, name)
     images, paired, y, cond, task = paired_inputs(params, device, root)
-    if name.endswith("_pseudo"):
+    if pseudo:
         ids, cond = with_pseudo_pairs(params, paired, cond, task, device, root)
         y = torch.cat([y, load_images(Path(root) / paths.IMAGES, ids[len(paired):], device)]) if len(ids) > len(paired) else y
     config = dict(condition=task.condition_spec(images), image_size=y.shape[-1], channels=y.shape[1],

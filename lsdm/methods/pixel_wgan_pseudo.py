@@ -13,12 +13,9 @@ import torch
 from torch import nn
 
 from lsdm import paths
-from lsdm.io import read_json
 from lsdm.methods import pixel_wgan
-from lsdm.methods.common import Track, latent_classes
+from lsdm.methods.common import Track, latent_classes, shared_decoder
 from lsdm.methods.sampling import FilteredSampler
-from lsdm.models import load
-from lsdm.models.autoencoder import ConvAutoencoder
 from lsdm.models.latent_classes import EncodedClasses
 
 NAME = "pixel_wgan_pseudo"
@@ -27,7 +24,7 @@ SAMPLE_READS = (paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEU
 
 
 def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".") -> dict:
-    return pixel_wgan.fit(params, device, out_dir, track, root, name=NAME)
+    return pixel_wgan.fit(params, device, out_dir, track, root, name=NAME, pseudo=True)
 
 
 def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[tuple[str, nn.Module]]:
@@ -36,7 +33,5 @@ def samplers(device: torch.device, params=None, root: str | Path = ".") -> list[
     classes = latent_classes(params, device, root) if params is not None and params.sample.candidates > 1 else None
     if classes is None:
         return [(NAME, sampler)]
-    root, stats = Path(root), read_json(Path(root) / paths.LATENT_STATS)
-    ae = load(root / paths.AUTOENCODER, device, ConvAutoencoder)
-    judge = EncodedClasses(classes, ae, torch.tensor(stats["mean"]), torch.tensor(stats["std"])).to(device)
+    judge = EncodedClasses(classes, *shared_decoder(device, root)).to(device)
     return [(NAME, FilteredSampler(sampler, judge, params.sample.candidates, params.sample.accept).to(device).eval())]
