@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install repro test test-fast exp-show docs clean-venv
+.PHONY: install repro lint test test-fast exp-show docs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ install: $(VENV)/.installed  ## create .venv with lsdm and its dependencies
 repro: install  ## run the default pipeline (only what changed reruns)
 	dvc repro
 
-test: install  ## the whole test suite (what CI runs): two workers, each test file on one of them
+lint: install  ## ruff's rules and its formatter's layout (pyproject.toml); `ruff format .` rewrites the layout
+	ruff check . && ruff format --check .
+
+test: install lint  ## the linter, then the whole test suite (what CI runs): two workers, each test file on one of them
 	pytest -q -n 2 --dist loadfile --durations=12
 
 test-fast: install  ## unit tests only, without the end-to-end DVC / Prefect runs

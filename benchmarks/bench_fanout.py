@@ -33,16 +33,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from bench_pipeline import BIN, ROOT, env, make_clone, sh
-from lsdm.presets import tiny
 from record import RESULTS, Run
 
-import yaml
+from lsdm.presets import tiny
 
 
 def start(cmd: list[str], cwd: Path, extra: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env={**env(), **extra}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=cwd, env={**env(), **extra}, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -59,11 +60,20 @@ def server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
-    extra = {"PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "PREFECT_SERVER_UI_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
-             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db"}  # fmt: skip
-    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], home, extra,
-                 home / "server.log")  # fmt: skip
+    extra = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+    }
+    proc = start(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        home,
+        extra,
+        home / "server.log",
+    )
     import httpx
 
     for _ in range(180):
@@ -77,8 +87,11 @@ def server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 def figures(mode: str, timings: dict[int, dict]) -> dict:
     """The timings per worker count, and the speed-up of the most workers over the fewest on the points."""
     a, b = min(timings), max(timings)
-    return {"params": mode, "timings": {str(n): t for n, t in timings.items()},
-            "speedup_points": timings[a]["points"] / timings[b]["points"] if b != a else None}  # fmt: skip
+    return {
+        "params": mode,
+        "timings": {str(n): t for n, t in timings.items()},
+        "speedup_points": timings[a]["points"] / timings[b]["points"] if b != a else None,
+    }
 
 
 def main() -> int:
@@ -86,8 +99,12 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="params.yaml as shipped (its sweep section) instead of tiny")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time, in order")
     ap.add_argument("--keep", action="store_true", help="copy the last sweep's table and report into this checkout")
-    ap.add_argument("--json", type=Path, default=None,
-                    help="where the timings go (default: results/benchmarks/bench_fanout-<tiny|shipped>.json)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where the timings go (default: results/benchmarks/bench_fanout-<tiny|shipped>.json)",
+    )
     args = ap.parse_args()
     run = Run()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -99,17 +116,29 @@ def main() -> int:
         shutil.copytree(ROOT / d, parent / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "prefect.yaml", parent / "prefect.yaml")
     sh(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base)
-    for cmd in (["git", "remote", "add", "origin", str(origin)], ["dvc", "remote", "add", "-d", "store", str(base / "store")],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "flows and remotes"], ["git", "push", "-q", "origin", "main"]):  # fmt: skip
+    for cmd in (
+        ["git", "remote", "add", "origin", str(origin)],
+        ["dvc", "remote", "add", "-d", "store", str(base / "store")],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "flows and remotes"],
+        ["git", "push", "-q", "origin", "main"],
+    ):
         sh(cmd, parent)
     proc, extra = server(base)
     os.environ.update(extra)  # the parent flow runs here, against that server
     workers: list[subprocess.Popen] = []
     try:
         prefect = [str(BIN / "prefect"), "--no-prompt"]
-        subprocess.run([*prefect, "work-pool", "create", "gpu", "--type", "process"], cwd=parent, env={**env(), **extra},
-                       check=True, capture_output=True)  # fmt: skip
-        subprocess.run([*prefect, "deploy", "--all"], cwd=parent, env={**env(), **extra}, check=True, capture_output=True)
+        subprocess.run(
+            [*prefect, "work-pool", "create", "gpu", "--type", "process"],
+            cwd=parent,
+            env={**env(), **extra},
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*prefect, "deploy", "--all"], cwd=parent, env={**env(), **extra}, check=True, capture_output=True
+        )
         sys.path.insert(0, str(ROOT))
         from flows.lsdm_flow import sweep
 
@@ -119,19 +148,39 @@ def main() -> int:
                 w = len(workers)
                 clone = base / f"worker-{w}"
                 sh(["git", "clone", "-q", str(origin), str(clone)], base)
-                w_env = {**extra, "LSDM_REPO": str(clone), "LSDM_WORKDIR": str(base / f"workspaces-{w}"),
-                         "LSDM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
-                workers.append(start([*prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1"],
-                                     clone, w_env, base / f"worker-{w}.log"))  # fmt: skip
+                w_env = {
+                    **extra,
+                    "LSDM_REPO": str(clone),
+                    "LSDM_WORKDIR": str(base / f"workspaces-{w}"),
+                    "LSDM_THREADS": "1",
+                    "OMP_NUM_THREADS": "1",
+                }
+                workers.append(
+                    start(
+                        [*prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1"],
+                        clone,
+                        w_env,
+                        base / f"worker-{w}.log",
+                    )
+                )
             t0 = time.perf_counter()
             # later runs draw other pairs (split seeds + 100 i): nothing comes from DVC's run cache
             result = sweep(seeds=[s + 100 * i for s in seeds], tag=f"bench-w{n}", repo=str(parent), timeout=4 * 3600)
             wall = time.perf_counter() - t0
-            timings[n] = {"wall": wall, "shared": result["shared_seconds"], "points": result["points_seconds"],
-                          "n_points": len(result["points"])}  # fmt: skip
-            hosts = sorted({p["result"]["workspace"].split("/workspaces-")[1].split("/")[0] for p in result["points"].values()})
-            print(f"{n} worker(s): {len(result['points'])} points in {result['points_seconds']:.0f} s "
-                  f"(shared stages {result['shared_seconds']:.0f} s, total {wall:.0f} s); workers used: {hosts}", flush=True)
+            timings[n] = {
+                "wall": wall,
+                "shared": result["shared_seconds"],
+                "points": result["points_seconds"],
+                "n_points": len(result["points"]),
+            }
+            hosts = sorted(
+                {p["result"]["workspace"].split("/workspaces-")[1].split("/")[0] for p in result["points"].values()}
+            )
+            print(
+                f"{n} worker(s): {len(result['points'])} points in {result['points_seconds']:.0f} s "
+                f"(shared stages {result['shared_seconds']:.0f} s, total {wall:.0f} s); workers used: {hosts}",
+                flush=True,
+            )
         if len(timings) > 1:
             a, b = min(timings), max(timings)
             print(f"speed-up of {b} workers over {a} on the points: {timings[a]['points'] / timings[b]['points']:.2f}x")

@@ -73,8 +73,9 @@ def setup(code: str | Path, steps: int, threads: int, sets: dict, device: str = 
     from lsdm.config import MatcherParams
 
     # the matching loop's module: lsdm.models.matching since 2026-12-08, lsdm.models.training before
-    training = importlib.import_module("lsdm.models.matching" if importlib.util.find_spec("lsdm.models.matching")
-                                       else "lsdm.models.training")  # fmt: skip
+    training = importlib.import_module(
+        "lsdm.models.matching" if importlib.util.find_spec("lsdm.models.matching") else "lsdm.models.training"
+    )
     from lsdm.models.matcher import matcher_config, wgan_gp_mlp
 
     shipped = {**yaml.safe_load((Path(code) / "params.yaml").read_text())["matcher"], **sets}
@@ -105,8 +106,16 @@ def inner(code: str, steps: int, threads: int, sets: dict, device: str) -> None:
     training.train_matcher(m, p, *data, **extra)
     synchronize(device)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "as_shipped": seconds * shipped_steps / p.steps, "module": training.__file__,
-                      "matcher": p.model_dump()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "as_shipped": seconds * shipped_steps / p.steps,
+                "module": training.__file__,
+                "matcher": p.model_dump(),
+            }
+        )
+    )
 
 
 def peak_matmul_gflops(rows: int, width: int, repeats: int = 2000) -> float:
@@ -127,7 +136,8 @@ def profile(steps: int, threads: int, sets: dict) -> dict:
     (counted by torch.profiler over a few more), and the time those products take at this machine's
     own rate on the batch's shape: the step time over that is the most any exact speed-up (same
     products, less of everything else) could buy. The profiler's own overhead stays out of the times."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     training, p, _, m, data, extra = setup(ROOT, steps, threads, sets)
     counted = 10
@@ -140,10 +150,18 @@ def profile(steps: int, threads: int, sets: dict) -> dict:
     per_step = (time.perf_counter() - t0) / steps
     peak = {f"{r}x{p.width}": peak_matmul_gflops(r, p.width) for r in (p.batch_size, 2 * p.batch_size)}
     at_peak = gflop / max(peak.values())
-    return {"steps": steps, "threads": threads, "matcher": p.model_dump(), "seconds_per_step": per_step,
-            "products_gflop_per_step": gflop, "products_calls_per_step": sum(e.count for e in products) / counted,
-            "peak_gflops": peak, "products_seconds_per_step_at_peak": at_peak,
-            "achieved_gflops": gflop / per_step, "exact_speedup_bound": per_step / at_peak}  # fmt: skip
+    return {
+        "steps": steps,
+        "threads": threads,
+        "matcher": p.model_dump(),
+        "seconds_per_step": per_step,
+        "products_gflop_per_step": gflop,
+        "products_calls_per_step": sum(e.count for e in products) / counted,
+        "peak_gflops": peak,
+        "products_seconds_per_step_at_peak": at_peak,
+        "achieved_gflops": gflop / per_step,
+        "exact_speedup_bound": per_step / at_peak,
+    }
 
 
 def graph_trial(steps: int, sets: dict, device: str) -> dict:
@@ -165,14 +183,22 @@ def graph_trial(steps: int, sets: dict, device: str) -> dict:
         synchronize(device)
         seconds[mode] = time.perf_counter() - t0
         weights[mode] = torch.cat([q.detach().flatten() for q in m.parameters()])
-    return {"device": torch.cuda.get_device_name(), "matcher": p.model_dump(exclude={"cuda_graph"}), "steps": p.steps,
-            "shipped_steps": shipped, "seconds": seconds, "ms_per_step": {k: 1e3 * v / p.steps for k, v in seconds.items()},
-            "graph_speedup": seconds["eager"] / seconds["graph"],
-            "max_abs_weight_difference": (weights["eager"] - weights["graph"]).abs().max().item()}  # fmt: skip
+    return {
+        "device": torch.cuda.get_device_name(),
+        "matcher": p.model_dump(exclude={"cuda_graph"}),
+        "steps": p.steps,
+        "shipped_steps": shipped,
+        "seconds": seconds,
+        "ms_per_step": {k: 1e3 * v / p.steps for k, v in seconds.items()},
+        "graph_speedup": seconds["eager"] / seconds["graph"],
+        "max_abs_weight_difference": (weights["eager"] - weights["graph"]).abs().max().item(),
+    }
 
 
 def unpack(ref: str, dest: Path) -> Path:
-    tar = subprocess.run(["git", "archive", ref, "lsdm", "params.yaml"], cwd=ROOT, capture_output=True, check=True).stdout
+    tar = subprocess.run(
+        ["git", "archive", ref, "lsdm", "params.yaml"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         t.extractall(dest, filter="data")
     return dest
@@ -181,13 +207,23 @@ def unpack(ref: str, dest: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ref", default="HEAD", help="the earlier commit to compare with (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=0, help="generator steps of both (default: each version's own "
-                    "matcher.steps); the ratio is taken at each version's own steps, scaled from these")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="generator steps of both (default: each version's own "
+        "matcher.steps); the ratio is taken at each version's own steps, scaled from these",
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("LSDM_THREADS", "2")))
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/bench_matcher.json")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a matcher param for both versions, e.g. --set marginal=class_aware (where a version has it)",
+    )
     ap.add_argument("--profile", action="store_true", help="profile this checkout's matcher instead (see above)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     ap.add_argument("--graph", action="store_true", help="CUDA graphs: time the step eager and replayed (see above)")
@@ -207,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run, figures = Run(), graph_trial(steps, sets, args.device)
         t = figures["ms_per_step"]
-        print(f"train_matcher, {figures['steps']} steps: {t['eager']:.2f} ms a step eager, {t['graph']:.2f} replayed as a "
-              f"CUDA graph ({figures['graph_speedup']:.1f}x); weights apart by at most {figures['max_abs_weight_difference']:.2g}")
+        print(
+            f"train_matcher, {figures['steps']} steps: {t['eager']:.2f} ms a step eager, {t['graph']:.2f} replayed as a "
+            f"CUDA graph ({figures['graph_speedup']:.1f}x); weights apart by at most {figures['max_abs_weight_difference']:.2g}"
+        )
         run.write(args.out, figures)
         return 0
     if args.profile:
@@ -217,17 +255,21 @@ def main(argv: list[str] | None = None) -> int:
 
         run, figures = Run(), profile(steps or 200, args.threads, sets)
         print(json.dumps(figures, indent=1))
-        print(f"{figures['seconds_per_step'] * 1000:.1f} ms a step, {figures['products_gflop_per_step']:.2f} GFLOP of matrix "
-              f"products in it ({figures['achieved_gflops']:.0f} GFLOP/s over the whole step; this machine's products "
-              f"run at {max(figures['peak_gflops'].values()):.0f}): an exact speed-up that kept every product could buy "
-              f"at most {figures['exact_speedup_bound']:.2f}x")
+        print(
+            f"{figures['seconds_per_step'] * 1000:.1f} ms a step, {figures['products_gflop_per_step']:.2f} GFLOP of matrix "
+            f"products in it ({figures['achieved_gflops']:.0f} GFLOP/s over the whole step; this machine's products "
+            f"run at {max(figures['peak_gflops'].values()):.0f}): an exact speed-up that kept every product could buy "
+            f"at most {figures['exact_speedup_bound']:.2f}x"
+        )
         run.write(args.out, figures)
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from record import Run
 
     run = Run()
-    ref = subprocess.run(["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    ref = subprocess.run(
+        ["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     seconds: dict[str, list[float]] = {"before": [], "after": []}
     as_shipped: dict[str, list[float]] = {"before": [], "after": []}  # scaled to the version's own steps
     matchers: dict[str, dict] = {}
@@ -235,20 +277,47 @@ def main(argv: list[str] | None = None) -> int:
         versions = {"before": str(unpack(ref, Path(tmp))), "after": str(ROOT)}
         for r in range(args.repeats):
             for name, code in versions.items():
-                out = subprocess.run([sys.executable, __file__, "--inner", code, "--steps", str(steps), "--threads",
-                                      str(args.threads), "--device", args.device, "--inner-sets", json.dumps(sets)],
-                                     capture_output=True, text=True, check=True)  # fmt: skip
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--inner",
+                        code,
+                        "--steps",
+                        str(steps),
+                        "--threads",
+                        str(args.threads),
+                        "--device",
+                        args.device,
+                        "--inner-sets",
+                        json.dumps(sets),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 assert doc["module"].startswith(code), doc  # the version it claims to time
                 seconds[name].append(round(doc["seconds"], 2))
                 as_shipped[name].append(round(doc["as_shipped"], 2))
                 matchers[name] = doc["matcher"]
-                print(f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({doc['matcher']['steps']} steps, "
-                      f"{args.threads} threads; {doc['as_shipped']:.1f} s at its shipped steps)", flush=True)
+                print(
+                    f"repeat {r}: {name:6s} {doc['seconds']:7.1f} s ({doc['matcher']['steps']} steps, "
+                    f"{args.threads} threads; {doc['as_shipped']:.1f} s at its shipped steps)",
+                    flush=True,
+                )
     best = {k: min(v) for k, v in as_shipped.items()}
-    figures = {"ref": ref, "steps": steps or "each version's own", "threads": args.threads, "device": args.device, "seconds": seconds,
-               "seconds_as_shipped": as_shipped, "matcher": matchers, "speedup": round(best["before"] / best["after"], 2),
-               "best_seconds_as_shipped": {k: round(v, 1) for k, v in best.items()}}  # fmt: skip
+    figures = {
+        "ref": ref,
+        "steps": steps or "each version's own",
+        "threads": args.threads,
+        "device": args.device,
+        "seconds": seconds,
+        "seconds_as_shipped": as_shipped,
+        "matcher": matchers,
+        "speedup": round(best["before"] / best["after"], 2),
+        "best_seconds_as_shipped": {k: round(v, 1) for k, v in best.items()},
+    }
     print(f"speed-up (best of {args.repeats}): {figures['speedup']}x")
     run.write(args.out, figures)
     return 0

@@ -37,11 +37,11 @@ import time
 from pathlib import Path
 
 import yaml
+from record import RESULTS, Run, scratch
 
 from lsdm.orchestration.tools import tool
 from lsdm.pipeline.cli import CUDA_PEAK
 from lsdm.presets import tiny
-from record import RESULTS, Run, scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -74,9 +74,14 @@ def make_clone(path: Path, params: dict) -> Path:
     shutil.copytree(ROOT / "inputs", path / "inputs")
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (path / ".gitignore").write_text("__pycache__/\n")
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@lsdm.invalid"],
-                ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "bench"]):  # fmt: skip
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "bench@lsdm.invalid"],
+        ["git", "config", "user.name", "bench"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "bench"],
+    ):
         tool(cmd, path)
     return path
 
@@ -94,8 +99,11 @@ def full_repro(repo: Path) -> list[dict]:
         if gpu := re.search(rf"{re.escape(CUDA_PEAK)} ([\d.]+) MiB", p.stderr):
             row["max_cuda_mb"] = float(gpu.group(1)) * 2**20 / 1e6
         rows.append(row)
-        print(f"  {name:<32} {seconds:8.1f} s   {maxrss / 1024:8.0f} MB"
-              + (f"   GPU {row['max_cuda_mb']:8.0f} MB" if gpu else ""), flush=True)  # fmt: skip
+        print(
+            f"  {name:<32} {seconds:8.1f} s   {maxrss / 1024:8.0f} MB"
+            + (f"   GPU {row['max_cuda_mb']:8.0f} MB" if gpu else ""),
+            flush=True,
+        )
     status = sh(["dvc", "status"], repo).stdout
     if "up to date" not in status:
         print(f"  warning: after the stage-by-stage run, dvc status is not clean:\n{status}")
@@ -120,9 +128,9 @@ def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
     try:
         import torch
 
+        from lsdm.config import load_params, resolve_device
         from lsdm.methods import samplers
         from lsdm.methods.latent_flow import FlowSampler
-        from lsdm.config import load_params, resolve_device
         from lsdm.methods.sampling import fixed_noise
         from lsdm.models.training import timed
 
@@ -136,18 +144,25 @@ def throughput(repo: Path, nfes=(10, 50, 100)) -> list[dict]:
         runs = [("lsdm", samplers("lsdm", device)[0][1])]
         if "latent_flow" in params.methods:
             (_, flow), *_ = samplers("latent_flow", device, params)
-            runs += [(f"latent_flow_nfe{n}", FlowSampler(flow.velocity, flow.autoencoder, flow.mean, flow.std, n,
-                                                         "euler").to(device)) for n in nfes]  # fmt: skip
+            runs += [
+                (
+                    f"latent_flow_nfe{n}",
+                    FlowSampler(flow.velocity, flow.autoencoder, flow.mean, flow.std, n, "euler").to(device),
+                )
+                for n in nfes
+            ]
         rows = []
         for name, s in runs:
             eta = fixed_noise(bs, s.noise_dim, 0, device)
-            _, seconds = timed(lambda: s(cond, eta), device)
+            _, seconds = timed(lambda s=s, eta=eta: s(cond, eta), device)
             rows.append({"sampler": name, "batch_size": bs, "device": device.type, "images_per_s": bs / seconds})
         base = rows[0]["images_per_s"]
         for r in rows:
             r["lsdm_speedup"] = base / r["images_per_s"]
-            print(f"  {r['sampler']:<22} {r['images_per_s']:10.0f} images/s   LSDM is {r['lsdm_speedup']:6.1f}x faster"
-                  f"   (batch {bs}, {device.type})")  # fmt: skip
+            print(
+                f"  {r['sampler']:<22} {r['images_per_s']:10.0f} images/s   LSDM is {r['lsdm_speedup']:6.1f}x faster"
+                f"   (batch {bs}, {device.type})"
+            )
         return rows
     finally:
         os.chdir(cwd)
@@ -163,15 +178,29 @@ def device_of(params: dict) -> dict:
     return {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
-def figures(mode: str, methods: list[str], device: dict, stages: list[dict], inc: float, ran: list[str],
-            tp: list[dict]) -> dict:  # fmt: skip
+def figures(
+    mode: str, methods: list[str], device: dict, stages: list[dict], inc: float, ran: list[str], tp: list[dict]
+) -> dict:
     """What the script prints, as the JSON the README is rendered from."""
     full = sum(r["seconds"] for r in stages)
     top = max(stages, key=lambda r: r["max_rss_mb"])
-    doc = {"params": mode, "methods": methods, "device": device, "stages": stages, "full_seconds": full,
-           "incremental_seconds": inc, "incremental_ran": ran, "incremental_change": "split.n_paired_per_class",
-           "ratio": full / inc, "throughput": tp, "peak_rss_mb": {"min": min(r["max_rss_mb"] for r in stages),
-                                                               "max": top["max_rss_mb"], "max_stage": top["stage"]}}  # fmt: skip
+    doc = {
+        "params": mode,
+        "methods": methods,
+        "device": device,
+        "stages": stages,
+        "full_seconds": full,
+        "incremental_seconds": inc,
+        "incremental_ran": ran,
+        "incremental_change": "split.n_paired_per_class",
+        "ratio": full / inc,
+        "throughput": tp,
+        "peak_rss_mb": {
+            "min": min(r["max_rss_mb"] for r in stages),
+            "max": top["max_rss_mb"],
+            "max_stage": top["stage"],
+        },
+    }
     if gpu := [r for r in stages if "max_cuda_mb" in r]:
         top = max(gpu, key=lambda r: r["max_cuda_mb"])
         doc["peak_cuda_mb"] = {"max": top["max_cuda_mb"], "max_stage": top["stage"]}
@@ -182,10 +211,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny params (300 images, a few dozen steps)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
-    ap.add_argument("--json", type=Path, default=None,
-                    help="where the figures go (default: results/benchmarks/bench_pipeline-<shipped|tiny>.json)")
-    ap.add_argument("--methods", nargs="*", default=[],
-                    help="baselines in the pipeline (default: none, as `make repro`; latent_flow adds its throughput)")  # fmt: skip
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where the figures go (default: results/benchmarks/bench_pipeline-<shipped|tiny>.json)",
+    )
+    ap.add_argument(
+        "--methods",
+        nargs="*",
+        default=[],
+        help="baselines in the pipeline (default: none, as `make repro`; latent_flow adds its throughput)",
+    )
     args = ap.parse_args()
     params = {**yaml.safe_load((ROOT / "params.yaml").read_text()), "methods": args.methods}
     if args.tiny:
@@ -195,7 +232,9 @@ def main() -> None:
     run = Run()
     with scratch("lsdm-bench-", args.keep) as tmp:
         repo = make_clone(tmp / "repo", params)
-        print(f"repository copy: {repo}  ({mode} params, {os.cpu_count()} CPUs, device {device['name'] or device['type']})")
+        print(
+            f"repository copy: {repo}  ({mode} params, {os.cpu_count()} CPUs, device {device['name'] or device['type']})"
+        )
         print("\n1. full dvc repro, stage by stage (wall time, peak RSS of the stage's process tree):")
         stages = full_repro(repo)
         full = sum(r["seconds"] for r in stages)
@@ -209,8 +248,10 @@ def main() -> None:
         for r in sorted(stages, key=lambda r: -r["max_rss_mb"]):
             print(f"  {r['stage']:<32} {r['max_rss_mb']:8.0f}")
         suffix = "-cuda" if device["type"] == "cuda" else ""
-        run.write(args.json or RESULTS / f"bench_pipeline-{mode}{suffix}.json",
-                  figures(mode, args.methods, device, stages, inc, ran, tp))
+        run.write(
+            args.json or RESULTS / f"bench_pipeline-{mode}{suffix}.json",
+            figures(mode, args.methods, device, stages, inc, ran, tp),
+        )
 
 
 if __name__ == "__main__":

@@ -25,19 +25,23 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
-
 from bench_pipeline import ROOT, full_repro, make_clone
+from PIL import Image
+from record import RESULTS, Run, scratch
+
 from lsdm.evaluation.registry import merge, read_results
 from lsdm.paths import EVAL_DIR
 from lsdm.presets import tiny
-from record import RESULTS, Run, scratch
 
 #: The README's super-resolution run on a folder of 64-px RGB faces, as a new user would start it.
-SR = {"task": "super_resolution", "methods": [],
-      "data": {"source": "image_folder", "image_size": 64, "channels": 3},
-      "sr": {"factor": 4, "encoder_width": 16}, "split": {"n_paired": 500},
-      "latent": {"channels": [32, 64, 128], "dim": 64}}  # fmt: skip
+SR = {
+    "task": "super_resolution",
+    "methods": [],
+    "data": {"source": "image_folder", "image_size": 64, "channels": 3},
+    "sr": {"factor": 4, "encoder_width": 16},
+    "split": {"n_paired": 500},
+    "latent": {"channels": [32, 64, 128], "dim": 64},
+}
 
 
 def write_folder(root: Path, n: int, size: int = 64, seed: int = 0, chunk: int = 1000) -> float:
@@ -51,8 +55,9 @@ def write_folder(root: Path, n: int, size: int = 64, seed: int = 0, chunk: int =
         k = min(chunk, n - start)
         freq = rng.uniform(0.3, 2.0, (k, 3, 4, 2)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, (k, 3, 4)).astype(np.float32)
-        field = np.cos(freq[..., 0, None, None] * grid[:, None] + freq[..., 1, None, None] * grid[None, :]
-                       + phase[..., None, None]).sum(2)  # [k, 3, size, size]  # fmt: skip
+        field = np.cos(
+            freq[..., 0, None, None] * grid[:, None] + freq[..., 1, None, None] * grid[None, :] + phase[..., None, None]
+        ).sum(2)  # [k, 3, size, size]
         pixels = ((field / 8 + 0.5).clip(0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
         for i, img in enumerate(pixels):
             Image.fromarray(img).save(root / f"{start + i:06d}.png", compress_level=1)
@@ -65,18 +70,28 @@ def scale_run(n: int, tiny_params: bool, work: Path) -> dict:
     write_seconds = write_folder(folder, n)
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SR)
     if tiny_params:  # tiny budgets on every image of the folder, and a pair count a few hundred images allow
-        params = tiny(params, {k: v for k, v in SR.items() if k != "latent"}, {"data": {"limit": None}, "split": {"n_paired": 50}})
+        params = tiny(
+            params, {k: v for k, v in SR.items() if k != "latent"}, {"data": {"limit": None}, "split": {"n_paired": 50}}
+        )
     params = merge(params, {"data": {"root": str(folder)}})
     repo = make_clone(work / "repo", params)
     print(f"N = {n}: {write_seconds:.0f} s to write the folder; repository copy {repo}", flush=True)
     stages = full_repro(repo)
     e = read_results(repo / EVAL_DIR)["eval"]
     top = max(stages, key=lambda r: r["max_rss_mb"])
-    return {"n_images": n, "image": {"size": 64, "channels": 3, "format": "png"}, "params": "tiny" if tiny_params else "shipped",
-            "overrides": SR, "write_folder_seconds": round(write_seconds, 1), "stages": stages,
-            "total_seconds": round(sum(r["seconds"] for r in stages), 1),
-            "peak_rss_mb": {"max": top["max_rss_mb"], "max_stage": top["stage"]},
-            "n_test": e.get("n_samples"), "bound": e.get("bound"), "stage_seconds": e.get("stage_seconds")}  # fmt: skip
+    return {
+        "n_images": n,
+        "image": {"size": 64, "channels": 3, "format": "png"},
+        "params": "tiny" if tiny_params else "shipped",
+        "overrides": SR,
+        "write_folder_seconds": round(write_seconds, 1),
+        "stages": stages,
+        "total_seconds": round(sum(r["seconds"] for r in stages), 1),
+        "peak_rss_mb": {"max": top["max_rss_mb"], "max_stage": top["stage"]},
+        "n_test": e.get("n_samples"),
+        "bound": e.get("bound"),
+        "stage_seconds": e.get("stage_seconds"),
+    }
 
 
 def plot(files: list[Path], out: Path) -> None:
@@ -92,7 +107,9 @@ def plot(files: list[Path], out: Path) -> None:
     ns = [r["n_images"] for r in runs]
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (key, scale, label) in zip(axes, [("seconds", 1, "wall time (s)"), ("max_rss_mb", 1 / 1024, "peak RSS (GB)")]):
+    for ax, (key, scale, label) in zip(
+        axes, [("seconds", 1, "wall time (s)"), ("max_rss_mb", 1 / 1024, "peak RSS (GB)")]
+    ):
         for stage in [s["stage"] for s in runs[0]["stages"]]:
             ys = [next(s[key] for s in r["stages"] if s["stage"] == stage) * scale for r in runs]
             ax.plot(ns, ys, marker="o", label=stage)

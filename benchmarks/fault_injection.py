@@ -69,7 +69,9 @@ class Row:
     target: str
     runtime: float = 0.0  # seconds of one uninterrupted run
     kills: int = 0  # kills delivered while the run was still going
-    up_to_date: int = 0  # kills after which DVC took the stage as up to date, outputs then checked (flow: stages x kills)
+    up_to_date: int = (
+        0  # kills after which DVC took the stage as up to date, outputs then checked (flow: stages x kills)
+    )
     accepted: int = 0  # ... of which with an output missing or torn; params.yaml: not the user's after the next start
     torn: int = 0  # kills after which a file at an output's (or params.yaml's) final path was not whole
     unignored: int = 0  # kills that left a file git does not ignore
@@ -120,7 +122,7 @@ def broken(path: Path) -> str | None:
                 return "does not end with a newline"
         elif path.stat().st_size == 0:
             return "empty"
-    except Exception as e:  # noqa: BLE001  (any failure to load is the finding)
+    except Exception as e:
         return f"{type(e).__name__}: {str(e)[:200]}"
     return None
 
@@ -162,14 +164,18 @@ def describe(repo: Path, entries: list[str]) -> list[str]:
         pid = _owner(name.split(tag, 1)[1]) if tag else None
         inside = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.is_dir() else []
         age = time.time() - path.lstat().st_mtime if os.path.lexists(path) else float("nan")
-        out.append(f"{e} (pid {pid} {'alive' if pid and pid_alive(pid) else 'dead'}, {age:.0f}s old, holds {inside[:5]})")
+        out.append(
+            f"{e} (pid {pid} {'alive' if pid and pid_alive(pid) else 'dead'}, {age:.0f}s old, holds {inside[:5]})"
+        )
     return out
 
 
 def not_ignored(repo: Path, paths: list[str]) -> list[str]:
     if not paths:
         return []
-    p = subprocess.run(["git", "check-ignore", "--stdin"], cwd=repo, input="\n".join(paths), capture_output=True, text=True)
+    p = subprocess.run(
+        ["git", "check-ignore", "--stdin"], cwd=repo, input="\n".join(paths), capture_output=True, text=True
+    )
     ignored = set(p.stdout.split())
     return [x for x in paths if x not in ignored]
 
@@ -211,14 +217,26 @@ def group_gone(pgid: int, timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
-def kill_after(cmd: list[str], cwd: Path, delay: float, log: Path, ready: str | None = None,
-               extra_env: dict[str, str] | None = None) -> bool:  # fmt: skip
+def kill_after(
+    cmd: list[str],
+    cwd: Path,
+    delay: float,
+    log: Path,
+    ready: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> bool:
     """Start `cmd` in a process group of its own (output to `log`, never a pipe: a child blocked on a
     full pipe would not run on), SIGKILL the group `delay` seconds later (after `ready` appears in
     the log, if given); False if it ended by itself before that."""
     with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**env(), **(extra_env or {})},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         if ready is not None:
             while ready not in log.read_text(errors="replace"):
@@ -303,10 +321,14 @@ def inject_stage(repo: Path, stage: str, kills: int, rng: random.Random, logs: P
     row.left = len(left)
     if left:
         row.notes.append(f"left after the next start: {describe(repo, left)}")
-    row.final_ok = final.returncode == 0 and status == {} and whole and again.returncode == 0 and dvc_status(repo, stage) == {}
+    row.final_ok = (
+        final.returncode == 0 and status == {} and whole and again.returncode == 0 and dvc_status(repo, stage) == {}
+    )
     if not row.final_ok:
-        row.notes.append(f"final repro exited {final.returncode} (then {again.returncode}), status {status}, "
-                         f"outputs whole: {whole}\n{final.stderr[-2000:]}")  # fmt: skip
+        row.notes.append(
+            f"final repro exited {final.returncode} (then {again.returncode}), status {status}, "
+            f"outputs whole: {whole}\n{final.stderr[-2000:]}"
+        )
     return row
 
 
@@ -364,7 +386,9 @@ def inject_params(workdir: Path, kills: int, rng: random.Random, logs: Path) -> 
         if left:
             row.left += len(left)
             row.notes.append(f"kill {k}: left after the next start: {left}")
-    row.final_ok = (repo / "params.yaml").read_bytes() == user and run(["git", "status", "--porcelain"], repo).stdout == ""
+    row.final_ok = (repo / "params.yaml").read_bytes() == user and run(
+        ["git", "status", "--porcelain"], repo
+    ).stdout == ""
     return row
 
 
@@ -417,20 +441,47 @@ def inject_flow(workdir: Path, kills: int, rng: random.Random, logs: Path) -> Ro
         row.notes.append(f"left after the next start: {describe(repo, left)}")
     row.final_ok = final.returncode == 0 and back and repro.returncode == 0 and status == {} and again.returncode == 0
     if not row.final_ok:
-        row.notes.append(f"final flow exited {final.returncode}, params back {back}, repro {repro.returncode}, "
-                         f"status {status}, forced repro {again.returncode}")  # fmt: skip
+        row.notes.append(
+            f"final flow exited {final.returncode}, params back {back}, repro {repro.returncode}, "
+            f"status {status}, forced repro {again.returncode}"
+        )
     return row
 
 
 # --- the table -------------------------------------------------------------------------------
 
-COLUMNS = ("target", "T (s)", "kills", "up to date", "accepted partial", "torn", "unignored", "waiting", "left",
-           "DVC state torn", "final ok")  # fmt: skip
+COLUMNS = (
+    "target",
+    "T (s)",
+    "kills",
+    "up to date",
+    "accepted partial",
+    "torn",
+    "unignored",
+    "waiting",
+    "left",
+    "DVC state torn",
+    "final ok",
+)
 
 
 def table(rows: list[Row]) -> str:
-    cells = [[r.target, f"{r.runtime:.1f}", r.kills, r.up_to_date, r.accepted, r.torn, r.unignored, r.waiting, r.left,
-              r.dvc_torn, "yes" if r.final_ok else "NO"] for r in rows]  # fmt: skip
+    cells = [
+        [
+            r.target,
+            f"{r.runtime:.1f}",
+            r.kills,
+            r.up_to_date,
+            r.accepted,
+            r.torn,
+            r.unignored,
+            r.waiting,
+            r.left,
+            r.dvc_torn,
+            "yes" if r.final_ok else "NO",
+        ]
+        for r in rows
+    ]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
     return "\n".join(lines)
@@ -457,10 +508,16 @@ def inject(workdir: Path, stages: list[str], kills: int, params_kills: int, flow
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stages", nargs="*", default=list(STAGES), choices=STAGES, help="default: every stage; none: skip them")
+    ap.add_argument(
+        "--stages", nargs="*", default=list(STAGES), choices=STAGES, help="default: every stage; none: skip them"
+    )
     ap.add_argument("--kills", type=int, default=5, help="kills per stage (default: %(default)s)")
-    ap.add_argument("--params-kills", type=int, default=20, help="kills of the params.yaml rewrite (default: %(default)s)")
-    ap.add_argument("--flow-kills", type=int, default=3, help="kills of the Prefect flow (default: %(default)s; 0: none)")
+    ap.add_argument(
+        "--params-kills", type=int, default=20, help="kills of the params.yaml rewrite (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--flow-kills", type=int, default=3, help="kills of the Prefect flow (default: %(default)s; 0: none)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the scratch repositories and logs")
     args = ap.parse_args(argv)

@@ -16,8 +16,9 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lsdm.config import THREADS_ENV, available_cores
 from lsdm.io import write_json
@@ -53,9 +54,14 @@ class Run:
 
     def write(self, path: Path, figures: dict[str, Any]) -> Path:
         """`figures` plus machine, date, commit and command, written atomically to `path`."""
-        doc = {**figures, "machine": self.machine, "date": self.started.isoformat(timespec="seconds"),
-               "seconds_total": round((dt.datetime.now(dt.timezone.utc) - self.started).total_seconds(), 1),
-               "command": self.command, **self.code}  # fmt: skip
+        doc = {
+            **figures,
+            "machine": self.machine,
+            "date": self.started.isoformat(timespec="seconds"),
+            "seconds_total": round((dt.datetime.now(dt.timezone.utc) - self.started).total_seconds(), 1),
+            "command": self.command,
+            **self.code,
+        }
         write_json(doc, path)
         print(f"figures written to {os.path.relpath(path)}")
         return path

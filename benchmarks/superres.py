@@ -21,20 +21,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from bench_pipeline import ROOT, make_clone
-from lsdm.presets import tiny
 from record import Run, commit, scratch
 
 from lsdm.evaluation.registry import merge, read_results
 from lsdm.orchestration.dvc import RAN, repro_stage
 from lsdm.orchestration.experiments import read_pipeline
 from lsdm.paths import EVAL_DIR
+from lsdm.presets import tiny
 
 OUT = ROOT / "results" / "superres"
 #: The figures of each column; the raw and bicubic columns are judged by the same code as LSDM's.
-METRICS = ("fid_evalnet", "psnr", "ssim", "consistency_psnr", "label_accuracy", "density", "coverage",
-           "precision", "recall", "lpips_to_truth")  # fmt: skip
+METRICS = (
+    "fid_evalnet",
+    "psnr",
+    "ssim",
+    "consistency_psnr",
+    "label_accuracy",
+    "density",
+    "coverage",
+    "precision",
+    "recall",
+    "lpips_to_truth",
+)
 
 
 def columns(e: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -61,7 +70,9 @@ def run_width(repo: Path, params: dict, width: int) -> dict[str, Any]:
         "n_test": e.get("n_samples"),
         "generation_seed": (e.get("seeds") or [None])[0],
         "columns": columns(e),
-        "real_reference": {k: (e.get("real_reference") or {}).get(k) for k in ("density", "coverage", "precision", "recall")},
+        "real_reference": {
+            k: (e.get("real_reference") or {}).get(k) for k in ("density", "coverage", "precision", "recall")
+        },
         "stages": stages,
         "ran": [s["stage"] for s in stages if s["status"] == RAN],
         "wall_seconds": round(sum(s["seconds"] for s in stages), 1),
@@ -84,8 +95,11 @@ def main() -> None:
         repo = make_clone(tmp / "repo", params)
         for i, width in enumerate(args.widths):
             run = Run(code=code)
-            print(f"sr.encoder_width={width} in {repo} ({'tiny' if args.tiny else 'shipped'} params, "
-                  f"{'fresh: empty DVC cache' if i == 0 else 'after the previous width'})", flush=True)  # fmt: skip
+            print(
+                f"sr.encoder_width={width} in {repo} ({'tiny' if args.tiny else 'shipped'} params, "
+                f"{'fresh: empty DVC cache' if i == 0 else 'after the previous width'})",
+                flush=True,
+            )
             figures = run_width(repo, params, width)
             figures["fresh"] = i == 0
             figures["tiny"] = args.tiny

@@ -50,18 +50,21 @@ COLUMNS = ["label_accuracy", "fid_evalnet", "precision", "recall", "density", "c
 def quick_judge(ref, sampler, batch_size: int = 500) -> dict:
     """Label accuracy, FID and PRDC (evalnet features) of one sample per validation image, noise seed 0:
     the cheap part of `judge_sampler`, for curves along training."""
-    from lsdm.evaluation.judge import evalnet_features
-    from lsdm.methods.sampling import fixed_noise, sample
     from lsdm.evaluation.geometry import prdc
+    from lsdm.evaluation.judge import evalnet_features
     from lsdm.evaluation.metrics import fid
+    from lsdm.methods.sampling import fixed_noise, sample
 
     was_training = sampler.training
     sampler.eval()
     fake = sample(sampler, ref.cond, fixed_noise(len(ref.cond), sampler.noise_dim, 0, ref.device), batch_size)
     sampler.train(was_training)
     feats = evalnet_features(ref.evalnet, fake)
-    return {"label_accuracy": ref.classify(feats)[0], "fid_evalnet": fid(ref.real_feats, feats),
-            **prdc(ref.real_feats, feats, ref.p.pr_k, ref.p.dc_k).as_dict()}  # fmt: skip
+    return {
+        "label_accuracy": ref.classify(feats)[0],
+        "fid_evalnet": fid(ref.real_feats, feats),
+        **prdc(ref.real_feats, feats, ref.p.pr_k, ref.p.dc_k).as_dict(),
+    }
 
 
 def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[int, float]]]) -> dict:
@@ -71,24 +74,30 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
 
     torch.set_num_threads(int(os.environ.get("TUNE_THREADS", "1")))
     from lsdm import paths
-    from lsdm.methods.latent_flow import FlowSampler
     from lsdm.config import load_params
+    from lsdm.data.schemas import IMAGES, LATENTS
     from lsdm.data.tables import codes, labels_tensor, latent_pool, paired_subset, to_tensor
     from lsdm.evaluation.judge import Reference, judge_sampler
-    from lsdm.methods.flow_matching import train_flow_matching
-    from lsdm.methods.lsdm import LSDMSampler
     from lsdm.io import read_json, read_table
+    from lsdm.methods.flow_matching import train_flow_matching
+    from lsdm.methods.latent_flow import FlowSampler
+    from lsdm.methods.lsdm import LSDMSampler
     from lsdm.models import build, load
-    from lsdm.data.schemas import IMAGES, LATENTS
-    from lsdm.tasks import make_task
     from lsdm.models.matching import variant_name
     from lsdm.models.training import seed_everything
+    from lsdm.tasks import make_task
 
     name, overrides, count, seed, steps, curve_every, draws, matchers = job
     overrides = dict(overrides)
     method = overrides.pop("method", "lsdm")
-    sets = {**overrides, "split.n_paired_per_class": count, "split.seed": seed, "evaluate.split": "val",
-            "evaluate.seeds": [0], "base.device": "cpu"}  # fmt: skip
+    sets = {
+        **overrides,
+        "split.n_paired_per_class": count,
+        "split.seed": seed,
+        "evaluate.split": "val",
+        "evaluate.seeds": [0],
+        "base.device": "cpu",
+    }
     if steps:
         sets[f"{method}.steps" if method != "lsdm" else "matcher.steps"] = steps
     params = load_params(overrides=sets)
@@ -123,7 +132,10 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         pool_ids = latent_pool(images, paired, params.split.n_unpaired, params.split.seed)["id"]
         write_table(pool_ids.to_frame(), root / paths.LATENT_POOL, LATENT_POOL)
         table = None
-        if paths.PSEUDO_LABELS in (*module.FIT_READS, *module.SAMPLE_READS):  # the job's own, as pseudo_label makes them
+        if paths.PSEUDO_LABELS in (
+            *module.FIT_READS,
+            *module.SAMPLE_READS,
+        ):  # the job's own, as pseudo_label makes them
             from lsdm.data.schemas import PSEUDO_LABELS
             from lsdm.pipeline.pseudo_label import label_pool
 
@@ -144,9 +156,19 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         if any(f == "image" for *_, f in draws):
             classes["image"] = DecodedClasses(fit_pool_classifier(params, table, paired, device)[0], ae, mean, std)
         kept = Path(matchers) / f"{name}_n{count}_s{seed}.pt" if matchers else None
-        samplers = lambda: [("", LSDMSampler(matcher.generator, ae, mean, std)),  # noqa: E731
-                            *((f"{'img' if f == 'image' else 'c'}{k}_a{a:g}",
-                               LSDMSampler(matcher.generator, ae, mean, std, classes[f], k, a)) for k, a, f in draws)]  # fmt: skip
+
+        def samplers():
+            return [
+                ("", LSDMSampler(matcher.generator, ae, mean, std)),
+                *(
+                    (
+                        f"{'img' if f == 'image' else 'c'}{k}_a{a:g}",
+                        LSDMSampler(matcher.generator, ae, mean, std, classes[f], k, a),
+                    )
+                    for k, a, f in draws
+                ),
+            ]
+
         probe = lambda: samplers()[0][1]  # noqa: E731
 
         def train(log):
@@ -169,8 +191,20 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
         velocity = build("flow_mlp", dict(condition=spec, z_dim=z.shape[1], width=p.width, depth=p.depth))
         samplers = lambda: [(f"nfe{n}", FlowSampler(velocity, ae, mean, std, n, p.solver)) for n in p.nfe]  # noqa: E731
         probe = lambda: FlowSampler(velocity, ae, mean, std, 10, p.solver)  # noqa: E731
-        train = lambda log: train_flow_matching(velocity, cond, z, steps=p.steps, batch_size=p.batch_size,  # noqa: E731
-                                                lr=p.lr, seed=p.seed, log=log, log_every=curve_every or 25)
+
+        def train(log):
+            return train_flow_matching(
+                velocity,
+                cond,
+                z,
+                steps=p.steps,
+                batch_size=p.batch_size,
+                lr=p.lr,
+                seed=p.seed,
+                log=log,
+                log_every=curve_every or 25,
+            )
+
         label, n_steps = f"latent_flow (lr {p.lr}, {p.steps} steps)", p.steps
 
     judge_seconds = 0.0
@@ -192,11 +226,22 @@ def one_run(job: tuple[str, dict, int, int, int | None, int | None, list[tuple[i
     for suffix, sampler in samplers():
         m = judge_sampler(ref, sampler.eval()).metrics
         suffix = "" if suffix == method else suffix
-        rows.append({"variant": name + (f"_{suffix}" if suffix else ""), "matcher": label,
-                     "overrides": json.dumps(overrides), "n_per_class": count, "seed": seed, "steps": n_steps,
-                     **{k: m.get(k) for k in COLUMNS}, "density_real": real["density"],
-                     "recall_real": real["recall"], "train_seconds": seconds, "curve": json.dumps(curve),
-                     "sampler_parameters": sum(x.numel() for x in sampler.parameters())})  # fmt: skip
+        rows.append(
+            {
+                "variant": name + (f"_{suffix}" if suffix else ""),
+                "matcher": label,
+                "overrides": json.dumps(overrides),
+                "n_per_class": count,
+                "seed": seed,
+                "steps": n_steps,
+                **{k: m.get(k) for k in COLUMNS},
+                "density_real": real["density"],
+                "recall_real": real["recall"],
+                "train_seconds": seconds,
+                "curve": json.dumps(curve),
+                "sampler_parameters": sum(x.numel() for x in sampler.parameters()),
+            }
+        )
     if scratch is not None:
         scratch.cleanup()
     return rows
@@ -241,10 +286,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="split.seed values")
     ap.add_argument("--steps", type=int, default=None, help="training steps of every run (default: params.yaml)")
     ap.add_argument("--curve-every", type=int, default=None, help="judge on val every this many steps (curves)")
-    ap.add_argument("--sample", action="append", default=[], metavar="K:P[:FILTER]",
-                    help="also judge each LSDM matcher with sample.candidates K, sample.accept P and sample.filter "
-                         "FILTER (latent, the default, or image)")
-    ap.add_argument("--matchers", default=None, metavar="DIR", help="keep trained LSDM matchers here; load them if there")
+    ap.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="K:P[:FILTER]",
+        help="also judge each LSDM matcher with sample.candidates K, sample.accept P and sample.filter "
+        "FILTER (latent, the default, or image)",
+    )
+    ap.add_argument(
+        "--matchers", default=None, metavar="DIR", help="keep trained LSDM matchers here; load them if there"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     ap.add_argument("--out", default="tune_matcher.csv", help="CSV of every run")
     ap.add_argument("--plot", nargs="+", metavar="CSV", help="only draw the curves of these tables into --out (PNG)")
@@ -256,8 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     draws = [(int(k), float(a), (f or ["latent"])[0]) for k, a, *f in (d.split(":") for d in args.sample)]
     if bad := [f for *_, f in draws if f not in ("latent", "image")]:
         raise SystemExit(f"--sample: filter {bad[0]!r} is not latent or image")
-    jobs = [(name, ov, c, s, args.steps, args.curve_every, draws, args.matchers) for name, ov in map(parse_variant, args.variant)
-            for c in args.counts for s in args.seeds]  # fmt: skip
+    jobs = [
+        (name, ov, c, s, args.steps, args.curve_every, draws, args.matchers)
+        for name, ov in map(parse_variant, args.variant)
+        for c in args.counts
+        for s in args.seeds
+    ]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = []

@@ -61,10 +61,18 @@ def main(argv: list[str] | None = None) -> None:
                 label, confidence = table["label"].to_numpy(), table["confidence"].to_numpy()
                 for t in THRESHOLDS:
                     kept = confidence >= t
-                    rows.append({"setting": name, "pseudo": str(params.pseudo.model_dump()), "n_per_class": count,
-                                 "seed": seed, "threshold": t, "coverage": kept.mean(),
-                                 "accuracy": (label[kept] == truth[kept]).mean() if kept.any() else np.nan,
-                                 "accuracy_all": (label == truth).mean()})  # fmt: skip
+                    rows.append(
+                        {
+                            "setting": name,
+                            "pseudo": str(params.pseudo.model_dump()),
+                            "n_per_class": count,
+                            "seed": seed,
+                            "threshold": t,
+                            "coverage": kept.mean(),
+                            "accuracy": (label[kept] == truth[kept]).mean() if kept.any() else np.nan,
+                            "accuracy_all": (label == truth).mean(),
+                        }
+                    )
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False)
     mean = table.groupby(["setting", "n_per_class", "threshold"])[["coverage", "accuracy", "accuracy_all"]].mean()

@@ -28,7 +28,14 @@ def on_files(files: Files, config) -> Files:
             rel = target.relative_to(root).as_posix()
             if rel not in added:
                 added.add(rel)
-                files.append(File(Path("..", rel).as_posix(), src_dir=str(docs), dest_dir=config["site_dir"],
-                                  use_directory_urls=config["use_directory_urls"], dest_uri=rel,
-                                  inclusion=InclusionLevel.INCLUDED))  # fmt: skip
+                files.append(
+                    File(
+                        Path("..", rel).as_posix(),
+                        src_dir=str(docs),
+                        dest_dir=config["site_dir"],
+                        use_directory_urls=config["use_directory_urls"],
+                        dest_uri=rel,
+                        inclusion=InclusionLevel.INCLUDED,
+                    )
+                )
     return files

@@ -51,8 +51,9 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -62,8 +63,15 @@ from prefect.runtime import flow_run
 from lsdm import paths
 from lsdm.lock import workspace_lock
 from lsdm.orchestration.dvc import StageFailed, check_repo, repro_stage, workspace_key
-from lsdm.orchestration.experiments import (check_exp_name, exp_names, metrics_table, read_metrics, read_pipeline,
-                                             read_report, save_experiment)
+from lsdm.orchestration.experiments import (
+    check_exp_name,
+    exp_names,
+    metrics_table,
+    read_metrics,
+    read_pipeline,
+    read_report,
+    save_experiment,
+)
 from lsdm.orchestration.params_file import applied_params, recover_params, validate
 
 STAGE_RETRIES = 2
@@ -158,7 +166,9 @@ def _publish(root: Path, name: str, overrides: dict[str, Any], stages: list[dict
 
 
 @flow(name="lsdm", description="The LSDM pipeline: one task per DVC stage, recorded as a DVC experiment.")
-def pipeline(overrides: dict[str, Any] | None = None, exp_name: str | None = None, repo: str | None = None) -> dict[str, Any]:
+def pipeline(
+    overrides: dict[str, Any] | None = None, exp_name: str | None = None, repo: str | None = None
+) -> dict[str, Any]:
     """Run the DVC pipeline with `overrides` (dotted params.yaml keys); return `eval.*` metrics.
 
     Args:
@@ -227,15 +237,24 @@ def ensure_zombie_automation(after_seconds: int) -> str:
         name=name,
         trigger=EventTrigger(
             after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},  # fmt: skip
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },  # fmt: skip
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
             within=timedelta(seconds=after_seconds),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {after_seconds}s: its worker is gone")],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=f"no heartbeat for {after_seconds}s: its worker is gone"
+            )
+        ],
     ).create()
     return name
 
@@ -290,7 +309,9 @@ def wait_for_points(runs: dict[str, Any], resubmit, retries: int, timeout: float
                     if waited > stuck_after and attempts[name] <= retries:
                         logger.warning("point %s pending for %.0fs after a worker took it (its worker is gone?); "
                                        "submitting it again", name, waited)  # fmt: skip
-                        client.set_flow_run_state(fr.id, Cancelled(message="pending too long: submitted again"), force=True)
+                        client.set_flow_run_state(
+                            fr.id, Cancelled(message="pending too long: submitted again"), force=True
+                        )
                         runs[name], attempts[name] = resubmit(name), attempts[name] + 1
                         pending_since.pop(name, None)
                     continue
@@ -310,7 +331,9 @@ def wait_for_points(runs: dict[str, Any], resubmit, retries: int, timeout: float
     return final
 
 
-@flow(name="lsdm", description="A sweep fanned out over the work pool: one flow run per grid point, then the comparison.")
+@flow(
+    name="lsdm", description="A sweep fanned out over the work pool: one flow run per grid point, then the comparison."
+)
 def sweep(
     counts: list[int] | None = None,
     seeds: list[int] | None = None,

@@ -81,19 +81,27 @@ def check_split_sizes(params: Params, images: pd.DataFrame, names: list[str] | N
     judged = counts.get(e.split, 0)
     fractions = f"data.test_fraction = {d.test_fraction}, data.val_fraction = {d.val_fraction} of {len(images)} images"
     if e.split == "val" and judged < need:
-        raise ParamsError(f"evaluate.split = 'val': {judged} validation images ({fractions}); the evaluation needs at "
-                          f"least {need} (more than evaluate.pr_k / dc_k neighbours); raise data.val_fraction or "
-                          "add images")
+        raise ParamsError(
+            f"evaluate.split = 'val': {judged} validation images ({fractions}); the evaluation needs at "
+            f"least {need} (more than evaluate.pr_k / dc_k neighbours); raise data.val_fraction or "
+            "add images"
+        )
     if n_test < (need if e.split == "test" else 1):
-        raise ParamsError(f"{n_test} test images ({fractions}); the evaluation needs at least "
-                          f"{need if e.split == 'test' else 1} (more than evaluate.pr_k / dc_k neighbours); raise "
-                          "data.test_fraction or add images")
+        raise ParamsError(
+            f"{n_test} test images ({fractions}); the evaluation needs at least "
+            f"{need if e.split == 'test' else 1} (more than evaluate.pr_k / dc_k neighbours); raise "
+            "data.test_fraction or add images"
+        )
     if e.n_samples is not None and e.n_samples < need:
-        raise ParamsError(f"evaluate.n_samples = {e.n_samples}: the evaluation needs at least {need} images "
-                          f"(more than evaluate.pr_k = {e.pr_k} / dc_k = {e.dc_k} neighbours)")
+        raise ParamsError(
+            f"evaluate.n_samples = {e.n_samples}: the evaluation needs at least {need} images "
+            f"(more than evaluate.pr_k = {e.pr_k} / dc_k = {e.dc_k} neighbours)"
+        )
     if n_train < need:
-        raise ParamsError(f"{n_train} training images ({fractions}); the evaluation's real reference draws as many "
-                          f"as it judges, at least {need}; add images or lower data.test_fraction / val_fraction")
+        raise ParamsError(
+            f"{n_train} training images ({fractions}); the evaluation's real reference draws as many "
+            f"as it judges, at least {need}; add images or lower data.test_fraction / val_fraction"
+        )
     check_unpaired(params, images)
 
 
@@ -105,8 +113,10 @@ def check_unpaired(params: Params, images: pd.DataFrame) -> None:
     classes = train.loc[train["label"] != UNLABELLED, "label"].nunique()
     others = len(train) - (s.n_paired_per_class * classes if classes else s.n_paired)
     if s.n_unpaired > others:
-        raise ParamsError(f"split.n_unpaired = {s.n_unpaired}: only {others} training images are not paired; "
-                          f"allowed: 0..{others}, or null for all of them")
+        raise ParamsError(
+            f"split.n_unpaired = {s.n_unpaired}: only {others} training images are not paired; "
+            f"allowed: 0..{others}, or null for all of them"
+        )
 
 
 def check_data(params: Params, images: pd.DataFrame, names: list[str] | None = None) -> None:
@@ -124,8 +134,9 @@ def check_all(params: Params) -> Summary:
     check_device(params)
     found = census(params)
     d = params.data
-    frame = split_frame(found.ids, found.labels, found.split_by, found.splits, d.test_fraction, d.seed, d.limit,
-                        d.val_fraction)  # fmt: skip
+    frame = split_frame(
+        found.ids, found.labels, found.split_by, found.splits, d.test_fraction, d.seed, d.limit, d.val_fraction
+    )
     check_data(params, frame, found.class_names)
     labelled = frame["label"] != UNLABELLED
     classes = [class_name(k, found.class_names) for k in sorted(frame.loc[labelled, "label"].unique())]
@@ -152,9 +163,11 @@ def check_interpolation(params_file: str | Path, dvc_yaml: str | Path = "dvc.yam
         if have is _MISSING:
             missing[key] = shipped
     if missing:
-        raise ParamsError(f"{params_file}: dvc.yaml reads {' and '.join(f'`{k}`' for k in missing)} from it and `dvc repro` "
-                          f"cannot start without them. Write them (the defaults: {', '.join(f'`{k}: {v}`' for k, v in missing.items())}), "
-                          f"or restore the shipped file with `git checkout {params_file}`")  # fmt: skip
+        raise ParamsError(
+            f"{params_file}: dvc.yaml reads {' and '.join(f'`{k}`' for k in missing)} from it and `dvc repro` "
+            f"cannot start without them. Write them (the defaults: {', '.join(f'`{k}: {v}`' for k, v in missing.items())}), "
+            f"or restore the shipped file with `git checkout {params_file}`"
+        )
 
 
 _MISSING = object()

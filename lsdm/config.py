@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lsdm.errors import ParamsError
 
@@ -66,7 +77,7 @@ class DataParams(Section):
     seed: Seed = 0  # train/test assignment
 
     @model_validator(mode="after")
-    def _room_for_training(self) -> "DataParams":
+    def _room_for_training(self) -> DataParams:
         if self.test_fraction + self.val_fraction >= 1.0:
             raise ValueError(
                 f"data.test_fraction + data.val_fraction = {self.test_fraction} + {self.val_fraction}: "
@@ -238,7 +249,6 @@ class PixelWGANParams(MethodSection):
     seed: Seed = 0
 
 
-
 class LatentFlowParams(MethodSection):
     """Baseline latent_flow: conditional flow matching on the shared latents, sampled by an ODE solver."""
 
@@ -252,7 +262,7 @@ class LatentFlowParams(MethodSection):
     seed: Seed = 0
 
     @model_validator(mode="after")
-    def _heun_even_nfe(self) -> "LatentFlowParams":
+    def _heun_even_nfe(self) -> LatentFlowParams:
         if self.solver == "heun" and any(n % 2 for n in self.nfe):
             raise ValueError(f"latent_flow.nfe = {self.nfe}: with solver heun every NFE must be even (2 per step)")
         return self
@@ -275,16 +285,23 @@ class SweepParams(Section):
     # training seeds: every trained generator's seed (`train_seed_keys`), crossed with the split seeds
     train_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1)
     # dotted overrides for every run: every method at its own budget, one noise seed per run
-    set: dict[str, Any] = Field(default_factory=lambda: {"methods": ["latent_flow", "pixel_wgan", "latent_flow_pseudo", "pixel_wgan_pseudo"], "evaluate.seeds": [0],
-                                                         "latent_flow.steps": 88000})  # fmt: skip
+    set: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "methods": ["latent_flow", "pixel_wgan", "latent_flow_pseudo", "pixel_wgan_pseudo"],
+            "evaluate.seeds": [0],
+            "latent_flow.steps": 88000,
+        }
+    )
     # more LSDM runs per cell, without the baselines: name -> dotted overrides (here the paper's matcher
     # beside the default one); each shows in the comparison as a method of that name
     variants: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"lsdm_paper": {"matcher.marginal": "none", "sample.candidates": 1},
-                                 "lsdm_pooled": {"matcher.marginal": "pooled", "sample.candidates": 1},
-                                 "lsdm_one_draw": {"sample.candidates": 1},
-                                 "lsdm_refined": {"pseudo.refine": "gaussian", "pseudo.threshold": 0.99},
-                                 "lsdm_image_filter": {"sample.filter": "image", "sample.accept": 0.9}}
+        default_factory=lambda: {
+            "lsdm_paper": {"matcher.marginal": "none", "sample.candidates": 1},
+            "lsdm_pooled": {"matcher.marginal": "pooled", "sample.candidates": 1},
+            "lsdm_one_draw": {"sample.candidates": 1},
+            "lsdm_refined": {"pseudo.refine": "gaussian", "pseudo.threshold": 0.99},
+            "lsdm_image_filter": {"sample.filter": "image", "sample.accept": 0.9},
+        }
     )
 
     @field_validator("variants")
@@ -294,7 +311,9 @@ class SweepParams(Section):
 
         for name in v:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("lsdm", *METHOD_NAMES):
-                raise ValueError(f"variant name {name!r}: lower-case letters, digits and '_', not 'lsdm' or a baseline's")
+                raise ValueError(
+                    f"variant name {name!r}: lower-case letters, digits and '_', not 'lsdm' or a baseline's"
+                )
         return v
 
     @field_validator("set")
@@ -357,22 +376,22 @@ class Params(Section):
         return v
 
     @model_validator(mode="after")
-    def _val_split_exists(self) -> "Params":
+    def _val_split_exists(self) -> Params:
         if self.evaluate.split == "val" and self.data.val_fraction == 0:
-            raise ValueError("evaluate.split = 'val' but data.val_fraction = 0: there are no validation images; "
-                             "set data.val_fraction > 0 or evaluate.split: test")
-        return self
-
-    @model_validator(mode="after")
-    def _sr_factor_divides_size(self) -> "Params":
-        if self.task == "super_resolution" and self.data.image_size % self.sr.factor:
             raise ValueError(
-                f"sr.factor = {self.sr.factor} must divide data.image_size = {self.data.image_size}"
+                "evaluate.split = 'val' but data.val_fraction = 0: there are no validation images; "
+                "set data.val_fraction > 0 or evaluate.split: test"
             )
         return self
 
     @model_validator(mode="after")
-    def _networks_fit_the_image_size(self) -> "Params":
+    def _sr_factor_divides_size(self) -> Params:
+        if self.task == "super_resolution" and self.data.image_size % self.sr.factor:
+            raise ValueError(f"sr.factor = {self.sr.factor} must divide data.image_size = {self.data.image_size}")
+        return self
+
+    @model_validator(mode="after")
+    def _networks_fit_the_image_size(self) -> Params:
         """Each entry of a `channels` list is one stride-2 conv: the image size must halve that often."""
         size = self.data.image_size
         needs = [("latent.channels", 2 ** len(self.latent.channels))]
@@ -380,8 +399,10 @@ class Params(Section):
             needs.append(("pixel_wgan (two stride-2 convs)", 4))
         for what, k in needs:
             if size % k:
-                raise ValueError(f"data.image_size = {size} must be divisible by {k} for {what} (one stride-2 conv "
-                                 f"per halving); use an image size that is a multiple of {k}")
+                raise ValueError(
+                    f"data.image_size = {size} must be divisible by {k} for {what} (one stride-2 conv "
+                    f"per halving); use an image size that is a multiple of {k}"
+                )
         if size < 4:  # the evaluation net halves twice with 2x2 max-pooling
             raise ValueError(f"data.image_size = {size}: the evaluation net needs 4 pixels or more")
         return self
@@ -389,9 +410,10 @@ class Params(Section):
 
 #: The methods `methods:` may name, in the order their sections appear in Params.
 METHOD_NAMES: tuple[str, ...] = tuple(
-    name for name, field in Params.model_fields.items()
+    name
+    for name, field in Params.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, MethodSection)
-)  # fmt: skip
+)
 
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
@@ -480,7 +502,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first at line {seen[key].line + 1})", key_node.start_mark)
+                    None, None, f"key {key!r} given twice (first at line {seen[key].line + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 

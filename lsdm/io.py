@@ -28,8 +28,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -104,7 +105,7 @@ def clean_leftovers(path: str | Path) -> list[Path]:
                 for tag in (TMP_TAG, OLD_TAG):
                     prefix = f".{path.name}{tag}"
                     if entry.name.startswith(prefix):
-                        pid = _owner(entry.name[len(prefix):])
+                        pid = _owner(entry.name[len(prefix) :])
                         if pid is not None and not pid_alive(pid):
                             found.append((tag, Path(entry.path)))
     except (FileNotFoundError, NotADirectoryError):
@@ -278,8 +279,9 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: Any, arrow_schema: p
     write_table_chunks([df], path, schema, arrow_schema)
 
 
-def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | Path, schema: Any,
-                       arrow_schema: pa.Schema | None = None) -> int:  # fmt: skip
+def write_table_chunks(
+    chunks: Iterable[pd.DataFrame], path: str | Path, schema: Any, arrow_schema: pa.Schema | None = None
+) -> int:
     """`write_table` for a table made a part at a time: each chunk validated and written as it comes
     (row groups of at most ~ROW_GROUP_BYTES within it), so memory is one chunk, not the table. The
     file appears only whole (atomic). A one-chunk table is byte-identical to `write_table`'s. Checks
@@ -288,8 +290,9 @@ def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | Path, schema:
     with atomic_path(path) as tmp:
         try:
             for df in chunks:
-                table = pa.Table.from_pandas(schema.validate(df).reset_index(drop=True), schema=arrow_schema,
-                                             preserve_index=False)  # fmt: skip
+                table = pa.Table.from_pandas(
+                    schema.validate(df).reset_index(drop=True), schema=arrow_schema, preserve_index=False
+                )
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 rows = max(1, len(table) * ROW_GROUP_BYTES // max(1, table.nbytes))
                 writer.write_table(table, row_group_size=min(rows, 1 << 20))
@@ -354,13 +357,17 @@ def _has_columns(path: Path, schema: Any, columns: list[str] | None) -> None:
     """A column asked for by name and missing from the file: the error a whole-table read gives."""
     missing = [c for c in columns or () if c not in pq.read_schema(path).names]
     if missing:
-        raise DataError(f"{path}: not a valid {schema.name!r} table (column {missing[0]!r} is missing); it was edited "
-                        "or written by another version: rerun the stage that writes it (`dvc repro -f <stage>`)")
+        raise DataError(
+            f"{path}: not a valid {schema.name!r} table (column {missing[0]!r} is missing); it was edited "
+            "or written by another version: rerun the stage that writes it (`dvc repro -f <stage>`)"
+        )
 
 
 def _unreadable(path: Path, e: Exception) -> DataError:
-    return DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); rerun the stage that "
-                     "writes it (`dvc repro -f <stage>`)")
+    return DataError(
+        f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); rerun the stage that "
+        "writes it (`dvc repro -f <stage>`)"
+    )
 
 
 def _validated(df: pd.DataFrame, path: Path, schema: Any, columns: list[str] | None) -> pd.DataFrame:
@@ -380,8 +387,10 @@ def _validated(df: pd.DataFrame, path: Path, schema: Any, columns: list[str] | N
         column = getattr(e.schema, "name", None)
         where = f"column {column!r}: " if column and column != schema.name else ""
         reason = " ".join(str(e).split())[:300]
-        raise DataError(f"{path}: not a valid {schema.name!r} table ({where}{reason}); it was edited or written by "
-                        "another version: rerun the stage that writes it (`dvc repro -f <stage>`)") from None
+        raise DataError(
+            f"{path}: not a valid {schema.name!r} table ({where}{reason}); it was edited or written by "
+            "another version: rerun the stage that writes it (`dvc repro -f <stage>`)"
+        ) from None
 
 
 def save_checkpoint(path: str | Path, name: str, config: dict[str, Any], state: dict[str, Any], **extra: Any) -> None:

@@ -26,9 +26,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from lsdm.errors import ParamsError
 
@@ -95,8 +95,9 @@ def _stderr(message: str) -> None:
 
 
 @contextlib.contextmanager
-def workspace_lock(root: str | Path, who: str, timeout: float | None = None,
-                   say: Callable[[str], None] = _stderr) -> Iterator[None]:  # fmt: skip
+def workspace_lock(
+    root: str | Path, who: str, timeout: float | None = None, say: Callable[[str], None] = _stderr
+) -> Iterator[None]:
     """Hold the workspace at `root` while the block runs (see the module's docstring).
 
     Args:

@@ -16,7 +16,9 @@ PREPARE_METRICS = RESULTS / "prepare" / "metrics.json"  # images kept per split,
 LATENT_POOL = DATA / "split" / "latent_pool.parquet"
 PAIRED = DATA / "split" / "paired.parquet"
 PSEUDO_LABELS = DATA / "pseudo" / "labels.parquet"  # the pool's labels learned from the pairs (class-aware marginal)
-PSEUDO_CLASSIFIER = DATA / "pseudo" / "classifier.pt"  # an image classifier of the confident pseudo-labels (sample.filter: image)
+PSEUDO_CLASSIFIER = (
+    DATA / "pseudo" / "classifier.pt"
+)  # an image classifier of the confident pseudo-labels (sample.filter: image)
 PSEUDO_METRICS = RESULTS / "pseudo_label" / "metrics.json"  # their accuracy and coverage, measured
 AUTOENCODER = DATA / "latent" / "autoencoder.pt"
 LATENTS = DATA / "encoded" / "latents.parquet"

@@ -81,19 +81,26 @@ def table(overrides: dict[str, dict] | None = None) -> dict[str, Weight]:
 
     out = {
         "inception": Weight(
-            "inception", "fid_inception, kid_inception", f"clean-fid's Inception-V3 TorchScript `{INCEPTION_FILE}`",
-            inception_url, inception_dirs()[0] / INCEPTION_FILE,
+            "inception",
+            "fid_inception, kid_inception",
+            f"clean-fid's Inception-V3 TorchScript `{INCEPTION_FILE}`",
+            inception_url,
+            inception_dirs()[0] / INCEPTION_FILE,
             origin="URL: clean-fid's cleanfid/downloads_helper.py (`inception_url`); clean-fid publishes no hash",
-        )  # fmt: skip
+        )
     }
     for net in LPIPS_NETS:
         dest = lpips_backbone_file(net)
         found = torch.hub.HASH_REGEX.search(dest.name)
         out[f"lpips-{net}"] = Weight(
-            f"lpips-{net}", f"lpips_diversity with evaluate.lpips_net: {net}", f"torchvision's ImageNet `{dest.name}`",
-            _torchvision_weights(net).url, dest, prefix=found.group(1) if found else None,
+            f"lpips-{net}",
+            f"lpips_diversity with evaluate.lpips_net: {net}",
+            f"torchvision's ImageNet `{dest.name}`",
+            _torchvision_weights(net).url,
+            dest,
+            prefix=found.group(1) if found else None,
             origin="URL: torchvision's IMAGENET1K_V1 weights; SHA-256 prefix: the file name (torch.hub's HASH_REGEX)",
-        )  # fmt: skip
+        )
     if overrides is None and os.environ.get(TABLE_ENV):
         path = os.environ[TABLE_ENV]
         try:
@@ -102,8 +109,10 @@ def table(overrides: dict[str, dict] | None = None) -> dict[str, Weight]:
             raise WeightsError(f"${TABLE_ENV} = {path}: not a readable JSON file ({e})") from None
     for name, fields in (overrides or {}).items():
         if name not in out or not isinstance(fields, dict) or set(fields) - {"url", "sha256", "prefix"}:
-            raise WeightsError(f"weights table override {name!r}: {fields!r}; expected one of {sorted(out)} "
-                               "with the keys url, sha256, prefix")  # fmt: skip
+            raise WeightsError(
+                f"weights table override {name!r}: {fields!r}; expected one of {sorted(out)} "
+                "with the keys url, sha256, prefix"
+            )
         out[name] = replace(out[name], **fields, origin=f"overridden ({TABLE_ENV} or a caller)")
     return out
 
@@ -142,10 +151,14 @@ def _hash_note(w: Weight) -> str:
     if w.sha256:
         return f"SHA-256 pinned: {w.sha256}"
     if w.prefix:
-        return (f"upstream publishes only the SHA-256 prefix {w.prefix} (in the file name; checked as torch.hub "
-                "does); fetch records the full SHA-256 of what it installed next to the file")  # fmt: skip
-    return ("upstream publishes no hash: nothing to check against unless you pass --sha256; fetch records the "
-            "SHA-256 of what it installed next to the file")  # fmt: skip
+        return (
+            f"upstream publishes only the SHA-256 prefix {w.prefix} (in the file name; checked as torch.hub "
+            "does); fetch records the full SHA-256 of what it installed next to the file"
+        )
+    return (
+        "upstream publishes no hash: nothing to check against unless you pass --sha256; fetch records the "
+        "SHA-256 of what it installed next to the file"
+    )
 
 
 def _status(w: Weight, path: Path) -> str:
@@ -156,8 +169,15 @@ def _status(w: Weight, path: Path) -> str:
     rec = recorded(path)
     if rec and rec != digest:
         return f"present at {path}, but CHANGED since it was installed: SHA-256 {digest}, recorded {rec}"
-    checks = [c for c, on in (("pinned SHA-256", w.sha256), (f"hash prefix {w.prefix}", w.prefix),
-                              ("SHA-256 recorded at install", rec)) if on]  # fmt: skip
+    checks = [
+        c
+        for c, on in (
+            ("pinned SHA-256", w.sha256),
+            (f"hash prefix {w.prefix}", w.prefix),
+            ("SHA-256 recorded at install", rec),
+        )
+        if on
+    ]
     verdict = f"matches the {', '.join(checks)}" if checks else "nothing to check it against"
     return f"present at {path} (SHA-256 {digest}; {verdict})"
 
@@ -185,29 +205,35 @@ def listing(params_file: str = "params.yaml", overrides: dict | None = None) -> 
     w = weights["inception"]
     found, reason = find_inception(ev.inception_weights)
     named = ev.inception_weights and f"evaluate.inception_weights = {ev.inception_weights}"
-    lines += [f"{w.name}: {w.what}, for {w.needs}",
-              f"  looked for:  {named or 'the user caches (evaluate.inception_weights is null)'}",
-              f"  status:      {_status(w, found) if found else 'MISSING: ' + reason}",
-              f"  get it:      lsdm weights fetch inception  (installs {w.dest})",
-              f"  source:      {w.url}",
-              f"  hash:        {_hash_note(w)}",
-              f"  from:        {w.origin}"]  # fmt: skip
+    lines += [
+        f"{w.name}: {w.what}, for {w.needs}",
+        f"  looked for:  {named or 'the user caches (evaluate.inception_weights is null)'}",
+        f"  status:      {_status(w, found) if found else 'MISSING: ' + reason}",
+        f"  get it:      lsdm weights fetch inception  (installs {w.dest})",
+        f"  source:      {w.url}",
+        f"  hash:        {_hash_note(w)}",
+        f"  from:        {w.origin}",
+    ]
     if ev.inception_weights:
-        lines.append(f"  note:        fetch installs into {w.dest.parent}; while evaluate.inception_weights names a "
-                     "path, only that path is read: set it to null, or to the installed file")  # fmt: skip
+        lines.append(
+            f"  note:        fetch installs into {w.dest.parent}; while evaluate.inception_weights names a "
+            "path, only that path is read: set it to null, or to the installed file"
+        )
     for net in LPIPS_NETS:
         w = weights[f"lpips-{net}"]
         used = " (the one params.yaml selects)" if net == ev.lpips_net else ""
         linear = lpips_linear_file(net)
-        lines += [f"{w.name}: {w.what}, for {w.needs}{used}",
-                  f"  looked for:  {w.dest}",
-                  f"  status:      {_status(w, w.dest) if w.dest.is_file() else 'MISSING'}",
-                  f"  get it:      lsdm weights fetch {w.name}" + ("  (= lsdm weights fetch lpips)" if used else ""),
-                  f"  source:      {w.url}",
-                  f"  hash:        {_hash_note(w)}",
-                  f"  from:        {w.origin}",
-                  f"  also needs:  the LPIPS linear layers, shipped in the lpips package: "
-                  f"{'present' if linear.is_file() else 'MISSING'} ({linear})"]  # fmt: skip
+        lines += [
+            f"{w.name}: {w.what}, for {w.needs}{used}",
+            f"  looked for:  {w.dest}",
+            f"  status:      {_status(w, w.dest) if w.dest.is_file() else 'MISSING'}",
+            f"  get it:      lsdm weights fetch {w.name}" + ("  (= lsdm weights fetch lpips)" if used else ""),
+            f"  source:      {w.url}",
+            f"  hash:        {_hash_note(w)}",
+            f"  from:        {w.origin}",
+            f"  also needs:  the LPIPS linear layers, shipped in the lpips package: "
+            f"{'present' if linear.is_file() else 'MISSING'} ({linear})",
+        ]
     lines.append("After a fetch, `dvc repro -f -s evaluate` computes the metric (DVC does not watch weight files).")
     return "\n".join(lines)
 
@@ -222,11 +248,14 @@ def _bar(total: int | None, desc: str, progress: bool | None):
 def _download(w: Weight, out, progress: bool | None) -> str:
     """Stream `w.url` into the open file `out`; the SHA-256 of what arrived. A refused connection, a
     timeout, an HTTP error or fewer bytes than the server's Content-Length promised raise WeightsError."""
-    elsewhere = (f"download {w.url} on a machine that can reach it and install it with "
-                 f"`lsdm weights fetch {w.name} --from FILE`; nothing was written to {w.dest.parent}")  # fmt: skip
+    elsewhere = (
+        f"download {w.url} on a machine that can reach it and install it with "
+        f"`lsdm weights fetch {w.name} --from FILE`; nothing was written to {w.dest.parent}"
+    )
     partial = lambda got, total: WeightsError(  # noqa: E731
         f"the download of {w.url} stopped after {got} of the {total if total is not None else '?'} bytes promised "
-        f"(a partial transfer): nothing was installed; run the command again, or {elsewhere}")  # fmt: skip
+        f"(a partial transfer): nothing was installed; run the command again, or {elsewhere}"
+    )
     h, got, total = hashlib.sha256(), 0, None
     try:
         request = urllib.request.Request(w.url, headers={"User-Agent": "lsdm-weights"})
@@ -242,13 +271,17 @@ def _download(w: Weight, out, progress: bool | None) -> str:
     except urllib.error.HTTPError as e:
         raise WeightsError(f"{w.url} answered HTTP {e.code} {e.reason}; {elsewhere}") from None
     except urllib.error.URLError as e:
-        raise WeightsError(f"could not reach {w.url} ({e.reason}): no network, or a proxy or firewall in the way? "
-                           f"Otherwise {elsewhere}") from None  # fmt: skip
+        raise WeightsError(
+            f"could not reach {w.url} ({e.reason}): no network, or a proxy or firewall in the way? "
+            f"Otherwise {elsewhere}"
+        ) from None
     except http.client.IncompleteRead as e:  # the connection closed early, as http.client noticed
         raise partial(got + len(e.partial), total) from None
     except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
-        raise WeightsError(f"the download of {w.url} failed after {got} bytes ({type(e).__name__}: {e}); "
-                           f"run the command again, or {elsewhere}") from None  # fmt: skip
+        raise WeightsError(
+            f"the download of {w.url} failed after {got} bytes ({type(e).__name__}: {e}); "
+            f"run the command again, or {elsewhere}"
+        ) from None
     if total is not None and got < total:
         raise partial(got, total)
     return h.hexdigest()
@@ -283,9 +316,14 @@ def install(w: Weight, source: Path | None = None, expect: str | None = None, pr
             out.flush()
             os.fsync(out.fileno())
         if problem := mismatch(w, digest, expect):
-            advice = ("it is not the file lsdm expects; download it again from " + w.url) if source else (
-                "the file at that URL changed, was tampered with, or arrived corrupted; run the command again, and "
-                "if it fails the same way do not install the file by hand: report it")  # fmt: skip
+            advice = (
+                ("it is not the file lsdm expects; download it again from " + w.url)
+                if source
+                else (
+                    "the file at that URL changed, was tampered with, or arrived corrupted; run the command again, and "
+                    "if it fails the same way do not install the file by hand: report it"
+                )
+            )
             raise WeightsError(f"{where}: {problem}. Not installed ({w.dest} unchanged): {advice}")
         os.chmod(tmp, 0o644)
         os.replace(tmp, w.dest)
@@ -310,13 +348,21 @@ def targets(name: str, lpips_net: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lsdm weights", description=__doc__.split("\n")[0])
-    ap.add_argument("--params", default="params.yaml", help="parameters file: evaluate.lpips_net and "
-                    "evaluate.inception_weights (default: %(default)s; its defaults when absent)")  # fmt: skip
+    ap.add_argument(
+        "--params",
+        default="params.yaml",
+        help="parameters file: evaluate.lpips_net and "
+        "evaluate.inception_weights (default: %(default)s; its defaults when absent)",
+    )
     sub = ap.add_subparsers(dest="command")
     fetch = sub.add_parser("fetch", help="download (or install --from) and verify")
-    fetch.add_argument("target", nargs="?", default="all",
-                       choices=["inception", "lpips", *(f"lpips-{n}" for n in LPIPS_NETS), "all"],
-                       help="`lpips`: the net of evaluate.lpips_net; `all` (default): inception and that")  # fmt: skip
+    fetch.add_argument(
+        "target",
+        nargs="?",
+        default="all",
+        choices=["inception", "lpips", *(f"lpips-{n}" for n in LPIPS_NETS), "all"],
+        help="`lpips`: the net of evaluate.lpips_net; `all` (default): inception and that",
+    )
     fetch.add_argument("--from", dest="source", type=Path, metavar="FILE", help="install this file, not a download")
     fetch.add_argument("--sha256", help="also require this SHA-256 (the Inception file has no published one)")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -334,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             install(weights[name], args.source, args.sha256, progress=False if args.no_progress else None)
         if "inception" in names and ev.inception_weights:
-            print(f"note: evaluate.inception_weights = {ev.inception_weights}: evaluate reads only that path, "
-                  f"not {weights['inception'].dest}; set it to null to use the installed file", file=sys.stderr)
+            print(
+                f"note: evaluate.inception_weights = {ev.inception_weights}: evaluate reads only that path, "
+                f"not {weights['inception'].dest}; set it to null to use the installed file",
+                file=sys.stderr,
+            )
         print("next: `dvc repro -f -s evaluate` (DVC does not watch weight files)", file=sys.stderr)
     except (WeightsError, OSError) as e:
         print(f"lsdm weights: error: {e}", file=sys.stderr)

@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the checkout,
 BIN = Path(sys.executable).parent  # the venv's bin: lsdm, dvc, prefect
 
 from lsdm.io import IGNORE_PATTERNS  # noqa: E402  (after the checkout is on sys.path)
-
 from lsdm.presets import tiny  # noqa: E402  (TINY: a few hundred images, a few dozen steps)
 
 
@@ -112,14 +111,23 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600,
-        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def run(
+    cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command; on failure re-raise with its output so the test log shows the traceback.
 
     It runs in a process group of its own, and whatever of that group is still alive when it times out
     or the test is interrupted (pytest-timeout, Ctrl-C) is killed: `dvc repro` dies with its stage."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, shell=isinstance(cmd, str), start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**env(), **(extra_env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        shell=isinstance(cmd, str),
+        start_new_session=True,
+    )
     _STARTED.append(proc)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -132,7 +140,9 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 60
             kill_group(proc)
     p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} exited {p.returncode}\n--- stdout ---\n{p.stdout[-4000:]}\n--- stderr ---\n{p.stderr[-4000:]}")
+        raise AssertionError(
+            f"{cmd} exited {p.returncode}\n--- stdout ---\n{p.stdout[-4000:]}\n--- stderr ---\n{p.stderr[-4000:]}"
+        )
     return p
 
 
@@ -191,6 +201,7 @@ def copy_repo(src: Path, dest: Path) -> Path:
 
 
 # --- shared by several test files -------------------------------------------------------------
+
 
 @pytest.fixture
 def no_network(monkeypatch):
@@ -294,7 +305,9 @@ def by_flow_run(client, flow_run_id):
         FlowRunFilterId,
     )
 
-    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    arts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     return {a.key: a for a in arts}, tasks
 
@@ -307,6 +320,7 @@ def stage_statuses(artifacts) -> dict[str, str]:
 
 
 # --- a real Prefect server (one per test module that uses it) -----------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -324,8 +338,15 @@ def start_group(cmd: list[str], cwd: Path, env_: dict, log: Path, sigint: bool =
     """A process in its own session/process group (so a group kill reaches its children), its output
     in `log`. `sigint`: with SIGINT's default action restored, for a child the test will Ctrl-C."""
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env_, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=sigint_default if sigint else None)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env_,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=sigint_default if sigint else None,
+        )
     _STARTED.append(proc)
     return proc
 
@@ -357,7 +378,9 @@ def processes_in(folder: Path) -> list[int]:
     for entry in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
             cwd, cmdline = os.readlink(entry / "cwd"), (entry / "cmdline").read_bytes().decode(errors="replace")
-            if int(entry.name) != os.getpid() and (cwd == folder or cwd.startswith(folder + os.sep) or folder in cmdline):
+            if int(entry.name) != os.getpid() and (
+                cwd == folder or cwd.startswith(folder + os.sep) or folder in cmdline
+            ):
                 found.append(int(entry.name))
     return found
 
@@ -398,10 +421,17 @@ class Server:
 
     def prefect(self, *args: str, cwd: Path, **extra) -> subprocess.CompletedProcess:
         p = subprocess.run(
-            ["prefect", "--no-prompt", *args], cwd=cwd, env=dict(self.env, **extra), capture_output=True, text=True, timeout=300
+            ["prefect", "--no-prompt", *args],
+            cwd=cwd,
+            env=dict(self.env, **extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if p.returncode != 0:
-            raise AssertionError(f"prefect {' '.join(args)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+            raise AssertionError(
+                f"prefect {' '.join(args)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+            )
         return p
 
     @contextlib.contextmanager

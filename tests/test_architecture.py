@@ -13,15 +13,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 from lsdm.config import METHOD_NAMES
 
 # Plumbing that cannot change what a stage computes: parsing and validating params, where files live,
 # error types, atomic I/O, the CLI entry and dvclive's wrapper. Not required in deps, not followed.
-PLUMBING = {"lsdm/__init__.py", "lsdm/__main__.py", "lsdm/config.py", "lsdm/errors.py", "lsdm/paths.py",
-            "lsdm/interrupt.py", "lsdm/io.py", "lsdm/tracking.py", "lsdm/pipeline/__init__.py", "lsdm/pipeline/cli.py"}  # fmt: skip
+PLUMBING = {
+    "lsdm/__init__.py",
+    "lsdm/__main__.py",
+    "lsdm/config.py",
+    "lsdm/errors.py",
+    "lsdm/paths.py",
+    "lsdm/interrupt.py",
+    "lsdm/io.py",
+    "lsdm/tracking.py",
+    "lsdm/pipeline/__init__.py",
+    "lsdm/pipeline/cli.py",
+}
 
 
 # What the rest of lsdm may take from PLUMBING: types, parsing, paths, errors, file I/O, device and thread
@@ -30,18 +39,46 @@ PLUMBING = {"lsdm/__init__.py", "lsdm/__main__.py", "lsdm/config.py", "lsdm/erro
 # in a module the stage depends on, and `test_plumbing_decides_nothing` fails until it is moved there.
 PLUMBING_API = {
     "lsdm": {"interrupt", "paths"},
-    "lsdm.config": {"EvaluateParams", "METHOD_NAMES", "PARAMS_FILE", "Params", "THREADS_ENV", "available_cores",
-                    "load_params", "parse_assignments", "read_params_file", "resolve_device", "resolve_threads",
-                    "set_dotted", "train_seed_keys"},
+    "lsdm.config": {
+        "EvaluateParams",
+        "METHOD_NAMES",
+        "PARAMS_FILE",
+        "Params",
+        "THREADS_ENV",
+        "available_cores",
+        "load_params",
+        "parse_assignments",
+        "read_params_file",
+        "resolve_device",
+        "resolve_threads",
+        "set_dotted",
+        "train_seed_keys",
+    },
     "lsdm.errors": {"DataError", "ParamsError"},
     "lsdm.paths": {"EVAL_METRICS", "REPORT"},
-    "lsdm.io": {"READS", "ROW_GROUP_BYTES", "TMP_TAG", "atomic_dir", "atomic_path", "clean_leftovers",
-                "clean_stage_leftovers", "iter_table", "load_checkpoint", "pid_alive", "read_json", "read_table",
-                "release_freed", "save_checkpoint", "write_json", "write_table", "write_table_chunks"},
+    "lsdm.io": {
+        "READS",
+        "ROW_GROUP_BYTES",
+        "TMP_TAG",
+        "atomic_dir",
+        "atomic_path",
+        "clean_leftovers",
+        "clean_stage_leftovers",
+        "iter_table",
+        "load_checkpoint",
+        "pid_alive",
+        "read_json",
+        "read_table",
+        "release_freed",
+        "save_checkpoint",
+        "write_json",
+        "write_table",
+        "write_table_chunks",
+    },
     "lsdm.tracking": {"tracked"},
     "lsdm.pipeline": {"SHARED_STAGES", "STAGES"},  # the stage names, for the orchestration
     "lsdm.pipeline.cli": {"main"},
-}  # fmt: skip
+}
 
 
 def plumbing_imports(rel: str, source: str | None = None) -> list[str]:
@@ -63,7 +100,9 @@ def test_plumbing_decides_nothing():
     catches the rule that used to live in config.py."""
     files = [p.relative_to(ROOT).as_posix() for p in (ROOT / "lsdm").rglob("*.py")]
     problems = {f: names for f in files if f not in PLUMBING and (names := plumbing_imports(f))}
-    assert not problems, f"names taken from plumbing modules that DVC does not track (move them into a stage's deps): {problems}"
+    assert not problems, (
+        f"names taken from plumbing modules that DVC does not track (move them into a stage's deps): {problems}"
+    )
     old = "def f(p):\n    from lsdm.config import marginal_terms\n    return marginal_terms(p)\n"
     assert plumbing_imports("lsdm/models/matcher.py", old) == ["lsdm.config.marginal_terms"]
 
@@ -118,7 +157,9 @@ def closure(*start: str) -> set[str]:
 def is_empty_package(rel: str) -> bool:
     """A package __init__ that holds only a docstring runs no code."""
     body = ast.parse((ROOT / rel).read_text()).body
-    return rel.endswith("__init__.py") and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+    return rel.endswith("__init__.py") and all(
+        isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body
+    )
 
 
 def stage_deps() -> dict[str, tuple[str, list[str], list[str]]]:
@@ -128,7 +169,7 @@ def stage_deps() -> dict[str, tuple[str, list[str], list[str]]]:
         items = METHOD_NAMES if "foreach" in stage else [None]
         for item in items:
             st = stage.get("do", stage)
-            sub = (lambda s: s.replace("${item}", item)) if item else (lambda s: s)  # noqa: E731
+            sub = (lambda s, item=item: s.replace("${item}", item)) if item else (lambda s: s)
             deps = [sub(d if isinstance(d, str) else next(iter(d))) for d in st.get("deps", [])]
             command = re.search(r"\blsdm\s+([a-z_]+)", st["cmd"]).group(1)
             entry = [f"lsdm/pipeline/{command}.py", *([f"lsdm/methods/{item}.py"] if item else [])]
@@ -156,10 +197,15 @@ def test_every_file_a_method_reads_is_in_its_stages_deps():
 
     stages = stage_deps()
     for name in METHODS:
-        fit, evaluate = ("fit_matcher", "evaluate") if name == "lsdm" else (f"fit_baseline@{name}", f"evaluate_baseline@{name}")
+        fit, evaluate = (
+            ("fit_matcher", "evaluate") if name == "lsdm" else (f"fit_baseline@{name}", f"evaluate_baseline@{name}")
+        )
         for stage, reads in ((fit, method(name).FIT_READS), (evaluate, method(name).SAMPLE_READS)):
             deps = stages[stage][1]
-            assert all(covered(p.as_posix(), deps) for p in reads), (stage, [p for p in reads if not covered(p.as_posix(), deps)])
+            assert all(covered(p.as_posix(), deps) for p in reads), (
+                stage,
+                [p for p in reads if not covered(p.as_posix(), deps)],
+            )
 
 
 def test_no_import_cycles():
@@ -182,14 +228,26 @@ def test_no_import_cycles():
 def test_registries_import_their_entries_lazily():
     """Importing a registry (or validating params) loads none of its entries: a stage that builds one
     model, loads one source or runs one method imports only that one."""
-    code = ("import sys, lsdm.models, lsdm.methods, lsdm.data.sources, lsdm.tasks, lsdm.config as c; c.load_params(); "
-            "print(sorted(m for m in sys.modules if m.startswith('lsdm.')))")  # fmt: skip
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-                        .stdout.replace("'", '"'))  # fmt: skip
+    code = (
+        "import sys, lsdm.models, lsdm.methods, lsdm.data.sources, lsdm.tasks, lsdm.config as c; c.load_params(); "
+        "print(sorted(m for m in sys.modules if m.startswith('lsdm.')))"
+    )
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.replace("'", '"')
+    )
     entries = [m for m in loaded if m.startswith(("lsdm.models.", "lsdm.methods.", "lsdm.data.sources."))]
     assert entries == [], entries
-    assert "torch" not in subprocess.run([sys.executable, "-c", "import sys, lsdm.config as c; c.load_params(); "
-                                          "print(' '.join(sys.modules))"], cwd=ROOT, capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert (
+        "torch"
+        not in subprocess.run(
+            [sys.executable, "-c", "import sys, lsdm.config as c; c.load_params(); print(' '.join(sys.modules))"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    )
 
 
 @pytest.mark.slow
@@ -198,7 +256,15 @@ def test_a_real_run_imports_and_reads_only_its_deps(tiny_repro):
     loaded registry entries included, and each pipeline file it read are in its deps."""
     stages = stage_deps()
     lines = [json.loads(x) for x in (tiny_repro.parent / "trace.jsonl").read_text().splitlines()]
-    assert {x["stage"] for x in lines} >= {"prepare", "split", "fit_latent", "encode", "fit_matcher", "eval_net", "evaluate"}
+    assert {x["stage"] for x in lines} >= {
+        "prepare",
+        "split",
+        "fit_latent",
+        "encode",
+        "fit_matcher",
+        "eval_net",
+        "evaluate",
+    }
     problems = {}
     for x in lines:
         _, deps, _ = stages[x["stage"] if not x["method"] else f"{x['stage']}@{x['method']}"]
@@ -216,7 +282,11 @@ def test_stages_import_no_heavy_library_they_do_not_use():
 
     def loaded(module: str) -> set[str]:
         code = f"import sys, {module}; print(' '.join(sys.modules))"
-        return set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
+        return set(
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+            ).stdout.split()
+        )
 
     assert {"prepare", "split", "report"} <= NO_TORCH
     for stage in NO_TORCH:

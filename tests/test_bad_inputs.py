@@ -15,25 +15,26 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from PIL import Image
-
 from conftest import copy_repo, make_repo, run, tiny_params
+from PIL import Image
 from test_sources import write_image_folder
 
 pytestmark = pytest.mark.slow
 
 # Image folders inside the shared repo, all of tiny 8x8 grayscale PNGs: the pipeline's own data
 # (three classes) and the odd ones cases point data.root at.
-BASE = {"data": {"source": "image_folder", "root": "inputs/pets", "image_size": 8, "channels": 1, "limit": None},
-        "latent": {"channels": [8, 16], "dim": 4}}  # fmt: skip
+BASE = {
+    "data": {"source": "image_folder", "root": "inputs/pets", "image_size": 8, "channels": 1, "limit": None},
+    "latent": {"channels": [8, 16], "dim": 4},
+}
 
 
 def folder(root: Path, n: int, classes=("cat", "dog", "owl"), flat: bool = False) -> Path:
@@ -100,6 +101,7 @@ empty_params.culprits = ("params.yaml",)
 def with_folder(make: Callable[[Path], object], **dotted) -> Callable[[Path], None]:
     """Make a folder at inputs/case with `make`, point data.root at it (and set `dotted`). The culprit
     is whatever `make` got wrong: a case names it itself."""
+
     def apply(repo: Path) -> None:
         root = repo / "inputs/case"
         root.mkdir(parents=True)
@@ -113,6 +115,7 @@ def with_folder(make: Callable[[Path], object], **dotted) -> Callable[[Path], No
 def in_pets(make: Callable[[Path], object], at: str | None = None) -> Callable[[Path], None]:
     """Add something to the repo's own image folder (its class folders: cat, dog, owl): `make` gets the
     folder, or with `at` the path of the file it damages there (the culprit)."""
+
     def apply(repo: Path) -> None:
         make(repo / "inputs/pets" / (at or ""))
 
@@ -122,11 +125,14 @@ def in_pets(make: Callable[[Path], object], at: str | None = None) -> Callable[[
 
 def bomb_png(path: Path, side: int = 20_000) -> None:
     """A PNG whose header declares side x side pixels (past PIL's decompression-bomb limit) in a few bytes."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def half_jpeg(path: Path) -> None:
@@ -182,14 +188,32 @@ def mnist_truncated(repo: Path) -> None:
 # its own before any stage), "exp" (`dvc exp run -S`), "check" (`lsdm check`), or "stage:<name>".
 CASES = [
     # the issue's table, through DVC
-    ("n_paired_per_class_100000", "repro", set_params(**{"split.n_paired_per_class": 100000}),
-     ["split.n_paired_per_class = 100000", "('owl')", "allowed: 1.."]),
+    (
+        "n_paired_per_class_100000",
+        "repro",
+        set_params(**{"split.n_paired_per_class": 100000}),
+        ["split.n_paired_per_class = 100000", "('owl')", "allowed: 1.."],
+    ),
     ("cuda_without_gpu", "repro", set_params(**{"base.device": "cuda"}), ["base.device = 'cuda'", "not available"]),
     ("empty_data_root", "repro", with_folder(lambda root: None), ["inputs/case", "no images"]),
-    ("image_size_30", "repro", set_params(**{"data.image_size": 30}), ["data.image_size = 30", "divisible by 4", "latent.channels"]),
-    ("one_class_folder", "repro", with_folder(lambda root: folder(root, 20, classes=("cat",))), ["'cat'", "one class only"]),
-    ("flat_folder_class_conditional", "repro", with_folder(lambda root: folder(root, 20, flat=True)),
-     ["task: class_conditional needs class labels", "task: super_resolution"]),
+    (
+        "image_size_30",
+        "repro",
+        set_params(**{"data.image_size": 30}),
+        ["data.image_size = 30", "divisible by 4", "latent.channels"],
+    ),
+    (
+        "one_class_folder",
+        "repro",
+        with_folder(lambda root: folder(root, 20, classes=("cat",))),
+        ["'cat'", "one class only"],
+    ),
+    (
+        "flat_folder_class_conditional",
+        "repro",
+        with_folder(lambda root: folder(root, 20, flat=True)),
+        ["task: class_conditional needs class labels", "task: super_resolution"],
+    ),
     ("minus_one", "repro", set_params(**{"latent.steps": -1}), ["latent.steps = -1", "greater than 0"]),
     ("ten_as_text", "repro", set_params(**{"matcher.steps": "ten"}), ["matcher.steps = 'ten'", "integer"]),
     ("unknown_source", "repro", set_params(**{"data.source": "imagenet"}), ["data.source = 'imagenet'", "mnist5k"]),
@@ -197,7 +221,12 @@ CASES = [
     ("latent_dim_0", "repro", set_params(**{"latent.dim": 0}), ["latent.dim = 0", "greater than 0"]),
     ("unbalanced_bracket", "both", append_text("base: {device: [cpu\n"), ["params.yaml", "not valid YAML", "line"]),
     ("missing_data_root", "both", set_params(**{"data.root": "inputs/nope"}), ["inputs/nope"]),
-    ("empty_params_file", "check", empty_params, ["params.yaml", "`methods: []`", "data.root", "git checkout params.yaml"]),
+    (
+        "empty_params_file",
+        "check",
+        empty_params,
+        ["params.yaml", "`methods: []`", "data.root", "git checkout params.yaml"],
+    ),
     ("exp_run_bad_value", "exp", ["-S", "latent.dim=0"], ["latent.dim = 0"]),
     # params beyond the table
     ("nan", "check", set_params(**{"latent.lr": float("nan")}), ["latent.lr = nan", "finite"]),
@@ -206,56 +235,143 @@ CASES = [
     ("negative_seed", "check", set_params(**{"evaluate.seeds": [0, -1]}), ["evaluate.seeds.1 = -1"]),
     ("duplicate_yaml_key", "check", append_text("latent:\n  dim: 3\n"), ["params.yaml", "key 'latent' given twice"]),
     ("unknown_task", "check", set_params(task="inpainting"), ["task = 'inpainting'", "class_conditional"]),
-    ("sr_factor_not_dividing", "check", with_folder(lambda root: folder(root, 40, flat=True), task="super_resolution",
-     **{"sr.factor": 3}), ["sr.factor = 3", "data.image_size = 8"]),  # fmt: skip
-    ("n_samples_below_neighbours", "check", set_params(**{"evaluate.n_samples": 3}), ["evaluate.n_samples = 3", "dc_k = 5"]),
-    ("sample_accept_above_one", "check", set_params(**{"sample.accept": 1.5}), ["sample.accept = 1.5", "less than or equal to 1"]),
+    (
+        "sr_factor_not_dividing",
+        "check",
+        with_folder(lambda root: folder(root, 40, flat=True), task="super_resolution", **{"sr.factor": 3}),
+        ["sr.factor = 3", "data.image_size = 8"],
+    ),
+    (
+        "n_samples_below_neighbours",
+        "check",
+        set_params(**{"evaluate.n_samples": 3}),
+        ["evaluate.n_samples = 3", "dc_k = 5"],
+    ),
+    (
+        "sample_accept_above_one",
+        "check",
+        set_params(**{"sample.accept": 1.5}),
+        ["sample.accept = 1.5", "less than or equal to 1"],
+    ),
     ("pseudo_alpha_one", "check", set_params(**{"pseudo.alpha": 1.0}), ["pseudo.alpha = 1.0", "less than 1"]),
-    ("pseudo_refine_unknown", "check", set_params(**{"pseudo.refine": "kmeans"}), ["pseudo.refine = 'kmeans'", "gaussian"]),
+    (
+        "pseudo_refine_unknown",
+        "check",
+        set_params(**{"pseudo.refine": "kmeans"}),
+        ["pseudo.refine = 'kmeans'", "gaussian"],
+    ),
     ("evalnet_shift_half", "check", set_params(**{"evalnet.shift": 0.5}), ["evalnet.shift = 0.5", "less than 0.5"]),
-    ("unknown_method", "check", set_params(methods=["pixel_wgan", "diffusion"]),
-     ["methods = ['pixel_wgan', 'diffusion']", "allowed"]),
-    ("pixel_wgan_no_critic", "check", set_params(**{"pixel_wgan.n_critic": 0}), ["pixel_wgan.n_critic = 0", "greater than 0"]),
-    ("heun_odd_nfe", "check", set_params(**{"latent_flow.solver": "heun", "latent_flow.nfe": [2, 5]}),
-     ["latent_flow.nfe = [2, 5]", "even"]),
-    ("pixel_wgan_pseudo_zero_steps", "check", set_params(**{"pixel_wgan_pseudo.steps": 0}),
-     ["pixel_wgan_pseudo.steps = 0", "greater than 0"]),
-    ("latent_flow_pseudo_no_nfe", "check", set_params(**{"latent_flow_pseudo.nfe": []}), ["latent_flow_pseudo.nfe", "at least 1"]),
+    (
+        "unknown_method",
+        "check",
+        set_params(methods=["pixel_wgan", "diffusion"]),
+        ["methods = ['pixel_wgan', 'diffusion']", "allowed"],
+    ),
+    (
+        "pixel_wgan_no_critic",
+        "check",
+        set_params(**{"pixel_wgan.n_critic": 0}),
+        ["pixel_wgan.n_critic = 0", "greater than 0"],
+    ),
+    (
+        "heun_odd_nfe",
+        "check",
+        set_params(**{"latent_flow.solver": "heun", "latent_flow.nfe": [2, 5]}),
+        ["latent_flow.nfe = [2, 5]", "even"],
+    ),
+    (
+        "pixel_wgan_pseudo_zero_steps",
+        "check",
+        set_params(**{"pixel_wgan_pseudo.steps": 0}),
+        ["pixel_wgan_pseudo.steps = 0", "greater than 0"],
+    ),
+    (
+        "latent_flow_pseudo_no_nfe",
+        "check",
+        set_params(**{"latent_flow_pseudo.nfe": []}),
+        ["latent_flow_pseudo.nfe", "at least 1"],
+    ),
     ("sweep_sets_a_swept_key", "check", set_params(**{"sweep.set": {"split.seed": 3}}), ["sweep.set", "split.seed"]),
-    ("sweeps_variant_named_lsdm", "check", set_params(**{"sweeps": {"big": {"variants": {"lsdm": {}}}}}),
-     ["sweeps.big.variants", "variant name 'lsdm'"]),
+    (
+        "sweeps_variant_named_lsdm",
+        "check",
+        set_params(**{"sweeps": {"big": {"variants": {"lsdm": {}}}}}),
+        ["sweeps.big.variants", "variant name 'lsdm'"],
+    ),
     # the data beyond the table
-    ("few_test_images", "check", set_params(**{"data.test_fraction": 0.02}), ["data.test_fraction = 0.02", "test images"]),
+    (
+        "few_test_images",
+        "check",
+        set_params(**{"data.test_fraction": 0.02}),
+        ["data.test_fraction = 0.02", "test images"],
+    ),
     ("class_with_one_image", "check", with_folder(one_image_class), ["'owl'"]),
-    ("empty_image_file", "check", in_pets(lambda p: p.write_bytes(b""), "cat/empty.png"), ["cat/empty.png", "on_corrupt"]),
-    ("truncated_png", "check", in_pets(lambda p: truncate(p.name)(p.parent), "owl/img2_000.png"),
-     ["owl/img2_000.png", "cannot read image"]),
+    (
+        "empty_image_file",
+        "check",
+        in_pets(lambda p: p.write_bytes(b""), "cat/empty.png"),
+        ["cat/empty.png", "on_corrupt"],
+    ),
+    (
+        "truncated_png",
+        "check",
+        in_pets(lambda p: truncate(p.name)(p.parent), "owl/img2_000.png"),
+        ["owl/img2_000.png", "cannot read image"],
+    ),
     ("truncated_jpeg", "check", in_pets(half_jpeg, "cat/half.jpg"), ["cat/half.jpg", "truncated"]),
     ("text_named_png", "check", in_pets(lambda p: p.write_text("not an image"), "dog/notes.png"), ["dog/notes.png"]),
     ("decompression_bomb", "check", in_pets(bomb_png, "owl/bomb.png"), ["owl/bomb.png", "decompression bomb"]),
     ("float_pixels", "check", in_pets(float_tiff, "owl/float.tiff"), ["owl/float.tiff", "mode F"]),
     ("symlink_loop", "check", in_pets(lambda p: os.symlink("..", p), "cat/loop"), ["cat/loop", "loop"]),
     ("dangling_symlink", "check", in_pets(lambda p: os.symlink("gone.png", p), "dog/link.png"), ["dog/link.png"]),
-    ("images_beside_class_folders", "check", in_pets(lambda root: folder(root, 2, flat=True)), ["top level", "class folders"]),
-    ("mnist_files_missing", "check", set_params(**{"data.source": "mnist", "data.root": "inputs"}),
-     ["data.source", "missing train-images-idx3-ubyte", "inputs/MNIST/raw"]),
+    (
+        "images_beside_class_folders",
+        "check",
+        in_pets(lambda root: folder(root, 2, flat=True)),
+        ["top level", "class folders"],
+    ),
+    (
+        "mnist_files_missing",
+        "check",
+        set_params(**{"data.source": "mnist", "data.root": "inputs"}),
+        ["data.source", "missing train-images-idx3-ubyte", "inputs/MNIST/raw"],
+    ),
     ("mnist_file_truncated", "check", mnist_truncated, ["train-images-idx3-ubyte", "truncated"]),
     # damaged tables, met by the stage that reads them
-    ("parquet_float_labels", "stage:split", rewrite_table("data/prepared/images.parquet", lambda df: df.assign(label=df["label"] + 0.5)),
-     ["data/prepared/images.parquet", "'label'", "int64"]),
-    ("parquet_duplicate_ids", "stage:fit_latent", rewrite_table("data/split/latent_pool.parquet", lambda df: pd.concat([df, df.head(2)])),
-     ["data/split/latent_pool.parquet", "'id'", "duplicate"]),
-    ("parquet_missing_column", "stage:split", rewrite_table("data/prepared/images.parquet", lambda df: df.drop(columns="split")),
-     ["data/prepared/images.parquet", "'split'"]),
-    ("parquet_truncated", "stage:split", truncate("data/prepared/images.parquet"), ["data/prepared/images.parquet", "Parquet"]),
+    (
+        "parquet_float_labels",
+        "stage:split",
+        rewrite_table("data/prepared/images.parquet", lambda df: df.assign(label=df["label"] + 0.5)),
+        ["data/prepared/images.parquet", "'label'", "int64"],
+    ),
+    (
+        "parquet_duplicate_ids",
+        "stage:fit_latent",
+        rewrite_table("data/split/latent_pool.parquet", lambda df: pd.concat([df, df.head(2)])),
+        ["data/split/latent_pool.parquet", "'id'", "duplicate"],
+    ),
+    (
+        "parquet_missing_column",
+        "stage:split",
+        rewrite_table("data/prepared/images.parquet", lambda df: df.drop(columns="split")),
+        ["data/prepared/images.parquet", "'split'"],
+    ),
+    (
+        "parquet_truncated",
+        "stage:split",
+        truncate("data/prepared/images.parquet"),
+        ["data/prepared/images.parquet", "Parquet"],
+    ),
 ]
 
 
 NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present: base.device cuda is valid here")
 
 
-@pytest.mark.parametrize("how, damage, needles", [
-    pytest.param(*c[1:], id=c[0], marks=NEEDS_NO_GPU if c[0] == "cuda_without_gpu" else ()) for c in CASES])
+@pytest.mark.parametrize(
+    "how, damage, needles",
+    [pytest.param(*c[1:], id=c[0], marks=NEEDS_NO_GPU if c[0] == "cuda_without_gpu" else ()) for c in CASES],
+)
 def test_bad_input_exits_2_names_the_culprit_and_writes_nothing(reproduced, tmp_path, how, damage, needles):
     repo = copy_repo(reproduced, tmp_path / "repo")
     if callable(damage):
@@ -337,7 +453,7 @@ def test_rgba_16bit_and_numbered_class_folders_load_faithfully(tmp_path):
             Image.fromarray(np.full((8, 8), 10 * k + i, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
     rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "1" / "rgba.png")
-    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    deep = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(deep).save(tmp_path / "2" / "deep.png")  # mode I;16
     assert Image.open(tmp_path / "2" / "deep.png").mode == "I;16"
 

@@ -10,23 +10,25 @@ import pandas as pd
 import pytest
 import torch
 
-from lsdm.config import METHOD_NAMES
-from lsdm.methods import METHODS, method, samplers
-from lsdm.methods.latent_flow import FlowSampler
-from lsdm.config import Params, load_params, parse_params
-from lsdm.errors import ParamsError
-from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
-from lsdm.io import read_table, save_checkpoint, write_json, write_table
-from lsdm.models import build
+from lsdm.config import METHOD_NAMES, Params, load_params, parse_params
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, PSEUDO_LABELS, latents_arrow_schema
-from lsdm.pipeline.pseudo_label import label_pool
+from lsdm.errors import ParamsError
+from lsdm.io import read_table, save_checkpoint, write_json, write_table
+from lsdm.methods import METHODS, method, samplers
+from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
+from lsdm.methods.latent_flow import FlowSampler
+from lsdm.models import build
 from lsdm.models.matching import gradient_penalty, train_wgan_gp
+from lsdm.pipeline.pseudo_label import label_pool
 
 LABEL = {"kind": "label", "n_classes": 3}
 
 
 def test_pixel_wgan_shapes_for_both_condition_kinds():
-    for cond, x in [(LABEL, torch.tensor([0, 1, 2, 1])), ({"kind": "image", "channels": 1, "size": 7}, torch.rand(4, 1, 7, 7))]:
+    for cond, x in [
+        (LABEL, torch.tensor([0, 1, 2, 1])),
+        ({"kind": "image", "channels": 1, "size": 7}, torch.rand(4, 1, 7, 7)),
+    ]:
         m = build("pixel_wgan", dict(condition=cond, image_size=28, channels=1, noise_dim=8, width=4))
         y = m.generator(x, torch.randn(4, 8))
         assert y.shape == (4, 1, 28, 28) and 0 <= y.min() and y.max() <= 1
@@ -84,8 +86,19 @@ def test_pixel_wgan_learns_the_toy_data():
 
     before, gap0 = {n: p.detach().clone() for n, p in m.named_parameters()}, gap()
     logs = []
-    train_wgan_gp(m, labels, y, steps=150, n_critic=2, batch_size=8, lr=1e-2, gp_weight=10.0, seed=0,
-                  log=lambda s, d: logs.append(d), log_every=1)  # fmt: skip
+    train_wgan_gp(
+        m,
+        labels,
+        y,
+        steps=150,
+        n_critic=2,
+        batch_size=8,
+        lr=1e-2,
+        gp_weight=10.0,
+        seed=0,
+        log=lambda s, d: logs.append(d),
+        log_every=1,
+    )
     w1 = np.array([d["critic/w1"] for d in logs])
     assert len(w1) == 150 and np.isfinite(w1).all()
     # seeds 0-3: gap 3.5-4.2 -> 0.2-0.7, W1 peaks at 3-3.6, last 40 steps average 0.2-0.5. Broken: a
@@ -103,7 +116,17 @@ def test_flow_matching_loss_falls_on_toy_latents():
     z = torch.nn.functional.one_hot(labels, 3).float() * 3 + 0.1 * torch.randn(60, 3)
     v = build("flow_mlp", dict(condition=LABEL, z_dim=3, width=32, depth=2))
     logs = []
-    train_flow_matching(v, labels, z, steps=150, batch_size=30, lr=3e-3, seed=0, log=lambda s, d: logs.append(d["train/fm_loss"]), log_every=10)
+    train_flow_matching(
+        v,
+        labels,
+        z,
+        steps=150,
+        batch_size=30,
+        lr=3e-3,
+        seed=0,
+        log=lambda s, d: logs.append(d["train/fm_loss"]),
+        log_every=10,
+    )
     assert np.mean(logs[-3:]) < 0.6 * np.mean(logs[:2])
 
 
@@ -157,11 +180,19 @@ def test_trained_flow_sampler_reaches_the_class_means():
 
 
 def test_params_sections_and_methods_validated():
-    assert Params().methods == [] and METHOD_NAMES == ("pixel_wgan", "latent_flow", "pixel_wgan_pseudo", "latent_flow_pseudo")  # LSDM alone unless asked
+    assert Params().methods == [] and METHOD_NAMES == (
+        "pixel_wgan",
+        "latent_flow",
+        "pixel_wgan_pseudo",
+        "latent_flow_pseudo",
+    )  # LSDM alone unless asked
     params = load_params()  # the shipped sweeps: every method (the fair baselines too) at its budget, the paper's
     for sweep in (params.sweep, params.sweeps["full"]):  # variant, >= 2 training seeds
         assert sorted(sweep.set["methods"]) == sorted(METHOD_NAMES) and len(sweep.train_seeds) >= 2
-        assert sweep.variants["lsdm_paper"] == {"matcher.marginal": "none", "sample.candidates": 1} and len(sweep.seeds) >= 3
+        assert (
+            sweep.variants["lsdm_paper"] == {"matcher.marginal": "none", "sample.candidates": 1}
+            and len(sweep.seeds) >= 3
+        )
         assert not any(k.endswith("steps") for k in sweep.set if k != "latent_flow.steps")  # no method below its budget
     assert params.sweeps["full"].variants["lsdm_paired_only"] == {"split.n_unpaired": 0}
     with pytest.raises(ParamsError, match="methods"):
@@ -178,8 +209,17 @@ def _toy_pipeline(root, size: int = 8) -> None:
     y, labels = _toy_images(30, size)
     ids = [f"img{i:03d}" for i in range(len(y))]
     pixels = (y * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    images = pd.DataFrame({"id": ids, "split": ["train"] * 24 + ["test"] * 6, "label": labels.numpy(),
-                           "height": size, "width": size, "channels": 1, "image": [p.tobytes() for p in pixels]})  # fmt: skip
+    images = pd.DataFrame(
+        {
+            "id": ids,
+            "split": ["train"] * 24 + ["test"] * 6,
+            "label": labels.numpy(),
+            "height": size,
+            "width": size,
+            "channels": 1,
+            "image": [p.tobytes() for p in pixels],
+        }
+    )
     write_table(images, root / "data/prepared/images.parquet", IMAGES)
     write_table(images[["id", "label"]].iloc[:9], root / "data/split/paired.parquet", PAIRED)
     write_table(images[["id"]].iloc[:24], root / "data/split/latent_pool.parquet", LATENT_POOL)
@@ -189,7 +229,14 @@ def _toy_pipeline(root, size: int = 8) -> None:
     save_checkpoint(root / "data/latent/autoencoder.pt", "conv_ae", config, ae.state_dict())
     z = ae.encode(y).detach().numpy()
     mean, std = z.mean(0), z.std(0) + 1e-8
-    latents = pd.DataFrame({"id": ids, "split": images["split"], "label": images["label"], "z": list(((z - mean) / std).astype(np.float32))})
+    latents = pd.DataFrame(
+        {
+            "id": ids,
+            "split": images["split"],
+            "label": images["label"],
+            "z": list(((z - mean) / std).astype(np.float32)),
+        }
+    )
     write_table(latents, root / "data/encoded/latents.parquet", LATENTS, arrow_schema=latents_arrow_schema(4))
     write_json({"mean": mean.tolist(), "std": std.tolist(), "n": len(z)}, root / "data/encoded/stats.json")
     # the pool's pseudo-labels, as stage pseudo_label makes them (the default matcher's class-aware term)
@@ -200,15 +247,17 @@ def _toy_pipeline(root, size: int = 8) -> None:
 
 def test_every_method_fits_loads_and_samples(tmp_path):
     _toy_pipeline(tmp_path)
-    params = parse_params({
-        "base": {"device": "cpu"},
-        "matcher": {"steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
-        "pixel_wgan": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
-        "latent_flow": {"steps": 10, "width": 16, "depth": 1, "nfe": [2, 5], "batch_size": 8},
-        "pixel_wgan_pseudo": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
-        "latent_flow_pseudo": {"steps": 10, "width": 16, "depth": 1, "nfe": [2], "batch_size": 8},
-        "pseudo": {"threshold": 0.5},
-    })  # fmt: skip
+    params = parse_params(
+        {
+            "base": {"device": "cpu"},
+            "matcher": {"steps": 3, "n_critic": 1, "width": 16, "depth": 1, "batch_size": 8},
+            "pixel_wgan": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
+            "latent_flow": {"steps": 10, "width": 16, "depth": 1, "nfe": [2, 5], "batch_size": 8},
+            "pixel_wgan_pseudo": {"steps": 3, "n_critic": 1, "width": 4, "batch_size": 8},
+            "latent_flow_pseudo": {"steps": 10, "width": 16, "depth": 1, "nfe": [2], "batch_size": 8},
+            "pseudo": {"threshold": 0.5},
+        }
+    )
     device = torch.device("cpu")
     names = []
     for m in METHODS:  # LSDM's fit is fit_matcher's; its sampler reads the pipeline's paths
@@ -216,7 +265,7 @@ def test_every_method_fits_loads_and_samples(tmp_path):
         out = tmp_path / ("data/matcher" if m == "lsdm" else f"data/baselines/{m}")
         out.mkdir(parents=True)
         t0 = time.perf_counter()
-        summary = method(m).fit(params, device, out, lambda s, d: logs.append(d), root=tmp_path)
+        summary = method(m).fit(params, device, out, lambda s, d, logs=logs: logs.append(d), root=tmp_path)
         elapsed = time.perf_counter() - t0
         assert summary["n_pairs"] == 9 and 0 < summary["train_seconds"] <= elapsed and logs, (m, summary, elapsed)
         for name, sampler in samplers(m, device, root=tmp_path):
@@ -225,14 +274,24 @@ def test_every_method_fits_loads_and_samples(tmp_path):
             y = sampler(x, torch.randn(4, sampler.noise_dim))
             assert y.shape == (4, 1, 8, 8) and 0 <= y.min() and y.max() <= 1, name
     # one network evaluation per sample for the one-step methods, the NFE its name says for the flow
-    assert names == [("lsdm", 1), ("pixel_wgan", 1), ("latent_flow_nfe2", 2), ("latent_flow_nfe5", 5),
-                     ("pixel_wgan_pseudo", 1), ("latent_flow_pseudo_nfe2", 2)]  # fmt: skip
+    assert names == [
+        ("lsdm", 1),
+        ("pixel_wgan", 1),
+        ("latent_flow_nfe2", 2),
+        ("latent_flow_nfe5", 5),
+        ("pixel_wgan_pseudo", 1),
+        ("latent_flow_pseudo_nfe2", 2),
+    ]
     # like against like: the *_pseudo methods trained on the pairs and the confident pseudo-pairs, and with
     # sample.candidates > 1 drawing through the same latent class model as LSDM's filtered draw
     for m in ("pixel_wgan_pseudo", "latent_flow_pseudo"):
         n_pseudo = method(m).fit(params, device, tmp_path / "scratch" / m, lambda s, d: None, root=tmp_path)["n_pseudo"]
         confident = read_table(tmp_path / "data/pseudo/labels.parquet", PSEUDO_LABELS).query("confidence >= 0.5")
-        assert n_pseudo == (~confident["id"].isin(read_table(tmp_path / "data/split/paired.parquet", PAIRED)["id"])).sum() > 0
+        assert (
+            n_pseudo
+            == (~confident["id"].isin(read_table(tmp_path / "data/split/paired.parquet", PAIRED)["id"])).sum()
+            > 0
+        )
         [(name, drawn), *_] = samplers(m, device, params=params, root=tmp_path)
         assert drawn.noise_dim == params.sample.candidates * samplers(m, device, root=tmp_path)[0][1].noise_dim, name
         y = drawn(torch.tensor([0, 1, 2, 0]), torch.randn(4, drawn.noise_dim))
@@ -261,7 +320,6 @@ def test_the_fair_baselines_run_as_dvc_stages(tiny_repro, tmp_path):
     import json
 
     import yaml
-
     from conftest import copy_repo, run
 
     repo = copy_repo(tiny_repro, tmp_path / "repo")
@@ -276,8 +334,14 @@ def test_the_fair_baselines_run_as_dvc_stages(tiny_repro, tmp_path):
         train = json.loads((repo / f"results/baselines/{m}/train/metrics.json").read_text())["baseline"]
         assert train["n_pseudo"] > 0 and train["n_pairs"] == 30, train
     evaluated = json.loads((repo / "results/baselines/latent_flow_pseudo/eval/metrics.json").read_text())["eval"]
-    assert set(evaluated) == {"latent_flow_pseudo_nfe2"} and 0 <= evaluated["latent_flow_pseudo_nfe2"]["label_accuracy"] <= 1
-    assert "pixel_wgan_pseudo" in json.loads((repo / "results/baselines/pixel_wgan_pseudo/eval/metrics.json").read_text())["eval"]
+    assert (
+        set(evaluated) == {"latent_flow_pseudo_nfe2"}
+        and 0 <= evaluated["latent_flow_pseudo_nfe2"]["label_accuracy"] <= 1
+    )
+    assert (
+        "pixel_wgan_pseudo"
+        in json.loads((repo / "results/baselines/pixel_wgan_pseudo/eval/metrics.json").read_text())["eval"]
+    )
 
     params["sample"]["accept"] = 0.9
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

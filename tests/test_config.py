@@ -2,18 +2,17 @@
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from lsdm.config import Params, apply_overrides, load_params, parse_params
 from lsdm.errors import ParamsError
-
-from conftest import ROOT
 
 
 def test_shipped_params_are_valid_and_complete():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = parse_params(raw)
     # every field of every section is spelled out in params.yaml, so dvc.yaml's param deps see it
-    for section, model in Params.model_fields.items():
+    for section in Params.model_fields:
         if isinstance(getattr(params, section), (str, list, dict)):  # `task`, `methods`, `sweeps`: not sections
             assert section in raw
             continue
@@ -43,7 +42,10 @@ def test_shipped_params_are_valid_and_complete():
         ({"evaluate": {"split": "train"}}, ["evaluate.split", "train", "'val'", "'test'"]),
         ({"data": {"val_fraction": -0.1}}, ["data.val_fraction", "-0.1"]),
         ({"data": {"test_fraction": 0.5, "val_fraction": 0.5}}, ["data.test_fraction + data.val_fraction", "below 1"]),
-        ({"data": {"val_fraction": 0}, "evaluate": {"split": "val"}}, ["evaluate.split = 'val'", "data.val_fraction = 0"]),
+        (
+            {"data": {"val_fraction": 0}, "evaluate": {"split": "val"}},
+            ["evaluate.split = 'val'", "data.val_fraction = 0"],
+        ),
         ({"latent": {"lr": float("nan")}}, ["latent.lr = nan", "finite"]),
         ({"matcher": {"marginal_weight": float("inf")}}, ["matcher.marginal_weight = inf", "finite"]),
         ({"split": {"n_paired_per_class": 10**30}}, ["split.n_paired_per_class", "64-bit"]),
@@ -75,11 +77,14 @@ def test_overrides_are_dotted_and_validated(tmp_path):
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2}) == {"a": {"b": 1, "c": 2}}
 
 
-@pytest.mark.parametrize("text, needles", [
-    ("data:\n  source: [mnist5k\nsplit: {}\n", ["not valid YAML at line 3", "','"]),
-    ("latent:\n  dim: 3\nlatent:\n  dim: 4\n", ["line 3", "key 'latent' given twice (first at line 1)"]),
-    ("latent: {dim: 3, dim: 4}\n", ["key 'dim' given twice"]),
-])
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("data:\n  source: [mnist5k\nsplit: {}\n", ["not valid YAML at line 3", "','"]),
+        ("latent:\n  dim: 3\nlatent:\n  dim: 4\n", ["line 3", "key 'latent' given twice (first at line 1)"]),
+        ("latent: {dim: 3, dim: 4}\n", ["key 'dim' given twice"]),
+    ],
+)
 def test_malformed_yaml_is_a_params_error_naming_the_line(tmp_path, text, needles):
     """PyYAML's traceback (or, for a key given twice, its silent choice of the last) becomes one message."""
     (tmp_path / "params.yaml").write_text(text)
@@ -98,11 +103,16 @@ def test_dotted_overrides_have_one_implementation_and_clear_errors():
     from lsdm.orchestration.params_file import render_params
 
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2, "d.e": 3}) == {"a": {"b": 1, "c": 2}, "d": {"e": 3}}
-    assert "c: 2" in render_params("a:  # kept\n  b: 1\n", {"a.c": 2}) and "# kept" in render_params("a:  # kept\n  b: 1\n", {})
+    assert "c: 2" in render_params("a:  # kept\n  b: 1\n", {"a.c": 2}) and "# kept" in render_params(
+        "a:  # kept\n  b: 1\n", {}
+    )
     for bad in ({"a..b": 1}, {"": 1}, {"a.b.c": 1}):
         with pytest.raises(ParamsError, match="override"):
             apply_overrides({"a": {"b": 1}}, bad)
-    assert parse_assignments(["methods=[pixel_wgan]", "matcher.steps=5"]) == {"methods": ["pixel_wgan"], "matcher.steps": 5}
+    assert parse_assignments(["methods=[pixel_wgan]", "matcher.steps=5"]) == {
+        "methods": ["pixel_wgan"],
+        "matcher.steps": 5,
+    }
     with pytest.raises(ParamsError, match="KEY=VALUE"):
         parse_assignments(["matcher.steps"])
 

@@ -5,11 +5,10 @@ import pandas as pd
 import pandera.errors
 import pytest
 
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, RawImages, latents_arrow_schema
 from lsdm.data.tables import images_table, latent_pool, paired_subset, to_tensor
 from lsdm.errors import ParamsError
 from lsdm.io import read_table, write_table
-from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED, latents_arrow_schema
-from lsdm.data.schemas import RawImages
 
 
 def fake_raw(n_per_class=20, n_classes=4, size=8, seed=0) -> RawImages:
@@ -189,7 +188,8 @@ def test_split_sizes_checked_against_what_the_evaluation_needs():
     with pytest.raises(ParamsError, match=r"split.n_paired_per_class = 9: larger than class 0 has \(8"):
         check_split_sizes(Params(split={"n_paired_per_class": 9}), frame)
     pd.testing.assert_frame_equal(  # the same split as the table prepare writes
-        frame[["id", "split"]].reset_index(drop=True), images_table(raw, 0.2, seed=0)[["id", "split"]])
+        frame[["id", "split"]].reset_index(drop=True), images_table(raw, 0.2, seed=0)[["id", "split"]]
+    )
 
 
 def test_check_refuses_more_unpaired_images_than_the_split_has():

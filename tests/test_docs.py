@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, ROOT, committed, run
 
 from lsdm.reports import readme
@@ -40,8 +39,13 @@ def test_the_site_builds_strict(tmp_path):
     """Every page is in the nav, every link and anchor resolves, every image a page shows exists
     (docs/hooks.py serves those under reports/; a missing one fails the build)."""
     site = tmp_path / "site"
-    p = run([str(BIN / "mkdocs"), "build", "--strict", "-f", str(SHIPPED / "mkdocs.yml"), "-d", str(site)], SHIPPED,
-            check=False, timeout=300, extra_env={"NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
+    p = run(
+        [str(BIN / "mkdocs"), "build", "--strict", "-f", str(SHIPPED / "mkdocs.yml"), "-d", str(site)],
+        SHIPPED,
+        check=False,
+        timeout=300,
+        extra_env={"NO_MKDOCS_2_WARNING": "1"},
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     nav = yaml.safe_load((SHIPPED / "mkdocs.yml").read_text())["nav"]
     listed = {next(iter(item.values())) for item in nav}
@@ -58,8 +62,13 @@ def test_a_missing_figure_fails_the_strict_build(tmp_path):
     (tree / "reports").mkdir()
     page = tree / "docs/claims.md"
     page.write_text(page.read_text() + "\n![gone](../reports/comparison/no_such_figure.png)\n")
-    p = run([str(BIN / "mkdocs"), "build", "--strict", "-d", str(tmp_path / "site")], tree, check=False, timeout=300,
-            extra_env={"NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
+    p = run(
+        [str(BIN / "mkdocs"), "build", "--strict", "-d", str(tmp_path / "site")],
+        tree,
+        check=False,
+        timeout=300,
+        extra_env={"NO_MKDOCS_2_WARNING": "1"},
+    )
     assert p.returncode != 0
     assert "no_such_figure.png" in p.stdout + p.stderr
 
@@ -72,8 +81,15 @@ def test_the_readme_is_a_front_door():
     assert "make repro" in text and "make test" in text
     # the four ways lsdm is used, each as its command (tests/test_pipeline.py and test_prefect_server.py run them)
     use = text.split("## Use it", 1)[1].split("\n## ", 1)[0]
-    for way in ("dvc repro", "reports/report.md", "dvc exp show", "prefect deployment run lsdm/full", "prefect server start",
-                "prefect work-pool create", "prefect worker start"):
+    for way in (
+        "dvc repro",
+        "reports/report.md",
+        "dvc exp show",
+        "prefect deployment run lsdm/full",
+        "prefect server start",
+        "prefect work-pool create",
+        "prefect worker start",
+    ):
         assert way in use, way
     assert {"default-run", "sweep-verdicts"} <= set(readme.names_in(text))
     assert re.search(r"^!\[[^\]]+\]\(reports/[^)]+\.png\)$", readme._BLOCK.sub("", text), re.M), "a figure"
@@ -113,8 +129,11 @@ def test_no_issue_numbers(page):
 def test_rows_are_named_not_counted(page):
     """A table's rows are referred to by their first cell: 'the last row' points elsewhere once a row
     is appended."""
-    counted = re.compile(r"\b(?:first|second|third|last|next|previous|penultimate|second-to-last|top|bottom)"
-                         r"(?: two| three)? rows?\b|\brow (?:above|below)\b|\b(?:the )?rows? \d+\b", re.I)  # fmt: skip
+    counted = re.compile(
+        r"\b(?:first|second|third|last|next|previous|penultimate|second-to-last|top|bottom)"
+        r"(?: two| three)? rows?\b|\brow (?:above|below)\b|\b(?:the )?rows? \d+\b",
+        re.I,
+    )
     assert not counted.findall(prose(page.read_text())), rel(page)
 
 
@@ -180,7 +199,9 @@ def test_the_stage_table_lists_every_stage():
     text = (SHIPPED / "docs/pipeline-and-parameters.md").read_text()
     table = text.split("| stage | reads | writes |\n", 1)[1].split("\n\n", 1)[0]
     listed = set(re.findall(r"^\| `([^`]+)` \|", table, re.M))
-    assert listed == names, f"stages without a row: {sorted(names - listed)}; rows without a stage: {sorted(listed - names)}"
+    assert listed == names, (
+        f"stages without a row: {sorted(names - listed)}; rows without a stage: {sorted(listed - names)}"
+    )
 
 
 def test_claim_3_quotes_the_sweep_it_names():
@@ -199,7 +220,9 @@ def test_claim_3_quotes_the_sweep_it_names():
     def cell(sampler: str, metric: str, n: int) -> str:
         r = summary[(summary["sampler"] == sampler) & (summary[count] == n)]
         col = f"eval.{metric}"
-        return mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])).split(" ± ")[0]
+        return mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])).split(" ± ")[
+            0
+        ]
 
     def span(samplers: list[str], metric: str, n: int) -> str:
         values = sorted((float(cell(s, metric, n)), cell(s, metric, n)) for s in samplers)

@@ -13,27 +13,47 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import ROOT, run, write_stand_in_inception, write_stand_in_squeezenet
 
 from lsdm import paths
 from lsdm.config import load_params
-from lsdm.errors import ParamsError
+from lsdm.data.schemas import IMAGES
 from lsdm.data.tables import to_tensor
+from lsdm.errors import ParamsError
 from lsdm.evaluation.features import evalnet_features
 from lsdm.evaluation.geometry import prdc
+from lsdm.evaluation.registry import HEADLINE, read_results
 from lsdm.io import read_table
 from lsdm.models import load
-from lsdm.data.schemas import IMAGES
-from lsdm.evaluation.registry import HEADLINE, read_results
-
-from conftest import ROOT, run, write_stand_in_inception, write_stand_in_squeezenet
 
 EXPECTED = [  # what the issue's acceptance asks for, without any pretrained weights
-    "label_accuracy", "label_accuracy_per_class", "evalnet_accuracy_real_test", "fid_evalnet", "kid_evalnet",
-    "kid_evalnet_std", "precision", "recall", "density", "coverage", "diversity_evalnet", "diversity_evalnet_real",
-    "throughput_images_per_s", "throughput_batch_size", "device", "recon_mse_test", "recon_mae_test",
-]  # fmt: skip
-BOUND = ["recon_l2_test", "decoder_lipschitz_spectral_max", "critic_w1_test", "critic_w1_train_pairs", "rhs",
-         "w1_latent_exact", "w1_pixel_exact"]
+    "label_accuracy",
+    "label_accuracy_per_class",
+    "evalnet_accuracy_real_test",
+    "fid_evalnet",
+    "kid_evalnet",
+    "kid_evalnet_std",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "diversity_evalnet",
+    "diversity_evalnet_real",
+    "throughput_images_per_s",
+    "throughput_batch_size",
+    "device",
+    "recon_mse_test",
+    "recon_mae_test",
+]
+BOUND = [
+    "recon_l2_test",
+    "decoder_lipschitz_spectral_max",
+    "critic_w1_test",
+    "critic_w1_train_pairs",
+    "rhs",
+    "w1_latent_exact",
+    "w1_pixel_exact",
+]
 
 
 def workdir(repro: Path, dest: Path, **evaluate) -> Path:
@@ -47,7 +67,7 @@ def workdir(repro: Path, dest: Path, **evaluate) -> Path:
 
 
 @pytest.mark.slow
-def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_network, capfd):  # noqa: F811
+def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_network, capfd):
     """This machine's situation: no Inception, no LPIPS backbone, no network. Its parts say as they
     start and end what they do (a stage that prints nothing for minutes at scale looks hung)."""
     work = workdir(tiny_repro, tmp_path / "work")
@@ -61,8 +81,12 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     evaluate.run(params)
     elapsed = time.perf_counter() - t0
     err = capfd.readouterr().err
-    for part in ("the test images and their features", "LSDM on 60 held-out conditions x 3 generation seeds",
-                 "reconstructions of the held-out images", "the bound: exact W1 on 60 held-out points, 20 bootstrap draws"):  # fmt: skip
+    for part in (
+        "the test images and their features",
+        "LSDM on 60 held-out conditions x 3 generation seeds",
+        "reconstructions of the held-out images",
+        "the bound: exact W1 on 60 held-out points, 20 bootstrap draws",
+    ):
         done = rf"evaluate: {re.escape(part)}: [0-9.]+s \(peak RSS so far [0-9.]+ GB\)\n"
         assert f"evaluate: {part} ...\n" in err and re.search(done, err), err
     headline = json.loads(paths.EVAL_METRICS.read_text())["eval"]  # what `dvc exp show` lists
@@ -73,7 +97,10 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     for key in EXPECTED:
         assert e[key] is not None, key
     images = read_table(paths.IMAGES, IMAGES)  # judged: one sample per image of the test split, no other
-    assert e["split"] == "test" and e["n_samples"] == (images["split"] == "test").sum() < (images["split"] != "train").sum()
+    assert (
+        e["split"] == "test"
+        and e["n_samples"] == (images["split"] == "test").sum() < (images["split"] != "train").sum()
+    )
     for key in BOUND:
         assert isinstance(e["bound"][key], float), key
     b = e["bound"]
@@ -91,7 +118,10 @@ def test_evaluate_offline_without_weights(tiny_repro, tmp_path, monkeypatch, no_
     for name in ("precision", "recall", "density", "coverage", "label_accuracy", "fid_evalnet"):
         spread = e["over_seeds"][name]
         # the first seed's value (the headline) is one of the n: no further from their mean than std allows
-        assert spread["n"] == n >= 2 and abs(e[name] - spread["mean"]) <= spread["std"] * (n - 1) / n**0.5 + 1e-9, (name, spread)
+        assert spread["n"] == n >= 2 and abs(e[name] - spread["mean"]) <= spread["std"] * (n - 1) / n**0.5 + 1e-9, (
+            name,
+            spread,
+        )
     assert e["over_seeds"]["fid_evalnet"]["std"] > 0  # other generation seeds, other samples
     assert set(e["stage_seconds"]) == {"fit_latent", "fit_matcher", "eval_net", "evaluate"}
     assert 0 < e["stage_seconds"]["evaluate"] <= elapsed, (e["stage_seconds"], elapsed)
@@ -119,8 +149,14 @@ def test_evaluate_with_stand_in_weights(tiny_repro, tmp_path, monkeypatch):
     write_stand_in_inception(inception)
     write_stand_in_squeezenet(tmp_path / "torch")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    work = workdir(tiny_repro, tmp_path / "work", inception_weights=str(inception), lpips_net="squeeze",
-                   diversity_pairs=5, seeds=[3])  # fmt: skip
+    work = workdir(
+        tiny_repro,
+        tmp_path / "work",
+        inception_weights=str(inception),
+        lpips_net="squeeze",
+        diversity_pairs=5,
+        seeds=[3],
+    )
     run(["lsdm", "evaluate"], work)
     e = read_results(work / "results/evaluate")["eval"]
     assert isinstance(e["fid_inception"], float) and isinstance(e["kid_inception"], float)
@@ -151,7 +187,13 @@ def test_prdc_sanity_in_evalnet_space(tiny_repro):
 def test_dvc_stage_declares_what_evaluate_reads():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
     deps = set(stage["deps"])
-    modules = ("lsdm/pipeline/evaluate.py", "lsdm/evaluation/metrics.py", "lsdm/evaluation/features.py", "lsdm/evaluation/geometry.py", "lsdm/evaluation/bound.py")
+    modules = (
+        "lsdm/pipeline/evaluate.py",
+        "lsdm/evaluation/metrics.py",
+        "lsdm/evaluation/features.py",
+        "lsdm/evaluation/geometry.py",
+        "lsdm/evaluation/bound.py",
+    )
     for module in modules:
         assert module in deps, module
     reads = (paths.IMAGES, paths.PAIRED, paths.LATENTS, paths.LATENT_STATS, paths.MATCHER, paths.EVALNET)
@@ -179,8 +221,8 @@ def test_evaluate_on_the_validation_split_judges_val_images_only(tiny_repro, tmp
     and the report, and never touches test."""
     work = workdir(tiny_repro, tmp_path / "work", split="val", seeds=[0])
     monkeypatch.chdir(work)
-    from lsdm.io import read_table
     from lsdm.data.schemas import IMAGES
+    from lsdm.io import read_table
     from lsdm.pipeline import evaluate, report
 
     params = load_params()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # a server, two workers, sweeps waited on for up to 900 s
@@ -59,10 +58,31 @@ def cluster(prefect_server, tmp_path_factory):
         clone = base / f"worker-{name}"
         run(["git", "clone", "-q", str(origin), str(clone)], base)
         logs[name], workdirs[name] = base / f"worker-{name}.log", base / f"workspaces-{name}"
-        e = dict(srv.env, LSDM_REPO=str(clone), LSDM_WORKDIR=str(workdirs[name]), LSDM_THREADS="1",
-                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT))  # fmt: skip
-        workers[name] = start_group(["prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "3",
-                                     "--name", f"worker-{name}"], clone, e, logs[name])  # fmt: skip
+        e = dict(
+            srv.env,
+            LSDM_REPO=str(clone),
+            LSDM_WORKDIR=str(workdirs[name]),
+            LSDM_THREADS="1",
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT),
+        )
+        workers[name] = start_group(
+            [
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                "gpu",
+                "--type",
+                "process",
+                "--limit",
+                "3",
+                "--name",
+                f"worker-{name}",
+            ],
+            clone,
+            e,
+            logs[name],
+        )
     try:
         yield Cluster(srv, parent, origin, store, workers, logs, workdirs)
     finally:
@@ -73,8 +93,14 @@ def cluster(prefect_server, tmp_path_factory):
 
 def run_sweep(c: Cluster, tag: str, counts: list[int], seeds: list[int]) -> str:
     """`prefect deployment run lsdm/sweep` as a user types it; the flow run's id."""
-    params = {"counts": counts, "seeds": seeds, "tag": tag, "repo": str(c.parent), "timeout": 900,
-              "crashed_after": CRASHED_AFTER}  # fmt: skip
+    params = {
+        "counts": counts,
+        "seeds": seeds,
+        "tag": tag,
+        "repo": str(c.parent),
+        "timeout": 900,
+        "crashed_after": CRASHED_AFTER,
+    }
     out = c.server.prefect("deployment", "run", "lsdm/sweep", "--params", json.dumps(params), cwd=c.parent).stdout
     return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
 
@@ -130,8 +156,12 @@ def test_fanout_sweep_over_two_workers(cluster, tmp_path):
     workers, and neither's table, report or experiments hold the other's points."""
     c = cluster
     log = tmp_path / "lsdm-sweep.log"
-    cli = start_group(["lsdm", "sweep", "--fanout", "--counts", "2", "--seeds", "5", "--tag", "other", "--repo",
-                       str(c.parent)], c.parent, c.server.env, log)  # fmt: skip
+    cli = start_group(
+        ["lsdm", "sweep", "--fanout", "--counts", "2", "--seeds", "5", "--tag", "other", "--repo", str(c.parent)],
+        c.parent,
+        c.server.env,
+        log,
+    )
     fr = wait(c, run_sweep(c, "fan", counts=[2, 3], seeds=[0, 1]))
     assert cli.wait(timeout=600) == 0, tail(log)
     other_id = re.search(r"UUID: ([0-9a-f-]{36})", log.read_text()).group(1)
@@ -151,11 +181,15 @@ def test_a_worker_killed_mid_point_does_not_lose_the_sweep(cluster, tmp_path):
     """The sweep's parent runs off the workers here (a process of its own against the server), so
     whichever worker takes a point can be lost without losing the parent."""
     c, tag = cluster, "kill"
-    code = ("import sys; from flows.lsdm_flow import sweep; "
-            f"s = sweep(counts=[2, 3], seeds=[2], tag={tag!r}, repo={str(c.parent)!r}, timeout=900, "
-            f"crashed_after={CRASHED_AFTER}, return_state=True); print('FLOW RUN', s.state_details.flow_run_id)")  # fmt: skip
+    code = (
+        "import sys; from flows.lsdm_flow import sweep; "
+        f"s = sweep(counts=[2, 3], seeds=[2], tag={tag!r}, repo={str(c.parent)!r}, timeout=900, "
+        f"crashed_after={CRASHED_AFTER}, return_state=True); print('FLOW RUN', s.state_details.flow_run_id)"
+    )
     log = tmp_path / "parent.log"
-    env = dict(c.server.env, PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT))  # beats within crashed_after, as a worker's runs do
+    env = dict(
+        c.server.env, PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT)
+    )  # beats within crashed_after, as a worker's runs do
     parent = start_group([sys.executable, "-c", code], ROOT, env, log)
     victim = wait_for_point_on_a_worker(c, None, tag)
     time.sleep(3)  # in the middle of the point: the machine is lost, worker and flow-run processes at once
@@ -240,8 +274,11 @@ def _lost_worker_pending_runs(c: Server, retries: int, stuck_after: float, timeo
             resubmitted.append(fr.id)
             return fr
 
-        watch = flow(name="lsdm-test-watch")(lambda: wait_for_points(
-            {"lost-n2-s0": stuck}, resubmit, retries=retries, timeout=timeout, poll=0.5, stuck_after=stuck_after))  # fmt: skip
+        watch = flow(name="lsdm-test-watch")(
+            lambda: wait_for_points(
+                {"lost-n2-s0": stuck}, resubmit, retries=retries, timeout=timeout, poll=0.5, stuck_after=stuck_after
+            )
+        )
         try:
             result = watch()
         except TimeoutError as e:

@@ -13,19 +13,28 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, env, run
 
 from lsdm import io as lio
-from lsdm.io import IGNORE_PATTERNS, atomic_dir, clean_leftovers, clean_stage_leftovers, read_json, stage_outputs, write_json
+from lsdm.io import (
+    IGNORE_PATTERNS,
+    atomic_dir,
+    clean_leftovers,
+    clean_stage_leftovers,
+    read_json,
+    stage_outputs,
+    write_json,
+)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import fault_injection  # noqa: E402
+import fault_injection
 
 
 def dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
-    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(p.stdout)
 
 
@@ -48,10 +57,18 @@ def test_checkout_ignores_the_leftover_patterns():
     for f in (".gitignore", ".dvcignore"):
         lines = (ROOT / f).read_text().splitlines()
         assert all(p in lines for p in IGNORE_PATTERNS), f
-    names = ["results/.fit_latent.lsdm-tmp-123-ab12cd", "data/latent/.autoencoder.pt.lsdm-tmp-9-x.pt",
-             "reports/.figures.lsdm-old-77"]  # fmt: skip
-    p = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT, input="\n".join(names),
-                       capture_output=True, text=True)  # fmt: skip
+    names = [
+        "results/.fit_latent.lsdm-tmp-123-ab12cd",
+        "data/latent/.autoencoder.pt.lsdm-tmp-9-x.pt",
+        "reports/.figures.lsdm-old-77",
+    ]
+    p = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(names),
+        capture_output=True,
+        text=True,
+    )
     assert p.stdout.split() == names
     assert not ignored("results/fit_latent") and not ignored("data/latent/autoencoder.pt")
 
@@ -85,7 +102,9 @@ def test_sigkill_mid_write_leaves_ignored_leftovers_that_the_next_write_removes(
         (d / "c.txt").write_text("c")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", "live", mine.name])
     assert read_json(tmp_path / "out.json") == {"v": 3} and [p.name for p in (tmp_path / "live").iterdir()] == ["c.txt"]
-    assert all(p.stat().st_mode & 0o777 == 0o666 & ~lio._UMASK for p in (tmp_path / "out.json", tmp_path / "live/c.txt"))
+    assert all(
+        p.stat().st_mode & 0o777 == 0o666 & ~lio._UMASK for p in (tmp_path / "out.json", tmp_path / "live/c.txt")
+    )
 
 
 KILLED_BETWEEN_RENAMES = """
@@ -157,7 +176,9 @@ def test_stage_start_removes_only_its_own_dead_leftovers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     dead, alive = dead_pid(), os.getpid()
-    assert {"results/fit_latent/metrics.json", "data/latent/autoencoder.pt"} <= {str(p) for p in stage_outputs("fit_latent")}
+    assert {"results/fit_latent/metrics.json", "data/latent/autoencoder.pt"} <= {
+        str(p) for p in stage_outputs("fit_latent")
+    }
     entries = {  # what killed (or running) writers left: files, and folders with a file inside
         "split_dead": f"data/split/.paired.parquet.lsdm-tmp-{dead}-x.parquet",
         "split_alive": f"data/split/.paired.parquet.lsdm-tmp-{alive}-y.parquet",
@@ -173,7 +194,9 @@ def test_stage_start_removes_only_its_own_dead_leftovers(tmp_path, monkeypatch):
 
     assert [str(p) for p in clean_stage_leftovers("split")] == [entries["split_dead"]]
     assert there(*entries) == set(entries) - {"split_dead"}
-    assert [str(p) for p in clean_stage_leftovers("fit_latent")] == [entries["fit_latent_dir"]]  # beside results/fit_latent
+    assert [str(p) for p in clean_stage_leftovers("fit_latent")] == [
+        entries["fit_latent_dir"]
+    ]  # beside results/fit_latent
     assert [str(p) for p in clean_stage_leftovers("fit_baseline", ["pixel_wgan"])] == [entries["baseline_dir"]]
     assert there(*entries) == {"split_alive", "not_an_output"}
 
@@ -239,7 +262,9 @@ def test_a_torn_dvc_lock_table_is_removed_only_when_no_dvc_edits_it(tmp_path):
     assert not repair_rwlock(tmp_path) and rwlock.exists()  # whole: left alone
     rwlock.write_text('{"read": {"/x": [{"pid"')  # what a kill mid-rewrite leaves
     assert "RWLock-file" in run(["dvc", "status"], tmp_path, check=False).stderr
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_GUARD, f"{rwlock}.lock"], env=env(), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_GUARD, f"{rwlock}.lock"], env=env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert not repair_rwlock(tmp_path) and rwlock.exists()  # a dvc may be rewriting it right now

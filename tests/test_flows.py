@@ -12,18 +12,24 @@ import json
 
 import pytest
 import yaml
+from conftest import (
+    PAIRED_STAGES,
+    ROOT,
+    SHARED_STAGES,
+    by_flow_run,
+    exp_show,
+    make_repo,
+    run,
+    stage_statuses,
+    tiny_params,
+)
 
 from lsdm.errors import ParamsError
-from lsdm.orchestration.sweep import check as check_sweep
 from lsdm.orchestration.dvc import CACHED, RAN, SKIPPED, StageFailed, parse_repro
 from lsdm.orchestration.experiments import metrics_table, read_pipeline
 from lsdm.orchestration.params_file import render_params, validate
+from lsdm.orchestration.sweep import check as check_sweep
 from lsdm.pipeline import STAGES
-
-from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, by_flow_run, exp_show, make_repo, run, stage_statuses, tiny_params
-
-
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared with test_prefect_server.py
@@ -110,7 +116,9 @@ def test_prefect_yaml_deployments():
     for d in deps.values():
         assert d["work_pool"]["name"] == "gpu"
         path, _, func = d["entrypoint"].partition(":")
-        assert load_flow_from_entrypoint(str(ROOT / path) + ":" + func).name == "lsdm"  # lsdm/full, lsdm/sweep, lsdm/point
+        assert (
+            load_flow_from_entrypoint(str(ROOT / path) + ":" + func).name == "lsdm"
+        )  # lsdm/full, lsdm/sweep, lsdm/point
     assert deps["sweep"]["parameters"] == {}  # params.yaml's sweep section, checked here:
     counts, seeds, overrides = check_sweep(ROOT)
     assert counts == [3, 10, 30] and len(seeds) >= 3 and sorted(overrides["methods"]) == ["latent_flow", "pixel_wgan"]

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import make_repo, run, tiny_params
+
 from lsdm.models.matcher import wgan_gp_mlp
 from lsdm.models.matching import ClassAware, Pooled, train_wgan_gp
 from lsdm.pipeline.cli import CUDA_PEAK
@@ -25,8 +25,16 @@ def test_the_closed_form_penalty_gradient_holds_on_the_gpu():
     """The critics' grad_z in closed form (no double backward) equals autograd's on CUDA, and the
     same weights score the same codes on the GPU as on the CPU (no TF32 or other silent precision loss)."""
     torch.manual_seed(0)
-    m = wgan_gp_mlp({"kind": "label", "n_classes": 10}, z_dim=16, noise_dim=16, width=64, depth=3,
-                    critic="projection", marginal=True, class_critic=10)  # fmt: skip
+    m = wgan_gp_mlp(
+        {"kind": "label", "n_classes": 10},
+        z_dim=16,
+        noise_dim=16,
+        width=64,
+        depth=3,
+        critic="projection",
+        marginal=True,
+        class_critic=10,
+    )
     x, z = torch.arange(128) % 10, torch.randn(128, 16)
     on_cpu = m.critic(x, z)
     f = m.cuda().critic
@@ -43,16 +51,39 @@ def _train_on_the_gpu(steps: int, cuda_graph: bool, seed: int = 0) -> tuple[torc
     """A small class-aware matcher (joint + pooled + class-aware terms) trained on CUDA for `steps`
     steps, batches drawn with `seed`: its weights, flattened, and the logged joint W1 estimates."""
     torch.manual_seed(0)
-    m = wgan_gp_mlp({"kind": "label", "n_classes": 10}, z_dim=16, noise_dim=16, width=64, depth=3,
-                    critic="projection", marginal=True, class_critic=10).cuda()  # fmt: skip
+    m = wgan_gp_mlp(
+        {"kind": "label", "n_classes": 10},
+        z_dim=16,
+        noise_dim=16,
+        width=64,
+        depth=3,
+        critic="projection",
+        marginal=True,
+        class_critic=10,
+    ).cuda()
     g = torch.Generator().manual_seed(1)
     cond, z, pool = torch.arange(50) % 10, torch.randn(50, 16, generator=g), torch.randn(400, 16, generator=g)
     cond, z, pool = cond.cuda(), z.cuda(), pool.cuda()
-    terms = [Pooled(pool, 1.0, 10.0), ClassAware(pool, torch.arange(400, device="cuda") % 10,
-                                                  torch.full((400,), 0.9, device="cuda"), 1.0, 10.0)]  # fmt: skip
+    terms = [
+        Pooled(pool, 1.0, 10.0),
+        ClassAware(pool, torch.arange(400, device="cuda") % 10, torch.full((400,), 0.9, device="cuda"), 1.0, 10.0),
+    ]
     w1 = []
-    train_wgan_gp(m, cond, z, steps=steps, n_critic=3, batch_size=32, lr=1e-3, gp_weight=10.0, seed=seed, terms=terms,
-                  cuda_graph=cuda_graph, log=lambda step, v: w1.append(v["critic/w1"]), log_every=1)  # fmt: skip
+    train_wgan_gp(
+        m,
+        cond,
+        z,
+        steps=steps,
+        n_critic=3,
+        batch_size=32,
+        lr=1e-3,
+        gp_weight=10.0,
+        seed=seed,
+        terms=terms,
+        cuda_graph=cuda_graph,
+        log=lambda step, v: w1.append(v["critic/w1"]),
+        log_every=1,
+    )
     return torch.cat([q.detach().flatten() for q in m.parameters()]), w1
 
 

@@ -20,8 +20,9 @@ print("ready", flush=True)
 """
 
 
-def interrupted(tmp_path, body: str, setup: str = "", repeat: float = 0.5, deadline: float = 3.0,
-                wait: float = 60) -> tuple[int, float, str]:  # fmt: skip
+def interrupted(
+    tmp_path, body: str, setup: str = "", repeat: float = 0.5, deadline: float = 3.0, wait: float = 60
+) -> tuple[int, float, str]:
     """Run `setup`, PRELUDE, then `body`, SIGINT it once it is ready; (exit status, seconds to exit,
     output). The watchdog re-delivers every `repeat` s and ends the child `deadline` s after the SIGINT."""
     log = tmp_path / "child.log"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import env, make_repo, run, start_group, tiny_params
 
 from lsdm.lock import BUSY_EXIT, LOCK_ENV, TIMEOUT_ENV, WorkspaceBusy, lock_file, workspace_lock
-
-from conftest import env, make_repo, run, start_group, tiny_params
 
 TRY_LOCK = "from lsdm.lock import workspace_lock\nwith workspace_lock('.', 'the child', timeout=0): print('through')"
 
@@ -24,8 +23,9 @@ TRY_LOCK = "from lsdm.lock import workspace_lock\nwith workspace_lock('.', 'the 
 def try_lock(cwd: Path, **extra: str) -> subprocess.CompletedProcess:
     """Another process takes the workspace lock of `cwd` without waiting."""
     e = {k: v for k, v in env().items() if k != LOCK_ENV}
-    return subprocess.run([sys.executable, "-c", TRY_LOCK], cwd=cwd, env={**e, **extra}, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", TRY_LOCK], cwd=cwd, env={**e, **extra}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_holder_its_children_pass_and_a_stranger_is_told_who_holds_it(tmp_path):
@@ -33,7 +33,9 @@ def test_the_holder_its_children_pass_and_a_stranger_is_told_who_holds_it(tmp_pa
         assert "the parent (pid" in lock_file(tmp_path).read_text()
         with workspace_lock(tmp_path, "the parent again", timeout=0):  # the same process: no deadlock
             pass
-        child = subprocess.run([sys.executable, "-c", TRY_LOCK], cwd=tmp_path, env=env(), capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-c", TRY_LOCK], cwd=tmp_path, env=env(), capture_output=True, text=True
+        )
         assert child.returncode == 0 and child.stdout.strip() == "through", child.stderr
         stranger = try_lock(tmp_path)
         assert stranger.returncode != 0 and "WorkspaceBusy" in stranger.stderr
@@ -57,7 +59,9 @@ def test_a_waiter_waits_says_for_whom_then_gives_up(tmp_path):
             with workspace_lock(tmp_path, "the waiter", timeout=1.0, say=said.append):
                 pass
         assert time.monotonic() - t0 >= 1.0
-        assert len(said) == 1 and said[0].startswith("the waiter: waiting for the workspace") and "the holder" in said[0]
+        assert (
+            len(said) == 1 and said[0].startswith("the waiter: waiting for the workspace") and "the holder" in said[0]
+        )
 
 
 def child_pid_that_exited() -> int:

@@ -17,14 +17,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, write_stand_in_inception, write_stand_in_squeezenet
 from PIL import Image
 
 import lsdm.evaluation.features as features
 from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.evaluation.geometry import knn_radii, mean_pairwise_distance, prdc, prdc_many, within_class_diversity
 from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_l2, mean_std, per_class_fid_kid
-
-from conftest import ROOT, write_stand_in_inception, write_stand_in_squeezenet
 
 # ---------------------------------------------------------------- precision / recall / density / coverage
 
@@ -160,9 +159,16 @@ def test_fid_equals_cleanfid_compute_fid_with_custom_extractor(tmp_path):
         return _tiny_features(batch[:, :1] / 255.0)
 
     theirs = cleanfid.compute_fid(
-        str(tmp_path / "a"), str(tmp_path / "b"), mode="clean", custom_feat_extractor=extractor,
-        custom_fn_resize=lambda x: x, device=torch.device("cpu"), num_workers=0, batch_size=16, verbose=False,
-    )  # fmt: skip
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        mode="clean",
+        custom_feat_extractor=extractor,
+        custom_fn_resize=lambda x: x,
+        device=torch.device("cpu"),
+        num_workers=0,
+        batch_size=16,
+        verbose=False,
+    )
     ours = fid(*(_tiny_features(torch.from_numpy(s).float()[:, None] / 255.0).double().numpy() for s in sets.values()))
     assert ours == pytest.approx(theirs, rel=1e-4)
     assert ours > 0
@@ -244,8 +250,15 @@ def test_per_class_fid_only_with_more_points_than_dims():
     for c in (1, 2):
         assert kids[str(c)] == pytest.approx(kid(real[labels == c], fake[labels == c], 5, 10)[0], rel=1e-6), c
     assert "at least 18" in note
-    fids, _, note = per_class_fid_kid(real[:, :1].repeat(30, 1), labels, fake[:, :1].repeat(30, 1), labels,
-                                      min_samples=2, kid_subsets=2, kid_subset_size=10)  # fmt: skip
+    fids, _, note = per_class_fid_kid(
+        real[:, :1].repeat(30, 1),
+        labels,
+        fake[:, :1].repeat(30, 1),
+        labels,
+        min_samples=2,
+        kid_subsets=2,
+        kid_subset_size=10,
+    )
     assert set(fids) == {"0", "1", "2"} and all(v is None for v in fids.values()) and "more than 30" in note
 
 
@@ -340,15 +353,18 @@ def test_lip_d_and_the_inception_print_no_torchscript_notice(tmp_path):
     loads its jvp decompositions once per process) where that notice is an error."""
     weights = tmp_path / features.INCEPTION_FILE
     write_stand_in_inception(weights)
-    code = ("import torch\n"
-            "from lsdm.evaluation.bound import decoder_lipschitz\n"
-            "from lsdm.evaluation.features import load_inception\n"
-            "decoder_lipschitz(torch.nn.Linear(2, 4), torch.randn(3, 2))\n"
-            f"model, _, reason = load_inception({str(weights)!r}, torch.device('cpu'))\n"
-            "assert reason is None, reason\n"
-            "model(torch.rand(2, 1, 28, 28))\n")  # fmt: skip
-    p = subprocess.run([sys.executable, "-W", "error:`torch.jit:FutureWarning", "-c", code], cwd=ROOT,
-                       capture_output=True, text=True)  # fmt: skip
+    code = (
+        "import torch\n"
+        "from lsdm.evaluation.bound import decoder_lipschitz\n"
+        "from lsdm.evaluation.features import load_inception\n"
+        "decoder_lipschitz(torch.nn.Linear(2, 4), torch.randn(3, 2))\n"
+        f"model, _, reason = load_inception({str(weights)!r}, torch.device('cpu'))\n"
+        "assert reason is None, reason\n"
+        "model(torch.rand(2, 1, 28, 28))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-W", "error:`torch.jit:FutureWarning", "-c", code], cwd=ROOT, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -357,7 +373,10 @@ def test_stand_in_inception_runs_cleanfid_path(tmp_path, monkeypatch, no_network
     another file name."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    cached, hub = tmp_path / "cache/lsdm" / features.INCEPTION_FILE, tmp_path / "torch/hub/checkpoints" / features.INCEPTION_FILE
+    cached, hub = (
+        tmp_path / "cache/lsdm" / features.INCEPTION_FILE,
+        tmp_path / "torch/hub/checkpoints" / features.INCEPTION_FILE,
+    )
     cached.parent.mkdir(parents=True)
     write_stand_in_inception(cached)
     images = torch.rand(5, 1, 28, 28)
@@ -387,8 +406,9 @@ def test_stand_in_lpips_backbone_runs_lpips(tmp_path, monkeypatch, no_network):
     d = dist(a, b)
     assert d.shape == (4,) and (d > 0).all() and torch.allclose(dist(a, a), torch.zeros(4), atol=1e-6)
     # class 1: one image four times (a collapsed condition); class 0: four different images
-    mean, per_class = features.pairwise_same_condition(dist, torch.cat([a, b[:1].expand(4, -1, -1, -1)]),
-                                                       torch.tensor([0] * 4 + [1] * 4), 3, 0)  # fmt: skip
+    mean, per_class = features.pairwise_same_condition(
+        dist, torch.cat([a, b[:1].expand(4, -1, -1, -1)]), torch.tensor([0] * 4 + [1] * 4), 3, 0
+    )
     pairs = torch.tensor([(i, j) for i in range(4) for j in range(4) if i != j])
     within = dist(a[pairs[:, 0]], a[pairs[:, 1]])  # every pair of distinct images of class 0
     assert set(per_class) == {"0", "1"} and per_class["1"] == pytest.approx(0.0, abs=1e-6)

@@ -71,14 +71,18 @@ def test_loops_reduce_their_losses():
     y = torch.rand(64, 1, 8, 8).round()
     ae = build("conv_ae", dict(image_size=8, in_channels=1, dim=4, channels=[8]))
     log: list = []
-    train_autoencoder(ae, y, steps=60, batch_size=16, lr=1e-2, seed=0, log=lambda s, m: log.append(m["train/mse"]), log_every=10)
+    train_autoencoder(
+        ae, y, steps=60, batch_size=16, lr=1e-2, seed=0, log=lambda s, m: log.append(m["train/mse"]), log_every=10
+    )
     assert log[-1] < log[0]
 
     labels = torch.randint(0, 2, (64,))
     x = torch.rand(64, 1, 8, 8) * 0.3 + labels.view(-1, 1, 1, 1) * 0.7  # separable by brightness
     net = build("lenet", dict(image_size=8, in_channels=1, n_classes=2))
     accs: list = []
-    train_classifier(net, x, labels, epochs=8, batch_size=16, lr=3e-3, seed=0, log=lambda s, m: accs.append(m["train/accuracy"]))
+    train_classifier(
+        net, x, labels, epochs=8, batch_size=16, lr=3e-3, seed=0, log=lambda s, m: accs.append(m["train/accuracy"])
+    )
     assert accs[-1] > 0.9
 
     cond = torch.randint(0, 2, (64,))
@@ -96,10 +100,22 @@ def test_cuda_graph_changes_nothing_on_the_cpu():
 
     def fit(cuda_graph: bool) -> torch.Tensor:
         torch.manual_seed(0)
-        m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=16, depth=2))
+        m = build(
+            "wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=16, depth=2)
+        )
         cond = torch.arange(32) % 2
-        train_wgan_gp(m, cond, torch.randn(32, 2), steps=8, n_critic=2, batch_size=16, lr=1e-3, gp_weight=10.0, seed=0,
-                      cuda_graph=cuda_graph)  # fmt: skip
+        train_wgan_gp(
+            m,
+            cond,
+            torch.randn(32, 2),
+            steps=8,
+            n_critic=2,
+            batch_size=16,
+            lr=1e-3,
+            gp_weight=10.0,
+            seed=0,
+            cuda_graph=cuda_graph,
+        )
         return torch.cat([q.detach().flatten() for q in m.parameters()])
 
     assert torch.equal(fit(True), fit(False))
@@ -141,13 +157,17 @@ def test_fused_critic_objective_equals_separate_terms():
     assert torch.allclose(loss, -w1_ref + 10.0 * gp_ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("name, critic", [("wgan_gp_mlp", "concat"), ("wgan_gp_mlp", "projection"), ("pixel_wgan", None)])
+@pytest.mark.parametrize(
+    "name, critic", [("wgan_gp_mlp", "concat"), ("wgan_gp_mlp", "projection"), ("pixel_wgan", None)]
+)
 def test_critic_gradients_through_an_image_condition_match_the_unfused_loss(name, critic):
     """The fused objective detaches the condition at the interpolates only where that is exact (the
     MLP critic); the projection critic keeps it. Either way every critic parameter's gradient is the reference's."""
     from lsdm.models.matching import critic_objective
 
-    cfg = dict(CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7}, **({"critic": critic} if critic else {}))
+    cfg = dict(
+        CONFIGS[name], condition={"kind": "image", "channels": 1, "size": 7}, **({"critic": critic} if critic else {})
+    )
     torch.manual_seed(0)
     m = build(name, cfg)
     x = torch.rand(16, 1, 7, 7)
@@ -225,8 +245,18 @@ def test_marginal_term_pulls_pooled_codes_toward_the_pool(critic):
     means = {}
     for weight in (0.0, 4.0):
         torch.manual_seed(0)
-        m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 1}, z_dim=2, noise_dim=2, width=32,
-                                      depth=2, critic=critic, marginal=weight > 0))
+        m = build(
+            "wgan_gp_mlp",
+            dict(
+                condition={"kind": "label", "n_classes": 1},
+                z_dim=2,
+                noise_dim=2,
+                width=32,
+                depth=2,
+                critic=critic,
+                marginal=weight > 0,
+            ),
+        )
         terms = [Pooled(pool, weight, 10.0)] if weight > 0 else []
         train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0, terms=terms)
         with torch.no_grad():
@@ -241,7 +271,12 @@ def test_marginal_terms_need_a_pool_and_their_critics():
     with pytest.raises(ValueError, match="marginal_weight > 0 needs"):
         matching_terms(MatcherParams(marginal="pooled"), m, pool=None)
     with pytest.raises(ValueError, match="class_aware needs a critic built with a class critic"):
-        matching_terms(MatcherParams(marginal="class_aware"), m, torch.randn(4, 8), (torch.randn(4, 8), torch.zeros(4), torch.ones(4)))
+        matching_terms(
+            MatcherParams(marginal="class_aware"),
+            m,
+            torch.randn(4, 8),
+            (torch.randn(4, 8), torch.zeros(4), torch.ones(4)),
+        )
     assert matching_terms(MatcherParams(marginal="none"), m) == []  # the paper's method: the joint term only
 
 
@@ -254,13 +289,20 @@ def test_closed_form_penalties_give_the_double_backward_weight_gradients(critic)
 
     torch.manual_seed(0)
     f = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], critic=critic, marginal=True)).critic
-    x, z_real, z_fake, z_pool = torch.randint(0, 10, (16,)), torch.randn(16, 8), torch.randn(16, 8) + 1, torch.randn(16, 8)
+    x, z_real, z_fake, z_pool = (
+        torch.randint(0, 10, (16,)),
+        torch.randn(16, 8),
+        torch.randn(16, 8) + 1,
+        torch.randn(16, 8),
+    )
     grads, losses = [], []
     for closed in (True, False):
         f.zero_grad()
         torch.manual_seed(1)
         if closed:
-            loss = critic_objective(f, x, z_real, z_fake, 10.0)[0] + 0.5 * marginal_objective(f, z_pool, z_fake, 10.0)[0]
+            loss = (
+                critic_objective(f, x, z_real, z_fake, 10.0)[0] + 0.5 * marginal_objective(f, z_pool, z_fake, 10.0)[0]
+            )
         else:
             gp = gradient_penalty(f, x, z_real, z_fake)
             a = torch.rand(16, 1)
@@ -288,12 +330,34 @@ def test_class_aware_term_pulls_each_class_toward_its_own_pseudo_labelled_latent
     z = torch.randn(8, 2) * 0.3
     pool_y = torch.arange(1000) % 2
     pool = torch.randn(1000, 2) * 0.3 + torch.stack([3.0 - 6.0 * pool_y, torch.zeros(1000)], 1)
-    m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=32, depth=2,
-                                  critic="projection", class_critic=2))  # fmt: skip
+    m = build(
+        "wgan_gp_mlp",
+        dict(
+            condition={"kind": "label", "n_classes": 2},
+            z_dim=2,
+            noise_dim=2,
+            width=32,
+            depth=2,
+            critic="projection",
+            class_critic=2,
+        ),
+    )
     logs = []
     terms = [ClassAware(pool, pool_y, torch.full((1000,), 0.95), weight=4.0, gp_weight=10.0)]
-    train_wgan_gp(m, cond, z, steps=250, n_critic=3, batch_size=32, lr=2e-3, gp_weight=10.0, seed=0, terms=terms,
-                  log=lambda s, d: logs.append(d), log_every=50)  # fmt: skip
+    train_wgan_gp(
+        m,
+        cond,
+        z,
+        steps=250,
+        n_critic=3,
+        batch_size=32,
+        lr=2e-3,
+        gp_weight=10.0,
+        seed=0,
+        terms=terms,
+        log=lambda s, d: logs.append(d),
+        log_every=50,
+    )
     with torch.no_grad():
         means = [m(torch.full((512,), k))[:, 0].mean().item() for k in (0, 1)]
     assert means[0] > 1.0 and means[1] < -1.0, means
@@ -334,6 +398,7 @@ def test_lazy_penalty_runs_on_every_kth_critic_update_at_k_times_its_weight(gp_e
             out = fn(*args, **kwargs)
             seen[name].append((args[4] if name == "joint" else args[3], out[2] is None))
             return out
+
         return wrapped
 
     monkeypatch.setattr(matching, "critic_objective", spy("joint", joint))
@@ -341,9 +406,21 @@ def test_lazy_penalty_runs_on_every_kth_critic_update_at_k_times_its_weight(gp_e
     torch.manual_seed(0)
     m = build("wgan_gp_mlp", dict(CONFIGS["wgan_gp_mlp"], marginal=True))
     logs = []
-    train_wgan_gp(m, torch.randint(0, 10, (40,)), torch.randn(40, 8), steps=4, n_critic=3, batch_size=16, lr=1e-3,
-                  gp_weight=10.0, seed=0, terms=[Pooled(torch.randn(100, 8), 1.0, 10.0)], gp_every=gp_every,
-                  log=lambda s, d: logs.append(d), log_every=1)  # fmt: skip
+    train_wgan_gp(
+        m,
+        torch.randint(0, 10, (40,)),
+        torch.randn(40, 8),
+        steps=4,
+        n_critic=3,
+        batch_size=16,
+        lr=1e-3,
+        gp_weight=10.0,
+        seed=0,
+        terms=[Pooled(torch.randn(100, 8), 1.0, 10.0)],
+        gp_every=gp_every,
+        log=lambda s, d: logs.append(d),
+        log_every=1,
+    )
     want = [(10.0 * gp_every, False) if u % gp_every == 0 else (0.0, True) for u in range(12)]
     assert seen["joint"] == want and seen["marginal"] == want
     assert all(d["critic/gp"] > 0 and d["critic/gp_marginal"] > 0 for d in logs)
@@ -369,6 +446,7 @@ def test_the_critics_learn_at_critic_lr_and_are_critic_width_wide():
 
 # --- the latent class model and LSDM's filtered draw (sample.candidates) -----------------------
 
+
 def three_blobs(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes of three classes in 4-d, overlapping enough that some codes are ambiguous."""
     g = torch.Generator().manual_seed(seed)
@@ -388,8 +466,10 @@ def test_gaussian_classes_give_qdas_posteriors():
         ours = GaussianClasses.fit(z, labels, 3, reg)(z).exp()
         theirs = QuadraticDiscriminantAnalysis(reg_param=reg).fit(z.numpy(), labels.numpy()).predict_proba(z.numpy())
         assert torch.allclose(ours, torch.as_tensor(theirs, dtype=torch.float32), atol=1e-4), reg
-    assert torch.allclose(GaussianClasses.fit(z, labels, 3, 0.1).posterior(z, labels),
-                          GaussianClasses.fit(z, labels, 3, 0.1)(z).exp()[torch.arange(len(z)), labels])  # fmt: skip
+    assert torch.allclose(
+        GaussianClasses.fit(z, labels, 3, 0.1).posterior(z, labels),
+        GaussianClasses.fit(z, labels, 3, 0.1)(z).exp()[torch.arange(len(z)), labels],
+    )
 
 
 def test_filtered_draw_decodes_the_first_code_of_the_asked_class():
@@ -413,7 +493,9 @@ def test_filtered_draw_decodes_the_first_code_of_the_asked_class():
     filtered = LSDMSampler(Blind(), decoder, zero, one, classes, candidates=16, accept=0.9)
     assert plain.noise_dim == 4 and filtered.noise_dim == 64
     x = torch.arange(3).repeat(200)
-    eta = z[torch.randint(0, len(z), (600, 16), generator=torch.Generator().manual_seed(1))]  # [B, K, 4]: codes of the data
+    eta = z[
+        torch.randint(0, len(z), (600, 16), generator=torch.Generator().manual_seed(1))
+    ]  # [B, K, 4]: codes of the data
     drawn_plain, drawn = plain(x, eta[:, 0]), filtered(x, eta.reshape(600, 64))
     assert torch.equal(drawn_plain, eta[:, 0])
     p = classes.posterior(drawn, x)
@@ -481,10 +563,20 @@ def test_minibatch_ot_matches_two_gaussians_and_lowers_its_objective():
 
     def fit(debiased: bool) -> tuple[torch.nn.Module, list[float]]:
         torch.manual_seed(0)
-        m = build("wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=64, depth=2))
+        m = build(
+            "wgan_gp_mlp", dict(condition={"kind": "label", "n_classes": 2}, z_dim=2, noise_dim=2, width=64, depth=2)
+        )
         curve: list[float] = []
-        train_transport(m, [Transport(z, cond, 1.0, 100.0, "joint", debiased=debiased)], steps=300, batch_size=64,
-                        lr=2e-3, seed=0, log=lambda s, d: curve.append(d["transport/joint"]), log_every=10)  # fmt: skip
+        train_transport(
+            m,
+            [Transport(z, cond, 1.0, 100.0, "joint", debiased=debiased)],
+            steps=300,
+            batch_size=64,
+            lr=2e-3,
+            seed=0,
+            log=lambda s, d: curve.append(d["transport/joint"]),
+            log_every=10,
+        )
         return m, curve
 
     m, curve = fit(debiased=True)

@@ -12,14 +12,25 @@ import time
 
 import pytest
 import yaml
+from conftest import (
+    PAIRED_STAGES,
+    ROOT,
+    SHARED_STAGES,
+    copy_repo,
+    env,
+    make_repo,
+    ran_and_skipped,
+    readme_commands,
+    run,
+    start_group,
+    tiny_params,
+)
 
 from lsdm.config import METHOD_NAMES, Params
+from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.evaluation.registry import read_results
 from lsdm.io import read_table
-from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED
 from lsdm.pipeline import STAGES
-
-from conftest import PAIRED_STAGES, ROOT, SHARED_STAGES, copy_repo, env, make_repo, ran_and_skipped, readme_commands, run, start_group, tiny_params
 
 
 def dvc_stages() -> dict:
@@ -98,14 +109,19 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
     import torch
 
     from lsdm.config import load_params
-    from lsdm.models.matching import variant_name
     from lsdm.evaluation.judge import Reference, evalnet_features
-    from lsdm.io import load_checkpoint
     from lsdm.evaluation.metrics import fid
+    from lsdm.io import load_checkpoint
+    from lsdm.models.matching import variant_name
 
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["matcher"]
-    params = tiny_params(data={"limit": 600}, split={"n_paired_per_class": 10}, latent={"steps": 600},
-                         evalnet={"epochs": 8}, matcher={**shipped, "steps": 500, "width": 64, "depth": 2, "batch_size": 64})
+    params = tiny_params(
+        data={"limit": 600},
+        split={"n_paired_per_class": 10},
+        latent={"steps": 600},
+        evalnet={"epochs": 8},
+        matcher={**shipped, "steps": 500, "width": 64, "depth": 2, "batch_size": 64},
+    )
     repo = make_repo(tmp_path / "repo", params)
     run(["dvc", "repro", "report"], repo)
     e = read_results(repo / "results/evaluate")["eval"]
@@ -115,7 +131,9 @@ def test_small_run_generates_the_conditioned_digit(tmp_path, monkeypatch):
     monkeypatch.chdir(repo)
     p = load_params()
     ref = Reference.load(p, torch.device("cpu"))
-    noise = evalnet_features(ref.evalnet, torch.rand(len(ref.y_test), *ref.y_test.shape[1:], generator=torch.Generator().manual_seed(0)))
+    noise = evalnet_features(
+        ref.evalnet, torch.rand(len(ref.y_test), *ref.y_test.shape[1:], generator=torch.Generator().manual_seed(0))
+    )
     assert e["fid_evalnet"] < 0.25 * fid(ref.real_feats, noise), (e["fid_evalnet"], fid(ref.real_feats, noise))
 
     config = load_checkpoint(repo / "data/matcher/matcher.pt")["config"]
@@ -216,13 +234,20 @@ def test_interrupted_stage_leaves_no_output(tiny_repo, moment):
 
 def metric_columns(show: list[dict]) -> dict[str, list[str]]:
     """The metric columns `dvc exp show` gives each revision: {rev: [file:dotted.key, ...]}."""
+
     def flat(d, prefix=""):
         if not isinstance(d, dict):
             return [prefix]
         return [c for k, v in d.items() for c in flat(v, f"{prefix}.{k}" if prefix else k)]
 
-    return {row["rev"]: [f"{path}:{c}" for path, m in ((row.get("data") or {}).get("metrics") or {}).items()
-                         for c in flat((m or {}).get("data") or {})] for row in show}  # fmt: skip
+    return {
+        row["rev"]: [
+            f"{path}:{c}"
+            for path, m in ((row.get("data") or {}).get("metrics") or {}).items()
+            for c in flat((m or {}).get("data") or {})
+        ]
+        for row in show
+    }
 
 
 def test_the_evaluation_metrics_come_first_and_every_costly_stage_has_a_run_cache():
@@ -236,7 +261,11 @@ def test_the_evaluation_metrics_come_first_and_every_costly_stage_has_a_run_cach
     assert names[0] == "evaluate" and "metrics" not in spec
     for name in ("prepare", "split", "fit_latent", "encode", "pseudo_label", "fit_matcher", "eval_net", "fit_baseline"):
         stage = spec["stages"][name].get("do", spec["stages"][name])
-        uncached = [next(iter(o)) for o in stage.get("outs", []) if isinstance(o, dict) and not next(iter(o.values())).get("cache", True)]
+        uncached = [
+            next(iter(o))
+            for o in stage.get("outs", [])
+            if isinstance(o, dict) and not next(iter(o.values())).get("cache", True)
+        ]
         assert not uncached, f"{name}: uncached plain outs {uncached} switch off its run cache; make them metrics"
     for name in ("check", "report"):
         assert "params" not in spec["stages"][name] and "params.yaml" in spec["stages"][name]["deps"]
@@ -270,8 +299,17 @@ def test_make_exp_show_fits_a_120_column_terminal(tiny_repro, tmp_path):
     assert cols[0].startswith("results/evaluate/metrics.json:eval."), cols  # before the training summaries
 
     run(["dvc", "exp", "run", "-q", "-n", "seed1", "-S", "split.seed=1"], repo, timeout=600)
-    show = ["dvc", "exp", "show", "--no-pager", "--only-changed", "--keep", make_var("EXP_SHOW_KEEP"),
-            "--drop", make_var("EXP_SHOW_DROP")]  # fmt: skip
+    show = [
+        "dvc",
+        "exp",
+        "show",
+        "--no-pager",
+        "--only-changed",
+        "--keep",
+        make_var("EXP_SHOW_KEEP"),
+        "--drop",
+        make_var("EXP_SHOW_DROP"),
+    ]
     out = run(show, repo, extra_env={"COLUMNS": "120"}).stdout
     lines = [x.rstrip() for x in out.splitlines() if x.strip() and not set(x.strip()) <= {"─"}]
     assert lines[0].split() == ["Experiment", "eval.fid_evalnet", "eval.label_accuracy", "split.seed"], out
@@ -282,8 +320,13 @@ def test_make_exp_show_fits_a_120_column_terminal(tiny_repro, tmp_path):
     [readme_show] = [argv for argv in readme_commands("dvc") if argv[1:3] == ["exp", "show"]]
     out = run(readme_show, repo, extra_env={"COLUMNS": "120"}).stdout
     lines = [x.rstrip() for x in out.splitlines() if x.strip() and not set(x.strip()) <= {"─"}]
-    assert lines[0].split() == ["Experiment", "eval.fid_evalnet", "eval.label_accuracy", "split.n_paired_per_class",
-                                "split.seed"], out  # fmt: skip
+    assert lines[0].split() == [
+        "Experiment",
+        "eval.fid_evalnet",
+        "eval.label_accuracy",
+        "split.n_paired_per_class",
+        "split.seed",
+    ], out
     assert all(len(x) <= 120 for x in out.splitlines()) and "…" not in out and any("[seed1]" in x for x in lines), out
 
 
@@ -312,20 +355,34 @@ def test_the_pools_true_labels_never_reach_the_class_aware_matcher(tiny_repro, t
         for stage in ("pseudo_label", "fit_matcher"):
             run(["lsdm", stage], repo)
         state = torch.load(repo / "data/matcher/matcher.pt", weights_only=True)["state_dict"]
-        state |= {f"pseudo_classifier.{k}": v for k, v in
-                  torch.load(repo / "data/pseudo/classifier.pt", weights_only=True)["state_dict"].items()}  # fmt: skip
+        state |= {
+            f"pseudo_classifier.{k}": v
+            for k, v in torch.load(repo / "data/pseudo/classifier.pt", weights_only=True)["state_dict"].items()
+        }
         for method, file in (("latent_flow_pseudo", "flow.pt"), ("pixel_wgan_pseudo", "model.pt")):
             run(["lsdm", "fit_baseline", "--method", method], repo)
-            state |= {f"{method}.{k}": v for k, v in
-                      torch.load(repo / "data/baselines" / method / file, weights_only=True)["state_dict"].items()}  # fmt: skip
-            assert json.loads((repo / f"results/baselines/{method}/train/metrics.json").read_text())["baseline"]["n_pseudo"] > 0
-        return (read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS), state,
-                json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"])  # fmt: skip
+            state |= {
+                f"{method}.{k}": v
+                for k, v in torch.load(repo / "data/baselines" / method / file, weights_only=True)["state_dict"].items()
+            }
+            assert (
+                json.loads((repo / f"results/baselines/{method}/train/metrics.json").read_text())["baseline"][
+                    "n_pseudo"
+                ]
+                > 0
+            )
+        return (
+            read_table(repo / "data/pseudo/labels.parquet", PSEUDO_LABELS),
+            state,
+            json.loads((repo / "results/pseudo_label/metrics.json").read_text())["pseudo"]["unpaired"],
+        )
 
     labels, state, measured = fit()
     assert any(k.startswith("critic.class_critic.") for k in state)  # the class-aware term trained
     assert any(k.startswith("pseudo_classifier.head") for k in state)  # and the image classifier
-    assert any(k.startswith("latent_flow_pseudo.") for k in state) and any(k.startswith("pixel_wgan_pseudo.") for k in state)
+    assert any(k.startswith("latent_flow_pseudo.") for k in state) and any(
+        k.startswith("pixel_wgan_pseudo.") for k in state
+    )
     paired = set(read_table(repo / "data/split/paired.parquet", PAIRED)["id"])
     rng = np.random.default_rng(0)
     for rel, schema in (("data/prepared/images.parquet", IMAGES), ("data/encoded/latents.parquet", LATENTS)):
@@ -362,15 +419,37 @@ def test_the_tuning_script_trains_what_fit_matcher_trains(tiny_repro, tmp_path):
 
     repo = copy_repo(tiny_repro, tmp_path / "repo")
     params = Params(**yaml.safe_load((repo / "params.yaml").read_text()))
-    run([sys.executable, str(ROOT / "benchmarks/tune_matcher.py"), "--counts", str(params.split.n_paired_per_class),
-         "--seeds", str(params.split.seed), "--jobs", "1", "--variant", "base:",
-         "--variant", "ot:matcher.estimator=minibatch_ot", "--sample", "4:0.5", "--matchers", "kept", "--out", "t.csv"],
-        repo, extra_env={"TUNE_THREADS": "1"})  # fmt: skip
+    run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/tune_matcher.py"),
+            "--counts",
+            str(params.split.n_paired_per_class),
+            "--seeds",
+            str(params.split.seed),
+            "--jobs",
+            "1",
+            "--variant",
+            "base:",
+            "--variant",
+            "ot:matcher.estimator=minibatch_ot",
+            "--sample",
+            "4:0.5",
+            "--matchers",
+            "kept",
+            "--out",
+            "t.csv",
+        ],
+        repo,
+        extra_env={"TUNE_THREADS": "1"},
+    )
     table = pd.read_csv(repo / "t.csv")
     assert sorted(table["variant"]) == ["base", "base_c4_a0.5", "ot", "ot_c4_a0.5"]
     assert table["label_accuracy"].between(0, 1).all() and (table["fid_evalnet"] > 0).all()
     shipped = load_checkpoint(repo / "data/matcher/matcher.pt")["state_dict"]
-    tuned = torch.load(repo / f"kept/base_n{params.split.n_paired_per_class}_s{params.split.seed}.pt", weights_only=True)
+    tuned = torch.load(
+        repo / f"kept/base_n{params.split.n_paired_per_class}_s{params.split.seed}.pt", weights_only=True
+    )
     ot = torch.load(repo / f"kept/ot_n{params.split.n_paired_per_class}_s{params.split.seed}.pt", weights_only=True)
     generator = [k for k in shipped if k.startswith("generator.")]
     assert all(torch.allclose(tuned[k], shipped[k], atol=1e-5) for k in generator)

@@ -28,9 +28,17 @@ def image_table(n: int, size: int = 8, channels: int = 3, seed: int = 0, labelle
     labels (-1) as a flat folder's."""
     rng = np.random.default_rng(seed)
     pixels = (rng.integers(0, 4, (n, size, size, channels)) * 60).astype(np.uint8)
-    return pd.DataFrame({"id": [f"im{i:06d}" for i in range(n)], "split": np.where(np.arange(n) % 10 == 0, "test", "train"),
-                         "label": np.arange(n) % 10 if labelled else -1, "height": size, "width": size, "channels": channels,
-                         "image": [p.tobytes() for p in pixels]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": [f"im{i:06d}" for i in range(n)],
+            "split": np.where(np.arange(n) % 10 == 0, "test", "train"),
+            "label": np.arange(n) % 10 if labelled else -1,
+            "height": size,
+            "width": size,
+            "channels": channels,
+            "image": [p.tobytes() for p in pixels],
+        }
+    )
 
 
 @pytest.fixture
@@ -104,7 +112,9 @@ def test_a_pass_over_the_table_holds_a_row_group_not_the_file(tmp_path, monkeypa
     file_mb = (tmp_path / "t.parquet").stat().st_size / 2**20
     assert file_mb > 180 and pq.ParquetFile(tmp_path / "t.parquet").num_row_groups > 40
     del df
-    out = subprocess.run([sys.executable, "-c", ITERATE, str(tmp_path / "t.parquet")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", ITERATE, str(tmp_path / "t.parquet")], capture_output=True, text=True, check=True
+    )
     assert float(out.stdout) < file_mb / 3, (out.stdout, file_mb)
 
 
@@ -115,7 +125,9 @@ def test_batches_hold_the_floats_of_the_whole_table(tmp_path, small_groups):
     ids = df["id"].iloc[::3]
     got = torch.cat([y for _, y in image_batches(tmp_path / "t.parquet", ids, rows=8)])
     assert torch.equal(got, to_tensor(df.iloc[::3]))
-    with PixelFile.of(tmp_path / "t.parquet", ids[::-1].reset_index(drop=True)) as pixels:  # the ids' order, not the table's
+    with PixelFile.of(
+        tmp_path / "t.parquet", ids[::-1].reset_index(drop=True)
+    ) as pixels:  # the ids' order, not the table's
         assert len(pixels) == len(ids)
         idx = torch.tensor([0, 5, 5, len(ids) - 1])
         assert torch.equal(pixels[idx], to_tensor(df.iloc[::3].iloc[::-1])[idx])
@@ -191,8 +203,13 @@ def stage_peak(root, stage: str, n: int, **params) -> float:
     write_table(image_table(n, size=64), root / "data/prepared/images.parquet", IMAGES)
     pool = pd.DataFrame({"id": [f"im{i:06d}" for i in range(n) if i % 10]})  # the train rows
     write_table(pool, root / "data/split/latent_pool.parquet", LATENT_POOL)
-    out = subprocess.run([sys.executable, "-c", PEAK, str(root), stage, json.dumps(params)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, str(root), stage, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
@@ -203,8 +220,13 @@ def prepare_peak(root, n: int) -> float:
     for i in range(n):
         Image.fromarray((rng.integers(0, 4, (64, 64, 3)) * 60).astype(np.uint8)).save(folder / f"{i:05d}.png")
     data = dict(source="image_folder", root=str(folder), image_size=64, channels=3)
-    out = subprocess.run([sys.executable, "-c", PEAK, str(root), "prepare", json.dumps({"data": data, "task": "super_resolution"})],
-                         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, str(root), "prepare", json.dumps({"data": data, "task": "super_resolution"})],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 

@@ -17,12 +17,25 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import (
+    PAIRED_STAGES,
+    SHARED_STAGES,
+    Server,
+    add_flows,
+    by_flow_run,
+    copy_repo,
+    exp_show,
+    group_alive,
+    readme_commands,
+    run,
+    stage_statuses,
+    start_group,
+    stop_group,
+    tail,
+)
+from test_flows import numbers
 
 from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key
-
-from conftest import (PAIRED_STAGES, SHARED_STAGES, Server, add_flows, by_flow_run, copy_repo, exp_show, group_alive, readme_commands, run,
-                      stage_statuses, start_group, stop_group, tail)
-from test_flows import numbers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # flow runs waited on for up to FLOW_RUN_TIMEOUT
 
@@ -43,7 +56,9 @@ def deployed(prefect_server, tiny_repro, tmp_path_factory):
     srv = prefect_server
     base = tmp_path_factory.mktemp("deployed")
     repo = add_flows(copy_repo(tiny_repro, base / "repo"))
-    pool, deploy, worker_cmd = (readme_prefect(*words) for words in (("work-pool", "create"), ("deploy",), ("worker", "start")))
+    pool, deploy, worker_cmd = (
+        readme_prefect(*words) for words in (("work-pool", "create"), ("deploy",), ("worker", "start"))
+    )
     srv.prefect(*pool[1:], cwd=repo)
     out = srv.prefect(*deploy[1:], cwd=repo).stdout
     assert "lsdm/full" in out and "lsdm/sweep" in out, out
@@ -75,7 +90,9 @@ def wait_final(d: Deployed, ids: list, timeout: float = FLOW_RUN_TIMEOUT) -> dic
                 return runs
             if time.monotonic() > deadline:
                 states = {str(i): r.state.name if r.state else None for i, r in runs.items()}
-                raise AssertionError(f"flow runs not final after {timeout}s: {states}\n--- worker ---\n{tail(d.worker_log)}")
+                raise AssertionError(
+                    f"flow runs not final after {timeout}s: {states}\n--- worker ---\n{tail(d.worker_log)}"
+                )
             time.sleep(2)
 
 
@@ -98,16 +115,22 @@ def test_deployment_full_on_real_server_and_worker(deployed):
     with d.server.client() as client:
         artifacts, tasks = by_flow_run(client, run_.id)
     assert {"lsdm-report", "lsdm-metrics", "lsdm-stages"} <= set(artifacts)
-    assert "eval.fid_evalnet" in artifacts["lsdm-report"].data and "n_paired_per_class: 2" in artifacts["lsdm-report"].data
+    assert (
+        "eval.fid_evalnet" in artifacts["lsdm-report"].data and "n_paired_per_class: 2" in artifacts["lsdm-report"].data
+    )
     statuses = stage_statuses(artifacts)  # a new paired subset: DVC reran the paired stages, nothing upstream
-    assert {s for s, v in statuses.items() if v == RAN} == PAIRED_STAGES and set(statuses) - PAIRED_STAGES == SHARED_STAGES, statuses
+    assert {s for s, v in statuses.items() if v == RAN} == PAIRED_STAGES and set(
+        statuses
+    ) - PAIRED_STAGES == SHARED_STAGES, statuses
     assert {statuses[s] for s in SHARED_STAGES} == {SKIPPED}, statuses
     assert all(t.state.is_completed() for t in tasks)
 
     exps = exp_show(d.repo)
     assert run_.name in exps, sorted(exps)  # the flow run is a DVC experiment named after it
     assert exps[run_.name]["params"]["split"]["n_paired_per_class"] == 2
-    written = json.loads((d.repo / "results/evaluate/metrics.json").read_text())["eval"]  # what the run's evaluate wrote
+    written = json.loads((d.repo / "results/evaluate/metrics.json").read_text())[
+        "eval"
+    ]  # what the run's evaluate wrote
     assert numbers(exps[run_.name]["metrics"]["eval"]) == numbers(written) and isinstance(written["fid_evalnet"], float)
     # the workspace is that run, as `dvc exp run -S` leaves it: its params beside its outputs, nothing stale
     params_after = (d.repo / "params.yaml").read_text()
@@ -140,7 +163,9 @@ def test_two_runs_at_once_are_serialised_into_two_experiments(deployed):
     with d.server.client() as client:
         for i in ids:
             artifacts, tasks = by_flow_run(client, i)
-            spans.append((min(t.start_time for t in tasks), max(t.end_time for t in tasks), stage_statuses(artifacts), i))
+            spans.append(
+                (min(t.start_time for t in tasks), max(t.end_time for t in tasks), stage_statuses(artifacts), i)
+            )
         limit = client.read_global_concurrency_limit_by_name(workspace_key(d.repo))
     (a0, a1, first, _), (b0, b1, second, later) = sorted(spans, key=lambda s: s[0])
     assert a1 <= b0, f"stage tasks of the two runs overlapped: {spans}"

@@ -10,7 +10,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import BIN, PIPELINE_WRITES, ROOT, committed, run
 
 from lsdm.orchestration.git import git
@@ -45,7 +44,9 @@ def test_every_block_is_in_one_page_and_names_its_committed_sources(rendered):
 def test_benchmark_files_are_measured_or_marked_transcribed(rendered):
     """A figure file either records where it was measured or says plainly that it was not, and the
     README repeats that warning wherever it shows a transcribed file."""
-    files = sorted((SHIPPED / "results/benchmarks").glob("*.json")) + sorted((SHIPPED / "results/superres").glob("*.json"))
+    files = sorted((SHIPPED / "results/benchmarks").glob("*.json")) + sorted(
+        (SHIPPED / "results/superres").glob("*.json")
+    )
     assert files
     text = "\n".join(rendered.values())
     for f in files:
@@ -91,7 +92,9 @@ def test_a_changed_source_makes_its_blocks_stale_and_a_rewrite_fixes_them(copy, 
     rc, out = check(copy, capsys)
     assert rc == 1
     assert "`default-run` is stale" in out
-    assert [n for n in readme.BLOCKS if f"`{n}` is stale" in out] == ["default-run"], out  # the bound's text is unchanged
+    assert [n for n in readme.BLOCKS if f"`{n}` is stale" in out] == ["default-run"], (
+        out
+    )  # the bound's text is unchanged
     assert (copy / "README.md").read_text() == before  # --check writes nothing
 
     assert readme.main(["--checkout", str(copy)]) == 0
@@ -104,8 +107,10 @@ def test_a_changed_source_makes_its_blocks_stale_and_a_rewrite_fixes_them(copy, 
 
 
 def test_a_changed_file_makes_stale_exactly_the_blocks_that_read_it(copy, capsys):
-    for rel, stale in (("results/sweep/sweep.json", ["image-filter-test", "sweep", "sweep-verdicts"]),
-                       (readme.BENCH_FANOUT_SHIPPED, ["fanout", "image-filter-test", "sweep", "sweep-verdicts"])):
+    for rel, stale in (
+        ("results/sweep/sweep.json", ["image-filter-test", "sweep", "sweep-verdicts"]),
+        (readme.BENCH_FANOUT_SHIPPED, ["fanout", "image-filter-test", "sweep", "sweep-verdicts"]),
+    ):
         meta = copy / rel
         doc = json.loads(meta.read_text())
         doc["tag"] = "changed"
@@ -121,7 +126,10 @@ def test_a_missing_source_or_a_bad_marker_is_an_error(copy, capsys, tmp_path):
     assert readme.BENCH_PIPELINE in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
-    for text in ("<!-- generated: nope -->\nx\n<!-- /generated: nope -->\n", "<!-- generated: superres -->\nno end marker\n"):
+    for text in (
+        "<!-- generated: nope -->\nx\n<!-- /generated: nope -->\n",
+        "<!-- generated: superres -->\nno end marker\n",
+    ):
         (bad / "README.md").write_text(text)
         assert readme.main(["--check", "--checkout", str(bad), "--root", str(SHIPPED)]) == 2
 
@@ -162,6 +170,21 @@ def test_the_readme_and_report_tests_pass_after_the_user_reruns_the_pipeline(tmp
     (tmp_path / "reports/report.md").write_text("| a | b |\n|---|---|\n| half a row |\n![gone](nowhere.png)\n")
     assert {"results", "reports"} <= set(PIPELINE_WRITES)
     assert readme.main(["--check", "--checkout", str(tmp_path)]) == 1  # the workspace is stale
-    p = run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not after_the_user_reruns",
-             "tests/test_readme.py", "tests/test_reports.py"], tmp_path, check=False, timeout=300)  # fmt: skip
+    p = run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not after_the_user_reruns",
+            "tests/test_readme.py",
+            "tests/test_reports.py",
+        ],
+        tmp_path,
+        check=False,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]

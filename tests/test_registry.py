@@ -9,11 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from lsdm.evaluation import registry
 from lsdm.evaluation.registry import DIRECTIONS, METRICS, Metric, merge, split_results
-
-from conftest import ROOT
 
 
 def test_every_metric_declares_a_known_direction_a_label_and_a_reading():
@@ -42,8 +41,16 @@ def test_the_judge_derives_its_keys_from_the_registry():
 
 
 def test_split_keeps_headline_scalars_in_metrics_and_the_rest_in_details():
-    e = {"fid_evalnet": 3.0, "kid_evalnet": 1.0, "kid_evalnet_std": 0.2, "fid_inception": None, "split": "test",
-         "over_seeds": {"fid_evalnet": {"mean": 3.1}}, "real_reference": {"density": 1.0}, "bound": {"rhs": 2.0}}
+    e = {
+        "fid_evalnet": 3.0,
+        "kid_evalnet": 1.0,
+        "kid_evalnet_std": 0.2,
+        "fid_inception": None,
+        "split": "test",
+        "over_seeds": {"fid_evalnet": {"mean": 3.1}},
+        "real_reference": {"density": 1.0},
+        "bound": {"rhs": 2.0},
+    }
     head, details = split_results(e)
     assert head == {"fid_evalnet": 3.0, "kid_evalnet": 1.0, "fid_inception": None}
     assert set(head) <= set(registry.HEADLINE) and not set(head) & set(details)
@@ -63,8 +70,10 @@ def test_read_results_merges_the_two_files(tmp_path):
 @pytest.fixture
 def with_new_metrics(monkeypatch):
     """Two metrics added to the registry, one entry each: nothing else is told about them."""
-    new = (Metric("sharpness", "sharpness", "higher", "how sharp the samples are", over_seeds=True, headline=True),
-           Metric("spread", "spread", "reference", "how spread out the samples are", reference="real_reference.spread"))
+    new = (
+        Metric("sharpness", "sharpness", "higher", "how sharp the samples are", over_seeds=True, headline=True),
+        Metric("spread", "spread", "reference", "how spread out the samples are", reference="real_reference.spread"),
+    )
     monkeypatch.setattr(registry, "METRICS", registry.METRICS + new)
     return new
 
@@ -72,8 +81,13 @@ def with_new_metrics(monkeypatch):
 def test_a_metric_added_to_the_registry_shows_up_in_the_report(with_new_metrics):
     from lsdm.reports.run_report import distribution_rows
 
-    e = {"fid_evalnet": 3.0, "sharpness": 0.7, "spread": 1.5, "real_reference": {"spread": 1.0},
-         "over_seeds": {"sharpness": {"mean": 0.6, "std": 0.1, "n": 2}}}
+    e = {
+        "fid_evalnet": 3.0,
+        "sharpness": 0.7,
+        "spread": 1.5,
+        "real_reference": {"spread": 1.0},
+        "over_seeds": {"sharpness": {"mean": 0.6, "std": 0.1, "n": 2}},
+    }
     rows = {r[0]: r for r in distribution_rows(e)}
     assert list(rows) == ["eval.fid_evalnet", "eval.sharpness", "eval.spread"]
     reading = "how sharp the samples are; higher is better"
@@ -91,9 +105,20 @@ def test_a_metric_added_to_the_registry_shows_up_in_the_comparison(with_new_metr
     assert ("eval.sharpness", "sharpness", True) in cols and ("eval.spread", "spread", None) in cols
     assert ("spread_gap", "|spread − real spread|", False) in cols
     assert [c for c, *_ in cols if c.startswith("eval.")] == [m.column for m in registry.METRICS if m.compared]
-    rows = [{"experiment": "e0", "sampler": s, "method": s, "nfe": 1, "n_paired_per_class": 10, "seed": 0,
-             "eval.sharpness": v, "eval.spread": 1.0 + v, "eval.real_reference.spread": 1.0}
-            for s, v in (("lsdm", 0.5), ("pixel_wgan", 0.25))]  # fmt: skip
+    rows = [
+        {
+            "experiment": "e0",
+            "sampler": s,
+            "method": s,
+            "nfe": 1,
+            "n_paired_per_class": 10,
+            "seed": 0,
+            "eval.sharpness": v,
+            "eval.spread": 1.0 + v,
+            "eval.real_reference.spread": 1.0,
+        }
+        for s, v in (("lsdm", 0.5), ("pixel_wgan", 0.25))
+    ]
     summary = summarise(pd.DataFrame(rows)).set_index("sampler")
     assert summary.loc["pixel_wgan", "spread_gap|mean"] == pytest.approx(0.25)
     report = write_report(pd.DataFrame(rows), {}, tmp_path).read_text()
@@ -113,8 +138,13 @@ def test_training_summaries_keep_no_curve_points():
     """A curve's last point and the step are plots, not metrics: `dvc exp show` would give each a column."""
     from lsdm.tracking import without_curves
 
-    summary = {"train": {"mse": 0.1}, "lr": 1e-3, "step": 30, "critic": {"w1": 1.0, "gp": 0.1},
-               "latent": {"test_mse": 0.2, "train_seconds": 3.0}}
+    summary = {
+        "train": {"mse": 0.1},
+        "lr": 1e-3,
+        "step": 30,
+        "critic": {"w1": 1.0, "gp": 0.1},
+        "latent": {"test_mse": 0.2, "train_seconds": 3.0},
+    }
     kept = {"critic": {"gp": 0.1}, "latent": {"test_mse": 0.2, "train_seconds": 3.0}}
     assert without_curves(summary, {"train/mse", "lr", "critic/w1"}) == kept
 
@@ -129,22 +159,48 @@ def test_a_per_draw_metric_needs_no_judge_code(monkeypatch, tmp_path):
     import torch
 
     from lsdm.config import parse_params
-    from lsdm.evaluation.judge import Reference, judge_sampler, over_seeds_keys
     from lsdm.evaluation.features import evalnet_features
+    from lsdm.evaluation.judge import Reference, judge_sampler, over_seeds_keys
     from lsdm.models.lenet import LeNet
     from lsdm.tasks import make_task
 
-    entry = Metric("brightness", "brightness", "reference", "mean pixel value", compute="test_registry:mean_brightness",
-                   reference="real_reference.brightness", over_seeds=True, headline=True, per_draw=True)  # fmt: skip
+    entry = Metric(
+        "brightness",
+        "brightness",
+        "reference",
+        "mean pixel value",
+        compute="test_registry:mean_brightness",
+        reference="real_reference.brightness",
+        over_seeds=True,
+        headline=True,
+        per_draw=True,
+    )
     monkeypatch.setattr(registry, "METRICS", registry.METRICS + (entry,))
-    params = parse_params({"evaluate": {"seeds": [0, 1], "kid_subsets": 2, "kid_subset_size": 10, "diversity_pairs": 5,
-                                        "grid_per_class": 2}})  # fmt: skip
+    params = parse_params(
+        {
+            "evaluate": {
+                "seeds": [0, 1],
+                "kid_subsets": 2,
+                "kid_subset_size": 10,
+                "diversity_pairs": 5,
+                "grid_per_class": 2,
+            }
+        }
+    )
     g = torch.Generator().manual_seed(0)
     y, labels = torch.rand(60, 1, 8, 8, generator=g) * 0.5, torch.arange(60) % 3  # real images: mean 0.25
     pixels = (y * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    images = pd.DataFrame({"id": [f"i{i}" for i in range(60)], "split": ["test"] * 30 + ["train"] * 30,
-                           "label": labels.numpy(), "height": 8, "width": 8, "channels": 1,
-                           "image": [p.tobytes() for p in pixels]})  # fmt: skip
+    images = pd.DataFrame(
+        {
+            "id": [f"i{i}" for i in range(60)],
+            "split": ["test"] * 30 + ["train"] * 30,
+            "label": labels.numpy(),
+            "height": 8,
+            "width": 8,
+            "channels": 1,
+            "image": [p.tobytes() for p in pixels],
+        }
+    )
     monkeypatch.chdir(tmp_path)  # the real reference reads its training images' pixels from the table
     from lsdm import paths
     from lsdm.data.schemas import IMAGES
@@ -153,8 +209,19 @@ def test_a_per_draw_metric_needs_no_judge_code(monkeypatch, tmp_path):
     write_table(images, paths.IMAGES, IMAGES)
     test, train = images[images["split"] == "test"], images[images["split"] == "train"]
     evalnet, cpu = LeNet(8, 1, 3).eval(), torch.device("cpu")
-    ref = Reference(params, cpu, make_task(params), test, train, y[:30], labels[:30], labels[:30], evalnet, True,
-                    evalnet_features(evalnet, y[:30]))  # fmt: skip
+    ref = Reference(
+        params,
+        cpu,
+        make_task(params),
+        test,
+        train,
+        y[:30],
+        labels[:30],
+        labels[:30],
+        evalnet,
+        True,
+        evalnet_features(evalnet, y[:30]),
+    )
 
     class Bright(torch.nn.Module):  # samples of mean 0.75
         noise_dim, nfe = 2, 1

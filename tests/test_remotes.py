@@ -11,7 +11,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import make_repo, run, start_group, stop_group, tail, tiny_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the shared stages, then a point, through S3
@@ -31,7 +30,9 @@ def s3(tmp_path, monkeypatch):
     for k, v in S3_ENV.items():
         monkeypatch.setenv(k, v)
     log = tmp_path / "moto.log"
-    proc = start_group(["moto_server", "-H", "127.0.0.1", "-p", str(port)], tmp_path, dict(__import__("os").environ), log)
+    proc = start_group(
+        ["moto_server", "-H", "127.0.0.1", "-p", str(port)], tmp_path, dict(__import__("os").environ), log
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         client = boto3.client("s3", endpoint_url=url)
@@ -53,9 +54,13 @@ def test_a_point_runs_through_an_s3_remote(s3, tmp_path):
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path)
     parent = make_repo(tmp_path / "parent", tiny_params())
-    for cmd in (["git", "remote", "add", "origin", str(origin)], ["dvc", "remote", "add", "-d", "s3", "s3://lsdm/store"],
-                ["dvc", "remote", "modify", "s3", "endpointurl", url], ["git", "commit", "-qam", "remotes"],
-                ["git", "push", "-q", "origin", "main"]):  # fmt: skip
+    for cmd in (
+        ["git", "remote", "add", "origin", str(origin)],
+        ["dvc", "remote", "add", "-d", "s3", "s3://lsdm/store"],
+        ["dvc", "remote", "modify", "s3", "endpointurl", url],
+        ["git", "commit", "-qam", "remotes"],
+        ["git", "push", "-q", "origin", "main"],
+    ):
         run(cmd, parent)
     fanout.check_dvc_remote(parent)
 

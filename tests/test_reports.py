@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import committed
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)[^)]*\)|<img[^>]+src=\"([^\"]+)\"")
@@ -65,8 +64,21 @@ def test_the_estimator_table_applies_the_shipping_rule(tmp_path):
     from lsdm.reports import ladder
 
     def rows(variant: str, fid: float, jitter: float) -> list[dict]:
-        return [{"variant": variant, "n_per_class": n, "seed": s, "label_accuracy": 0.95, "fid_evalnet": fid + jitter * s,
-                 "recall": 0.7, "density": 1.2, "density_real": 1.0, "train_seconds": 10.0} for n in (3, 10) for s in (0, 1, 2)]
+        return [
+            {
+                "variant": variant,
+                "n_per_class": n,
+                "seed": s,
+                "label_accuracy": 0.95,
+                "fid_evalnet": fid + jitter * s,
+                "recall": 0.7,
+                "density": 1.2,
+                "density_real": 1.0,
+                "train_seconds": 10.0,
+            }
+            for n in (3, 10)
+            for s in (0, 1, 2)
+        ]
 
     shipped = pd.DataFrame(rows(ladder.FAIR, 20.0, 1.0))
     for source in ladder.SOURCES:

@@ -11,15 +11,24 @@ import pytest
 from PIL import Image
 
 from lsdm.config import DataParams
+from lsdm.data.schemas import IMAGES, UNLABELLED
+from lsdm.data.sources import SOURCES, loader
 from lsdm.data.tables import conform, images_table
 from lsdm.errors import DataError
 from lsdm.evaluation.registry import read_results
-from lsdm.data.schemas import IMAGES, UNLABELLED
-from lsdm.data.sources import SOURCES, loader
 
 
-def write_image_folder(root: Path, n_per_class: int = 6, classes=("cat", "dog"), size=(20, 16), mode="RGB",
-                       nested: bool = True, corrupt: bool = False, flat: bool = False, seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path,
+    n_per_class: int = 6,
+    classes=("cat", "dog"),
+    size=(20, 16),
+    mode="RGB",
+    nested: bool = True,
+    corrupt: bool = False,
+    flat: bool = False,
+    seed: int = 0,
+) -> Path:
     """Small images on disk: class folders (optionally with a nested subfolder) or a flat folder."""
     rng = np.random.default_rng(seed)
     for k, c in enumerate([None] if flat else classes):
@@ -183,7 +192,10 @@ def test_image_folder_repro_class_conditional(tmp_path):
     assert "1 unreadable files skipped" in out
     import json
 
-    assert json.loads((repo / "results/prepare/metrics.json").read_text())["prepare"] == {"n_images": 120, "n_skipped": 1}
+    assert json.loads((repo / "results/prepare/metrics.json").read_text())["prepare"] == {
+        "n_images": 120,
+        "n_skipped": 1,
+    }
     assert "1 unreadable image files were skipped" in (repo / "reports/report.md").read_text()
     metrics = read_results(repo / "results/evaluate")["eval"]
     assert set(metrics["label_accuracy_per_class"]) == {"0", "1", "2"}
@@ -200,8 +212,7 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
     import json
 
     import yaml
-    from conftest import make_repo, run, tiny_params
-    from conftest import PAIRED_STAGES, SHARED_STAGES, ran_and_skipped
+    from conftest import PAIRED_STAGES, SHARED_STAGES, make_repo, ran_and_skipped, run, tiny_params
 
     params = tiny_params(
         task="super_resolution",

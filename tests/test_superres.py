@@ -7,8 +7,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lsdm.models import build
-from lsdm.tasks.super_resolution import bicubic_upsample, consistency_psnr, downsample, psnr, ssim
-from lsdm.tasks.super_resolution import SuperResolution
+from lsdm.tasks.super_resolution import SuperResolution, bicubic_upsample, consistency_psnr, downsample, psnr, ssim
 
 
 def test_downsample_is_block_average_and_bicubic_keeps_range():
@@ -34,9 +33,15 @@ def test_ssim_matches_skimage_gaussian_variant(channels):
     b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
     ours = ssim(torch.tensor(a).float(), torch.tensor(b).float()).item()
     ref = structural_similarity(
-        a[0].transpose(1, 2, 0), b[0].transpose(1, 2, 0), data_range=1.0, channel_axis=2,
-        gaussian_weights=True, sigma=1.5, win_size=7, use_sample_covariance=False,
-    )  # fmt: skip
+        a[0].transpose(1, 2, 0),
+        b[0].transpose(1, 2, 0),
+        data_range=1.0,
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=1.5,
+        win_size=7,
+        use_sample_covariance=False,
+    )
     assert ours == pytest.approx(ref, abs=2e-3)
     assert ssim(torch.tensor(a).float(), torch.tensor(a).float()).item() == pytest.approx(1.0, abs=1e-5)
 
@@ -76,7 +81,9 @@ def test_fidelity_spread_and_grid():
     # in batches, as evaluate computes them at scale: the same figures as the whole set at once
     noisy = [(y + 0.05 * torch.randn_like(y)).clamp(0, 1) for _ in range(3)]
     whole = {"psnr": psnr(noisy[0], y).mean().item(), "ssim": ssim(noisy[0], y).mean().item()}
-    assert {k: v for k, v in fidelity(noisy[0], y, x, 4, batch_size=2).items() if k in whole} == pytest.approx(whole, rel=1e-6)
+    assert {k: v for k, v in fidelity(noisy[0], y, x, 4, batch_size=2).items() if k in whole} == pytest.approx(
+        whole, rel=1e-6
+    )
     in_batches = ([d[i : i + 2] for d in noisy] for i in range(0, len(y), 2))
     assert draw_spread(in_batches) == pytest.approx(torch.stack(noisy).std(dim=0).mean().item(), rel=1e-6)
     grid = comparison_grid(x, bicubic_upsample(x, 4), draws, y)
@@ -95,6 +102,7 @@ def test_back_projection_makes_outputs_consistent():
     after = consistency_psnr(back_project(guess, x, 4, 10), x, 4).mean()
     assert after > before + 10, (before, after)
     assert torch.allclose(back_project(y, x, 4, 5), y, atol=1e-5)  # a consistent output is left alone
+
     class Fixed(torch.nn.Module):  # any sampler
         noise_dim = 1
 
@@ -110,8 +118,13 @@ def test_report_puts_raw_lsdm_beside_back_projected_and_bicubic():
     from lsdm.tasks.class_conditional import ClassConditional
 
     task = SuperResolution(4, 8, back_projection=5)
-    e = {"psnr": 16.5, "consistency_psnr": 38.1, "back_projection": 5, "raw": {"psnr": 15.9, "consistency_psnr": 20.2},
-         "references": {"bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}}}  # fmt: skip
+    e = {
+        "psnr": 16.5,
+        "consistency_psnr": 38.1,
+        "back_projection": 5,
+        "raw": {"psnr": 15.9, "consistency_psnr": 20.2},
+        "references": {"bicubic": {"psnr": 14.6, "consistency_psnr": 26.4}},
+    }
     text = "\n".join(task_lines(e, task))
     assert "| metric | LSDM | LSDM raw | bicubic |" in text and "5 iterations of back-projection" in text
     assert "| `consistency_psnr` | 38.1" in text and "| 20.2" in text and "| 26.4" in text

@@ -11,14 +11,12 @@ import time
 import pandas as pd
 import pytest
 import yaml
-
-from lsdm.reports.comparison import paired_table, write_report
-from lsdm.reports.stats import paired_difference, paired_verdict, pool_effects, pool_rows, summarise
-from lsdm.orchestration.experiments import queue_workers
-from lsdm.orchestration.sweep import collect, plan, queue_status
-
 from conftest import env, make_repo, run, start_group, stop_group, tail, tiny_params
 
+from lsdm.orchestration.experiments import queue_workers
+from lsdm.orchestration.sweep import collect, plan, queue_status
+from lsdm.reports.comparison import paired_table, write_report
+from lsdm.reports.stats import paired_difference, paired_verdict, pool_effects, pool_rows, summarise
 
 
 def test_plan_skips_counts_larger_than_the_smallest_class():
@@ -31,35 +29,68 @@ def test_plan_skips_counts_larger_than_the_smallest_class():
 
 
 def _exp(name: str, n: int, seed: int, fid: float, flow_fids: dict[int, float], tp: float = 1000.0) -> dict:
-    params = {"params.yaml": {"data": {"split": {"n_paired_per_class": n, "n_paired": 100, "seed": seed},
-                                       "task": "class_conditional", "data": {"source": "mnist5k"}}}}  # fmt: skip
-    lsdm_eval = {"eval": {"fid_evalnet": fid, "label_accuracy": 0.9, "throughput_images_per_s": tp, "seeds": [0, 1],
-                          "per_class": {"fid_evalnet": {"0": 1.0}}, "density": 1.25, "real_reference": {"density": 1.0},
-                          "over_seeds": {"fid_evalnet": {"mean": fid, "std": 0.5, "n": 2}}}}  # fmt: skip
+    params = {
+        "params.yaml": {
+            "data": {
+                "split": {"n_paired_per_class": n, "n_paired": 100, "seed": seed},
+                "task": "class_conditional",
+                "data": {"source": "mnist5k"},
+            }
+        }
+    }
+    lsdm_eval = {
+        "eval": {
+            "fid_evalnet": fid,
+            "label_accuracy": 0.9,
+            "throughput_images_per_s": tp,
+            "seeds": [0, 1],
+            "per_class": {"fid_evalnet": {"0": 1.0}},
+            "density": 1.25,
+            "real_reference": {"density": 1.0},
+            "over_seeds": {"fid_evalnet": {"mean": fid, "std": 0.5, "n": 2}},
+        }
+    }
     metrics = {
         "results/evaluate/metrics.json": {"data": lsdm_eval},
         "results/fit_matcher/metrics.json": {"data": {"matcher": {"train_seconds": 10.0}}},
         "results/fit_latent/metrics.json": {"data": {"latent": {"train_seconds": 50.0}}},
-        "results/pseudo_label/metrics.json": {"data": {"pseudo": {"unpaired": {"accuracy": 0.8 + n / 100, "coverage": 0.7,
-                                                                               "accuracy_confident": 0.9, "n": 300},
-                                                                  "classifier": {"accuracy": 0.85 + n / 100, "coverage": 0.8,
-                                                                                 "accuracy_confident": 0.95, "n": 300}}}},
+        "results/pseudo_label/metrics.json": {
+            "data": {
+                "pseudo": {
+                    "unpaired": {"accuracy": 0.8 + n / 100, "coverage": 0.7, "accuracy_confident": 0.9, "n": 300},
+                    "classifier": {"accuracy": 0.85 + n / 100, "coverage": 0.8, "accuracy_confident": 0.95, "n": 300},
+                }
+            }
+        },
         "results/baselines/pixel_wgan/train/metrics.json": {"data": {"baseline": {"train_seconds": 30.0}}},
-        "results/baselines/pixel_wgan/metrics.json": {"data": {"eval": {"fid_evalnet": fid * 3, "label_accuracy": 0.5,
-                                                                        "throughput_images_per_s": 5 * tp}}},  # fmt: skip
+        "results/baselines/pixel_wgan/metrics.json": {
+            "data": {"eval": {"fid_evalnet": fid * 3, "label_accuracy": 0.5, "throughput_images_per_s": 5 * tp}}
+        },
         "results/baselines/latent_flow/train/metrics.json": {"data": {"baseline": {"train_seconds": 20.0}}},
-        "results/baselines/latent_flow/eval/metrics.json": {"data": {"eval": {
-            f"latent_flow_nfe{k}": {"fid_evalnet": v, "label_accuracy": 0.95, "throughput_images_per_s": tp / k,
-                                    "kid_evalnet_std": 0.25, "nfe": k}
-            for k, v in flow_fids.items()}}},  # fmt: skip
+        "results/baselines/latent_flow/eval/metrics.json": {
+            "data": {
+                "eval": {
+                    f"latent_flow_nfe{k}": {
+                        "fid_evalnet": v,
+                        "label_accuracy": 0.95,
+                        "throughput_images_per_s": tp / k,
+                        "kid_evalnet_std": 0.25,
+                        "nfe": k,
+                    }
+                    for k, v in flow_fids.items()
+                }
+            }
+        },
         "results/baselines/unjudged/train/metrics.json": {"data": {"baseline": {"train_seconds": 40.0}}},
     }
     return {"rev": f"{name}rev", "name": name, "data": {"params": params, "metrics": metrics}}
 
 
 def _show(exps: list[dict]) -> list[dict]:
-    return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc", "name": "main", "data": {}, "experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]  # fmt: skip
+    return [
+        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
+        {"rev": "abc", "name": "main", "data": {}, "experiments": [{"name": e["name"], "revs": [e]} for e in exps]},
+    ]
 
 
 def _details(exps: list[dict]) -> dict[tuple[str, str], dict]:
@@ -84,7 +115,8 @@ def _details(exps: list[dict]) -> dict[tuple[str, str], dict]:
 def test_collect_and_report_from_synthetic_experiments(tmp_path):
     exps = [
         _exp(f"sw-n{n}-s{s}", n, s, fid=10.0 / n + s, flow_fids={10: 9.0 / n + s, 50: 8.0 / n + s})
-        for n in (1, 10) for s in (0, 1)
+        for n in (1, 10)
+        for s in (0, 1)
     ]
     details = _details(exps)
     assert "seeds" not in exps[0]["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]
@@ -106,11 +138,18 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     unjudged = df[df["sampler"] == "unjudged"].iloc[0]  # trained, not yet evaluated: a row all the same
     assert unjudged["train_seconds"] == 40.0 and pd.isna(unjudged["eval.fid_evalnet"])
 
-    meta = {"tag": "sw-", "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}],
-            "overrides": {"matcher.steps": 700}, "wall_seconds": 600.0, "note": "Queued in two batches."}  # fmt: skip
+    meta = {
+        "tag": "sw-",
+        "skipped": [{"count": 100, "reason": "split.n_paired_per_class = 100 skipped: smallest class has 24"}],
+        "overrides": {"matcher.steps": 700},
+        "wall_seconds": 600.0,
+        "note": "Queued in two batches.",
+    }
     report = write_report(df, meta, tmp_path).read_text()
     assert "`matcher.steps=700`" in report and "took 10.0 minutes" in report and "\nQueued in two batches.\n" in report
-    assert "| pixel_wgan | FID (evalnet features) | -21.0 [-33.7, -8.3] **better** | -3.00 [-15.71, +9.71] tie |" in report
+    assert (
+        "| pixel_wgan | FID (evalnet features) | -21.0 [-33.7, -8.3] **better** | -3.00 [-15.71, +9.71] tie |" in report
+    )
     figs = tmp_path / "reports/comparison"
     for png in ("fidelity_vs_pairs.png", "fid_vs_nfe.png", "throughput.png"):
         assert (figs / png).stat().st_size > 1000, png
@@ -120,7 +159,10 @@ def test_collect_and_report_from_synthetic_experiments(tmp_path):
     # the honest reading, seed by seed: LSDM is 1 FID behind latent_flow on both seeds (worse, however
     # small), while its lead over pixel_wgan at 10 pairs (2 and 4 FID) is within the seeds' spread (a tie)
     assert "FID (evalnet features): LSDM vs latent_flow_nfe10: **worse** at 1 (10.5 vs 9.5), 10 (1.5 vs 1.4)." in report
-    assert "FID (evalnet features): LSDM vs pixel_wgan: better at 1 (10.5 vs 31.5); within the seeds' spread at 10." in report
+    assert (
+        "FID (evalnet features): LSDM vs pixel_wgan: better at 1 (10.5 vs 31.5); within the seeds' spread at 10."
+        in report
+    )
     assert "pixel_wgan samples faster than LSDM" in report
     # the pseudo-labeller's measured quality, per count, from LSDM's own runs
     assert lsdm["pseudo_accuracy"] == pytest.approx(0.81) and pd.isna(row.get("pseudo_accuracy"))
@@ -148,7 +190,9 @@ def test_a_variant_run_is_lsdm_alone_under_the_variant_name(tmp_path):
 def test_super_resolution_sweep_has_a_bicubic_row(tmp_path):
     exp = _exp("sr-n100-s0", 10, 0, 50.0, {10: 40.0})
     exp["data"]["params"]["params.yaml"]["data"]["task"] = "super_resolution"
-    exp["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]["references"] = {"bicubic": {"fid_evalnet": 800.0, "psnr": 14.6}}
+    exp["data"]["metrics"]["results/evaluate/metrics.json"]["data"]["eval"]["references"] = {
+        "bicubic": {"fid_evalnet": 800.0, "psnr": 14.6}
+    }
     df = collect(_show([exp]))
     bicubic = df[df["method"] == "bicubic"].iloc[0]
     assert bicubic["eval.fid_evalnet"] == 800.0 and bicubic["eval.psnr"] == 14.6 and bicubic["nfe"] == 0
@@ -169,9 +213,19 @@ def test_verdicts_pair_the_runs_on_each_split_seed():
     """Seeds differ a lot (some splits are harder), but on every seed LSDM is 1 FID better: paired,
     that is a win an unpaired mean ± std comparison would call a tie; a shuffled sign is a tie."""
     base = [40.0, 60.0, 80.0]
-    rows = [{"experiment": f"e{s}", "sampler": m, "method": m, "nfe": 1, "n_paired_per_class": 10, "seed": s,
-             "eval.fid_evalnet": base[s] + (0.0 if m == "lsdm" else 1.0 + 0.01 * s)}
-            for s in range(3) for m in ("lsdm", "latent_flow_nfe10")]  # fmt: skip
+    rows = [
+        {
+            "experiment": f"e{s}",
+            "sampler": m,
+            "method": m,
+            "nfe": 1,
+            "n_paired_per_class": 10,
+            "seed": s,
+            "eval.fid_evalnet": base[s] + (0.0 if m == "lsdm" else 1.0 + 0.01 * s),
+        }
+        for s in range(3)
+        for m in ("lsdm", "latent_flow_nfe10")
+    ]
     df = pd.DataFrame(rows)
     mean, half, n = paired_difference(df, "lsdm", "latent_flow_nfe10", "n_paired_per_class", 10, "eval.fid_evalnet")
     assert n == 3 and mean == pytest.approx(-1.01) and half < 0.1
@@ -183,9 +237,19 @@ def test_verdicts_pair_the_runs_on_each_split_seed():
 
 
 def test_density_is_judged_by_its_distance_to_the_real_reference(tmp_path):
-    rows = [{"experiment": "e0", "sampler": m, "method": m, "nfe": 1, "n_paired_per_class": 10, "seed": 0,
-             "eval.density": d, "eval.real_reference.density": 1.0 if m == "lsdm" else None}
-            for m, d in (("lsdm", 1.1), ("latent_flow_nfe10", 1.6))]  # fmt: skip
+    rows = [
+        {
+            "experiment": "e0",
+            "sampler": m,
+            "method": m,
+            "nfe": 1,
+            "n_paired_per_class": 10,
+            "seed": 0,
+            "eval.density": d,
+            "eval.real_reference.density": 1.0 if m == "lsdm" else None,
+        }
+        for m, d in (("lsdm", 1.1), ("latent_flow_nfe10", 1.6))
+    ]
     summary = summarise(pd.DataFrame(rows))
     gaps = summary.set_index("sampler")["density_gap|mean"]
     assert gaps["lsdm"] == pytest.approx(0.1) and gaps["latent_flow_nfe10"] == pytest.approx(0.6)
@@ -200,12 +264,18 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     start -j 1`; a count above the smallest class is skipped, not run; table, report and plots appear.
     (One variant keeps the suite short: how variants are planned and named is tested without DVC.)"""
     variants = {"lsdm_paired_only": {"split.n_unpaired": 0, "matcher.critic": "concat"}}
-    repo = make_repo(tmp_path / "repo", tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2},
-                                                    sweep={"variants": variants}))
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_params(evaluate={"seeds": [0], "batch_size": 60, "grid_per_class": 2}, sweep={"variants": variants}),
+    )
     every = ["-S", "methods=[pixel_wgan,latent_flow]"]
     log = tmp_path / "sweep.log"
-    sweep = start_group(["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900",
-                         *every], repo, env(), log)  # fmt: skip
+    sweep = start_group(
+        ["lsdm", "sweep", "--counts", "1", "2", "1000", "--seeds", "0", "--tag", "t", "--timeout", "900", *every],
+        repo,
+        env(),
+        log,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (workers := queue_workers(repo)) or "Running" not in {t["status"] for t in queue_status(repo)}:
@@ -223,7 +293,9 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
     df = pd.read_parquet(repo / "results/sweep/sweep.parquet")
     assert sorted(df["experiment"].unique()) == [f"t-n{n}-s0{v}" for n in (1, 2) for v in ("", "--lsdm_paired_only")]
     assert set(df["method"]) == {"lsdm", "pixel_wgan", "lsdm_paired_only", "latent_flow"}
-    pools = df[df["sampler"].isin(["lsdm", "lsdm_paired_only"])].set_index(["sampler", "n_paired_per_class"])["pool_size"]
+    pools = df[df["sampler"].isin(["lsdm", "lsdm_paired_only"])].set_index(["sampler", "n_paired_per_class"])[
+        "pool_size"
+    ]
     assert pools["lsdm_paired_only", 1] == 10 and pools["lsdm_paired_only", 2] == 20  # the pairs alone (10 classes)
     assert pools["lsdm", 1] == pools["lsdm", 2] > 100  # every training image, whatever the pairs
     assert set(df.loc[df["sampler"] == "lsdm_paired_only", "n_unpaired"]) == {0}
@@ -264,8 +336,8 @@ def test_tiny_sweep_through_the_dvc_queue(tmp_path):
 
 
 def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
-    from lsdm.errors import ParamsError
     from lsdm.config import parse_assignments as parse_set
+    from lsdm.errors import ParamsError
     from lsdm.orchestration.sweep import check
 
     repo = tmp_path / "repo"
@@ -273,7 +345,10 @@ def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
     params = tiny_params(sweep={"set": {"matcher.steps": 7}})
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert check(repo) == ([1, 2], [0], {"matcher.steps": 7})
-    assert check(repo, [5], [1, 2], parse_set(["methods=[pixel_wgan]"]))[2] == {"matcher.steps": 7, "methods": ["pixel_wgan"]}
+    assert check(repo, [5], [1, 2], parse_set(["methods=[pixel_wgan]"]))[2] == {
+        "matcher.steps": 7,
+        "methods": ["pixel_wgan"],
+    }
     with pytest.raises(ParamsError, match=r"matcher.steps = 0"):
         check(repo, overrides={"matcher.steps": 0})
     with pytest.raises(ParamsError, match=r"unknown key 'matcher.stepz'"):
@@ -285,14 +360,31 @@ def test_sweep_settings_are_checked_before_anything_is_queued(tmp_path):
 
 
 def test_comparison_plots_the_measured_bound_against_the_pairs(tmp_path):
-    rows = [{"experiment": f"e{n}-{s}", "sampler": "lsdm", "method": "lsdm", "nfe": 1, "n_paired_per_class": n, "seed": s,
-             "eval.fid_evalnet": 10.0 / n + s, "eval.bound.w1_pixel_exact": 5.0 / n + 1, "eval.bound.rhs": 20.0 / n + 3,
-             "eval.bound.lip_times_w1": 17.0 / n, "eval.bound.recon_l2_test": 3.0} for n in (1, 3, 10) for s in (0, 1)]  # fmt: skip
+    rows = [
+        {
+            "experiment": f"e{n}-{s}",
+            "sampler": "lsdm",
+            "method": "lsdm",
+            "nfe": 1,
+            "n_paired_per_class": n,
+            "seed": s,
+            "eval.fid_evalnet": 10.0 / n + s,
+            "eval.bound.w1_pixel_exact": 5.0 / n + 1,
+            "eval.bound.rhs": 20.0 / n + 3,
+            "eval.bound.lip_times_w1": 17.0 / n,
+            "eval.bound.recon_l2_test": 3.0,
+        }
+        for n in (1, 3, 10)
+        for s in (0, 1)
+    ]
     text = write_report(pd.DataFrame(rows), {}, tmp_path).read_text()
     assert "![LSDM's bound, measured, against the number of pairs](comparison/bound_vs_pairs.png)" in text
     assert (tmp_path / "reports/comparison/bound_vs_pairs.png").stat().st_size > 0
-    without = write_report(pd.DataFrame(rows).drop(columns=["eval.bound.rhs", "eval.bound.w1_pixel_exact",
-                                                             "eval.bound.lip_times_w1"]), {}, tmp_path).read_text()
+    without = write_report(
+        pd.DataFrame(rows).drop(columns=["eval.bound.rhs", "eval.bound.w1_pixel_exact", "eval.bound.lip_times_w1"]),
+        {},
+        tmp_path,
+    ).read_text()
     assert "bound, measured, against the number of pairs: not drawn" in without
 
 
@@ -303,14 +395,35 @@ def test_log_axes_are_ticked_at_the_counts_as_plain_numbers(tmp_path, monkeypatc
 
     figures = {}
     monkeypatch.setattr(plots, "_save", lambda fig, out: figures.__setitem__(out.name, fig))
-    rows = [{"experiment": f"e{n}-{s}", "sampler": sampler, "method": method, "nfe": nfe, "n_paired_per_class": n,
-             "seed": s, "eval.fid_evalnet": 10.0 / n + s + nfe, "eval.label_accuracy": 0.9, "eval.bound.w1_pixel_exact": 5.0 / n,
-             "eval.bound.rhs": 20.0 / n, "eval.bound.lip_times_w1": 17.0 / n, "eval.bound.recon_l2_test": 3.0}
-            for n in (3, 10, 30) for s in (0, 1)
-            for sampler, method, nfe in (("lsdm", "lsdm", 1), ("latent_flow_nfe4", "latent_flow", 4), ("latent_flow_nfe50", "latent_flow", 50))]  # fmt: skip
+    rows = [
+        {
+            "experiment": f"e{n}-{s}",
+            "sampler": sampler,
+            "method": method,
+            "nfe": nfe,
+            "n_paired_per_class": n,
+            "seed": s,
+            "eval.fid_evalnet": 10.0 / n + s + nfe,
+            "eval.label_accuracy": 0.9,
+            "eval.bound.w1_pixel_exact": 5.0 / n,
+            "eval.bound.rhs": 20.0 / n,
+            "eval.bound.lip_times_w1": 17.0 / n,
+            "eval.bound.recon_l2_test": 3.0,
+        }
+        for n in (3, 10, 30)
+        for s in (0, 1)
+        for sampler, method, nfe in (
+            ("lsdm", "lsdm", 1),
+            ("latent_flow_nfe4", "latent_flow", 4),
+            ("latent_flow_nfe50", "latent_flow", 50),
+        )
+    ]
     write_report(pd.DataFrame(rows), {}, tmp_path)
-    for name, ticks in ((plots.FIDELITY_VS_PAIRS, ["3", "10", "30"]), (plots.BOUND_VS_PAIRS, ["3", "10", "30"]),
-                        (plots.FID_VS_NFE, ["1", "4", "50"])):  # fmt: skip
+    for name, ticks in (
+        (plots.FIDELITY_VS_PAIRS, ["3", "10", "30"]),
+        (plots.BOUND_VS_PAIRS, ["3", "10", "30"]),
+        (plots.FID_VS_NFE, ["1", "4", "50"]),
+    ):
         for ax in figures[name].axes:
             assert [x.get_text() for x in ax.get_xticklabels()] == ticks, name
             assert list(ax.get_xticks(minor=True)) == [], name
@@ -326,12 +439,27 @@ def test_claim_one_section_pairs_pool_sizes_by_split_seed(tmp_path):
             for sampler, unpaired in (("unpaired_0", 0), ("unpaired_300", 300), ("lsdm", None), ("lsdm_paper", None)):
                 size = pairs + (3000 if unpaired is None else unpaired)
                 fid = 50.0 + s - (gain if unpaired is None else gain * unpaired / 3000) + 0.1 * s * (sampler == "lsdm")
-                rows.append({"experiment": f"p-n{n}-s{s}--{sampler}", "sampler": sampler, "method": sampler, "nfe": 1,
-                             "n_paired_per_class": n, "seed": s, "n_unpaired": unpaired, "pool_size": size,
-                             "recon_test_mse": 0.01 + 10 / size, "eval.fid_evalnet": fid, "eval.coverage": 0.5})  # fmt: skip
+                rows.append(
+                    {
+                        "experiment": f"p-n{n}-s{s}--{sampler}",
+                        "sampler": sampler,
+                        "method": sampler,
+                        "nfe": 1,
+                        "n_paired_per_class": n,
+                        "seed": s,
+                        "n_unpaired": unpaired,
+                        "pool_size": size,
+                        "recon_test_mse": 0.01 + 10 / size,
+                        "eval.fid_evalnet": fid,
+                        "eval.coverage": 0.5,
+                    }
+                )
     df = pd.DataFrame(rows)
-    variants = {"unpaired_0": {"split.n_unpaired": 0}, "unpaired_300": {"split.n_unpaired": 300},
-                "lsdm_paper": {"matcher.marginal_weight": 0.0}}  # fmt: skip
+    variants = {
+        "unpaired_0": {"split.n_unpaired": 0},
+        "unpaired_300": {"split.n_unpaired": 300},
+        "lsdm_paper": {"matcher.marginal_weight": 0.0},
+    }
     pool = pool_rows(df, variants)
     assert set(pool["sampler"]) == {"lsdm", "unpaired_0", "unpaired_300"}  # the paper's variant is not a pool size
     assert sorted(pool["unpaired"].unique()) == [0, 300, 3000]  # the main run: pool size minus the pairs
@@ -352,16 +480,35 @@ def test_training_seeds_cross_the_split_seeds_and_pair_the_runs():
     from lsdm.config import train_seed_keys
     from lsdm.orchestration.sweep import grid
 
-    points = dict(grid([("split.n_paired_per_class", 3, 0), ("split.n_paired_per_class", 3, 1)], "t", {"methods": []},
-                       {"lsdm_paper": {"matcher.marginal_weight": 0.0}}, train_seeds=[0, 1]))  # fmt: skip
+    points = dict(
+        grid(
+            [("split.n_paired_per_class", 3, 0), ("split.n_paired_per_class", 3, 1)],
+            "t",
+            {"methods": []},
+            {"lsdm_paper": {"matcher.marginal_weight": 0.0}},
+            train_seeds=[0, 1],
+        )
+    )
     assert sorted(points) == sorted(f"t-n3-s{s}-t{t}{v}" for s in (0, 1) for t in (0, 1) for v in ("", "--lsdm_paper"))
-    assert [("--" in name) for name in points] == [False] * 4 + [True] * 4  # main runs first: variants hit the run cache
+    assert [("--" in name) for name in points] == [False] * 4 + [
+        True
+    ] * 4  # main runs first: variants hit the run cache
     assert all(points["t-n3-s1-t1--lsdm_paper"][k] == 1 for k in train_seed_keys())
     assert points["t-n3-s1-t1--lsdm_paper"]["split.seed"] == 1 and "pixel_wgan.seed" in train_seed_keys()
     assert sorted(dict(grid([("split.n_paired_per_class", 3, 0)], "t", {}, {}))) == ["t-n3-s0"]  # one seed: no suffix
     # two samplers paired on (split seed, training seed): 4 pairs, the difference exactly known
-    rows = [{"sampler": m, "n_paired_per_class": 3, "seed": s, "train_seed": t, "eval.fid_evalnet": 10 * s + t + (2.0 if m == "a" else 0)}
-            for m in ("a", "b") for s in (0, 1) for t in (0, 1)]  # fmt: skip
+    rows = [
+        {
+            "sampler": m,
+            "n_paired_per_class": 3,
+            "seed": s,
+            "train_seed": t,
+            "eval.fid_evalnet": 10 * s + t + (2.0 if m == "a" else 0),
+        }
+        for m in ("a", "b")
+        for s in (0, 1)
+        for t in (0, 1)
+    ]
     mean, half, n = paired_difference(pd.DataFrame(rows), "a", "b", "n_paired_per_class", 3, "eval.fid_evalnet")
     assert (mean, half, n) == (2.0, 0.0, 4)  # unpaired, the spread over seeds (10 FID) would swamp it
 
@@ -370,17 +517,25 @@ def test_paired_table_marks_verdicts_the_split_seeds_alone_do_not_carry():
     """3 split seeds x 2 training seeds: against pixel_wgan LSDM is better on every run; against the
     flow the six differences exclude zero but their three split-seed means do not (the runs of one
     split share its pairs), so that verdict carries a †."""
-    diffs = {"pixel_wgan": [-5.0, -5.2, -4.8, -5.1, -4.9, -5.0], "latent_flow_nfe1": [-2.0, -2.1, -0.1, -0.2, -1.0, -1.1]}
+    diffs = {
+        "pixel_wgan": [-5.0, -5.2, -4.8, -5.1, -4.9, -5.0],
+        "latent_flow_nfe1": [-2.0, -2.1, -0.1, -0.2, -1.0, -1.1],
+    }
     runs = [(s, t) for s in (0, 1, 2) for t in (0, 1)]
     rows = [{"sampler": "lsdm", "seed": s, "train_seed": t, "eval.fid_evalnet": 20.0 + s} for s, t in runs]
-    rows += [{"sampler": m, "seed": s, "train_seed": t, "eval.fid_evalnet": 20.0 + s - d[i]}
-             for m, d in diffs.items() for i, (s, t) in enumerate(runs)]  # fmt: skip
+    rows += [
+        {"sampler": m, "seed": s, "train_seed": t, "eval.fid_evalnet": 20.0 + s - d[i]}
+        for m, d in diffs.items()
+        for i, (s, t) in enumerate(runs)
+    ]
     df = pd.DataFrame([{**r, "n_paired_per_class": 3, "experiment": f"e{r['seed']}{r['train_seed']}"} for r in rows])
     lines = paired_table(df, "n_paired_per_class", ["lsdm", "pixel_wgan", "latent_flow_nfe1"])
     wgan, flow = (next(row for row in lines if row.startswith(f"| {m} |")) for m in ("pixel_wgan", "latent_flow_nfe1"))
     assert "-5.00 [-5.15, -4.85]" in wgan and "**better**" in wgan and "†" not in wgan
     assert "**better**" in flow and flow.rstrip(" |").endswith("†")
-    mean, half, n = paired_difference(df, "lsdm", "latent_flow_nfe1", "n_paired_per_class", 3, "eval.fid_evalnet", by_split=True)
+    mean, half, n = paired_difference(
+        df, "lsdm", "latent_flow_nfe1", "n_paired_per_class", 3, "eval.fid_evalnet", by_split=True
+    )
     assert n == 3 and abs(mean) < half  # the stricter test: a tie
 
 
@@ -389,9 +544,17 @@ def test_the_grid_cell_is_one_run_per_sampler():
     second training seed would write the same grid files over the first's)."""
     from lsdm.orchestration.sweep import grid_cell
 
-    df = pd.DataFrame({"experiment": ["a", "a", "b", "c", "d"], "n_paired_per_class": [3, 3, 3, 3, 10],
-                       "n_paired": [None] * 5, "seed": [0, 0, 0, 1, 0], "train_seed": [1, 1, 0, 0, 0],
-                       "sampler": ["lsdm", "x", "lsdm", "lsdm", "lsdm"]}, index=[4, 4, 2, 1, 0])  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "experiment": ["a", "a", "b", "c", "d"],
+            "n_paired_per_class": [3, 3, 3, 3, 10],
+            "n_paired": [None] * 5,
+            "seed": [0, 0, 0, 1, 0],
+            "train_seed": [1, 1, 0, 0, 0],
+            "sampler": ["lsdm", "x", "lsdm", "lsdm", "lsdm"],
+        },
+        index=[4, 4, 2, 1, 0],
+    )
     assert list(grid_cell(df)["experiment"]) == ["b"]
     assert list(grid_cell(df.assign(train_seed=None))["experiment"]) == ["a", "a", "b"]
 
@@ -404,8 +567,12 @@ def test_grids_come_from_the_experiment_not_from_a_committed_sweep(tmp_path):
 
     repo = tmp_path / "repo"
     own = ["results/evaluate/samples.png", "results/baselines/pixel_wgan/eval/samples/pixel_wgan.png"]
-    for rel in [*own, "results/sweep/grids/evaluate__samples.png", "results/sweep-pool/grids/evaluate__samples.png",
-                "results/benchmarks/scale.png"]:
+    for rel in [
+        *own,
+        "results/sweep/grids/evaluate__samples.png",
+        "results/sweep-pool/grids/evaluate__samples.png",
+        "results/benchmarks/scale.png",
+    ]:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_bytes(b"\x89PNG " + rel.encode())
     run(["git", "init", "-q", "-b", "main"], repo)
@@ -424,14 +591,29 @@ def _piece(root, name: str, exps: list[dict], train_seed: int, overrides: dict, 
 
     df = collect(_show(exps)).assign(train_seed=train_seed)
     df = df[df["sampler"] == only] if only else df
-    grids = [root / f"results/sweep-{name}/grids/{g}" for g in ("evaluate__samples.png", "pixel_wgan.png")[: 1 if only else 2]]
+    grids = [
+        root / f"results/sweep-{name}/grids/{g}"
+        for g in ("evaluate__samples.png", "pixel_wgan.png")[: 1 if only else 2]
+    ]
     for grid in grids:
         grid.parent.mkdir(parents=True, exist_ok=True)
         grid.write_bytes(b"\x89PNG " + name.encode())
-    write_table(df, root, {"name": name, "tag": name, "baseline": "c0ffee" + name, "experiments": len(exps),
-                           "wall_seconds": 120.0, "jobs": 2, "overrides": overrides, "variants": {},
-                           "status": {e["name"]: "Success" for e in exps},
-                           "grids": [str(g.relative_to(root)) for g in grids]})  # fmt: skip
+    write_table(
+        df,
+        root,
+        {
+            "name": name,
+            "tag": name,
+            "baseline": "c0ffee" + name,
+            "experiments": len(exps),
+            "wall_seconds": 120.0,
+            "jobs": 2,
+            "overrides": overrides,
+            "variants": {},
+            "status": {e["name"]: "Success" for e in exps},
+            "grids": [str(g.relative_to(root)) for g in grids],
+        },
+    )
 
 
 def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
@@ -442,18 +624,34 @@ def test_combined_sweep_is_one_grid_and_records_what_ran_twice(tmp_path):
 
     same = {"methods": ["latent_flow"], "evaluate.seeds": [0]}
     _piece(tmp_path, "a", [_exp(f"a-n1-s{s}", 1, s, fid=10.0 + s, flow_fids={10: 9.0}) for s in (0, 1)], 0, same)
-    _piece(tmp_path, "b", [_exp(f"b-n{n}-s{s}", n, s, fid=12.5 if n == 1 else 5.0 + s, flow_fids={10: 9.0})
-                           for n, s in ((1, 0), (10, 0), (10, 1), (10, 2))], 0, same)  # fmt: skip
+    _piece(
+        tmp_path,
+        "b",
+        [
+            _exp(f"b-n{n}-s{s}", n, s, fid=12.5 if n == 1 else 5.0 + s, flow_fids={10: 9.0})
+            for n, s in ((1, 0), (10, 0), (10, 1), (10, 2))
+        ],
+        0,
+        same,
+    )
     assert main(["--combine", "a", "b", "--repo", str(tmp_path)]) == 0
     df = pd.read_parquet(tmp_path / "results/sweep/sweep.parquet")
-    assert sorted(df["experiment"].unique()) == ["a-n1-s0", "a-n1-s1", "b-n10-s0", "b-n10-s1", "b-n10-s2"]  # b-n1-s0 repeats a-n1-s0
+    assert sorted(df["experiment"].unique()) == [
+        "a-n1-s0",
+        "a-n1-s1",
+        "b-n10-s0",
+        "b-n10-s1",
+        "b-n10-s2",
+    ]  # b-n1-s0 repeats a-n1-s0
     assert len(df) == 5 * 4 and not df.duplicated(["n_paired_per_class", "seed", "train_seed", "sampler"]).any()
     meta = json.loads((tmp_path / "results/sweep/sweep.json").read_text())
     lsdm = [r for r in meta["repeats"] if r["sampler"] == "lsdm"]
     assert len(meta["repeats"]) == 4 and lsdm[0]["eval.fid_evalnet"] == [10.0, 12.5] and lsdm[0]["dropped"] == "b-n1-s0"
     assert meta["counts"] == [1, 10] and [p["baseline"] for p in meta["combined"]] == ["c0ffeea", "c0ffeeb"]
     assert sorted(meta["status"]) == sorted(df["experiment"].unique())
-    assert (tmp_path / "results/sweep/grids/evaluate__samples.png").read_bytes() == b"\x89PNG a"  # the n1-s0 cell's piece
+    assert (
+        tmp_path / "results/sweep/grids/evaluate__samples.png"
+    ).read_bytes() == b"\x89PNG a"  # the n1-s0 cell's piece
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "`lsdm sweep --combine a b`" in report and "moved by at most label_accuracy 0, fid_evalnet 7.5" in report
     assert "| 10 |" in report  # both pieces' counts in one table
@@ -480,7 +678,10 @@ def test_cells_match_across_tables_whatever_their_columns_dtype():
     new = ints.assign(experiment=["new-3", "new-30"], **{"eval.fid_evalnet": [1.0, 2.0]})
     old = floats.drop(index=1).assign(experiment=["old-3", "old-30"], **{"eval.fid_evalnet": [5.0, 6.0]})
     table, replaced = replace_samplers((new, {"name": "new", "overrides": {}}), old, [{"name": "old", "overrides": {}}])
-    assert sorted(table["experiment"]) == ["new-3", "new-30"] and [r["dropped"] for r in replaced] == ["old-3", "old-30"]
+    assert sorted(table["experiment"]) == ["new-3", "new-30"] and [r["dropped"] for r in replaced] == [
+        "old-3",
+        "old-30",
+    ]
 
 
 def test_a_sweep_rerun_for_lsdm_alone_replaces_its_rows_of_the_grid(tmp_path):
@@ -504,7 +705,14 @@ def test_a_sweep_rerun_for_lsdm_alone_replaces_its_rows_of_the_grid(tmp_path):
     assert meta["overrides"] == grid and "every row of lsdm is `new`'s" in meta["note"]
     grids = tmp_path / "results/sweep/grids"
     assert (grids / "evaluate__samples.png").read_bytes() == b"\x89PNG new" and (grids / "pixel_wgan.png").exists()
-    _piece(tmp_path, "part", [_exp("part-n3-s0", 3, 0, fid=1.0, flow_fids={10: 1.0})], 0, {"methods": [], "evaluate.seeds": [0]}, only="lsdm")
+    _piece(
+        tmp_path,
+        "part",
+        [_exp("part-n3-s0", 3, 0, fid=1.0, flow_fids={10: 1.0})],
+        0,
+        {"methods": [], "evaluate.seeds": [0]},
+        only="lsdm",
+    )
     with pytest.raises(ParamsError, match=r"'part' lacks 1 cell\(s\)"):
         combine_sweeps(tmp_path, ["part", "old"], replace=True)
     _piece(tmp_path, "other", new, 0, {"methods": [], "evaluate.seeds": [0, 1]}, only="lsdm")

@@ -37,7 +37,9 @@ def test_the_bound_holds_for_a_linear_decoder():
     lip = float(np.linalg.norm(a, 2))
     z_real, z_fake, labels = rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.5, np.arange(60) % 3
     sides = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, 0.0, labels)
-    assert sides["holds"] and 0 < sides["w1_pixel_exact"] <= sides["rhs"] == pytest.approx(lip * sides["w1_latent_exact"])
+    assert sides["holds"] and 0 < sides["w1_pixel_exact"] <= sides["rhs"] == pytest.approx(
+        lip * sides["w1_latent_exact"]
+    )
     assert sides["convention"] == "per class, averaged"
     lower = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, 0.1 * lip, 0.0, labels)  # an underestimated Lip(D)
     assert not lower["holds"]
@@ -59,8 +61,9 @@ def test_bootstrap_gives_each_side_a_sampling_error():
     assert small["bootstrap"] == 30 and small["holds_fraction"] == 1.0
     assert 0 < large["w1_pixel_exact_std"] < small["w1_pixel_exact_std"]
     assert 0 < large["rhs_std"] < small["rhs_std"]
-    assert "w1_pixel_exact_std" not in bound_sides(np.ones((4, 2)), np.zeros((4, 2)), np.ones((4, 1)), np.zeros((4, 1)), 1.0,
-                                                   0.0, np.zeros(4, int))  # no bootstrap asked: no std
+    assert "w1_pixel_exact_std" not in bound_sides(
+        np.ones((4, 2)), np.zeros((4, 2)), np.ones((4, 1)), np.zeros((4, 1)), 1.0, 0.0, np.zeros(4, int)
+    )  # no bootstrap asked: no std
 
 
 def test_the_capped_bound_keeps_each_class_share_and_stays_within_its_sampling_error():
@@ -79,7 +82,9 @@ def test_the_capped_bound_keeps_each_class_share_and_stays_within_its_sampling_e
     z_real, z_fake = rng.normal(size=(2000, 3)), rng.normal(size=(2000, 3)) + 0.5
     recon, lip = rng.uniform(0.0, 0.2, size=2000), float(np.linalg.norm(a, 2))
     full = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels)
-    cap = bound_sides(z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels, bootstrap=20, seed=0, max_points=400)
+    cap = bound_sides(
+        z_real @ a.T, z_fake @ a.T, z_real, z_fake, lip, recon, labels, bootstrap=20, seed=0, max_points=400
+    )
     assert (cap["points"], cap["points_held_out"], full["points"]) == (400, 2000, 2000)
     for k in ("w1_pixel_exact", "w1_latent_exact", "rhs"):
         assert abs(cap[k] - full[k]) < 4 * cap[f"{k}_std"], k

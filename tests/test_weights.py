@@ -15,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import free_port, run, write_stand_in_inception
 
 from lsdm import weights
 from lsdm.evaluation import features
 from lsdm.pipeline import cli
-
-from conftest import free_port, run, write_stand_in_inception
 
 PAYLOAD = bytes(range(256)) * 1200  # 300 KiB: several reads of a socket, below one CHUNK
 PIN = hashlib.sha256(PAYLOAD).hexdigest()
@@ -122,8 +121,12 @@ def test_listing_checks_what_is_present(cache, capsys):
 
 
 def test_fetch_downloads_checks_and_installs(cache, server, monkeypatch, capsys):
-    use_table(cache, monkeypatch, inception={"url": f"{server}/weights.bin", "sha256": PIN},
-              lpips_alex={"url": f"{server}/weights.bin", "prefix": PIN[:8]})  # fmt: skip
+    use_table(
+        cache,
+        monkeypatch,
+        inception={"url": f"{server}/weights.bin", "sha256": PIN},
+        lpips_alex={"url": f"{server}/weights.bin", "prefix": PIN[:8]},
+    )
     assert weights.main(["fetch", "all"]) == 0  # with its progress bar
     err = capsys.readouterr().err
     assert "100%" in err and f"SHA-256 {PIN}" in err
@@ -142,11 +145,15 @@ def test_fetch_downloads_checks_and_installs(cache, server, monkeypatch, capsys)
     "case, entry, says",
     [
         ("wrong hash", {"path": "/weights.bin", "sha256": "0" * 64}, f"its SHA-256 is {PIN}, not the pinned SHA-256"),
-        ("truncated", {"path": "/truncated.bin", "sha256": PIN}, f"after {len(PAYLOAD) // 3} of the {len(PAYLOAD)} bytes"),
+        (
+            "truncated",
+            {"path": "/truncated.bin", "sha256": PIN},
+            f"after {len(PAYLOAD) // 3} of the {len(PAYLOAD)} bytes",
+        ),
         ("refused", {"port": "refused", "sha256": PIN}, "could not reach"),
         ("HTTP 404", {"path": "/gone.bin", "sha256": PIN}, "answered HTTP 404"),
     ],
-)  # fmt: skip
+)
 def test_a_failed_fetch_exits_2_names_the_url_and_leaves_nothing(cache, server, monkeypatch, capsys, case, entry, says):
     url = f"http://127.0.0.1:{free_port()}/weights.bin" if "port" in entry else server + entry["path"]
     use_table(cache, monkeypatch, inception={"url": url, "sha256": entry["sha256"]})
@@ -211,8 +218,11 @@ def test_a_bad_table_override_is_an_error(cache, monkeypatch, capsys):
 def test_run_report_names_the_command():
     from lsdm.reports.run_report import unavailable_notes
 
-    notes = " ".join(unavailable_notes({"fid_inception": None, "inception_reason": "r", "lpips_diversity": None,
-                                        "lpips_reason": "r"}))  # fmt: skip
+    notes = " ".join(
+        unavailable_notes(
+            {"fid_inception": None, "inception_reason": "r", "lpips_diversity": None, "lpips_reason": "r"}
+        )
+    )
     assert "`lsdm weights fetch inception`" in notes and "`lsdm weights fetch lpips`" in notes
 
 
@@ -220,16 +230,20 @@ def test_run_report_names_the_command():
 def test_a_stand_in_installed_with_from_gives_the_report_its_inception_fid(tiny_repro, tmp_path):
     """The whole path a user takes: `lsdm weights fetch inception --from FILE` (a stand-in TorchScript
     network with the Inception interface, pinned for the run), `lsdm evaluate`, `lsdm report`."""
-    from lsdm.evaluation.registry import read_results
     from test_evaluate import workdir
+
+    from lsdm.evaluation.registry import read_results
 
     standin = tmp_path / "downloads/inception.pt"
     standin.parent.mkdir()
     write_stand_in_inception(standin)
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"inception": {"sha256": hashlib.sha256(standin.read_bytes()).hexdigest()}}))
-    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "TORCH_HOME": str(tmp_path / "torch"),
-           weights.TABLE_ENV: str(table)}  # fmt: skip
+    env = {
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        weights.TABLE_ENV: str(table),
+    }
     work = workdir(tiny_repro, tmp_path / "work", seeds=[3])
     run(["lsdm", "weights", "fetch", "inception", "--from", str(standin)], work, extra_env=env)
     run(["lsdm", "evaluate"], work, extra_env=env)

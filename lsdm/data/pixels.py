@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -82,8 +83,9 @@ def _all_found(found: int, ids: pd.Series, table: str | Path) -> None:
         raise ValueError(f"{table}: {len(ids) - found} of the {len(ids)} requested ids are not in the table")
 
 
-def image_batches(path: str | Path, ids: pd.Series | None = None, device: torch.device | str = "cpu",
-                  rows: int = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:  # fmt: skip
+def image_batches(
+    path: str | Path, ids: pd.Series | None = None, device: torch.device | str = "cpu", rows: int = CHUNK_ROWS
+) -> Iterator[tuple[pd.DataFrame, torch.Tensor]]:
     """(rows' metadata, their images as float [n, C, H, W]) for consecutive chunks of the table, in
     its order; with `ids`, only those rows (chunks then hold up to `rows`)."""
     for chunk in _chunks(path, None if ids is None else pd.Index(ids), rows):
@@ -174,8 +176,9 @@ class PixelFile:
 
     @classmethod
     @contextlib.contextmanager
-    def of(cls, table: str | Path, ids: pd.Series, device: torch.device | str = "cpu",
-           scratch: str | Path | None = None) -> Iterator[PixelFile]:  # fmt: skip
+    def of(
+        cls, table: str | Path, ids: pd.Series, device: torch.device | str = "cpu", scratch: str | Path | None = None
+    ) -> Iterator[PixelFile]:
         """Stream the rows of `ids` out of the IMAGES `table` into a file in `scratch` (None: the
         system's temporary folder) and yield the store; the file is removed on exit."""
         position = _positions(ids, table)

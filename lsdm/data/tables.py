@@ -7,15 +7,15 @@ it does not depend on the order a source lists its images in.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from lsdm.data.schemas import UNLABELLED, RawImages
 from lsdm.errors import DataError, ParamsError
 from lsdm.io import ROW_GROUP_BYTES
-from lsdm.data.schemas import UNLABELLED
-from lsdm.data.schemas import RawImages
 
 if TYPE_CHECKING:
     import torch
@@ -64,8 +64,16 @@ def assign_split(df: pd.DataFrame, split_by: str, test_fraction: float, val_frac
     return np.select([df["pos"] < n_test, df["pos"] < n_test + n_val], ["test", "val"], "train")
 
 
-def split_frame(ids: list[str], labels: np.ndarray, split_by: str, splits: np.ndarray | None, test_fraction: float,
-                seed: int, limit: int | None = None, val_fraction: float = 0.0) -> pd.DataFrame:
+def split_frame(
+    ids: list[str],
+    labels: np.ndarray,
+    split_by: str,
+    splits: np.ndarray | None,
+    test_fraction: float,
+    seed: int,
+    limit: int | None = None,
+    val_fraction: float = 0.0,
+) -> pd.DataFrame:
     """The images' train/val/test split from their ids and labels alone (no pixels): columns id, label,
     split and `row` (the position in `ids`). `limit` keeps that many images, stratified: per class,
     the lowest-ranked ids by a seeded hash. Both `prepare` and the up-front check (`lsdm check`)
@@ -99,8 +107,13 @@ def split_rows(
     return df
 
 
-def image_chunks(raw: RawImages, rows: pd.DataFrame, size: int | None = None, channels: int | None = None,
-                 chunk_bytes: int = ROW_GROUP_BYTES) -> Iterator[pd.DataFrame]:  # fmt: skip
+def image_chunks(
+    raw: RawImages,
+    rows: pd.DataFrame,
+    size: int | None = None,
+    channels: int | None = None,
+    chunk_bytes: int = ROW_GROUP_BYTES,
+) -> Iterator[pd.DataFrame]:
     """The IMAGES table of `rows` (`split_rows`) about `chunk_bytes` of pixels at a time, each chunk's
     images read from `raw.images` (an array, or an image folder's scratch file) and `conform`ed to
     size x size x channels (None: as they are). prepare writes them as they come
@@ -148,17 +161,21 @@ def check_classes(df: pd.DataFrame, names: list[str] | None = None) -> None:
         return
     classes = sorted(labelled["label"].unique())
     if len(classes) < 2:
-        raise DataError(f"the images have one class only (class {class_name(classes[0], names)}): class-conditional "
-                        "generation needs two or more (one subfolder per class), or use a flat folder and "
-                        "task: super_resolution")
+        raise DataError(
+            f"the images have one class only (class {class_name(classes[0], names)}): class-conditional "
+            "generation needs two or more (one subfolder per class), or use a flat folder and "
+            "task: super_resolution"
+        )
     trained = set(labelled.loc[labelled["split"] == "train", "label"])
     missing = [int(c) for c in classes if c not in trained]
     if missing:
         held = labelled[labelled["label"].isin(missing)].groupby("label")["split"].agg(lambda s: sorted(set(s)))
         shown = ", ".join(f"{class_name(k, names)}: {v}" for k, v in held.items())
-        raise DataError(f"classes [{', '.join(class_name(c, names) for c in missing)}] have no training images (all "
-                        f"of theirs fell in {{{shown}}}): they cannot be paired or learned; add images to them, or lower "
-                        "data.test_fraction / val_fraction")
+        raise DataError(
+            f"classes [{', '.join(class_name(c, names) for c in missing)}] have no training images (all "
+            f"of theirs fell in {{{shown}}}): they cannot be paired or learned; add images to them, or lower "
+            "data.test_fraction / val_fraction"
+        )
 
 
 def to_tensor(df: pd.DataFrame) -> torch.Tensor:
@@ -184,8 +201,9 @@ def codes(latents: pd.DataFrame, ids: pd.Series) -> torch.Tensor:
     return torch.from_numpy(np.stack(z)).float()
 
 
-def latent_pool(images: pd.DataFrame, paired: pd.DataFrame | None = None, n_unpaired: int | None = None,
-                seed: int = 0) -> pd.DataFrame:
+def latent_pool(
+    images: pd.DataFrame, paired: pd.DataFrame | None = None, n_unpaired: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """Ids of the images the latent space is fitted on: every training image when `n_unpaired` is
     None, else the pairs plus the first `n_unpaired` other training images in the hash order of
     `seed` (nested: a larger pool holds every smaller one). Validation and test images are held
@@ -199,8 +217,10 @@ def latent_pool(images: pd.DataFrame, paired: pd.DataFrame | None = None, n_unpa
         assert paired is not None, "a pool of the pairs plus n_unpaired others needs the pairs"
         others = train[~train.isin(paired["id"])]
         if n_unpaired > len(others):
-            raise ParamsError(f"split.n_unpaired = {n_unpaired}: only {len(others)} training images are not "
-                              f"paired; allowed: 0..{len(others)}, or null for all of them")  # fmt: skip
+            raise ParamsError(
+                f"split.n_unpaired = {n_unpaired}: only {len(others)} training images are not "
+                f"paired; allowed: 0..{len(others)}, or null for all of them"
+            )
         ranked = others.iloc[np.argsort(hash_rank(others, seed).to_numpy(), kind="stable")]
         train = pd.concat([paired["id"], ranked.head(n_unpaired)])
     return pd.DataFrame({"id": train.sort_values().to_numpy()})

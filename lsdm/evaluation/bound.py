@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 
-def decoder_jacobian_norms(decode, z: torch.Tensor, batch_size: int = 64,
-                           max_entries: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def decoder_jacobian_norms(
+    decode, z: torch.Tensor, batch_size: int = 64, max_entries: int = 1 << 22
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Spectral and Frobenius norms of d decode(z) / dz at each row of z ([N, d]).
 
     Forward mode, d columns per point (d is small): each point repeated d times, row j of its

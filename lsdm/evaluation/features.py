@@ -25,9 +25,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -70,7 +70,11 @@ def find_inception(path: str | None) -> tuple[Path | None, str | None]:
         if os.path.exists(c) and os.path.isfile(c):
             return c.resolve(), None
     where = " or ".join(str(c) for c in candidates)
-    how = "named by evaluate.inception_weights" if path else "the user's cache directories; evaluate.inception_weights is null"
+    how = (
+        "named by evaluate.inception_weights"
+        if path
+        else "the user's cache directories; evaluate.inception_weights is null"
+    )
     return None, f"{INCEPTION_FILE} not found at {where} ({how}); lsdm never downloads weights"
 
 

@@ -20,9 +20,10 @@ whether it is averaged over seeds are declared in `lsdm.evaluation.registry`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,25 +31,27 @@ import torch
 from torch import nn
 
 from lsdm import paths
-from lsdm.evaluation import registry
-from lsdm.evaluation.bound import critic_w1
 from lsdm.config import EvaluateParams, Params
 from lsdm.data.pixels import image_meta, load_images
+from lsdm.data.schemas import LATENTS
 from lsdm.data.tables import codes, labels_tensor
 from lsdm.errors import ParamsError
+from lsdm.evaluation import registry
+from lsdm.evaluation.bound import critic_w1
 from lsdm.evaluation.features import evalnet_features, load_inception, load_lpips, pairwise_same_condition
-from lsdm.methods.sampling import fixed_noise, sample
 from lsdm.evaluation.geometry import prdc, prdc_many, within_class_diversity
-from lsdm.io import read_json, read_table
 from lsdm.evaluation.metrics import fid, kid, label_accuracy, mean_std, per_class_fid_kid
+from lsdm.io import read_json, read_table
+from lsdm.methods.sampling import fixed_noise, sample
 from lsdm.models import load
 from lsdm.models.lenet import LeNet
-from lsdm.data.schemas import LATENTS
-from lsdm.tasks import Task, make_task
 from lsdm.models.training import timed
+from lsdm.tasks import Task, make_task
 
 # Stages whose dvclive summary records a `<section>.train_seconds` (read for the wall-time table).
 TIMED_STAGES = ("fit_latent", "fit_matcher", "eval_net")
+
+
 # Per-seed metrics (the registry's `over_seeds`): the first seed's value is reported, with its own spread
 # where it has one (KID's std over subsets), and mean ± std over all seeds under `over_seeds`.
 def over_seeds_keys() -> tuple[str, ...]:
@@ -93,7 +96,9 @@ def per_draw_metrics(draw: Draw, keys: set[str] | None = None) -> dict[str, Any]
     return {m.key: m.function()(draw) for m in registry.METRICS if m.per_draw and (keys is None or m.key in keys)}
 
 
-def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_labels, p: EvaluateParams, seed: int, device) -> dict:
+def feature_metrics(
+    real_feats: np.ndarray, fake_feats: np.ndarray, fake_labels, p: EvaluateParams, seed: int, device
+) -> dict:
     """The feature-space metrics of one generated (or real reference) set against the real test set."""
     kid_mean, kid_std = kid(real_feats, fake_feats, p.kid_subsets, p.kid_subset_size, seed)
     diversity, diversity_pc = within_class_diversity(fake_feats, fake_labels)
@@ -134,22 +139,35 @@ class Reference:
         return self.labels.cpu().numpy()
 
     @classmethod
-    def load(cls, params: Params, device: torch.device) -> "Reference":
+    def load(cls, params: Params, device: torch.device) -> Reference:
         p, task = params.evaluate, make_task(params)
         images = image_meta(paths.IMAGES)  # the pixels are read for the judged rows only
         # the held-out set judged: `val` while choosing settings, `test` once at the end
         test, train = images[images["split"] == p.split], images[images["split"] == "train"]
         if test.empty:
-            raise ParamsError(f"evaluate.split = {p.split!r}: the prepared data has no {p.split} images "
-                              f"(data.val_fraction / data.test_fraction)")
+            raise ParamsError(
+                f"evaluate.split = {p.split!r}: the prepared data has no {p.split} images "
+                f"(data.val_fraction / data.test_fraction)"
+            )
         if p.n_samples is not None and p.n_samples < len(test):
             test = test.sample(p.n_samples, random_state=p.seeds[0]).sort_values("id")
         y_test, labels = load_images(paths.IMAGES, test["id"], device), labels_tensor(test).to(device)
         evalnet = load(paths.EVALNET, device, LeNet)
         judges_labels = bool((test["label"] >= 0).all())
         cond = task.conditions(y_test, labels).to(device)
-        return cls(params, device, task, test, train, y_test, labels, cond, evalnet, judges_labels,
-                   evalnet_features(evalnet, y_test))  # fmt: skip
+        return cls(
+            params,
+            device,
+            task,
+            test,
+            train,
+            y_test,
+            labels,
+            cond,
+            evalnet,
+            judges_labels,
+            evalnet_features(evalnet, y_test),
+        )
 
     @property
     def n_classes(self) -> int:
@@ -221,9 +239,13 @@ def brief(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("per_class", "over_seeds")}
 
 
-def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None = None,
-                  generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                  z_test: torch.Tensor | None = None) -> Judgement:  # fmt: skip
+def judge_sampler(
+    ref: Reference,
+    sampler: nn.Module,
+    critic: nn.Module | None = None,
+    generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    z_test: torch.Tensor | None = None,
+) -> Judgement:
     """All metrics of one sampler against `ref`. With LSDM's latent `critic` and `generator` (the codes
     the sampler decodes: `LSDMSampler.codes`, given the same noise), also the critic's W1 estimate between
     held-out real (x, z) and generated (x, G(x, eta)) per seed."""
@@ -251,9 +273,15 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
     head = per_seed[0]
 
     fid_pc, kid_pc, per_class_note = per_class_fid_kid(
-        ref.real_feats, ref.labels_np, fake_feats0, ref.labels_np, min_samples=p.per_class_min_samples,
-        kid_subsets=p.kid_subsets, kid_subset_size=p.kid_subset_size, seed=seed0,
-    )  # fmt: skip
+        ref.real_feats,
+        ref.labels_np,
+        fake_feats0,
+        ref.labels_np,
+        min_samples=p.per_class_min_samples,
+        kid_subsets=p.kid_subsets,
+        kid_subset_size=p.kid_subset_size,
+        seed=seed0,
+    )
     bs = min(p.batch_size, len(cond))
     eta_bs = fixed_noise(bs, sampler.noise_dim, seed0, device)
     _, seconds = timed(lambda: sampler(cond[:bs], eta_bs), device)
@@ -266,21 +294,28 @@ def judge_sampler(ref: Reference, sampler: nn.Module, critic: nn.Module | None =
         "label_accuracy_per_class": acc_per_class[0],
         **pretrained_metrics(ref, fake0),
         "per_class": {"fid_evalnet": fid_pc, "kid_evalnet": kid_pc, "note": per_class_note},
-        "over_seeds": {k: mean_std([m[k] for m in per_seed]) for k in over_seeds_keys() if per_seed[0].get(k) is not None},
+        "over_seeds": {
+            k: mean_std([m[k] for m in per_seed]) for k in over_seeds_keys() if per_seed[0].get(k) is not None
+        },
         "throughput_images_per_s": bs / seconds,
         "throughput_batch_size": bs,
     }
     if len(fake0) <= ref.real_feats.shape[1]:  # FID's covariances are rank-deficient: say so beside the number
-        metrics["fid_note"] = (f"FID on {len(fake0)} samples in {ref.real_feats.shape[1]}-d features: fewer samples "
-                               "than dimensions, so the covariances are rank-deficient and FID is biased upward; "
-                               "compare FIDs only at equal sample counts")  # fmt: skip
+        metrics["fid_note"] = (
+            f"FID on {len(fake0)} samples in {ref.real_feats.shape[1]}-d features: fewer samples "
+            "than dimensions, so the covariances are rank-deficient and FID is biased upward; "
+            "compare FIDs only at equal sample counts"
+        )
+
     @torch.no_grad()
     def draw_batches():  # every seed's draw again, batch by batch as `sample` drew it (same rows, same noise)
         for i in range(0, len(cond), p.batch_size):
             yield [sampler(cond[i : i + p.batch_size], eta[i : i + p.batch_size]) for eta in etas]
 
     metrics.update(task.across_draws(len(etas), draw_batches))
-    grid, nrow = task.grid(ref, lambda c, s: sample(sampler, c, fixed_noise(len(c), sampler.noise_dim, s, device), p.batch_size), heads)
+    grid, nrow = task.grid(
+        ref, lambda c, s: sample(sampler, c, fixed_noise(len(c), sampler.noise_dim, s, device), p.batch_size), heads
+    )
     return Judgement(metrics, grid, nrow, per_seed, acc_per_class, fake0, fake_feats0, z_fake0)
 
 
@@ -294,11 +329,13 @@ def curves(ref: Reference, judgement: Judgement, real_div_pc: dict) -> dict[str,
     classes = sorted(acc_pc[0], key=int) if acc_pc and acc_pc[0] else []  # none: the header alone
     spread = [np.std([a.get(c, np.nan) for a in acc_pc], ddof=1) if len(acc_pc) > 1 else 0.0 for c in classes]
     div_pc = judgement.per_seed[0].get("_diversity_per_class") or {}
-    tables["per_class.tsv"] = pd.DataFrame({
-        "class": [int(c) for c in classes],
-        "label_accuracy": [acc_pc[0][c] for c in classes],
-        "label_accuracy_std": spread,
-        "diversity_evalnet": [div_pc.get(c, np.nan) for c in classes],
-        "diversity_evalnet_real": [real_div_pc.get(c, np.nan) for c in classes],
-    })  # fmt: skip
+    tables["per_class.tsv"] = pd.DataFrame(
+        {
+            "class": [int(c) for c in classes],
+            "label_accuracy": [acc_pc[0][c] for c in classes],
+            "label_accuracy_std": spread,
+            "diversity_evalnet": [div_pc.get(c, np.nan) for c in classes],
+            "diversity_evalnet_real": [real_div_pc.get(c, np.nan) for c in classes],
+        }
+    )
     return tables

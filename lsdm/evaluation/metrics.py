@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,7 +142,9 @@ def per_class_fid_kid(
 
 
 @torch.no_grad()
-def reconstruction_errors(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]) -> dict[str, Any]:
+def reconstruction_errors(
+    model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor]
+) -> dict[str, Any]:
     """`mse` and `mae` of y against model(y) over every pixel of every batch, and `l2_each`, each
     image's ||y - model(y)||_2 (float64 numpy), accumulated batch by batch: a set larger than memory
     streams through, and no reconstruction is kept."""

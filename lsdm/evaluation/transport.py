@@ -35,13 +35,16 @@ def w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(ot.emd2(weights_a, weights_b, cost, numItermax=10_000_000))
 
 
-def joint_w1(real: np.ndarray, fake: np.ndarray, labels: np.ndarray | None = None,
-             cond: np.ndarray | None = None) -> float:  # fmt: skip
+def joint_w1(
+    real: np.ndarray, fake: np.ndarray, labels: np.ndarray | None = None, cond: np.ndarray | None = None
+) -> float:
     """W1 between {(x_i, real_i)} and {(x_i, fake_i)}: per label, averaged by class size, when `labels`
     are given; else with the flattened conditions `cond` in the ground metric."""
     real, fake = real.reshape(len(real), -1), fake.reshape(len(fake), -1)
     if labels is not None:
-        return float(sum((labels == c).sum() * w1(real[labels == c], fake[labels == c]) for c in np.unique(labels)) / len(labels))
+        return float(
+            sum((labels == c).sum() * w1(real[labels == c], fake[labels == c]) for c in np.unique(labels)) / len(labels)
+        )
     cond = cond.reshape(len(cond), -1)
     return w1(np.concatenate([cond, real], 1), np.concatenate([cond, fake], 1))
 
@@ -55,11 +58,24 @@ def capped(n: int, max_points: int | None, labels: np.ndarray | None, seed: int)
     if labels is None:
         return np.sort(rng.choice(n, max_points, replace=False))
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    return np.sort(np.concatenate([rng.choice(g, max(1, round(max_points * len(g) / n)), replace=False) for g in groups]))
+    return np.sort(
+        np.concatenate([rng.choice(g, max(1, round(max_points * len(g) / n)), replace=False) for g in groups])
+    )
 
 
-def bound_sides(y_real, y_fake, z_real, z_fake, lip: float, recon, labels=None, cond=None,
-                bootstrap: int = 0, seed: int = 0, max_points: int | None = None) -> dict[str, float]:  # fmt: skip
+def bound_sides(
+    y_real,
+    y_fake,
+    z_real,
+    z_fake,
+    lip: float,
+    recon,
+    labels=None,
+    cond=None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    max_points: int | None = None,
+) -> dict[str, float]:
     """The bound measured: its left side (pixels), the latent W1, and its right side. `recon`: the
     reconstruction error of each held-out image (or their mean); with `bootstrap` > 0, the std of
     each side over that many resamplings of the held-out points, and how often the bound held.
@@ -74,14 +90,27 @@ def bound_sides(y_real, y_fake, z_real, z_fake, lip: float, recon, labels=None, 
     recon = recon[keep] if len(recon) == n_total and n_total > 1 else recon
 
     def sides(i: np.ndarray | slice) -> dict:
-        w1_pixel = joint_w1(y_real[i], y_fake[i], None if labels is None else labels[i], None if cond is None else cond[i])
-        w1_latent = joint_w1(z_real[i], z_fake[i], None if labels is None else labels[i], None if cond is None else cond[i])
+        w1_pixel = joint_w1(
+            y_real[i], y_fake[i], None if labels is None else labels[i], None if cond is None else cond[i]
+        )
+        w1_latent = joint_w1(
+            z_real[i], z_fake[i], None if labels is None else labels[i], None if cond is None else cond[i]
+        )
         rhs = factor * w1_latent + float(recon[i].mean() if len(recon) > 1 else recon[0])
-        return {"w1_pixel_exact": w1_pixel, "w1_latent_exact": w1_latent, "lip_times_w1": factor * w1_latent,
-                "rhs": rhs, "holds": bool(w1_pixel <= rhs)}  # fmt: skip
+        return {
+            "w1_pixel_exact": w1_pixel,
+            "w1_latent_exact": w1_latent,
+            "lip_times_w1": factor * w1_latent,
+            "rhs": rhs,
+            "holds": bool(w1_pixel <= rhs),
+        }
 
-    out = {**sides(slice(None)), "convention": "per class, averaged" if labels is not None else "condition in the ground metric",
-           "points": len(keep), "points_held_out": n_total}  # fmt: skip
+    out = {
+        **sides(slice(None)),
+        "convention": "per class, averaged" if labels is not None else "condition in the ground metric",
+        "points": len(keep),
+        "points_held_out": n_total,
+    }
     if bootstrap:
         rng, n = np.random.default_rng(seed), len(y_real)
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if labels is not None else [np.arange(n)]

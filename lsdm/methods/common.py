@@ -4,8 +4,8 @@ draw (learned from the pairs and those pseudo-labels; the pool's true labels nev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -55,8 +55,11 @@ def confident_pseudo_labels(threshold: float, device: torch.device, root: str | 
     if table is None:
         return None
     z = shared_latents(table["id"], device, root)
-    return (z, torch.tensor(table["label"].to_numpy(), device=device),  # copies: Parquet arrays are read-only
-            torch.tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device))
+    return (
+        z,
+        torch.tensor(table["label"].to_numpy(), device=device),  # copies: Parquet arrays are read-only
+        torch.tensor(table["confidence"].to_numpy(), dtype=torch.float32, device=device),
+    )
 
 
 def confident_pseudo_table(threshold: float, root: str | Path = "."):
@@ -67,8 +70,10 @@ def confident_pseudo_table(threshold: float, root: str | Path = "."):
         return None
     table = table[table["confidence"] >= threshold]
     if table.empty:
-        raise ValueError(f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
-                         "lower it (results/pseudo_label/metrics.json shows the coverage)")
+        raise ValueError(
+            f"no pool image has a pseudo-label with confidence >= pseudo.threshold = {threshold}; "
+            "lower it (results/pseudo_label/metrics.json shows the coverage)"
+        )
     return table
 
 
@@ -91,5 +96,7 @@ def with_pseudo_pairs(params, paired, cond: torch.Tensor, task, device: torch.de
         return paired["id"], cond
     extra = table[~table["id"].isin(paired["id"])]
     labels = torch.tensor(extra["label"].to_numpy(), device=device)
-    return (pd.concat([paired["id"], extra["id"]], ignore_index=True),
-            torch.cat([cond, task.conditions(None, labels).to(cond.dtype)]))  # fmt: skip
+    return (
+        pd.concat([paired["id"], extra["id"]], ignore_index=True),
+        torch.cat([cond, task.conditions(None, labels).to(cond.dtype)]),
+    )

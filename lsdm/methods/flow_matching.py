@@ -9,7 +9,7 @@ function evaluations (NFE): Euler spends 1 per step (NFE steps); Heun spends 2 p
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -45,8 +45,19 @@ def train_flow_matching(
         idx = idx.to(z.device)
         return flow_matching_loss(velocity, cond[idx], z[idx], gen)
 
-    return minimise(velocity, loss, len(z), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                    desc="latent_flow", metric="train/fm_loss", log=log, log_every=log_every)  # fmt: skip
+    return minimise(
+        velocity,
+        loss,
+        len(z),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        desc="latent_flow",
+        metric="train/fm_loss",
+        log=log,
+        log_every=log_every,
+    )
 
 
 def solver_steps(nfe: int, solver: str) -> int:

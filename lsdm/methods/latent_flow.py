@@ -16,8 +16,8 @@ from lsdm.methods.common import Track, paired_inputs, shared_decoder, shared_lat
 from lsdm.methods.flow_matching import integrate, solver_steps, train_flow_matching
 from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
-from lsdm.models.velocity import VelocityField
 from lsdm.models.training import seed_everything
+from lsdm.models.velocity import VelocityField
 
 FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENTS)
 SAMPLE_READS = (paths.AUTOENCODER, paths.LATENT_STATS)  # the shared decoder and its latent scale
@@ -46,9 +46,18 @@ class FlowSampler(LatentSampler):
     """latent_flow at a fixed NFE through the shared decoder; with a class model and K candidates, the
     filtered draw of `lsdm.methods.sampling.LatentSampler` (latent_flow_pseudo)."""
 
-    def __init__(self, velocity: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
-                 nfe: int, solver: str = "euler", classes: nn.Module | None = None, candidates: int = 1,
-                 accept: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        velocity: nn.Module,
+        autoencoder: nn.Module,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        nfe: int,
+        solver: str = "euler",
+        classes: nn.Module | None = None,
+        candidates: int = 1,
+        accept: float = 1.0,
+    ):
         super().__init__(FlowGenerator(velocity, nfe, solver), autoencoder, mean, std, classes, candidates, accept)
 
     @property
@@ -60,15 +69,23 @@ class FlowSampler(LatentSampler):
         return self.generator.solver
 
     @classmethod
-    def from_pipeline(cls, device: torch.device, nfe: int | None = None, solver: str | None = None,
-                      root: str | Path = ".") -> "FlowSampler":  # fmt: skip
+    def from_pipeline(
+        cls, device: torch.device, nfe: int | None = None, solver: str | None = None, root: str | Path = "."
+    ) -> FlowSampler:
         """The fitted flow at `nfe` (default: the first NFE recorded at fit time) through the shared decoder."""
         s = samplers(device, root=root)[0][1]
         return cls(s.velocity, s.autoencoder, s.mean, s.std, nfe or s.nfe, solver or s.solver).to(device).eval()
 
 
-def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | Path = ".",
-        name: str = "latent_flow", pseudo: bool = False) -> dict:  # fmt: skip
+def fit(
+    params,
+    device: torch.device,
+    out_dir: Path,
+    track: Track,
+    root: str | Path = ".",
+    name: str = "latent_flow",
+    pseudo: bool = False,
+) -> dict:
     """Train on the pairs or, with `pseudo`, on the pairs plus the pool's confident pseudo-pairs
     (`latent_flow_pseudo`), with the budget of `params.<name>`; writes flow.pt."""
     p = getattr(params, name)
@@ -81,13 +98,25 @@ def fit(params, device: torch.device, out_dir: Path, track: Track, root: str | P
     t0 = time.perf_counter()
     train_flow_matching(velocity, cond, z, steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=p.seed, log=track)
     seconds = time.perf_counter() - t0
-    save_checkpoint(out_dir / "flow.pt", "flow_mlp", config, velocity.state_dict(), task=params.task,
-                    nfe=list(p.nfe), solver=p.solver)  # fmt: skip
+    save_checkpoint(
+        out_dir / "flow.pt",
+        "flow_mlp",
+        config,
+        velocity.state_dict(),
+        task=params.task,
+        nfe=list(p.nfe),
+        solver=p.solver,
+    )
     return {"train_seconds": seconds, "n_pairs": len(paired), "n_pseudo": len(ids) - len(paired)}
 
 
-def samplers(device: torch.device, params=None, root: str | Path = ".", name: str = "latent_flow",
-             classes: nn.Module | None = None) -> list[tuple[str, nn.Module]]:  # fmt: skip
+def samplers(
+    device: torch.device,
+    params=None,
+    root: str | Path = ".",
+    name: str = "latent_flow",
+    classes: nn.Module | None = None,
+) -> list[tuple[str, nn.Module]]:
     """One sampler per NFE: from `params.<name>` when given, else as recorded at fit time; with
     `classes`, each drawing through it at `params.sample`'s candidates and acceptance."""
     root = Path(root)
@@ -96,5 +125,9 @@ def samplers(device: torch.device, params=None, root: str | Path = ".", name: st
     nfes = list(getattr(params, name).nfe) if params is not None else ckpt["nfe"]
     solver = getattr(params, name).solver if params is not None else ckpt["solver"]
     velocity, (ae, mean, std) = load(path, device, VelocityField), shared_decoder(device, root)
-    draw = dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept) if classes is not None else {}
+    draw = (
+        dict(classes=classes, candidates=params.sample.candidates, accept=params.sample.accept)
+        if classes is not None
+        else {}
+    )
     return [(f"{name}_nfe{n}", FlowSampler(velocity, ae, mean, std, n, solver, **draw).to(device).eval()) for n in nfes]

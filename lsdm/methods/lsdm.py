@@ -23,7 +23,14 @@ from torch import nn
 from lsdm import paths
 from lsdm.data.schemas import LATENT_POOL, PSEUDO_LABELS
 from lsdm.io import read_table, save_checkpoint
-from lsdm.methods.common import Track, confident_pseudo_labels, latent_classes, paired_inputs, shared_decoder, shared_latents
+from lsdm.methods.common import (
+    Track,
+    confident_pseudo_labels,
+    latent_classes,
+    paired_inputs,
+    shared_decoder,
+    shared_latents,
+)
 from lsdm.methods.sampling import LatentSampler
 from lsdm.models import load
 from lsdm.models.latent_classes import DecodedClasses
@@ -33,8 +40,14 @@ from lsdm.models.matching import marginal_terms, train_matcher, variant_name
 from lsdm.models.training import seed_everything
 
 FIT_READS = (paths.IMAGES, paths.PAIRED, paths.LATENT_POOL, paths.LATENTS, paths.PSEUDO_LABELS)
-SAMPLE_READS = (paths.MATCHER, paths.AUTOENCODER, paths.LATENT_STATS, paths.LATENTS, paths.PSEUDO_LABELS,
-                paths.PSEUDO_CLASSIFIER)
+SAMPLE_READS = (
+    paths.MATCHER,
+    paths.AUTOENCODER,
+    paths.LATENT_STATS,
+    paths.LATENTS,
+    paths.PSEUDO_LABELS,
+    paths.PSEUDO_CLASSIFIER,
+)
 
 
 class LSDMSampler(LatentSampler):
@@ -42,18 +55,33 @@ class LSDMSampler(LatentSampler):
     with a class model and `sample.candidates` K > 1, the filtered draw)."""
 
     @classmethod
-    def from_pipeline(cls, device: torch.device, root: str | Path = ".", params=None) -> "LSDMSampler":
+    def from_pipeline(cls, device: torch.device, root: str | Path = ".", params=None) -> LSDMSampler:
         """Assemble from the fit_latent, encode and fit_matcher outputs; with `params` whose
         `sample.candidates` > 1 and data with classes, the class model (`sample.filter`) from
         pseudo_label's outputs too."""
         root = Path(root)
-        sampler = cls(load(root / paths.MATCHER, device, Matcher).generator, *shared_decoder(device, root)).to(device).eval()
+        sampler = (
+            cls(load(root / paths.MATCHER, device, Matcher).generator, *shared_decoder(device, root)).to(device).eval()
+        )
         if params is not None and params.sample.candidates > 1:
             s = params.sample
-            classes = latent_classes(params, device, root) if s.filter == "latent" else image_classes(sampler, device, root)
+            classes = (
+                latent_classes(params, device, root) if s.filter == "latent" else image_classes(sampler, device, root)
+            )
             if classes is not None:
-                sampler = cls(sampler.generator, sampler.autoencoder, sampler.mean, sampler.std, classes.to(device),
-                              s.candidates, s.accept).to(device).eval()  # fmt: skip
+                sampler = (
+                    cls(
+                        sampler.generator,
+                        sampler.autoencoder,
+                        sampler.mean,
+                        sampler.std,
+                        classes.to(device),
+                        s.candidates,
+                        s.accept,
+                    )
+                    .to(device)
+                    .eval()
+                )
         return sampler
 
 
@@ -84,11 +112,16 @@ class MatcherFit:
         """Train the matcher; its summary (fit_matcher's metrics)."""
         p, terms = self.params, marginal_terms(self.params, has_classes=self.pseudo is not None)
         t0 = time.perf_counter()
-        train_matcher(self.matcher, p, self.cond, self.z, self.pool, self.pseudo if terms.class_aware else None,
-                      log=log, **kwargs)  # fmt: skip
-        return {"train_seconds": time.perf_counter() - t0, "n_pairs": self.n_pairs,
-                "variant": variant_name(p, self.pseudo is not None), "n_pool": len(self.pool) if terms.pooled else 0,
-                "n_pseudo": len(self.pseudo[0]) if terms.class_aware else 0}  # fmt: skip
+        train_matcher(
+            self.matcher, p, self.cond, self.z, self.pool, self.pseudo if terms.class_aware else None, log=log, **kwargs
+        )
+        return {
+            "train_seconds": time.perf_counter() - t0,
+            "n_pairs": self.n_pairs,
+            "variant": variant_name(p, self.pseudo is not None),
+            "n_pool": len(self.pool) if terms.pooled else 0,
+            "n_pseudo": len(self.pseudo[0]) if terms.class_aware else 0,
+        }
 
 
 def prepare(params, device: torch.device, root: str | Path = ".") -> MatcherFit:
@@ -99,7 +132,11 @@ def prepare(params, device: torch.device, root: str | Path = ".") -> MatcherFit:
     z = shared_latents(paired["id"], device, root)
     pseudo = confident_pseudo_labels(params.pseudo.threshold, device, root) if p.marginal == "class_aware" else None
     terms = marginal_terms(p, has_classes=pseudo is not None)
-    pool = shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root) if terms.pooled else None
+    pool = (
+        shared_latents(read_table(Path(root) / paths.LATENT_POOL, LATENT_POOL)["id"], device, root)
+        if terms.pooled
+        else None
+    )
     config = matcher_config(p, task.condition_spec(images), z.shape[1])
     seed_everything(p.seed)
     return MatcherFit(p, wgan_gp_mlp(**config).to(device), config, cond, z, pool, pseudo, len(paired))

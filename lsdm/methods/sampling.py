@@ -18,7 +18,9 @@ def fixed_noise(n: int, dim: int, seed: int, device: torch.device) -> torch.Tens
 @torch.no_grad()
 def sample(sampler: nn.Module, cond: torch.Tensor, eta: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """`sampler(cond, eta)` in batches: images from a sampler, or standardised codes from a generator."""
-    return torch.cat([sampler(cond[i : i + batch_size], eta[i : i + batch_size]) for i in range(0, len(cond), batch_size)])
+    return torch.cat(
+        [sampler(cond[i : i + batch_size], eta[i : i + batch_size]) for i in range(0, len(cond), batch_size)]
+    )
 
 
 def filtered_draw(draw, posterior, x: torch.Tensor, eta: torch.Tensor, candidates: int, accept: float) -> torch.Tensor:
@@ -54,8 +56,16 @@ class LatentSampler(nn.Module):
     row and the codes are drawn by `filtered_draw` (`sample.*`): LSDM's filtered draw, and the same
     draw for every latent method given the same class model (like against like)."""
 
-    def __init__(self, generator: nn.Module, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor,
-                 classes: nn.Module | None = None, candidates: int = 1, accept: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        generator: nn.Module,
+        autoencoder: nn.Module,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        classes: nn.Module | None = None,
+        candidates: int = 1,
+        accept: float = 1.0,
+    ):
         super().__init__()
         self.generator, self.autoencoder, self.classes = generator, autoencoder, classes
         self.candidates, self.accept = (candidates, accept) if classes is not None else (1, accept)

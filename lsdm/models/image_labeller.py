@@ -35,16 +35,37 @@ class Rows:
         return self.images[self.index[idx.cpu()]]
 
 
-def train_image_labeller(images, labels: torch.Tensor, confident: torch.Tensor, paired: torch.Tensor,
-                         config: dict, *, epochs: int, pair_repeats: int, seed: int,
-                         device: torch.device | str = "cpu", log: Logger = _no_log) -> LeNet:  # fmt: skip
+def train_image_labeller(
+    images,
+    labels: torch.Tensor,
+    confident: torch.Tensor,
+    paired: torch.Tensor,
+    config: dict,
+    *,
+    epochs: int,
+    pair_repeats: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    log: Logger = _no_log,
+) -> LeNet:
     """A LeNet(**config) on the rows of `images` (a store of the pool, [N] by position) where
     `confident` [N], with their `labels` [N]; rows where `paired` [N] (their own labels) `pair_repeats`
     times each."""
-    index = torch.cat([torch.nonzero(confident & ~paired).squeeze(1),
-                       torch.nonzero(paired).squeeze(1).repeat(pair_repeats)])  # fmt: skip
+    index = torch.cat(
+        [torch.nonzero(confident & ~paired).squeeze(1), torch.nonzero(paired).squeeze(1).repeat(pair_repeats)]
+    )
     seed_everything(seed)
     model = LeNet(**config).to(device)
-    return train_classifier(model, Rows(images, index, device), labels[index].to(device), epochs=epochs,
-                            batch_size=BATCH_SIZE, lr=LR, seed=seed, shift=SHIFT, epoch_size=EPOCH_SIZE, log=log,
-                            desc="pseudo_label")  # fmt: skip
+    return train_classifier(
+        model,
+        Rows(images, index, device),
+        labels[index].to(device),
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        seed=seed,
+        shift=SHIFT,
+        epoch_size=EPOCH_SIZE,
+        log=log,
+        desc="pseudo_label",
+    )

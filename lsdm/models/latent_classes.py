@@ -46,7 +46,7 @@ class GaussianClasses(ClassModel):
         self.register_buffer("log_norm", log_norm)
 
     @classmethod
-    def fit(cls, z: torch.Tensor, labels: torch.Tensor, n_classes: int, reg: float) -> "GaussianClasses":
+    def fit(cls, z: torch.Tensor, labels: torch.Tensor, n_classes: int, reg: float) -> GaussianClasses:
         """Fitted to the codes `z` [N, d] with `labels` [N]. A class with fewer than two codes (no
         covariance to estimate) gets the identity; one with none, no weight (prior 0)."""
         z, labels = z.double(), labels.long()

@@ -15,11 +15,17 @@ class LeNet(nn.Module):
     def __init__(self, image_size: int, in_channels: int, n_classes: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(7), nn.Flatten(),  # identity at 28 px; larger images are pooled to 7x7
-            nn.Linear(64 * 49, self.feature_dim), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(7),
+            nn.Flatten(),  # identity at 28 px; larger images are pooled to 7x7
+            nn.Linear(64 * 49, self.feature_dim),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(self.feature_dim, n_classes)
 
     def features(self, y: torch.Tensor) -> torch.Tensor:

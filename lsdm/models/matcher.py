@@ -114,8 +114,16 @@ class Critic(MarginalCritic):
 
     penalty_ignores_condition = True  # grad_z f is piecewise constant in encode(x) (see critic_objective)
 
-    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False,
-                 class_critic: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        cond: nn.Module,
+        cond_dim: int,
+        z_dim: int,
+        width: int,
+        depth: int,
+        marginal: bool = False,
+        class_critic: int = 0,
+    ):
         super().__init__()
         self.cond, self.cond_dim = cond, cond_dim
         self.net = mlp(cond_dim + z_dim, width, depth, 1)
@@ -181,8 +189,16 @@ class Projection(nn.Module):
 class ProjectionCritic(Projection, MarginalCritic):
     """The projection critic on latent codes: body = an MLP of z; optionally the marginal critic."""
 
-    def __init__(self, cond: nn.Module, cond_dim: int, z_dim: int, width: int, depth: int, marginal: bool = False,
-                 class_critic: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        cond: nn.Module,
+        cond_dim: int,
+        z_dim: int,
+        width: int,
+        depth: int,
+        marginal: bool = False,
+        class_critic: int = 0,
+    ):
         super().__init__(cond, cond_dim, mlp(z_dim, width, depth, None), width)
         if marginal:
             self.add_marginal(z_dim, width, depth)
@@ -238,11 +254,15 @@ class ConvCondition(nn.Module):
         side = (size + 1) // 2  # after the stride-2 conv (padding 1)
         pool = [nn.AdaptiveAvgPool2d(4)] if side > 4 else []
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            *pool, nn.Flatten(),
-            nn.Linear(2 * width * min(4, side) ** 2, out_dim), nn.LeakyReLU(0.2),
-        )  # fmt: skip
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            *pool,
+            nn.Flatten(),
+            nn.Linear(2 * width * min(4, side) ** 2, out_dim),
+            nn.LeakyReLU(0.2),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # [B, C, h, w] -> [B, out_dim]
@@ -264,13 +284,30 @@ CRITICS: dict[str, type[nn.Module]] = {"concat": Critic, "projection": Projectio
 def matcher_config(p, condition: dict, z_dim: int) -> dict:
     """`wgan_gp_mlp`'s arguments from the `matcher` params section (what a checkpoint stores)."""
     terms = marginal_terms(p, has_classes=condition["kind"] == "label")
-    return dict(condition=condition, z_dim=z_dim, noise_dim=p.noise_dim, width=p.width, depth=p.depth,
-                critic=p.critic, marginal=terms.pooled, class_critic=condition["n_classes"] if terms.class_aware else 0,
-                critic_width=p.critic_width)  # fmt: skip
+    return dict(
+        condition=condition,
+        z_dim=z_dim,
+        noise_dim=p.noise_dim,
+        width=p.width,
+        depth=p.depth,
+        critic=p.critic,
+        marginal=terms.pooled,
+        class_critic=condition["n_classes"] if terms.class_aware else 0,
+        critic_width=p.critic_width,
+    )
 
 
-def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: int, critic: str = "concat",
-                marginal: bool = False, class_critic: int = 0, critic_width: int | None = None) -> Matcher:  # fmt: skip
+def wgan_gp_mlp(
+    condition: dict,
+    z_dim: int,
+    noise_dim: int,
+    width: int,
+    depth: int,
+    critic: str = "concat",
+    marginal: bool = False,
+    class_critic: int = 0,
+    critic_width: int | None = None,
+) -> Matcher:
     """MLP generator and critic; each gets its own condition encoder (they must not share weights).
     `critic` names how f sees the condition (CRITICS); `marginal` adds the marginal critic m(z);
     `class_critic` (a number of classes) the class-aware marginal's critic f_c(y, z); the critics are
@@ -279,5 +316,7 @@ def wgan_gp_mlp(condition: dict, z_dim: int, noise_dim: int, width: int, depth: 
     f_cond, _ = condition_encoder(**condition)
     return Matcher(
         Generator(g_cond, c_dim, noise_dim, z_dim, width, depth),
-        CRITICS[critic](f_cond, c_dim, z_dim, critic_width or width, depth, marginal=marginal, class_critic=class_critic),
+        CRITICS[critic](
+            f_cond, c_dim, z_dim, critic_width or width, depth, marginal=marginal, class_critic=class_critic
+        ),
     )

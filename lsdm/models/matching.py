@@ -10,8 +10,9 @@ to it reruns what it changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -37,8 +38,10 @@ def marginal_terms(matcher, has_classes: bool = True) -> MarginalTerms:
     """`matcher.marginal` with the zero weights taken out (a pooled term at weight 0 is the paper's
     method); without classes (super-resolution) class_aware keeps only its pooled term. The one
     place this rule lives: the critic's build, the training terms and the run's label all read it."""
-    return MarginalTerms(pooled=matcher.marginal != "none" and matcher.marginal_weight > 0,
-                         class_aware=matcher.marginal == "class_aware" and has_classes and matcher.class_weight > 0)
+    return MarginalTerms(
+        pooled=matcher.marginal != "none" and matcher.marginal_weight > 0,
+        class_aware=matcher.marginal == "class_aware" and has_classes and matcher.class_weight > 0,
+    )
 
 
 MARGINAL_NAMES = {"none": "LSDM", "pooled": "LSDM + marginal", "class_aware": "LSDM + class-aware marginal"}
@@ -56,13 +59,21 @@ class Term(Protocol):
 
     weight: float
 
-    def critic_loss(self, f: nn.Module, G: nn.Module, rows: torch.Tensor, z_fake: torch.Tensor,
-                    gen: torch.Generator, gp_scale: float = 1) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    def critic_loss(
+        self,
+        f: nn.Module,
+        G: nn.Module,
+        rows: torch.Tensor,
+        z_fake: torch.Tensor,
+        gen: torch.Generator,
+        gp_scale: float = 1,
+    ) -> tuple[torch.Tensor, dict]:
         """Its critic's loss (the gradient penalty at gp_scale x its weight; 0: not computed) and what it logs."""
         ...
 
-    def generator_score(self, f: nn.Module, G: nn.Module, x: torch.Tensor, z_g: torch.Tensor,
-                        gen: torch.Generator) -> torch.Tensor:  # fmt: skip
+    def generator_score(
+        self, f: nn.Module, G: nn.Module, x: torch.Tensor, z_g: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
         """What G maximises."""
         ...
 
@@ -80,7 +91,11 @@ def gradient_penalty(critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z
 
 
 def critic_objective(
-    critic: nn.Module, x: torch.Tensor, z_real: torch.Tensor, z_fake: torch.Tensor, gp_weight: float,
+    critic: nn.Module,
+    x: torch.Tensor,
+    z_real: torch.Tensor,
+    z_fake: torch.Tensor,
+    gp_weight: float,
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The critic's loss -W1 + gp_weight * GP, and the W1 estimate and GP themselves; with `weights`
@@ -356,8 +371,9 @@ def condition_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a.flatten(1).float(), b.flatten(1).float())
 
 
-def transport_cost(z_a: torch.Tensor, z_b: torch.Tensor, ground: torch.Tensor | float = 0.0,
-                   mass: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def transport_cost(
+    z_a: torch.Tensor, z_b: torch.Tensor, ground: torch.Tensor | float = 0.0, mass: torch.Tensor | None = None
+) -> torch.Tensor:
     """The exact OT cost between the rows of z_a (masses `mass`, else uniform) and of z_b (uniform)
     under ||z - z'|| + `ground` (a [len(z_a), len(z_b)] cost of their conditions), differentiable in
     both codes: the plan is solved on the detached costs (POT's network simplex); by the envelope
@@ -392,7 +408,9 @@ class Transport:
     def loss(self, G: nn.Module, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         i = _batch(len(self.z), batch_size, gen).to(self.z.device)
         z, x = self.z[i], self.cond[i]
-        x_fake = x if self.fake_cond is None else self.fake_cond[_batch(len(self.fake_cond), batch_size, gen).to(x.device)]
+        x_fake = (
+            x if self.fake_cond is None else self.fake_cond[_batch(len(self.fake_cond), batch_size, gen).to(x.device)]
+        )
         fake, again = G(torch.cat([x_fake, x_fake])).chunk(2) if self.debiased else (G(x_fake), None)
         ground = self.condition_cost * condition_distance(x, x_fake) if self.condition_cost else 0.0
         s = transport_cost(z, fake, ground, None if self.mass is None else self.mass[i])
@@ -402,7 +420,9 @@ class Transport:
         return s, {f"transport/{self.name}": s.detach()}
 
 
-def transport_terms(p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None, pseudo=None) -> list[Transport]:
+def transport_terms(
+    p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None, pseudo=None
+) -> list[Transport]:
     """The critic-free terms `p` asks for, by the same rule as the critics' (`marginal_terms`)."""
     which = marginal_terms(p, has_classes=pseudo is not None)
     terms = [Transport(z, cond, 1.0, p.ot_condition_cost, "joint")]
@@ -410,12 +430,24 @@ def transport_terms(p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor |
         terms.append(Transport(pool, pool, p.marginal_weight, 0.0, "pooled", fake_cond=cond))
     if which.class_aware:
         z_c, labels, confidence = pseudo
-        terms.append(Transport(z_c, labels.to(cond.dtype), p.class_weight, p.ot_condition_cost, "class", mass=confidence))
+        terms.append(
+            Transport(z_c, labels.to(cond.dtype), p.class_weight, p.ot_condition_cost, "class", mass=confidence)
+        )
     return terms
 
 
-def train_transport(matcher: nn.Module, terms: Sequence[Transport], *, steps: int, batch_size: int, lr: float, seed: int,
-                    log: Logger = _no_log, log_every: int = 10, desc: str = "fit_matcher") -> nn.Module:  # fmt: skip
+def train_transport(
+    matcher: nn.Module,
+    terms: Sequence[Transport],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Logger = _no_log,
+    log_every: int = 10,
+    desc: str = "fit_matcher",
+) -> nn.Module:
     """Minimise the weighted sum of `terms` (`Transport`) in G's weights by Adam, learning rate on a
     cosine: no critic, one generator update a step. The critic in `matcher` is left as built."""
     gen = torch.Generator().manual_seed(seed)  # batch draws; weights were seeded by the caller
@@ -457,14 +489,35 @@ def matching_terms(p, matcher: nn.Module, pool: torch.Tensor | None = None, pseu
     return terms
 
 
-def train_matcher(matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None,
-                  pseudo=None, **kwargs) -> nn.Module:  # fmt: skip
+def train_matcher(
+    matcher: nn.Module, p, cond: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None = None, pseudo=None, **kwargs
+) -> nn.Module:
     """Train `matcher` by the estimator, budget, terms and weights of the `matcher` params section `p`:
     `train_wgan_gp` against critics, or `train_transport` (`estimator: minibatch_ot`) without."""
     if p.estimator == "minibatch_ot":
         kwargs.pop("cuda_graph", None)
-        return train_transport(matcher, transport_terms(p, cond, z, pool, pseudo), steps=p.steps,
-                               batch_size=p.batch_size, lr=p.lr, seed=p.seed, **kwargs)  # fmt: skip
-    return train_wgan_gp(matcher, cond, z, steps=p.steps, n_critic=p.n_critic, batch_size=p.batch_size, lr=p.lr,
-                         gp_weight=p.gp_weight, seed=p.seed, terms=matching_terms(p, matcher, pool, pseudo),
-                         critic_lr=p.critic_lr, gp_every=p.gp_every, cuda_graph=p.cuda_graph, **kwargs)  # fmt: skip
+        return train_transport(
+            matcher,
+            transport_terms(p, cond, z, pool, pseudo),
+            steps=p.steps,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            seed=p.seed,
+            **kwargs,
+        )
+    return train_wgan_gp(
+        matcher,
+        cond,
+        z,
+        steps=p.steps,
+        n_critic=p.n_critic,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        gp_weight=p.gp_weight,
+        seed=p.seed,
+        terms=matching_terms(p, matcher, pool, pseudo),
+        critic_lr=p.critic_lr,
+        gp_every=p.gp_every,
+        cuda_graph=p.cuda_graph,
+        **kwargs,
+    )

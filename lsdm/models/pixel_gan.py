@@ -19,9 +19,10 @@ class PixelGenerator(nn.Module):
         self.cond, self.noise_dim, self.s, self.w = cond, noise_dim, image_size // 4, width
         self.fc = nn.Sequential(nn.Linear(cond_dim + noise_dim, 2 * width * self.s**2), nn.LeakyReLU(0.2))
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
             nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
         c = self.cond(x)
@@ -42,10 +43,14 @@ class PixelCritic(Projection):
     def __init__(self, cond: nn.Module, cond_dim: int, image_size: int, channels: int, width: int):
         s = image_size // 4
         body = nn.Sequential(
-            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten(),
-            nn.Linear(2 * width * s * s, 4 * width), nn.LeakyReLU(0.2),
-        )  # fmt: skip
+            nn.Conv2d(channels, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(2 * width * s * s, 4 * width),
+            nn.LeakyReLU(0.2),
+        )
         super().__init__(cond, cond_dim, body, 4 * width)
 
 

@@ -43,8 +43,9 @@ def spread(z: np.ndarray, known: np.ndarray, neighbors: int, alpha: float) -> tu
     return label, np.nan_to_num(confidence, nan=0.0)
 
 
-def refine(z: np.ndarray, label: np.ndarray, confidence: np.ndarray, known: np.ndarray, keep: float,
-           reg: float) -> tuple[np.ndarray, np.ndarray]:
+def refine(
+    z: np.ndarray, label: np.ndarray, confidence: np.ndarray, known: np.ndarray, keep: float, reg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(label [N], confidence [N]) from a Gaussian model per class (scikit-learn's
     `QuadraticDiscriminantAnalysis`, covariances shrunk by `reg`) fitted to the labelled rows of
     `known` and the `keep` share of the others with the highest `confidence` under their `label`;
@@ -68,7 +69,9 @@ def quality(label: np.ndarray, confidence: np.ndarray, truth: np.ndarray, thresh
     """How good the labels are where the truth is known (measurement only: it reaches no fit):
     accuracy over all rows, the share with confidence >= threshold, and their accuracy."""
     confident = confidence >= threshold
-    return {"accuracy": float(np.mean(label == truth)) if len(truth) else float("nan"),
-            "coverage": float(np.mean(confident)) if len(truth) else float("nan"),
-            "accuracy_confident": float(np.mean(label[confident] == truth[confident])) if confident.any() else float("nan"),
-            "n": int(len(truth))}  # fmt: skip
+    return {
+        "accuracy": float(np.mean(label == truth)) if len(truth) else float("nan"),
+        "coverage": float(np.mean(confident)) if len(truth) else float("nan"),
+        "accuracy_confident": float(np.mean(label[confident] == truth[confident])) if confident.any() else float("nan"),
+        "n": int(len(truth)),
+    }

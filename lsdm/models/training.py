@@ -7,7 +7,7 @@ deterministic on the CPU. `log(step, {name: value})` is called every `log_every`
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -104,8 +104,19 @@ def train_autoencoder(
         y = images[idx.to(images.device)]
         return nn.functional.mse_loss(model(y), y)
 
-    return minimise(model, loss, len(images), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                    desc=desc, metric="train/mse", log=log, log_every=log_every)  # fmt: skip
+    return minimise(
+        model,
+        loss,
+        len(images),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        desc=desc,
+        metric="train/mse",
+        log=log,
+        log_every=log_every,
+    )
 
 
 def train_classifier(

@@ -62,7 +62,9 @@ def check_exp_name(repo: Path, name: str) -> str:
     """A DVC experiment name is a git ref component; check it before anything runs."""
     ok = run_tool(["git", "check-ref-format", f"refs/exps/aa/bb/{name}"], repo).returncode == 0
     if not name or not ok or "/" in name:
-        raise ParamsError(f"experiment name {name!r} is not valid (letters, digits, '-', '_', '.'; no '/', spaces or '..')")
+        raise ParamsError(
+            f"experiment name {name!r} is not valid (letters, digits, '-', '_', '.'; no '/', spaces or '..')"
+        )
     return name
 
 
@@ -97,7 +99,9 @@ def queue_workers(repo: Path) -> dict[int, int]:
     wdir = str(repo.resolve() / ".dvc" / "tmp" / "exps" / "celery")  # CeleryQueue.wdir
     node = re.compile(rf"\bdvc-exp-{hashlib.sha256(wdir.encode()).hexdigest()[:6]}-(\d+)@")
     rows = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-    return {int(m.group(1)): int(row.split()[0]) for row in rows if " exp queue-worker " in row and (m := node.search(row))}
+    return {
+        int(m.group(1)): int(row.split()[0]) for row in rows if " exp queue-worker " in row and (m := node.search(row))
+    }
 
 
 def start_queue(repo: Path, jobs: int) -> list[int]:
@@ -115,10 +119,17 @@ def start_queue(repo: Path, jobs: int) -> list[int]:
     if not missing:
         return []
     share = {} if os.environ.get(THREADS_ENV) else {THREADS_ENV: str(max(1, available_cores() // jobs))}
-    code = ("import sys; from dvc.repo import Repo; q = Repo(sys.argv[1]).experiments.celery_queue; "
-            "[q._spawn_worker(int(n)) for n in sys.argv[2:]]")  # fmt: skip
-    p = subprocess.run([sys.executable, "-c", code, str(repo.resolve()), *map(str, missing)], cwd=repo,
-                       env=tool_env(share), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    code = (
+        "import sys; from dvc.repo import Repo; q = Repo(sys.argv[1]).experiments.celery_queue; "
+        "[q._spawn_worker(int(n)) for n in sys.argv[2:]]"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(repo.resolve()), *map(str, missing)],
+        cwd=repo,
+        env=tool_env(share),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"starting DVC queue workers {missing} exited {p.returncode}")
     return missing
@@ -126,6 +137,7 @@ def start_queue(repo: Path, jobs: int) -> list[int]:
 
 def set_args(overrides: dict[str, Any]) -> list[str]:
     """{"matcher.steps": 1000, "methods": [a, b]} -> ["-S", "matcher.steps=1000", "-S", "methods=[a, b]"] (`dvc exp run`)."""
+
     def text(v: Any) -> str:
         return v if isinstance(v, str) else json.dumps(v)
 

@@ -28,9 +28,10 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lsdm.config import PARAMS_FILE
 from lsdm.errors import ParamsError
@@ -87,7 +88,9 @@ def snapshot_commit(root: Path, paths: list[str], message: str) -> str:
 def remote_url(root: Path, git_remote: str) -> str:
     p = git(["remote", "get-url", git_remote], root, check=False)
     if p.returncode != 0:
-        raise ParamsError(f"{root}: no git remote {git_remote!r} (`git remote add {git_remote} URL`): the workers clone it")
+        raise ParamsError(
+            f"{root}: no git remote {git_remote!r} (`git remote add {git_remote} URL`): the workers clone it"
+        )
     return p.stdout.strip()
 
 
@@ -95,8 +98,10 @@ def check_dvc_remote(root: Path) -> None:
     """The workers need a default DVC remote in the committed .dvc/config (a local one is theirs only)."""
     p = tool(["dvc", "remote", "default", "--project"], root, check=False)
     if p.returncode != 0 or not p.stdout.strip():
-        raise ParamsError(f"{root}: no default DVC remote in .dvc/config (`dvc remote add -d NAME URL`, then commit it): "
-                          "the workers pull the shared stages from it and push their outputs to it")  # fmt: skip
+        raise ParamsError(
+            f"{root}: no default DVC remote in .dvc/config (`dvc remote add -d NAME URL`, then commit it): "
+            "the workers pull the shared stages from it and push their outputs to it"
+        )
 
 
 def pull_experiments(root: Path, names: list[str], git_remote: str = "origin") -> None:
@@ -158,11 +163,22 @@ def run_point(git_url: str, commit: str, point: Point, base: Path | None = None)
         if point.name in exp_names(ws):
             tool(["dvc", "exp", "remove", point.name], ws, env=env)  # a retried point's earlier attempt
         out = tool(["dvc", "exp", "run", "-n", point.name, *set_args(point.overrides)], ws, env=env)
-        stages = {s: status for s in _stage_names(out.stdout + out.stderr) if (status := parse_repro(s, out.stdout + out.stderr))}
+        stages = {
+            s: status
+            for s in _stage_names(out.stdout + out.stderr)
+            if (status := parse_repro(s, out.stdout + out.stderr))
+        }
         tool(["dvc", "exp", "push", "origin", point.name], ws, env=env)
     ran_shared = sorted(s for s in SHARED_STAGES if stages.get(s) == RAN)
-    return {"name": point.name, "host": socket.gethostname(), "pid": os.getpid(), "workspace": str(ws),
-            "stages": stages, "ran_shared": ran_shared, "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+    return {
+        "name": point.name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "workspace": str(ws),
+        "stages": stages,
+        "ran_shared": ran_shared,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
 
 
 def _stage_names(output: str) -> list[str]:

@@ -8,7 +8,9 @@ from pathlib import Path
 from lsdm.orchestration.tools import find_tool, tool, tool_env
 
 
-def git(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def git(
+    args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return tool(["git", *args], repo, check, env)
 
 

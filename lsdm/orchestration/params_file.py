@@ -11,8 +11,9 @@ import contextlib
 import io
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lsdm.config import PARAMS_FILE, Params, load_params, set_dotted
 from lsdm.errors import ParamsError
@@ -52,7 +53,7 @@ _BACKUP = f"{PARAMS_FILE}.orig-"  # + the pid of the run that overrode params.ya
 
 def _backups(repo: Path) -> list[Path]:
     """Copies of the user's params.yaml kept by runs that have not put it back, oldest first."""
-    found = [p for p in _state_dir(repo).glob(f"{_BACKUP}*") if p.name[len(_BACKUP):].isdigit()]
+    found = [p for p in _state_dir(repo).glob(f"{_BACKUP}*") if p.name[len(_BACKUP) :].isdigit()]
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
@@ -65,7 +66,7 @@ def recover_params(repo: Path) -> bool:
     from lsdm.io import TMP_TAG, clean_leftovers, pid_alive
 
     state = _state_dir(repo)
-    dead = [b for b in _backups(repo) if not pid_alive(int(b.name[len(_BACKUP):]))]
+    dead = [b for b in _backups(repo) if not pid_alive(int(b.name[len(_BACKUP) :]))]
     if dead:
         os.replace(dead[0], repo / PARAMS_FILE)
         for b in dead[1:]:
@@ -77,8 +78,9 @@ def recover_params(repo: Path) -> bool:
 
 
 @contextlib.contextmanager
-def applied_params(repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None,
-                   keep: bool = False) -> Iterator[Params]:  # fmt: skip
+def applied_params(
+    repo: Path, overrides: dict[str, Any] | None, validated: Params | None = None, keep: bool = False
+) -> Iterator[Params]:
     """params.yaml with `overrides` while the block runs; the original bytes come back afterwards, or,
     with `keep`, only if the block fails (a run that completed leaves params.yaml with its overrides,
     beside the outputs they produced, as `dvc exp run -S` does).

@@ -39,9 +39,10 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -108,8 +109,9 @@ PSEUDO_KEYS = ("accuracy", "coverage", "accuracy_confident")
 VARIANT_RE = re.compile(r"-n\d+-s-?\d+(?:-t-?\d+)?--(?P<variant>[a-z][a-z0-9_]*)$")
 
 
-def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str, Any]],
-         train_seeds: Iterable[int] = (0,)) -> list[tuple[str, dict]]:  # fmt: skip
+def grid(
+    runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str, Any]], train_seeds: Iterable[int] = (0,)
+) -> list[tuple[str, dict]]:
     """(experiment name, its overrides) of every run: TAG-nCOUNT-sSEED with the cell's paired count and
     split seed (and -tSEED, every training seed of `train_seed_keys`, when there are several training
     seeds), then `overrides`; each of `variants` adds TAG-nCOUNT-sSEED--NAME, LSDM alone with its keys.
@@ -128,8 +130,9 @@ def grid(runs, tag: str, overrides: dict[str, Any], variants: dict[str, dict[str
                 cell.update({k: t for k in train_seed_keys()})
                 name += f"-t{t}"
             cells.append((name, cell))
-    return cells + [(f"{name}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items()
-                    for name, cell in cells]  # fmt: skip
+    return cells + [
+        (f"{name}--{v}", {**cell, **variant_overrides(extra)}) for v, extra in variants.items() for name, cell in cells
+    ]
 
 
 def queue(points: list[tuple[str, dict]], root: Path) -> list[str]:
@@ -206,6 +209,7 @@ Reader = Callable[[str, str], "dict | None"]
 
 def git_reader(root: Path) -> Reader:
     """Reads a file of an experiment's commit (the results are git-tracked `cache: false` outputs)."""
+
     def read(rev: str, path: str) -> dict | None:
         blob = git_file(root, rev, path)
         return json.loads(blob) if blob and blob.strip() else None
@@ -259,21 +263,30 @@ def experiment_rows(name: str, rev: str, data: dict, read: Reader | None = None)
         latent = metrics.get("results/fit_latent/metrics.json", {}).get("latent") or {}
         measured = metrics.get(str(paths.PSEUDO_METRICS), {}).get("pseudo") or {}
         pseudo, classifier = measured.get("unpaired") or {}, measured.get("classifier") or {}
-        rows.append({
-            **base, "method": lsdm, "sampler": lsdm, "nfe": 1, "matcher": (fit.get("matcher") or {}).get("variant"),
-            "train_seconds": _seconds(fit, "matcher"),
-            "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
-            "pool_size": latent.get("n_images"), "recon_test_mse": latent.get("test_mse"),
-            **{f"pseudo_{k}": pseudo.get(k) for k in PSEUDO_KEYS},
-            **{f"pseudo_classifier_{k}": classifier.get(k) for k in PSEUDO_KEYS},
-            **flatten({"eval": {k: v for k, v in m.get("eval", {}).items() if k != "references"}}),
-        })  # fmt: skip
+        rows.append(
+            {
+                **base,
+                "method": lsdm,
+                "sampler": lsdm,
+                "nfe": 1,
+                "matcher": (fit.get("matcher") or {}).get("variant"),
+                "train_seconds": _seconds(fit, "matcher"),
+                "train_seconds_shared": _seconds(metrics.get("results/fit_latent/metrics.json", {}), "latent"),
+                "pool_size": latent.get("n_images"),
+                "recon_test_mse": latent.get("test_mse"),
+                **{f"pseudo_{k}": pseudo.get(k) for k in PSEUDO_KEYS},
+                **{f"pseudo_classifier_{k}": classifier.get(k) for k in PSEUDO_KEYS},
+                **flatten({"eval": {k: v for k, v in m.get("eval", {}).items() if k != "references"}}),
+            }
+        )
         times = m.get("eval", {}).get("stage_seconds") or {}  # the same figures, as evaluate read them
         for col, stage in (("train_seconds", "fit_matcher"), ("train_seconds_shared", "fit_latent")):
             if rows[-1][col] is None and isinstance(times.get(stage), (int, float)):
                 rows[-1][col] = float(times[stage])
         for ref, ev in (m.get("eval", {}).get("references") or {}).items():  # the task's (bicubic), same test set
-            rows.append({**base, "method": ref, "sampler": ref, "nfe": 0, "train_seconds": 0.0, **flatten({"eval": ev})})
+            rows.append(
+                {**base, "method": ref, "sampler": ref, "nfe": 0, "train_seconds": 0.0, **flatten({"eval": ev})}
+            )
     if variant:  # its baselines' files, if any, are the commit's, not this run's
         return rows
     by_method: dict[str, dict] = {}
@@ -385,8 +398,12 @@ def collect_and_report(root: Path, tag: str | None, meta: dict) -> pd.DataFrame:
     df = collect(show, tag, git_reader(root))
     out = paths.sweep_dir(meta.get("name"))
     grids = extract_grids(df, root, out / GRIDS)
-    meta = {**meta, "rows": len(df), "experiments": int(df["experiment"].nunique()) if len(df) else 0,
-            "grids": [str(g.relative_to(root)) for g in grids]}  # fmt: skip
+    meta = {
+        **meta,
+        "rows": len(df),
+        "experiments": int(df["experiment"].nunique()) if len(df) else 0,
+        "grids": [str(g.relative_to(root)) for g in grids],
+    }
     write_table(df, root, meta)
     print(f"sweep: {len(df)} rows from {meta['experiments']} experiments -> {out / TABLE}, {out / TABLE_CSV}")
     from lsdm.reports.comparison import write_report
@@ -423,12 +440,16 @@ def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[
     variants: dict[str, Any] = {}
     for _, meta in parts:
         if meta.get("overrides") != first.get("overrides"):
-            raise ParamsError(f"sweep --combine: sweep {meta.get('name')!r} ran with {meta.get('overrides')}, "
-                              f"{first.get('name')!r} with {first.get('overrides')}: only pieces of one grid combine")
+            raise ParamsError(
+                f"sweep --combine: sweep {meta.get('name')!r} ran with {meta.get('overrides')}, "
+                f"{first.get('name')!r} with {first.get('overrides')}: only pieces of one grid combine"
+            )
         for v, extra in (meta.get("variants") or {}).items():
             if variants.setdefault(v, extra) != extra:
-                raise ParamsError(f"sweep --combine: variant {v!r} is {variants[v]} in one sweep, {extra} in "
-                                  f"{meta.get('name')!r}: only pieces of one grid combine")
+                raise ParamsError(
+                    f"sweep --combine: variant {v!r} is {variants[v]} in one sweep, {extra} in "
+                    f"{meta.get('name')!r}: only pieces of one grid combine"
+                )
     df = pd.concat([t.assign(_part=i) for i, (t, _) in enumerate(parts)], ignore_index=True)
     key = [c for c in CELL if c in df]
     ids = cell_ids(df, key)
@@ -437,14 +458,22 @@ def combine(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, list[
     for _, dup in df[twice].groupby(ids[twice], sort=True):
         kept, *others = dup.sort_values("_part").to_dict("records")
         for other in others:
-            repeats.append({**{k: kept[k] for k in key}, "kept": kept["experiment"], "dropped": other["experiment"],
-                            **{m: [kept.get(m), other.get(m)] for m in REPEAT_METRICS if m in dup}})  # fmt: skip
+            repeats.append(
+                {
+                    **{k: kept[k] for k in key},
+                    "kept": kept["experiment"],
+                    "dropped": other["experiment"],
+                    **{m: [kept.get(m), other.get(m)] for m in REPEAT_METRICS if m in dup},
+                }
+            )
     out = df[~ids.duplicated(keep="first")].drop(columns="_part")
     order = [c for c in ["n_paired_per_class", "n_paired", "seed", "method", "nfe"] if c in out]
     return out.sort_values(order, kind="stable").reset_index(drop=True), repeats
 
 
-def replace_samplers(new: tuple[pd.DataFrame, dict], old: pd.DataFrame, old_metas: list[dict]) -> tuple[pd.DataFrame, list[dict]]:
+def replace_samplers(
+    new: tuple[pd.DataFrame, dict], old: pd.DataFrame, old_metas: list[dict]
+) -> tuple[pd.DataFrame, list[dict]]:
     """`--replace`: a sweep that reran some samplers of a grid (e.g. LSDM alone, `methods: []`, after its
     default changed) in place of the grid's rows of those samplers: (table, replaced). Its settings must
     be the grid's but for the methods it did not run, and it must hold every cell where the grid has a
@@ -456,29 +485,43 @@ def replace_samplers(new: tuple[pd.DataFrame, dict], old: pd.DataFrame, old_meta
     for other in old_metas:
         theirs = other.get("overrides") or {}
         ran = set(theirs.get("methods") or []) - mine  # their methods' own sections are theirs alone
-        mismatch = {k for k in set(theirs) | set(overrides)
-                    if k != "methods" and k.split(".")[0] not in ran and theirs.get(k) != overrides.get(k)}
+        mismatch = {
+            k
+            for k in set(theirs) | set(overrides)
+            if k != "methods" and k.split(".")[0] not in ran and theirs.get(k) != overrides.get(k)
+        }
         if mismatch:
-            raise ParamsError(f"sweep --combine --replace: {meta.get('name')!r} and {other.get('name')!r} differ in "
-                              f"{sorted(mismatch)}: only the samplers of one grid can be rerun in place")  # fmt: skip
+            raise ParamsError(
+                f"sweep --combine --replace: {meta.get('name')!r} and {other.get('name')!r} differ in "
+                f"{sorted(mismatch)}: only the samplers of one grid can be rerun in place"
+            )
     key = [c for c in CELL if c in table and c in old]
     ids_new, ids_old = cell_ids(table, key), cell_ids(old, key)
     hit = old["sampler"].isin(set(table["sampler"]))
     missing = sorted(set(ids_old[hit]) - set(ids_new))
     if missing:
-        raise ParamsError(f"sweep --combine --replace: {meta.get('name')!r} lacks {len(missing)} cell(s) x sampler the "
-                          f"grid has ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): rerun them too")  # fmt: skip
+        raise ParamsError(
+            f"sweep --combine --replace: {meta.get('name')!r} lacks {len(missing)} cell(s) x sampler the "
+            f"grid has ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): rerun them too"
+        )
     by_id = table.assign(_id=ids_new).set_index("_id")
-    replaced = [{**{k: row[k] for k in key}, "kept": by_id.at[i, "experiment"], "dropped": row["experiment"],
-                 **{m: [by_id.at[i, m], row[m]] for m in REPEAT_METRICS if m in table and m in old}}
-                for i, row in zip(ids_old[hit], old[hit].to_dict("records"))]  # fmt: skip
+    replaced = [
+        {
+            **{k: row[k] for k in key},
+            "kept": by_id.at[i, "experiment"],
+            "dropped": row["experiment"],
+            **{m: [by_id.at[i, m], row[m]] for m in REPEAT_METRICS if m in table and m in old},
+        }
+        for i, row in zip(ids_old[hit], old[hit].to_dict("records"))
+    ]
     out = pd.concat([table, old[~hit]], ignore_index=True)
     order = [c for c in ["n_paired_per_class", "n_paired", "seed", "method", "nfe"] if c in out]
     return out.sort_values(order, kind="stable").reset_index(drop=True), replaced
 
 
-def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: str | None = None,
-                   replace: bool = False) -> pd.DataFrame:  # fmt: skip
+def combine_sweeps(
+    root: Path, names: list[str], into: str | None = None, tag: str | None = None, replace: bool = False
+) -> pd.DataFrame:
     """`lsdm sweep --combine A B ...`: the named sweeps' committed tables (results/sweep-A/, ...) as one
     sweep, results/sweep/ (or results/sweep-INTO/) and its comparison report; its record lists each
     part (tag, commit, experiments, wall time) and every repeated point (`combine`). With `replace`,
@@ -515,32 +558,53 @@ def combine_sweeps(root: Path, names: list[str], into: str | None = None, tag: s
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / g, dest)
             grids.append(str(dest.relative_to(root)))
-    ran = [{k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
-           for _, meta in parts]  # fmt: skip
-    pieces = "; ".join(f"`{p['name']}` ({p['tag']}, commit {' and '.join(c[:7] for c in commits(p['baseline']))}, "
-                       f"{p['experiments']} experiments"
-                       + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
-                       + ")" for p in ran)  # fmt: skip
-    note = (f"Combined by `lsdm sweep --combine {' '.join(names)}` from {len(parts)} sweeps of one grid (the same "
-            f"settings), run apart: {pieces}. Where a point ran in more than one, the first sweep's run is kept")
+    ran = [
+        {k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
+        for _, meta in parts
+    ]
+    pieces = "; ".join(
+        f"`{p['name']}` ({p['tag']}, commit {' and '.join(c[:7] for c in commits(p['baseline']))}, "
+        f"{p['experiments']} experiments"
+        + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
+        + ")"
+        for p in ran
+    )
+    note = (
+        f"Combined by `lsdm sweep --combine {' '.join(names)}` from {len(parts)} sweeps of one grid (the same "
+        f"settings), run apart: {pieces}. Where a point ran in more than one, the first sweep's run is kept"
+    )
     if repeats:
         moved = {m: [abs(r[m][0] - r[m][1]) for r in repeats if m in r and None not in r[m]] for m in REPEAT_METRICS}
-        note += (f"; {len(repeats)} rows ran twice, and moved by at most "
-                 + ", ".join(f"{m.removeprefix('eval.')} {max(v):.3g}" for m, v in moved.items() if v) + " between runs")
+        note += (
+            f"; {len(repeats)} rows ran twice, and moved by at most "
+            + ", ".join(f"{m.removeprefix('eval.')} {max(v):.3g}" for m, v in moved.items() if v)
+            + " between runs"
+        )
     if replaced:
         rerun = sorted(set(parts[0][0]["sampler"]))
-        note += (f". With `--replace`: every row of {', '.join(rerun)} is `{names[0]}`'s, rerun in place of the "
-                 f"{len(replaced)} rows the other sweeps ran with the defaults of their commits; every other row is theirs")
+        note += (
+            f". With `--replace`: every row of {', '.join(rerun)} is `{names[0]}`'s, rerun in place of the "
+            f"{len(replaced)} rows the other sweeps ran with the defaults of their commits; every other row is theirs"
+        )
     grid = parts[1 if replace else 0][1]  # the grid's own settings: the parts rerun in place keep theirs
-    meta = {"name": into, "tag": tag or parts[0][1].get("tag"), "combined": ran, "repeats": repeats,
-            "replaced": replaced, "note": note + ".",
-            "counts": sorted({int(c) for c in df[count].dropna()}), "seeds": sorted({int(s) for s in df["seed"].dropna()}),
-            "train_seeds": sorted({int(s) for s in df["train_seed"].dropna()}) if "train_seed" in df else [0],
-            "overrides": grid.get("overrides"),
-            "variants": {k: v for _, m in parts for k, v in (m.get("variants") or {}).items()},
-            "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in kept},
-            "skipped": [s for _, m in parts for s in m.get("skipped") or []],
-            "rows": len(df), "experiments": len(kept), "grids": grids}  # fmt: skip
+    meta = {
+        "name": into,
+        "tag": tag or parts[0][1].get("tag"),
+        "combined": ran,
+        "repeats": repeats,
+        "replaced": replaced,
+        "note": note + ".",
+        "counts": sorted({int(c) for c in df[count].dropna()}),
+        "seeds": sorted({int(s) for s in df["seed"].dropna()}),
+        "train_seeds": sorted({int(s) for s in df["train_seed"].dropna()}) if "train_seed" in df else [0],
+        "overrides": grid.get("overrides"),
+        "variants": {k: v for _, m in parts for k, v in (m.get("variants") or {}).items()},
+        "status": {k: v for _, m in parts for k, v in (m.get("status") or {}).items() if k in kept},
+        "skipped": [s for _, m in parts for s in m.get("skipped") or []],
+        "rows": len(df),
+        "experiments": len(kept),
+        "grids": grids,
+    }
     write_table(df, root, meta)
     from lsdm.reports.comparison import write_report
 
@@ -555,19 +619,28 @@ def spec(root: Path, name: str | None = None):
     if name is None:
         return params.sweep, "sweep"
     if name not in params.sweeps:
-        raise ParamsError(f"sweep --name {name!r}: not in params.yaml's `sweeps:` section; defined: {sorted(params.sweeps)}")
+        raise ParamsError(
+            f"sweep --name {name!r}: not in params.yaml's `sweeps:` section; defined: {sorted(params.sweeps)}"
+        )
     return params.sweeps[name], f"sweeps.{name}"
 
 
-def check(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-          overrides: dict[str, Any] | None = None, name: str | None = None) -> tuple[list[int], list[int], dict[str, Any]]:  # fmt: skip
+def check(
+    root: Path,
+    counts: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> tuple[list[int], list[int], dict[str, Any]]:
     """The sweep's counts, seeds and per-run overrides (its section's unless given), checked by the
     typed config as every run will see them: a bad key or value is a ParamsError, now."""
     sweep, key = spec(root, name)
     counts, seeds = list(counts or sweep.counts), list(seeds if seeds is not None else sweep.seeds)
     overrides = {**sweep.set, **(overrides or {})}
     # one check, as params.yaml's: the sweep section as it will run, and every run's params
-    load_params(root / PARAMS_FILE, {f"{key}.counts": counts, f"{key}.seeds": seeds, f"{key}.set": overrides, **overrides})
+    load_params(
+        root / PARAMS_FILE, {f"{key}.counts": counts, f"{key}.seeds": seeds, f"{key}.set": overrides, **overrides}
+    )
     for variant, extra in sweep.variants.items():
         try:
             load_params(root / PARAMS_FILE, {**overrides, **variant_overrides(extra)})
@@ -581,9 +654,14 @@ def variant_overrides(extra: dict[str, Any]) -> dict[str, Any]:
     return {"methods": [], **extra}
 
 
-def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-               overrides: dict[str, Any] | None = None, tag: str | None = None,
-               name: str | None = None) -> tuple[list[tuple[str, dict]], dict]:  # fmt: skip
+def plan_sweep(
+    root: Path,
+    counts: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+    name: str | None = None,
+) -> tuple[list[tuple[str, dict]], dict]:
     """The sweep's points (name, overrides) and its metadata: `sweep.counts` x `sweep.seeds` of
     params.yaml (or of `sweeps.<name>`) unless given, every run with its `set` and then `overrides`,
     all checked first."""
@@ -600,14 +678,28 @@ def plan_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[
         print(f"warning: {s['reason']}", file=sys.stderr)
     baseline = run_tool(["git", "rev-parse", "HEAD"], root).stdout.strip()
     sweep = spec(root, name)[0]
-    meta = {"name": name, "tag": tag, "baseline": baseline, "counts": sorted(set(counts)), "seeds": seeds,
-            "train_seeds": sweep.train_seeds, "overrides": overrides, "variants": sweep.variants, "skipped": skipped}  # fmt: skip
+    meta = {
+        "name": name,
+        "tag": tag,
+        "baseline": baseline,
+        "counts": sorted(set(counts)),
+        "seeds": seeds,
+        "train_seeds": sweep.train_seeds,
+        "overrides": overrides,
+        "variants": sweep.variants,
+        "skipped": skipped,
+    }
     return grid(runs, tag, overrides, sweep.variants, sweep.train_seeds), meta
 
 
-def start(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-          overrides: dict[str, Any] | None = None, tag: str | None = None,
-          name: str | None = None) -> tuple[list[str], dict]:  # fmt: skip
+def start(
+    root: Path,
+    counts: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+    name: str | None = None,
+) -> tuple[list[str], dict]:
     """Plan and queue a sweep in this workspace's DVC queue (see `plan_sweep`)."""
     points, meta = plan_sweep(root, counts, seeds, overrides, tag, name)
     return queue(points, root), meta
@@ -619,9 +711,16 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def run_sweep(root: Path, counts: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-              overrides: dict[str, Any] | None = None, tag: str | None = None, jobs: int = 1,
-              timeout: float | None = None, name: str | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+def run_sweep(
+    root: Path,
+    counts: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """The whole sweep: queue, run one at a time (`jobs` = 1), collect the table, write the report.
 
     It holds the workspace lock throughout (queueing edits params.yaml, the end writes the table and
@@ -641,33 +740,73 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", type=int, nargs="+", default=None, help="paired counts (default: sweep.counts)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="split seeds (default: sweep.seeds)")
     ap.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: one run at a time)")
-    ap.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                    help="param override for every run, after sweep.set, e.g. -S matcher.steps=500")  # fmt: skip
+    ap.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="param override for every run, after sweep.set, e.g. -S matcher.steps=500",
+    )
     ap.add_argument("--tag", default=None, help="experiment name prefix (default: sweep-<UTC time>)")
-    ap.add_argument("--collect-only", action="store_true",
-                    help="do not run; collect experiments named TAG* (all if no tag)")  # fmt: skip
+    ap.add_argument(
+        "--collect-only", action="store_true", help="do not run; collect experiments named TAG* (all if no tag)"
+    )
     ap.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
-    ap.add_argument("--name", default=None,
-                    help="run the sweep `sweeps.NAME` of params.yaml (default: its `sweep:` section); written to "
-                         "results/sweep-NAME/ and reports/comparison-NAME.md")  # fmt: skip
-    ap.add_argument("--combine", nargs="+", default=None, metavar="NAME",
-                    help="do not run; combine the named sweeps' tables (pieces of one grid, run apart) into the "
-                         "shipped sweep's results/sweep/ (with --name: results/sweep-NAME/) and its report")  # fmt: skip
-    ap.add_argument("--replace", action="store_true",
-                    help="with --combine: the first sweep reran some samplers of the others' grid (e.g. LSDM alone "
-                         "after its default changed); its rows replace theirs")  # fmt: skip
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="run the sweep `sweeps.NAME` of params.yaml (default: its `sweep:` section); written to "
+        "results/sweep-NAME/ and reports/comparison-NAME.md",
+    )
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="do not run; combine the named sweeps' tables (pieces of one grid, run apart) into the "
+        "shipped sweep's results/sweep/ (with --name: results/sweep-NAME/) and its report",
+    )
+    ap.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --combine: the first sweep reran some samplers of the others' grid (e.g. LSDM alone "
+        "after its default changed); its rows replace theirs",
+    )
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
-    ap.add_argument("--fanout", action="store_true",
-                    help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
-                         "worker, README 'Sweeps over many workers'), and watch it")  # fmt: skip
+    ap.add_argument(
+        "--fanout",
+        action="store_true",
+        help="submit it to the Prefect work pool instead (deployment lsdm/sweep: one run per point on any "
+        "worker, README 'Sweeps over many workers'), and watch it",
+    )
     args = ap.parse_args(argv)
     root = Path(args.repo).resolve()
     if args.fanout:
-        check(root, args.counts, args.seeds, parse_assignments(args.overrides), args.name)  # fails here, not on a worker
-        params = {"counts": args.counts, "seeds": args.seeds, "overrides": parse_assignments(args.overrides) or None,
-                  "tag": args.tag, "timeout": args.timeout, "repo": str(root), "name": args.name}  # fmt: skip
-        return stream(["prefect", "deployment", "run", "lsdm/sweep", "--params",
-                       json.dumps({k: v for k, v in params.items() if v is not None}), "--watch"], root)  # fmt: skip
+        check(
+            root, args.counts, args.seeds, parse_assignments(args.overrides), args.name
+        )  # fails here, not on a worker
+        params = {
+            "counts": args.counts,
+            "seeds": args.seeds,
+            "overrides": parse_assignments(args.overrides) or None,
+            "tag": args.tag,
+            "timeout": args.timeout,
+            "repo": str(root),
+            "name": args.name,
+        }
+        return stream(
+            [
+                "prefect",
+                "deployment",
+                "run",
+                "lsdm/sweep",
+                "--params",
+                json.dumps({k: v for k, v in params.items() if v is not None}),
+                "--watch",
+            ],
+            root,
+        )
     try:
         if args.combine:
             with workspace_lock(root, "lsdm sweep --combine", timeout=cli_timeout()):
@@ -680,8 +819,16 @@ def main(argv: list[str] | None = None) -> int:
                 meta = meta if meta.get("tag") == args.tag else {"tag": args.tag, "name": args.name}
                 collect_and_report(root, args.tag, {**meta, "collected_only": True})
             return 0
-        _, meta = run_sweep(root, args.counts, args.seeds, parse_assignments(args.overrides), args.tag, args.jobs,
-                            args.timeout, args.name)  # fmt: skip
+        _, meta = run_sweep(
+            root,
+            args.counts,
+            args.seeds,
+            parse_assignments(args.overrides),
+            args.tag,
+            args.jobs,
+            args.timeout,
+            args.name,
+        )
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -43,13 +43,17 @@ def find_tool(name: str) -> str:
     return found
 
 
-def run_tool(args: list[str], repo: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_tool(
+    args: list[str], repo: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [find_tool(args[0]), *args[1:]], cwd=repo, env=tool_env(env), capture_output=True, text=True, timeout=timeout
     )
 
 
-def tool(args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def tool(
+    args: list[str], repo: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`dvc ...` or `git ...` in `repo`; with `check`, a failure raises with the command's output tail."""
     p = run_tool(args, repo, env=env)
     if check and p.returncode != 0:

@@ -10,8 +10,8 @@ takes no lock.
 
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -40,12 +40,19 @@ CUDA_PEAK = "peak CUDA memory allocated:"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="lsdm", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=[*STAGES, *EXTRA, "sweep", "weights"],
-                    help="a stage of dvc.yaml (`check`: validate params, device and data, writing nothing), "
-                         "`sweep` (see `lsdm sweep --help`) or `weights` (`lsdm weights --help`)")  # fmt: skip
+    ap.add_argument(
+        "stage",
+        choices=[*STAGES, *EXTRA, "sweep", "weights"],
+        help="a stage of dvc.yaml (`check`: validate params, device and data, writing nothing), "
+        "`sweep` (see `lsdm sweep --help`) or `weights` (`lsdm weights --help`)",
+    )
     ap.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s)")
-    ap.add_argument("--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)")
-    ap.add_argument("--stamp", action="store_true", help=f"check: on success write {paths.CHECK_STAMP} (the DVC stage's output)")
+    ap.add_argument(
+        "--method", default=None, help="fit_baseline / evaluate_baseline: the baseline (default: all of `methods`)"
+    )
+    ap.add_argument(
+        "--stamp", action="store_true", help=f"check: on success write {paths.CHECK_STAMP} (the DVC stage's output)"
+    )
     return ap.parse_args(argv)
 
 
@@ -55,8 +62,12 @@ def trace(path: str, args: argparse.Namespace, modules: list[str]) -> None:
 
     from lsdm.io import READS
 
-    line = {"stage": args.stage, "method": args.method, "modules": [m for m in modules if m.split(".")[0] == "lsdm"],
-            "reads": sorted(READS)}  # fmt: skip
+    line = {
+        "stage": args.stage,
+        "method": args.method,
+        "modules": [m for m in modules if m.split(".")[0] == "lsdm"],
+        "reads": sorted(READS),
+    }
     with open(path, "a") as fh:
         fh.write(json.dumps(line) + "\n")
 
@@ -100,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 items = [args.method] if args.method else params.methods  # a foreach stage's (`fit_baseline@<method>`)
                 if cleaned := clean_stage_leftovers(args.stage, items):  # what a killed run of this stage left
-                    print(f"lsdm {args.stage}: cleaned up after a killed run: {', '.join(map(str, cleaned))}", file=sys.stderr)
+                    print(
+                        f"lsdm {args.stage}: cleaned up after a killed run: {', '.join(map(str, cleaned))}",
+                        file=sys.stderr,
+                    )
             before = set(sys.modules)
             module = importlib.import_module(EXTRA.get(args.stage, f"lsdm.pipeline.{args.stage}"))
             interrupt.check()  # a Ctrl-C swallowed while the stage's libraries were imported

@@ -12,7 +12,7 @@ images of 64x64x3 would be 39 GB as floats).
 """
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -23,8 +23,8 @@ from lsdm.data.pixels import PixelFile, image_batches, image_meta, image_shape
 from lsdm.data.tables import labels_tensor
 from lsdm.io import save_checkpoint
 from lsdm.models.lenet import LeNet
-from lsdm.tracking import tracked
 from lsdm.models.training import seed_everything, train_classifier
+from lsdm.tracking import tracked
 
 
 class Rotations:
@@ -87,8 +87,16 @@ def run(params: Params) -> None:
         model = LeNet(**config).to(device)
         t0 = time.perf_counter()
         train_classifier(
-            model, x, y, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed, shift=p.shift,
-            epoch_size=p.epoch_size, log=track
+            model,
+            x,
+            y,
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            seed=p.seed,
+            shift=p.shift,
+            epoch_size=p.epoch_size,
+            log=track,
         )
         seconds = time.perf_counter() - t0
         test_accuracy = accuracy(model, test_batches())

@@ -22,20 +22,29 @@ import numpy as np
 from torchvision.utils import save_image
 
 from lsdm import paths
-from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
 from lsdm.config import Params, resolve_device
 from lsdm.data.pixels import load_images
+from lsdm.data.schemas import PAIRED
 from lsdm.data.tables import labels_tensor
 from lsdm.evaluation import registry
-from lsdm.evaluation.judge import Judgement, Reference, as_evaluated, brief, curves, judge_sampler, latents_of, stage_seconds
-from lsdm.methods.lsdm import LSDMSampler
-from lsdm.methods.sampling import fixed_noise, sample
-from lsdm.io import atomic_dir, read_table, write_json
+from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points
+from lsdm.evaluation.judge import (
+    Judgement,
+    Reference,
+    as_evaluated,
+    brief,
+    curves,
+    judge_sampler,
+    latents_of,
+    stage_seconds,
+)
 from lsdm.evaluation.metrics import reconstruction_errors
 from lsdm.evaluation.transport import bound_sides, capped
+from lsdm.io import atomic_dir, read_table, write_json
+from lsdm.methods.lsdm import LSDMSampler
+from lsdm.methods.sampling import fixed_noise, sample
 from lsdm.models import load
 from lsdm.models.matcher import Matcher
-from lsdm.data.schemas import PAIRED
 from lsdm.models.training import batched
 
 
@@ -48,10 +57,16 @@ def phase(what: str):
     print(f"evaluate: {what} ...", file=sys.stderr, flush=True)
     yield
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-    print(f"evaluate: {what}: {time.perf_counter() - t0:.1f}s (peak RSS so far {peak_gb:.2f} GB)", file=sys.stderr, flush=True)
+    print(
+        f"evaluate: {what}: {time.perf_counter() - t0:.1f}s (peak RSS so far {peak_gb:.2f} GB)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
-def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test, recon_each: np.ndarray) -> dict:
+def bound_terms(
+    ref: Reference, sampler: LSDMSampler, critic, judgement: Judgement, z_test, recon_each: np.ndarray
+) -> dict:
     """The bound on held-out data, measured: exact W1 of the pixel and latent joints
     (`lsdm.evaluation.transport`), Lip(D), the reconstruction term; and the critic's W1 estimates, on
     held-out and on its own training pairs, as a diagnostic of memorisation (not a term of the bound).
@@ -72,13 +87,26 @@ def bound_terms(ref: Reference, sampler: LSDMSampler, critic, judgement: Judgeme
     keep = capped(len(ref.cond), p.bound_max_points, labels, seed)
     raw = batched(lambda z: ae.decode(z * std + mean), judgement.z_fake0[keep])
     with phase(f"the bound: exact W1 on {len(keep)} held-out points, {p.bound_bootstrap} bootstrap draws"):
-        measured = bound_sides(ref.y_test[keep].cpu().numpy(), raw.cpu().numpy(), z_test[keep].cpu().numpy(),
-                               judgement.z_fake0[keep].cpu().numpy(), lip["decoder_lipschitz_spectral_max"], recon_each[keep],
-                               None if labels is None else labels[keep], ref.cond[keep].float().cpu().numpy(),
-                               bootstrap=p.bound_bootstrap, seed=seed)  # fmt: skip
+        measured = bound_sides(
+            ref.y_test[keep].cpu().numpy(),
+            raw.cpu().numpy(),
+            z_test[keep].cpu().numpy(),
+            judgement.z_fake0[keep].cpu().numpy(),
+            lip["decoder_lipschitz_spectral_max"],
+            recon_each[keep],
+            None if labels is None else labels[keep],
+            ref.cond[keep].float().cpu().numpy(),
+            bootstrap=p.bound_bootstrap,
+            seed=seed,
+        )
     measured["points_held_out"] = len(ref.cond)
-    return {"recon_l2_test": float(recon_each.mean()), **lip, **measured,
-            "critic_w1_test": judgement.metrics["critic_w1_test"], "critic_w1_train_pairs": w1_train}  # fmt: skip
+    return {
+        "recon_l2_test": float(recon_each.mean()),
+        **lip,
+        **measured,
+        "critic_w1_test": judgement.metrics["critic_w1_test"],
+        "critic_w1_train_pairs": w1_train,
+    }
 
 
 def run(params: Params) -> None:
@@ -89,13 +117,17 @@ def run(params: Params) -> None:
     sampler, critic = LSDMSampler.from_pipeline(device, params=params), load(paths.MATCHER, device, Matcher).critic
     z_test = latents_of(ref.test["id"], device)
     with phase(f"LSDM on {len(ref.cond)} held-out conditions x {len(params.evaluate.seeds)} generation seeds"):
-        judgement = judge_sampler(ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.codes, z_test=z_test)
+        judgement = judge_sampler(
+            ref, as_evaluated(ref, sampler), critic=critic, generator=sampler.codes, z_test=z_test
+        )
     with phase("the real data's own reference scores"):
         real_reference = ref.real_reference()
     real_div_pc = real_reference.pop("_diversity_per_class")
     real_acc, _ = ref.classify(ref.real_feats)
     with phase("reconstructions of the held-out images"):
-        rec = reconstruction_errors(sampler.autoencoder, (ref.y_test[i : i + 512] for i in range(0, len(ref.y_test), 512)))
+        rec = reconstruction_errors(
+            sampler.autoencoder, (ref.y_test[i : i + 512] for i in range(0, len(ref.y_test), 512))
+        )
     times = stage_seconds()
     bound = bound_terms(ref, sampler, critic, judgement, z_test, rec["l2_each"])
     metrics = {
@@ -134,12 +166,26 @@ def run(params: Params) -> None:
 
 
 def summary_line(e: dict, seconds: float) -> str:
-    parts = [f"{k} {e[k]:.3f}" for k in ("label_accuracy", "fid_evalnet", "precision", "recall", "density",
-                                          "coverage", "psnr", "consistency_psnr") if e.get(k) is not None]  # fmt: skip
+    parts = [
+        f"{k} {e[k]:.3f}"
+        for k in (
+            "label_accuracy",
+            "fid_evalnet",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+            "psnr",
+            "consistency_psnr",
+        )
+        if e.get(k) is not None
+    ]
     if e.get("evalnet_accuracy_real_test") is not None:
         parts.append(f"(evalnet on real test {e['evalnet_accuracy_real_test']:.3f})")
     for name, r in (e.get("references") or {}).items():
-        shown = ", ".join(f"{k} {r[k]:.3f}" for k in ("fid_evalnet", "psnr", "consistency_psnr") if r.get(k) is not None)
+        shown = ", ".join(
+            f"{k} {r[k]:.3f}" for k in ("fid_evalnet", "psnr", "consistency_psnr") if r.get(k) is not None
+        )
         parts.append(f"| {name}: {shown}")
     lines = [f"evaluate: {', '.join(parts)}; {seconds:.1f}s"]
     for what, reason in (("Inception FID/KID", e["inception_reason"]), ("LPIPS", e["lpips_reason"])):

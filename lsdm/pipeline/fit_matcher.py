@@ -13,5 +13,7 @@ def run(params: Params) -> None:
     with tracked(paths.live_dir("fit_matcher")) as track, atomic_dir(paths.MATCHER.parent) as out:
         summary = lsdm.fit(params, device, out, track)
         track.summary["matcher"] = summary
-    print(f"fit_matcher: {summary['variant']}, {summary['n_pairs']} pairs, {params.matcher.steps} generator steps "
-          f"in {summary['train_seconds']:.0f}s")  # fmt: skip
+    print(
+        f"fit_matcher: {summary['variant']}, {summary['n_pairs']} pairs, {params.matcher.steps} generator steps "
+        f"in {summary['train_seconds']:.0f}s"
+    )

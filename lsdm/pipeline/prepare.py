@@ -8,10 +8,10 @@ the stage holds one chunk of them; the built-in datasets are small arrays held a
 
 from lsdm import paths
 from lsdm.config import Params
-from lsdm.data.tables import image_chunks, split_rows
-from lsdm.io import write_json, write_table_chunks
 from lsdm.data.schemas import IMAGES
 from lsdm.data.sources import loader
+from lsdm.data.tables import image_chunks, split_rows
+from lsdm.io import write_json, write_table_chunks
 from lsdm.tasks import make_task
 
 

@@ -34,8 +34,13 @@ def run(params: Params) -> None:
     pool_ids = read_table(paths.LATENT_POOL, LATENT_POOL)["id"]
     latents = read_table(paths.LATENTS, LATENTS)
     has_classes = bool((paired["label"] != UNLABELLED).all()) and len(paired) > 0
-    table = label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired) if has_classes else \
-        pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64), "confidence": pd.Series(dtype=float)})  # fmt: skip
+    table = (
+        label_pool(params, pool_ids, codes(latents, pool_ids).numpy(), paired)
+        if has_classes
+        else pd.DataFrame(
+            {"id": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64), "confidence": pd.Series(dtype=float)}
+        )
+    )
     write_table(table, paths.PSEUDO_LABELS, PSEUDO_LABELS)
     labellers = {"unpaired": (table["label"].to_numpy(), table["confidence"].to_numpy())}
     if has_classes and params.sample.filter == "image":  # the filtered draw asks it; else not trained (~10 % of a run)
@@ -51,12 +56,15 @@ def run(params: Params) -> None:
     truth = latents.set_index("id")["label"]
     unpaired = ~table["id"].isin(paired["id"]).to_numpy()
     for name, (label, confidence) in labellers.items():
-        summary[name] = quality(label[unpaired], confidence[unpaired], truth.loc[table["id"][unpaired]].to_numpy(),
-                                params.pseudo.threshold)  # fmt: skip
+        summary[name] = quality(
+            label[unpaired], confidence[unpaired], truth.loc[table["id"][unpaired]].to_numpy(), params.pseudo.threshold
+        )
         q = summary[name]
         what = "labels" if name == "unpaired" else "image classifier"
-        print(f"pseudo_label: {what} of {unpaired.sum()} unpaired pool images, accuracy {q['accuracy']:.3f}; "
-              f"{q['coverage']:.0%} with confidence >= {params.pseudo.threshold} ({q['accuracy_confident']:.3f} right)")
+        print(
+            f"pseudo_label: {what} of {unpaired.sum()} unpaired pool images, accuracy {q['accuracy']:.3f}; "
+            f"{q['coverage']:.0%} with confidence >= {params.pseudo.threshold} ({q['accuracy_confident']:.3f} right)"
+        )
     write_json({"pseudo": summary}, paths.PSEUDO_METRICS)
 
 
@@ -86,8 +94,17 @@ def fit_pool_classifier(params: Params, table: pd.DataFrame, paired: pd.DataFram
     channels, size, _ = image_shape(image_meta(images))
     config = dict(image_size=size, in_channels=channels, n_classes=int(labels.max()) + 1)
     with PixelFile.of(images, table["id"], device) as pixels:
-        model = train_image_labeller(pixels, labels, confident, is_pair, config, epochs=p.epochs,
-                                     pair_repeats=p.pair_repeats, seed=p.seed, device=device)  # fmt: skip
+        model = train_image_labeller(
+            pixels,
+            labels,
+            confident,
+            is_pair,
+            config,
+            epochs=p.epochs,
+            pair_repeats=p.pair_repeats,
+            seed=p.seed,
+            device=device,
+        )
         with torch.no_grad():
             prob = torch.cat([model(x).softmax(1).cpu() for x in pixels.batches()])
     return model, config, prob

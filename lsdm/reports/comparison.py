@@ -23,9 +23,24 @@ import pandas as pd
 from lsdm import paths
 from lsdm.evaluation.registry import DIRECTIONS
 from lsdm.reports import plots
-from lsdm.reports.stats import (PAIRED, POOL_METRICS, Sweep, gain_trend, has_numbers, judge, mean_by, metric_columns,
-                                pair_keys, pairs_per_count, pool_effects, pool_varies, runs_phrase, spread, verdicts,
-                                with_reference_gaps)  # fmt: skip
+from lsdm.reports.stats import (
+    PAIRED,
+    POOL_METRICS,
+    Sweep,
+    gain_trend,
+    has_numbers,
+    judge,
+    mean_by,
+    metric_columns,
+    pair_keys,
+    pairs_per_count,
+    pool_effects,
+    pool_varies,
+    runs_phrase,
+    spread,
+    verdicts,
+    with_reference_gaps,
+)
 
 PLOTS = [  # the Plots section: (file, caption), in order
     (plots.FIDELITY_VS_PAIRS, "Fidelity against the number of pairs"),
@@ -51,8 +66,11 @@ def mean_std(mean: float, std: float, n: int) -> str:
     return s if n > 1 else s + " (1 seed)"
 
 
-PSEUDO_COLUMNS = (("accuracy", "right, of the unpaired pool"), ("coverage", "confident"),
-                  ("accuracy_confident", "right, of the confident"))  # fmt: skip
+PSEUDO_COLUMNS = (
+    ("accuracy", "right, of the unpaired pool"),
+    ("coverage", "confident"),
+    ("accuracy_confident", "right, of the confident"),
+)
 #: What labels the pool: stage pseudo_label's labels (column prefix `pseudo_`), then its image classifier.
 PSEUDO_LABELLERS = (("pseudo_", "labels"), ("pseudo_classifier_", "image classifier"))
 
@@ -66,18 +84,25 @@ def pseudo_section(df: pd.DataFrame, count: str) -> list[str]:
     rows = df[(df["sampler"] == "lsdm")].dropna(subset=["pseudo_accuracy"])
     if rows.empty:
         return []
-    lines = ["## Pseudo-labels", "",
-             "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`, from the pairs alone: "
-             "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it) and the image "
-             "classifier trained on the confident ones (`sample.filter: image` asks it about LSDM's candidates), "
-             "measured against the pool's true labels, which no stage trains on; mean ± std over LSDM's runs. "
-             "Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.", "",
-             f"| {count} | labeller | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "## Pseudo-labels",
+        "",
+        "The class-aware marginal's labels for the unpaired pool (stage `pseudo_label`, from the pairs alone: "
+        "label spreading, and with `pseudo.refine: gaussian` a Gaussian class model over it) and the image "
+        "classifier trained on the confident ones (`sample.filter: image` asks it about LSDM's candidates), "
+        "measured against the pool's true labels, which no stage trains on; mean ± std over LSDM's runs. "
+        "Confident: at or above `pseudo.threshold`, the rows the class-aware critic sees.",
+        "",
+        f"| {count} | labeller | " + " | ".join(label for _, label in PSEUDO_COLUMNS) + " |",
+        "|---|---|---|---|---|",
+    ]
     for c, group in rows.groupby(count):
         for prefix, who in PSEUDO_LABELLERS:
             if group.get(f"{prefix}accuracy", pd.Series(dtype=float)).notna().any():
-                cells = [mean_std(group[prefix + col].mean(), group[prefix + col].std(), group[prefix + col].notna().sum())
-                         for col, _ in PSEUDO_COLUMNS]  # fmt: skip
+                cells = [
+                    mean_std(group[prefix + col].mean(), group[prefix + col].std(), group[prefix + col].notna().sum())
+                    for col, _ in PSEUDO_COLUMNS
+                ]
                 lines.append(f"| {int(c)} | {who} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -90,7 +115,9 @@ def metric_table(summary: pd.DataFrame, col: str, count: str, samplers: list[str
         for c in counts:
             r = summary[(summary["sampler"] == s) & (summary[count] == c)]
             cells.append(
-                mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0])) if len(r) else "–"
+                mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
+                if len(r)
+                else "–"
             )
         if any(x != "–" for x in cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
@@ -104,7 +131,10 @@ def paired_table(df: pd.DataFrame, count: str, samplers: list[str]) -> list[str]
     df = with_reference_gaps(df)
     labels = {c: (lab, h) for c, lab, h in metric_columns() if c in PAIRED and c in df}
     counts = sorted(df[count].dropna().unique())
-    lines = ["| LSDM − | metric | " + " | ".join(f"{int(c)}" for c in counts) + " |", "|---|---|" + "---|" * len(counts)]
+    lines = [
+        "| LSDM − | metric | " + " | ".join(f"{int(c)}" for c in counts) + " |",
+        "|---|---|" + "---|" * len(counts),
+    ]
     for other in [s for s in samplers if s != "lsdm"]:
         for col, (label, higher) in labels.items():
             cells = []
@@ -132,19 +162,25 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
     df = with_reference_gaps(df)
     primary = [(c, lab, h) for c, lab, h in metric_columns() if f"{c}|mean" in summary and c in PAIRED]
     if not primary:
-        out.append("No evaluation metrics were found in these experiments (only training times), so the table "
-                   "cannot say which method generates better samples yet.")  # fmt: skip
+        out.append(
+            "No evaluation metrics were found in these experiments (only training times), so the table "
+            "cannot say which method generates better samples yet."
+        )
     if "lsdm" not in samplers:
         out.append("LSDM itself has no rows in this table, so nothing is compared against it.")
         return out
     n_seeds = pairs_per_count(df, count)
     paired_on = "split seed" if pair_keys(df) == ["seed"] else "split seed and training seed"
     if n_seeds < 2:
-        out.append(f"Only {n_seeds} run per paired count: no interval over seeds, so every difference below is a "
-                   "single draw and could be noise (called a tie).")  # fmt: skip
+        out.append(
+            f"Only {n_seeds} run per paired count: no interval over seeds, so every difference below is a "
+            "single draw and could be noise (called a tie)."
+        )
     else:
-        out.append(f"Each verdict pairs the runs on the same {paired_on} ({runs_phrase(df, count)}): "
-                   "'better'/'worse' only where the 95% t-interval of the paired differences excludes zero.")  # fmt: skip
+        out.append(
+            f"Each verdict pairs the runs on the same {paired_on} ({runs_phrase(df, count)}): "
+            "'better'/'worse' only where the 95% t-interval of the paired differences excludes zero."
+        )
     for col, label, higher in primary:
         for other in [s for s in samplers if s != "lsdm"]:
             judged = verdicts(df, summary, count, other, col, higher)
@@ -169,11 +205,15 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             flows = sorted((s for s in t.index if s.startswith("latent_flow")), key=lambda s: nfe[s])
             if flows:
                 ratios = ", ".join(f"{t['lsdm'] / t[s]:.1f}x {s}" for s in flows)
-                out.append(f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
-                           "(same batch size and device).")  # fmt: skip
+                out.append(
+                    f"Sampling speed: LSDM one-step at {t['lsdm']:.0f} images/s is {ratios} "
+                    "(same batch size and device)."
+                )
             if "pixel_wgan" in t and t["pixel_wgan"] > t["lsdm"]:
-                out.append(f"pixel_wgan samples faster than LSDM ({t['pixel_wgan']:.0f} vs {t['lsdm']:.0f} images/s): "
-                           "it has no decoder; speed is not where LSDM wins against it.")  # fmt: skip
+                out.append(
+                    f"pixel_wgan samples faster than LSDM ({t['pixel_wgan']:.0f} vs {t['lsdm']:.0f} images/s): "
+                    "it has no decoder; speed is not where LSDM wins against it."
+                )
     if "train_seconds" in df:
         tr = mean_by(df, "train_seconds", "method")
         shared = float("nan")
@@ -183,9 +223,11 @@ def reading(df: pd.DataFrame, summary: pd.DataFrame, count: str, samplers: list[
             txt = ", ".join(f"{m} {v:.0f}s" for m, v in tr.items())
             note = "."
             if not math.isnan(shared):
-                note = (f"; LSDM's autoencoder ({shared:.0f}s on average) is trained once per latent pool and training "
-                        "seed, and DVC's cache gives it to every run that shares both (the pool does not depend on "
-                        "the pairs unless `split.n_unpaired` is set).")  # fmt: skip
+                note = (
+                    f"; LSDM's autoencoder ({shared:.0f}s on average) is trained once per latent pool and training "
+                    "seed, and DVC's cache gives it to every run that shares both (the pool does not depend on "
+                    "the pairs unless `split.n_unpaired` is set)."
+                )
             out.append(f"Training time per run: {txt}{note}")
     return out
 
@@ -209,14 +251,19 @@ def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
     reading (no figure)."""
     if not pool_varies(rows):
         return []
-    labels = {c: l for c, l, _ in metric_columns()}
-    lines = ["LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
-             "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
-             "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.", ""]  # fmt: skip
+    labels = {c: label for c, label, _ in metric_columns()}
+    lines = [
+        "LSDM with the latent pool = the pairs plus *n* other training images (`split.n_unpaired`; nested: a "
+        "larger pool holds every smaller one), the autoencoder trained for the same steps at every size. "
+        "Cells: mean ± std over split seeds; reconstruction error: the autoencoder's MSE on the test images.",
+        "",
+    ]
     cols = [c for c in ["pool_size", "recon_test_mse", *POOL_METRICS] if has_numbers(rows, c)]
     names = {"pool_size": "pool size", "recon_test_mse": "recon MSE (test)", **labels}
-    lines += [f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(md_cell(names[c]) for c in cols) + " |",
-              "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    lines += [
+        f"| {count.replace('_', ' ')} | unpaired | " + " | ".join(md_cell(names[c]) for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for (c, u), at in rows.groupby([count, "unpaired"]):
         cells = []
         for col in cols:
@@ -229,11 +276,17 @@ def pool_lines(rows: pd.DataFrame, count: str) -> list[str]:
     lines.append("")
     effects = pool_effects(rows, count)
     if not effects.empty:
-        lines += ["All unpaired images against none, paired by split seed (the same pairs), 95% t-interval:", "",
-                  f"| {count.replace('_', ' ')} | metric | all − none | 95% interval | verdict for all |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "All unpaired images against none, paired by split seed (the same pairs), 95% t-interval:",
+            "",
+            f"| {count.replace('_', ' ')} | metric | all − none | 95% interval | verdict for all |",
+            "|---|---|---|---|---|",
+        ]
         for _, e in effects.iterrows():
             ci = "–" if math.isnan(e["half"]) else f"[{e['diff'] - e['half']:+.3g}, {e['diff'] + e['half']:+.3g}]"
-            lines.append(f"| {int(e[count])} | {md_cell(e['label'])} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |")
+            lines.append(
+                f"| {int(e[count])} | {md_cell(e['label'])} | {e['diff']:+.3g} | {ci} (n = {e['n']}) | {e['verdict']} |"
+            )
         lines += ["", "**Reading.** " + " ".join(pool_reading(effects, count)), ""]
     return lines
 
@@ -251,10 +304,12 @@ def pool_reading(effects: pd.DataFrame, count: str) -> list[str]:
         out.append(f"{label}: all unpaired images beat none at {where} ({len(e)} tested).")
         if len(e) > 1:
             g = gain_trend(e)
-            out.append(f"The gain is {'larger' if g.larger else '**not larger**'} with fewer pairs ({g.few_gain:+.3g} at "
-                       f"{int(g.few[count])} vs {g.many_gain:+.3g} at {int(g.many[count])}; difference {g.mean:+.3g}, 95% "
-                       + ("interval excludes 0" if g.resolved else "interval includes 0: not resolved by these seeds")
-                       + ").")  # fmt: skip
+            out.append(
+                f"The gain is {'larger' if g.larger else '**not larger**'} with fewer pairs ({g.few_gain:+.3g} at "
+                f"{int(g.few[count])} vs {g.many_gain:+.3g} at {int(g.many[count])}; difference {g.mean:+.3g}, 95% "
+                + ("interval excludes 0" if g.resolved else "interval includes 0: not resolved by these seeds")
+                + ")."
+            )
     return out
 
 
@@ -279,7 +334,9 @@ def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: 
     the figures drawn and of the sample grids copied, both linked under the folder `link`."""
     lines = ["# LSDM against the baselines" if meta.get("name") is None else f"# LSDM sweep `{meta['name']}`", ""]
     if sweep is None:
-        return "\n".join(lines + ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""])
+        return "\n".join(
+            lines + ["No experiments found: run `make sweep` (python -m lsdm.orchestration.sweep) first.", ""]
+        )
     df, count, samplers, summary = sweep.df, sweep.count, sweep.samplers, sweep.summary
     seeds = sorted(df["seed"].dropna().unique().tolist())
     lines += [
@@ -300,10 +357,15 @@ def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: 
     if isinstance(meta.get("wall_seconds"), (int, float)):
         at_once = runs_at_once(meta)
         if meta.get("fanout"):
-            at_once = (f"fanned out over the work pool's workers (`{meta['fanout']}`; shared stages "
-                       f"{meta.get('shared_seconds', 0) / 60:.1f} min, points {meta.get('points_seconds', 0) / 60:.1f} min)")
-        lines += [f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
-                  "(queueing, every stage, collecting).", ""]  # fmt: skip
+            at_once = (
+                f"fanned out over the work pool's workers (`{meta['fanout']}`; shared stages "
+                f"{meta.get('shared_seconds', 0) / 60:.1f} min, points {meta.get('points_seconds', 0) / 60:.1f} min)"
+            )
+        lines += [
+            f"The sweep took {meta['wall_seconds'] / 60:.1f} minutes of wall time, {at_once} "
+            "(queueing, every stage, collecting).",
+            "",
+        ]
     if meta.get("note"):  # what its record adds by hand: how it was run, if not by one `lsdm sweep`
         lines += [str(meta["note"]), ""]
     for s in meta.get("skipped") or []:
@@ -319,13 +381,22 @@ def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: 
     if "lsdm" in samplers and len(samplers) > 1:
         keys = pair_keys(df)
         unit = "split seed" if keys == ["seed"] else "split seed and training seed"
-        lines += ["## Paired differences", "",
-                  f"LSDM minus each method on the runs that share a {unit}, mean [95% t-interval]; a verdict in "
-                  "bold where the interval excludes zero, read in the metric's direction (lower FID, higher label "
-                  "accuracy, smaller gaps to the real recall and density are better for LSDM)."
-                  + (" † marks a verdict that does not survive the stricter test, the differences first averaged "
-                     "over the training seeds so that the split seeds alone are the unit." if keys != ["seed"] else ""),
-                  "", *paired_table(df, count, samplers), ""]  # fmt: skip
+        lines += [
+            "## Paired differences",
+            "",
+            f"LSDM minus each method on the runs that share a {unit}, mean [95% t-interval]; a verdict in "
+            "bold where the interval excludes zero, read in the metric's direction (lower FID, higher label "
+            "accuracy, smaller gaps to the real recall and density are better for LSDM)."
+            + (
+                " † marks a verdict that does not survive the stricter test, the differences first averaged "
+                "over the training seeds so that the split seeds alone are the unit."
+                if keys != ["seed"]
+                else ""
+            ),
+            "",
+            *paired_table(df, count, samplers),
+            "",
+        ]
     lines += pool_section(sweep.pool, count, figures, link)
 
     lines += ["## Metrics by method and paired count", ""]
@@ -333,8 +404,7 @@ def render(sweep: Sweep | None, meta: dict[str, Any], figures: set[str], grids: 
         if f"{col}|mean" not in summary:
             continue
         direction = DIRECTIONS["reference" if higher is None else "higher" if higher else "lower"]
-        lines += [f"### {label} ({direction}; `{col}`)", "",
-                  metric_table(summary, col, count, samplers), ""]  # fmt: skip
+        lines += [f"### {label} ({direction}; `{col}`)", "", metric_table(summary, col, count, samplers), ""]
     lines += ["## Plots", ""]
     for name, caption in PLOTS:
         if name in figures:
@@ -385,6 +455,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any] | None = None, root: str
 def run(params=None) -> None:
     """`lsdm compare`: the report from results/sweep/ (written by `python -m lsdm.orchestration.sweep`)."""
     from lsdm.io import read_json
+
     table, meta = paths.SWEEP_TABLE, paths.SWEEP_META
     if not table.exists():
         raise FileNotFoundError(f"{table}: no sweep table (run `make sweep` or `lsdm sweep` first)")

@@ -22,24 +22,45 @@ SOURCES = (LIKE_AGAINST_LIKE, FLOW_88K)
 
 #: (ladder, ((variant in the table, what the rung adds), ...)): each rung adds one thing to the one above.
 LADDERS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("LSDM", (("lsdm_paper", "the paper's matcher: the pairs, one draw"),
-              ("lsdm_pooled", "+ the pooled marginal (all pool latents)"),
-              ("lsdm_class_aware", "+ the class-aware marginal (the pseudo-pairs)"),
-              ("lsdm_class_aware_c16_a0.99", "+ the filtered draw: the shipped default"))),
-    ("latent flow, NFE 10", (("flow_nfe10", "the pairs (`latent_flow`)"),
-                             ("flow_pseudo_latent_flow_pseudo_nfe10", "+ the pseudo-pairs"),
-                             ("flow_pseudo_filtered_latent_flow_pseudo_nfe10", "+ the filtered draw (`latent_flow_pseudo`)"))),
-)  # fmt: skip
+    (
+        "LSDM",
+        (
+            ("lsdm_paper", "the paper's matcher: the pairs, one draw"),
+            ("lsdm_pooled", "+ the pooled marginal (all pool latents)"),
+            ("lsdm_class_aware", "+ the class-aware marginal (the pseudo-pairs)"),
+            ("lsdm_class_aware_c16_a0.99", "+ the filtered draw: the shipped default"),
+        ),
+    ),
+    (
+        "latent flow, NFE 10",
+        (
+            ("flow_nfe10", "the pairs (`latent_flow`)"),
+            ("flow_pseudo_latent_flow_pseudo_nfe10", "+ the pseudo-pairs"),
+            ("flow_pseudo_filtered_latent_flow_pseudo_nfe10", "+ the filtered draw (`latent_flow_pseudo`)"),
+        ),
+    ),
+)
 #: The shipped LSDM against the fair baseline at each NFE the table holds.
 FAIR = "lsdm_class_aware_c16_a0.99"
-FAIR_BASELINES = (*((f"flow_pseudo_filtered_latent_flow_pseudo_nfe{n}", f"`latent_flow_pseudo`, NFE {n}") for n in (1, 10, 100)),
-                  *((f"flow88k_pseudo_filtered_latent_flow_pseudo_nfe{n}", f"`latent_flow_pseudo` at 88,000 steps, NFE {n}")
-                    for n in (10, 100)))  # fmt: skip
+FAIR_BASELINES = (
+    *((f"flow_pseudo_filtered_latent_flow_pseudo_nfe{n}", f"`latent_flow_pseudo`, NFE {n}") for n in (1, 10, 100)),
+    *(
+        (f"flow88k_pseudo_filtered_latent_flow_pseudo_nfe{n}", f"`latent_flow_pseudo` at 88,000 steps, NFE {n}")
+        for n in (10, 100)
+    ),
+)
 #: (variant, label) of each estimator judged against the shipped one (FAIR), drawn as it draws
-ESTIMATORS = (("ot_b128_c16_a0.99", "minibatch OT, 1,000 steps, batch 128, lr 0.002"),
-              ("ot_b256_c16_a0.99", "minibatch OT, 2,000 steps, batch 256, lr 0.001"))  # fmt: skip
-COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
-        ("density", "density gap", 2), ("train_seconds", "training s", 0))  # fmt: skip
+ESTIMATORS = (
+    ("ot_b128_c16_a0.99", "minibatch OT, 1,000 steps, batch 128, lr 0.002"),
+    ("ot_b256_c16_a0.99", "minibatch OT, 2,000 steps, batch 256, lr 0.001"),
+)
+COLS = (
+    ("label_accuracy", "label acc", 3),
+    ("fid_evalnet", "FID (evalnet)", 1),
+    ("recall", "recall", 2),
+    ("density", "density gap", 2),
+    ("train_seconds", "training s", 0),
+)
 
 
 def _table(root: Path, sources: tuple[str, ...] = SOURCES) -> pd.DataFrame:
@@ -58,7 +79,10 @@ def levels(root: Path) -> list[str]:
     counts = sorted(df["n_per_class"].unique())
     seeds = ", ".join(map(str, sorted(df["seed"].unique())))
     head = " | ".join(label for _, label, _ in COLS)
-    lines = [f"| rung (validation, mean of split seeds {seeds}) | pairs/class | {head} |", "|---|---|" + "---|" * len(COLS)]
+    lines = [
+        f"| rung (validation, mean of split seeds {seeds}) | pairs/class | {head} |",
+        "|---|---|" + "---|" * len(COLS),
+    ]
     for name, rungs in LADDERS:
         for variant, what in rungs:
             for n in counts:
@@ -88,7 +112,10 @@ def steps(root: Path) -> list[str]:
     df = _table(root)
     counts = sorted(df["n_per_class"].unique())
     head = " | ".join(label for _, label, _ in COLS[:-1])
-    lines = [f"| step (validation, paired over split seeds) | pairs/class | {head} |", "|---|---|" + "---|" * (len(COLS) - 1)]
+    lines = [
+        f"| step (validation, paired over split seeds) | pairs/class | {head} |",
+        "|---|---|" + "---|" * (len(COLS) - 1),
+    ]
     for name, rungs in LADDERS:
         for (below, _), (variant, what) in zip(rungs, rungs[1:]):
             for n in counts:
@@ -114,19 +141,27 @@ def estimators(root: Path) -> list[str]:
     df = _table(root, (*SOURCES, ESTIMATOR))
     counts = sorted(df["n_per_class"].unique())
     head = " | ".join(label for _, label, _ in COLS[:-1])
-    lines = [f"| estimator − shipped WGAN-GP (validation, paired over split seeds) | pairs/class | {head} | training s | "
-             "shipping rule |", "|---|---|" + "---|" * (len(COLS) + 1)]  # fmt: skip
+    lines = [
+        f"| estimator − shipped WGAN-GP (validation, paired over split seeds) | pairs/class | {head} | training s | "
+        "shipping rule |",
+        "|---|---|" + "---|" * (len(COLS) + 1),
+    ]
     for variant, label in ESTIMATORS:
         for n in counts:
             at = df[df["n_per_class"] == n]
             va, vb = (at[at["variant"] == v].set_index("seed") for v in (variant, FAIR))
             seeds = sorted(set(va.index) & set(vb.index))
             if len(seeds) < 2:
-                raise KeyError(f"{ESTIMATOR}: fewer than two split seeds with both {variant!r} and {FAIR!r} at {n} pairs/class")
-            worse = [name for key, name, _ in COLS[:-1]
-                     if paired_verdict(*t_interval(va.loc[seeds, key] - vb.loc[seeds, key])[:2], HIGHER[key]) == "worse"]
+                raise KeyError(
+                    f"{ESTIMATOR}: fewer than two split seeds with both {variant!r} and {FAIR!r} at {n} pairs/class"
+                )
+            worse = [
+                name
+                for key, name, _ in COLS[:-1]
+                if paired_verdict(*t_interval(va.loc[seeds, key] - vb.loc[seeds, key])[:2], HIGHER[key]) == "worse"
+            ]
             verdict = "passes" if not worse else "fails: " + ", ".join(worse) + " worse"
             cells = " | ".join(_paired(df, variant, FAIR, n))
             seconds = f"{va.loc[seeds, 'train_seconds'].mean():,.0f}"
-            lines.append(f"| {label} | {n} | {cells} | {seconds} | {verdict} |")  # fmt: skip
+            lines.append(f"| {label} | {n} | {cells} | {seconds} | {verdict} |")
     return lines

@@ -16,10 +16,12 @@ import pandas as pd
 from lsdm.reports.stats import POOL_METRICS, Sweep, has_numbers, metric_columns, pool_varies
 
 FIDELITY = ["eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "density_gap"]
-BOUND_TERMS = [("eval.bound.w1_pixel_exact", "W1 image joints (left side, measured)"),
-               ("eval.bound.rhs", "Lip(D) · W1 latent + recon (right side)"),
-               ("eval.bound.lip_times_w1", "Lip(D) · W1 latent joints"),
-               ("eval.bound.recon_l2_test", "reconstruction E‖y − D(E(y))‖")]
+BOUND_TERMS = [
+    ("eval.bound.w1_pixel_exact", "W1 image joints (left side, measured)"),
+    ("eval.bound.rhs", "Lip(D) · W1 latent + recon (right side)"),
+    ("eval.bound.lip_times_w1", "Lip(D) · W1 latent joints"),
+    ("eval.bound.recon_l2_test", "reconstruction E‖y − D(E(y))‖"),
+]
 # the figures' file names
 FIDELITY_VS_PAIRS, FID_VS_NFE, THROUGHPUT = "fidelity_vs_pairs.png", "fid_vs_nfe.png", "throughput.png"
 BOUND_VS_PAIRS, FIDELITY_VS_UNPAIRED = "bound_vs_pairs.png", "fidelity_vs_unpaired.png"
@@ -28,11 +30,13 @@ BOUND_VS_PAIRS, FIDELITY_VS_UNPAIRED = "bound_vs_pairs.png", "fidelity_vs_unpair
 def draw(sweep: Sweep, folder: Path) -> set[str]:
     """Every figure of the report that `sweep`'s table allows, into `folder`; the names of those drawn
     (the pool's only where the pool's size varies)."""
-    made = [plot_fidelity(sweep.summary, sweep.count, sweep.samplers, folder / FIDELITY_VS_PAIRS),
-            plot_fid_vs_nfe(sweep.summary, sweep.count, folder / FID_VS_NFE),
-            plot_throughput(sweep.df, sweep.samplers, folder / THROUGHPUT),
-            plot_bound(sweep.df, sweep.count, folder / BOUND_VS_PAIRS),
-            plot_pool(sweep.pool, sweep.count, folder / FIDELITY_VS_UNPAIRED) if pool_varies(sweep.pool) else None]  # fmt: skip
+    made = [
+        plot_fidelity(sweep.summary, sweep.count, sweep.samplers, folder / FIDELITY_VS_PAIRS),
+        plot_fid_vs_nfe(sweep.summary, sweep.count, folder / FID_VS_NFE),
+        plot_throughput(sweep.df, sweep.samplers, folder / THROUGHPUT),
+        plot_bound(sweep.df, sweep.count, folder / BOUND_VS_PAIRS),
+        plot_pool(sweep.pool, sweep.count, folder / FIDELITY_VS_UNPAIRED) if pool_varies(sweep.pool) else None,
+    ]
     return {p.name for p in made if p}
 
 
@@ -65,15 +69,22 @@ def plot_fidelity(summary: pd.DataFrame, count: str, samplers: list[str], out: P
     if not cols:
         return None
     plt = _plt()
-    labels = {c: l for c, l, _ in metric_columns()}
+    labels = {c: label for c, label, _ in metric_columns()}
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
     for ax, col in zip(axes[0], cols):
         for s in samplers:
             r = summary[summary["sampler"] == s].sort_values(count)
             r = r[r[f"{col}|mean"].notna()]
             if len(r):
-                ax.errorbar(r[count], r[f"{col}|mean"], yerr=r[f"{col}|std"].fillna(0), marker="o", capsize=3, label=s,
-                            lw=2.5 if s == "lsdm" else 1.2)  # fmt: skip
+                ax.errorbar(
+                    r[count],
+                    r[f"{col}|mean"],
+                    yerr=r[f"{col}|std"].fillna(0),
+                    marker="o",
+                    capsize=3,
+                    label=s,
+                    lw=2.5 if s == "lsdm" else 1.2,
+                )
         _log_axis(ax, summary.loc[summary["sampler"].isin(samplers), count])
         ax.set_xlabel(count.replace("_", " "))
         ax.set_title(labels[col])
@@ -97,12 +108,27 @@ def plot_fid_vs_nfe(summary: pd.DataFrame, count: str, out: Path) -> Path | None
     for i, c in enumerate(sorted(flow[count].unique())):
         r = flow[flow[count] == c].sort_values("nfe")
         color = colors[i % len(colors)]
-        ax.errorbar(r["nfe"], r[col], yerr=r["eval.fid_evalnet|std"].fillna(0), marker="o", capsize=3, color=color,
-                    label=f"latent_flow, {int(c)} pairs")  # fmt: skip
+        ax.errorbar(
+            r["nfe"],
+            r[col],
+            yerr=r["eval.fid_evalnet|std"].fillna(0),
+            marker="o",
+            capsize=3,
+            color=color,
+            label=f"latent_flow, {int(c)} pairs",
+        )
         one = summary[(summary["sampler"] == "lsdm") & (summary[count] == c) & summary[col].notna()]
         if len(one):
-            ax.errorbar([1], one[col], yerr=one["eval.fid_evalnet|std"].fillna(0), marker="*", ms=14, color=color,
-                        ls="none", label=f"LSDM one-step, {int(c)} pairs")  # fmt: skip
+            ax.errorbar(
+                [1],
+                one[col],
+                yerr=one["eval.fid_evalnet|std"].fillna(0),
+                marker="*",
+                ms=14,
+                color=color,
+                ls="none",
+                label=f"LSDM one-step, {int(c)} pairs",
+            )
     _log_axis(ax, [1, *flow["nfe"]])
     ax.set_xlabel("function evaluations per sample (NFE)")
     ax.set_ylabel("FID (evalnet features)")
@@ -124,8 +150,15 @@ def plot_bound(df: pd.DataFrame, count: str, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for col, label in terms:
         g = pd.to_numeric(lsdm[col], errors="coerce").groupby(lsdm[count]).agg(["mean", "std"]).dropna(subset=["mean"])
-        ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=label,
-                    lw=2.5 if col == "eval.bound.w1_pixel_exact" else 1.2)  # fmt: skip
+        ax.errorbar(
+            g.index,
+            g["mean"],
+            yerr=g["std"].fillna(0),
+            marker="o",
+            capsize=3,
+            label=label,
+            lw=2.5 if col == "eval.bound.w1_pixel_exact" else 1.2,
+        )
     _log_axis(ax, lsdm[count])
     ax.set_xlabel(count.replace("_", " "))
     ax.set_title("LSDM's bound on held-out data (exact W1)")
@@ -143,8 +176,13 @@ def plot_throughput(df: pd.DataFrame, samplers: list[str], out: Path) -> Path | 
     vals = pd.to_numeric(df[col], errors="coerce").groupby(df["sampler"]).agg(["mean", "std"])
     vals = vals.loc[[s for s in samplers if s in vals.index and not math.isnan(vals.loc[s, "mean"])]]
     fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(vals)), 3.6))
-    ax.bar(range(len(vals)), vals["mean"], yerr=vals["std"].fillna(0), capsize=3,
-           color=["C3" if s == "lsdm" else "C0" for s in vals.index])  # fmt: skip
+    ax.bar(
+        range(len(vals)),
+        vals["mean"],
+        yerr=vals["std"].fillna(0),
+        capsize=3,
+        color=["C3" if s == "lsdm" else "C0" for s in vals.index],
+    )
     ax.set_xticks(range(len(vals)), vals.index, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("images / s")
@@ -158,11 +196,16 @@ def plot_pool(rows: pd.DataFrame, count: str, out: Path) -> Path | None:
     if rows.empty or not cols:
         return None
     plt = _plt()
-    labels = {c: l for c, l, _ in metric_columns()}
+    labels = {c: label for c, label, _ in metric_columns()}
     fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.4), squeeze=False)
     for ax, col in zip(axes[0], cols):
         for c, at in rows.groupby(count):
-            g = pd.to_numeric(at[col], errors="coerce").groupby(at["unpaired"]).agg(["mean", "std"]).dropna(subset=["mean"])
+            g = (
+                pd.to_numeric(at[col], errors="coerce")
+                .groupby(at["unpaired"])
+                .agg(["mean", "std"])
+                .dropna(subset=["mean"])
+            )
             ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=f"{int(c)} pairs")
         ax.set_xscale("symlog", linthresh=100)
         ax.set_xlabel("unpaired images in the latent pool")

@@ -21,10 +21,11 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -74,8 +75,11 @@ def provenance(doc: dict[str, Any]) -> str:
     """Where a benchmark's figures were measured: command, commit, date, machine, load."""
     m = doc.get("machine") or {}
     dirty = " with uncommitted changes" if doc.get("dirty") else ""
-    parts = [f"`{doc['command']}`" if doc.get("command") else None, f"at commit {short(doc.get('commit'))}{dirty}",
-             (doc.get("date") or "")[:10] or None]  # fmt: skip
+    parts = [
+        f"`{doc['command']}`" if doc.get("command") else None,
+        f"at commit {short(doc.get('commit'))}{dirty}",
+        (doc.get("date") or "")[:10] or None,
+    ]
     if m.get("cores"):
         parts.append(f"{m['cores']} cores")
     if m.get("load_average_at_start"):
@@ -92,8 +96,10 @@ def transcribed(doc: dict[str, Any]) -> str | None:
     what = f"`{doc['command']}`" if doc.get("command") else "the run"
     at = f" at commit {short(doc.get('measured_at_commit'))}" if doc.get("measured_at_commit") else ""
     note = f" {doc['note']}" if doc.get("note") else ""
-    return (f"*Transcribed, not re-measured:* the figures the {doc['transcribed_from']} stated for {what}{at}"
-            f" ({doc.get('date', 'date not recorded')}).{note}")  # fmt: skip
+    return (
+        f"*Transcribed, not re-measured:* the figures the {doc['transcribed_from']} stated for {what}{at}"
+        f" ({doc.get('date', 'date not recorded')}).{note}"
+    )
 
 
 def listed(items: list[str]) -> str:
@@ -124,9 +130,18 @@ def better(metric: str, a: float, b: float, reference: float | None = None, digi
 # --- super-resolution --------------------------------------------------------------------------------
 
 SR_FILES = ("results/superres/encoder_width_8.json", "results/superres/encoder_width_16.json")
-SR_COLUMNS = {"lsdm": "LSDM back-projected onto its input ({})", "lsdm_raw": "LSDM raw D(G(x, eta))", "bicubic": "bicubic"}
-SR_ROWS = (("fid_evalnet", "FID (evalnet)", 1), ("psnr", "PSNR (dB)", 1), ("ssim", "SSIM", 3),
-           ("consistency_psnr", "consistency PSNR (dB)", 1), ("label_accuracy", "label accuracy of outputs", 3))  # fmt: skip
+SR_COLUMNS = {
+    "lsdm": "LSDM back-projected onto its input ({})",
+    "lsdm_raw": "LSDM raw D(G(x, eta))",
+    "bicubic": "bicubic",
+}
+SR_ROWS = (
+    ("fid_evalnet", "FID (evalnet)", 1),
+    ("psnr", "PSNR (dB)", 1),
+    ("ssim", "SSIM", 3),
+    ("consistency_psnr", "consistency PSNR (dB)", 1),
+    ("label_accuracy", "label accuracy of outputs", 3),
+)
 
 
 def superres(root: Path) -> list[str]:
@@ -135,17 +150,28 @@ def superres(root: Path) -> list[str]:
     real = first.get("real_reference") or {}
     cols = [c for c in SR_COLUMNS if all(c in r["columns"] for r in runs)]  # no raw column without back-projection
     bp = f"`sr.back_projection: {first['sr']['back_projection']}`"
-    lines = ["Cells: " + " | ".join(SR_COLUMNS[c].format(bp) for c in cols) + f"; on the {first['n_test']:,} test images, generation seed {first['generation_seed']}, "
-             f"{first['n_paired_per_class']} pairs per class, `sr.factor: {first['sr']['factor']}`:", "",
-             "| metric | " + " | ".join(f"`sr.encoder_width: {r['sr']['encoder_width']}`" for r in runs) + " |",
-             "|---|" + "---|" * len(runs)]  # fmt: skip
+    lines = [
+        "Cells: "
+        + " | ".join(SR_COLUMNS[c].format(bp) for c in cols)
+        + f"; on the {first['n_test']:,} test images, generation seed {first['generation_seed']}, "
+        f"{first['n_paired_per_class']} pairs per class, `sr.factor: {first['sr']['factor']}`:",
+        "",
+        "| metric | " + " | ".join(f"`sr.encoder_width: {r['sr']['encoder_width']}`" for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
     for key, label, digits in SR_ROWS:
         cells = [" \\| ".join(num(r["columns"][c][key], digits) for c in cols) for r in runs]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    dc = [" \\| ".join(f"{num(r['columns'][c]['density'], 2)} / {num(r['columns'][c]['coverage'], 2)}" for c in cols)
-          for r in runs]  # fmt: skip
-    lines += [f"| density / coverage (real: {num(real.get('density'), 2)} / {num(real.get('coverage'), 2)}) | "
-              + " | ".join(dc) + " |", ""]  # fmt: skip
+    dc = [
+        " \\| ".join(f"{num(r['columns'][c]['density'], 2)} / {num(r['columns'][c]['coverage'], 2)}" for c in cols)
+        for r in runs
+    ]
+    lines += [
+        f"| density / coverage (real: {num(real.get('density'), 2)} / {num(real.get('coverage'), 2)}) | "
+        + " | ".join(dc)
+        + " |",
+        "",
+    ]
     lines.append(" ".join(sr_reading(runs)))
     lines.append("")
     for r in runs:
@@ -156,8 +182,11 @@ def superres(root: Path) -> list[str]:
 def sr_timing(r: dict[str, Any]) -> str:
     stages = [s for s in r["stages"] if s["status"] == "ran"]  # in graph order
     ran = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in stages)
-    what = ("a fresh copy (empty DVC cache), every stage" if r.get("fresh")
-            else "after the previous width in the same copy, DVC reran only " + ", ".join(s["stage"] for s in stages))  # fmt: skip
+    what = (
+        "a fresh copy (empty DVC cache), every stage"
+        if r.get("fresh")
+        else "after the previous width in the same copy, DVC reran only " + ", ".join(s["stage"] for s in stages)
+    )
     return f"{what}: {duration(r['wall_seconds'])} ({ran}); {provenance(r)}."
 
 
@@ -171,21 +200,24 @@ def sr_reading(runs: list[dict[str, Any]]) -> list[str]:
     beats = [BY_KEY[k].label for k, _, d in SR_ROWS[:3] if raw and better(k, raw[k], bic[k], digits=d)]
     cons = raw["consistency_psnr"] - bic["consistency_psnr"] if raw else 0.0
     if raw:
-        out.append(f"At `sr.encoder_width: {runs[0]['sr']['encoder_width']}`, raw samples beat bicubic on "
-                   f"{listed(beats) or 'none of FID, PSNR and SSIM'}, and are {abs(cons):.1f} dB "
-                   f"{'more' if cons > 0 else 'less'} consistent with their input; back-projection changes "
-                   f"consistency by {lsdm['consistency_psnr'] - raw['consistency_psnr']:+.1f} dB, PSNR by "
-                   f"{lsdm['psnr'] - raw['psnr']:+.1f} dB and FID by {lsdm['fid_evalnet'] - raw['fid_evalnet']:+.1f}.")  # fmt: skip
+        out.append(
+            f"At `sr.encoder_width: {runs[0]['sr']['encoder_width']}`, raw samples beat bicubic on "
+            f"{listed(beats) or 'none of FID, PSNR and SSIM'}, and are {abs(cons):.1f} dB "
+            f"{'more' if cons > 0 else 'less'} consistent with their input; back-projection changes "
+            f"consistency by {lsdm['consistency_psnr'] - raw['consistency_psnr']:+.1f} dB, PSNR by "
+            f"{lsdm['psnr'] - raw['psnr']:+.1f} dB and FID by {lsdm['fid_evalnet'] - raw['fid_evalnet']:+.1f}."
+        )
     shown = {k: digits for k, _, digits in SR_ROWS} | {"density": 2, "coverage": 2}
     for r in runs[1:]:
         w = r["columns"]["lsdm"]
         verdicts = {k: better(k, w[k], lsdm[k], real_density, d) for k, d in shown.items()}
         up = [BY_KEY[k].label for k, v in verdicts.items() if v]
         down = [BY_KEY[k].label for k, v in verdicts.items() if v is False]
-        out.append(f"`sr.encoder_width: {r['sr']['encoder_width']}` against {runs[0]['sr']['encoder_width']}, "
-                   f"back-projected (one training run and one generation seed each, so small differences may be "
-                   f"noise): better on {listed(up) or 'nothing'}" + (f"; worse on {listed(down)}" if down else "")
-                   + ".")  # fmt: skip
+        out.append(
+            f"`sr.encoder_width: {r['sr']['encoder_width']}` against {runs[0]['sr']['encoder_width']}, "
+            f"back-projected (one training run and one generation seed each, so small differences may be "
+            f"noise): better on {listed(up) or 'nothing'}" + (f"; worse on {listed(down)}" if down else "") + "."
+        )
     return out
 
 
@@ -199,9 +231,18 @@ def sweep_table(root: Path, table: str, meta: str) -> tuple[pd.DataFrame, dict]:
     if not (root / table).exists():
         raise FileNotFoundError(f"{table}: a generated block's source file is missing")
     return pd.read_parquet(root / table), read(root, meta)
+
+
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
 FLOW_NFE = (1, 10, 100)  # latent flow's rows in the docs (the report has every NFE)
-READING_AGAINST = ("lsdm_paper", "lsdm_pooled", "pixel_wgan", "latent_flow_nfe1", "latent_flow_nfe10", "latent_flow_nfe100")
+READING_AGAINST = (
+    "lsdm_paper",
+    "lsdm_pooled",
+    "pixel_wgan",
+    "latent_flow_nfe1",
+    "latent_flow_nfe10",
+    "latent_flow_nfe100",
+)
 
 
 def sweep_samplers(df: pd.DataFrame) -> list[str]:
@@ -230,13 +271,19 @@ def sweep(root: Path) -> list[str]:
     over = f"the runs (split × training seeds: {runs_phrase(df, count, 'runs')})" if trained else "the split seeds"
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
     # a sweep combined from pieces (`lsdm sweep --combine`) has each piece's wall time in its note instead
-    wall = f"{meta['wall_seconds'] / 60:.1f} min of wall time, {runs_at_once(meta)}. " if meta.get("wall_seconds") else ""
-    lines = [f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
-             f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}. "
-             f"{wall}Judged on the {split} split; cells: "
-             f"mean ± std over {over}.",
-             *([str(meta["note"])] if meta.get("note") else []),
-             "", "| metric | method | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
+    wall = (
+        f"{meta['wall_seconds'] / 60:.1f} min of wall time, {runs_at_once(meta)}. " if meta.get("wall_seconds") else ""
+    )
+    lines = [
+        f"Sweep `{meta.get('tag')}`: {meta.get('experiments')} experiments ({count.replace('_', ' ')} "
+        f"{counts} × split seeds {seeds}{f' × training seeds {train_seeds}' if trained else ''}), every run with {every or 'the shipped params'}. "
+        f"{wall}Judged on the {split} split; cells: "
+        f"mean ± std over {over}.",
+        *([str(meta["note"])] if meta.get("note") else []),
+        "",
+        "| metric | method | " + " | ".join(str(c) for c in counts) + " |",
+        "|---|---|" + "---|" * len(counts),
+    ]
     for col in SWEEP_METRICS:
         m = BY_KEY[col.removeprefix("eval.")]
         ref = f"eval.{m.reference}" if m.reference else None
@@ -246,14 +293,22 @@ def sweep(root: Path) -> list[str]:
             cells = []
             for c in counts:
                 r = summary[(summary["sampler"] == s) & (summary[count] == c)]
-                cells.append(mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
-                             if len(r) and f"{col}|mean" in r else "–")  # fmt: skip
+                cells.append(
+                    mean_std(r[f"{col}|mean"].iloc[0], r[f"{col}|std"].iloc[0], int(r[f"{col}|count"].iloc[0]))
+                    if len(r) and f"{col}|mean" in r
+                    else "–"
+                )
             lines.append(f"| {label if i == 0 else ''} | {sampler_label(df, s)} | " + " | ".join(cells) + " |")
     against = ["lsdm", *[s for s in READING_AGAINST if s in samplers]]
     lines += ["", *[f"- {r}" for r in reading(df, summary, count, against)]]
     if len(against) > 1:
-        lines += ["", "Paired differences, LSDM minus each method, mean [95% t-interval] (reports/comparison.md, "
-                  "\"Paired differences\", says how they are read):", "", *paired_table(df, count, against)]  # fmt: skip
+        lines += [
+            "",
+            "Paired differences, LSDM minus each method, mean [95% t-interval] (reports/comparison.md, "
+            '"Paired differences", says how they are read):',
+            "",
+            *paired_table(df, count, against),
+        ]
     return lines
 
 
@@ -278,20 +333,28 @@ def sweep_verdicts(root: Path) -> list[str]:
 
     unit = "split and training seed" if len(pair_keys(df)) > 1 else "split seed"
     ours = sampler_label(df, "lsdm").split(" (`")[0]  # the default matcher, as the sweep's runs name it
-    lines = [f"Sweep `{meta.get('tag')}`, {meta.get('experiments')} experiments judged on the test split: {ours} "
-             f"against each method at {' / '.join(str(int(c)) for c in counts)} pairs per class, runs paired on {unit}. "
-             "**better** / **worse**: the 95% t-interval of the paired differences excludes zero (lower FID, higher label "
-             "accuracy); † the verdict does not survive with the split seeds alone as the unit.", "",
-             f"| {ours} against | " + " | ".join(BY_KEY[c.removeprefix("eval.")].label for c, _ in VERDICT_METRICS)
-             + " |", "|---|" + "---|" * len(VERDICT_METRICS)]  # fmt: skip
+    lines = [
+        f"Sweep `{meta.get('tag')}`, {meta.get('experiments')} experiments judged on the test split: {ours} "
+        f"against each method at {' / '.join(str(int(c)) for c in counts)} pairs per class, runs paired on {unit}. "
+        "**better** / **worse**: the 95% t-interval of the paired differences excludes zero (lower FID, higher label "
+        "accuracy); † the verdict does not survive with the split seeds alone as the unit.",
+        "",
+        f"| {ours} against | " + " | ".join(BY_KEY[c.removeprefix("eval.")].label for c, _ in VERDICT_METRICS) + " |",
+        "|---|" + "---|" * len(VERDICT_METRICS),
+    ]
     for other in against:
-        lines.append(f"| {sampler_label(df, other)} | " + " | ".join(cell(other, c, h) for c, h in VERDICT_METRICS) + " |")
+        lines.append(
+            f"| {sampler_label(df, other)} | " + " | ".join(cell(other, c, h) for c, h in VERDICT_METRICS) + " |"
+        )
     return lines
 
 
 #: The named sweep `image_filter` (LSDM with the image filter at accept 0.9, and at 0.99 as `lsdm_strict`, on the
 #: shipped sweep's cells and matchers): its samplers as the shipped sweep's table names them beside its own.
-IMAGE_FILTER_TABLE, IMAGE_FILTER_META = "results/sweep-image_filter/sweep.parquet", "results/sweep-image_filter/sweep.json"
+IMAGE_FILTER_TABLE, IMAGE_FILTER_META = (
+    "results/sweep-image_filter/sweep.parquet",
+    "results/sweep-image_filter/sweep.json",
+)
 IMAGE_FILTER_SAMPLERS = {"lsdm": "lsdm_image_filter", "lsdm_strict": "lsdm_image_strict"}
 IMAGE_FILTER_AGAINST = ("lsdm", "lsdm_paper", "latent_flow_nfe10")
 
@@ -305,31 +368,48 @@ def image_filter_test(root: Path) -> list[str]:
 
     shipped, meta = sweep_table(root, SWEEP_TABLE, SWEEP_META)
     image, _ = sweep_table(root, IMAGE_FILTER_TABLE, IMAGE_FILTER_META)
-    image = image[image["sampler"].isin(IMAGE_FILTER_SAMPLERS)].assign(sampler=lambda d: d["sampler"].map(IMAGE_FILTER_SAMPLERS))
+    image = image[image["sampler"].isin(IMAGE_FILTER_SAMPLERS)].assign(
+        sampler=lambda d: d["sampler"].map(IMAGE_FILTER_SAMPLERS)
+    )
     df = pd.concat([shipped, image], ignore_index=True)
     df["density_gap"] = (pd.to_numeric(df["eval.density"]) - pd.to_numeric(df["eval.real_reference.density"])).abs()
     count = count_column(df)
     counts = sorted(int(c) for c in image[count].dropna().unique())
-    cols = (("eval.label_accuracy", "label acc", 3), ("eval.fid_evalnet", "FID (evalnet)", 2),
-            ("eval.recall", "recall", 3), ("density_gap", "density gap", 3))  # fmt: skip
+    cols = (
+        ("eval.label_accuracy", "label acc", 3),
+        ("eval.fid_evalnet", "FID (evalnet)", 2),
+        ("eval.recall", "recall", 3),
+        ("density_gap", "density gap", 3),
+    )
     shown = ["lsdm", *IMAGE_FILTER_SAMPLERS.values(), *IMAGE_FILTER_AGAINST[1:]]
-    lines = [f"Test split, mean over the runs (split seeds × training seeds) of sweep `image_filter` and the shipped sweep "
-             f"`{meta.get('tag')}` (LSDM: the latent filter, the default):", "",
-             "| sampler | pairs/class | " + " | ".join(label for _, label, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    lines = [
+        f"Test split, mean over the runs (split seeds × training seeds) of sweep `image_filter` and the shipped sweep "
+        f"`{meta.get('tag')}` (LSDM: the latent filter, the default):",
+        "",
+        "| sampler | pairs/class | " + " | ".join(label for _, label, _ in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for s in shown:
         for c in counts:
             rows = df[(df["sampler"] == s) & (df[count] == c)]
             cells = [num(pd.to_numeric(rows[col]).mean(), d) for col, _, d in cols]
             lines.append(f"| `{s}` | {c} | " + " | ".join(cells) + " |")
-    lines += ["", "Label accuracy, the image filter minus each, mean [95% t-interval] over the paired runs:", "",
-              "| sampler | against | " + " | ".join(str(c) for c in counts) + " |", "|---|---|" + "---|" * len(counts)]  # fmt: skip
+    lines += [
+        "",
+        "Label accuracy, the image filter minus each, mean [95% t-interval] over the paired runs:",
+        "",
+        "| sampler | against | " + " | ".join(str(c) for c in counts) + " |",
+        "|---|---|" + "---|" * len(counts),
+    ]
     for s in IMAGE_FILTER_SAMPLERS.values():
         for other in IMAGE_FILTER_AGAINST:
             cells = []
             for c in counts:
                 mean, half, _ = paired_difference(df, s, other, count, c, "eval.label_accuracy")
                 word = paired_verdict(mean, half, higher=True)
-                cells.append(f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] {word if word == 'tie' else f'**{word}**'}")
+                cells.append(
+                    f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] {word if word == 'tie' else f'**{word}**'}"
+                )
             lines.append(f"| `{s}` | `{other}` | " + " | ".join(cells) + " |")
     return lines
 
@@ -344,17 +424,28 @@ def unpaired_pool(root: Path) -> list[str]:
         raise FileNotFoundError(f"{POOL_TABLE}: a generated block's source file is missing")
     df, meta = pd.read_parquet(path), read(root, POOL_META)
     split = " / ".join(sorted(df["eval.split"].dropna().astype(str).unique())) if "eval.split" in df else "(unrecorded)"
-    wall = f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {runs_at_once(meta)}" if meta.get("wall_seconds") else ""
-    return [f"Sweep `{meta.get('tag')}` ({meta.get('experiments')} experiments{wall}), judged on the {split} split.", "",
-            *pool_lines(pool_rows(df, meta.get("variants")), count_column(df)),
-            "![Fidelity against the unpaired pool size](reports/comparison-unpaired_pool/fidelity_vs_unpaired.png)"]  # fmt: skip
+    wall = (
+        f"; {meta['wall_seconds'] / 60:.0f} min of wall time, {runs_at_once(meta)}" if meta.get("wall_seconds") else ""
+    )
+    return [
+        f"Sweep `{meta.get('tag')}` ({meta.get('experiments')} experiments{wall}), judged on the {split} split.",
+        "",
+        *pool_lines(pool_rows(df, meta.get("variants")), count_column(df)),
+        "![Fidelity against the unpaired pool size](reports/comparison-unpaired_pool/fidelity_vs_unpaired.png)",
+    ]
 
 
 # --- the default run ---------------------------------------------------------------------------------
 
 EVAL_FILES = ("results/evaluate/metrics.json", "results/evaluate/details.json")
-DEFAULT_METRICS = (("label_accuracy", 3), ("fid_evalnet", 2), ("precision", 3), ("recall", 3), ("density", 3),
-                   ("coverage", 3))  # fmt: skip
+DEFAULT_METRICS = (
+    ("label_accuracy", 3),
+    ("fid_evalnet", 2),
+    ("precision", 3),
+    ("recall", 3),
+    ("density", 3),
+    ("coverage", 3),
+)
 
 
 def default_run(root: Path) -> list[str]:
@@ -362,9 +453,13 @@ def default_run(root: Path) -> list[str]:
         read(root, f)  # each must exist
     e = read_results(root / Path(EVAL_FILES[0]).parent)["eval"]
     seeds = e.get("seeds") or []
-    lines = [f"{str(e.get('split')).capitalize()} split, {e['n_samples']:,} images; the headline at generation seed {seeds[0]}, beside it the mean "
-             f"± std over the seeds {seeds}:", "",
-             "| metric | headline | over seeds | real data |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"{str(e.get('split')).capitalize()} split, {e['n_samples']:,} images; the headline at generation seed {seeds[0]}, beside it the mean "
+        f"± std over the seeds {seeds}:",
+        "",
+        "| metric | headline | over seeds | real data |",
+        "|---|---|---|---|",
+    ]
     for key, digits in DEFAULT_METRICS:
         m, over = BY_KEY[key], get(e, f"over_seeds.{key}") or {}
         spread = f"{num(over.get('mean'), digits)} ± {num(over.get('std'), digits)}" if over else "–"
@@ -372,8 +467,12 @@ def default_run(root: Path) -> list[str]:
         lines.append(f"| {m.label} | {num(e.get(key), digits)} | {spread} | {num(real, digits)} |")
     times = e.get("stage_seconds") or {}
     if times:
-        lines += ["", "Stage compute times of this run: " + ", ".join(
-            f"{k} {v:.0f} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1])) + "."]  # fmt: skip
+        lines += [
+            "",
+            "Stage compute times of this run: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1]))
+            + ".",
+        ]
     return lines
 
 
@@ -383,16 +482,24 @@ def bound(root: Path) -> list[str]:
         read(root, f)  # each must exist
     b = read_results(root / Path(EVAL_FILES[0]).parent)["eval"]["bound"]
     holds = "it holds" if b["holds"] else "**it does not hold**"
-    pm = (lambda k: f" ± {b[k + '_std']:.2f}" if b.get(k + "_std") is not None else "")  # noqa: E731
-    sampled = (f" (± std over {b['bootstrap']} bootstrap resamplings of the test points; the bound held in "
-               f"{b['holds_fraction']:.0%} of them)") if b.get("bootstrap") else ""  # fmt: skip
-    return [f"The bound on the test images, exact W1 ({b['convention']}): left side W1(image joints) = "
-            f"{b['w1_pixel_exact']:.2f}{pm('w1_pixel_exact')}; right side {b['rhs']:.2f}{pm('rhs')} = Lip(D) "
-            f"{b['decoder_lipschitz_spectral_max']:.2f} × W1(latent joints) {b['w1_latent_exact']:.2f}"
-            f"{pm('w1_latent_exact')} + reconstruction {b['recon_l2_test']:.2f} — {holds}{sampled}, "
-            f"the left side at {b['w1_pixel_exact'] / b['rhs']:.2f} of the right (Lip(D) is a lower estimate). The "
-            f"critic's own W1 estimate, a memorisation diagnostic and no term of the bound: "
-            f"{b['critic_w1_test']:.2f} held out vs {b['critic_w1_train_pairs']:.2f} on its training pairs."]  # fmt: skip
+    pm = lambda k: f" ± {b[k + '_std']:.2f}" if b.get(k + "_std") is not None else ""  # noqa: E731
+    sampled = (
+        (
+            f" (± std over {b['bootstrap']} bootstrap resamplings of the test points; the bound held in "
+            f"{b['holds_fraction']:.0%} of them)"
+        )
+        if b.get("bootstrap")
+        else ""
+    )
+    return [
+        f"The bound on the test images, exact W1 ({b['convention']}): left side W1(image joints) = "
+        f"{b['w1_pixel_exact']:.2f}{pm('w1_pixel_exact')}; right side {b['rhs']:.2f}{pm('rhs')} = Lip(D) "
+        f"{b['decoder_lipschitz_spectral_max']:.2f} × W1(latent joints) {b['w1_latent_exact']:.2f}"
+        f"{pm('w1_latent_exact')} + reconstruction {b['recon_l2_test']:.2f} — {holds}{sampled}, "
+        f"the left side at {b['w1_pixel_exact'] / b['rhs']:.2f} of the right (Lip(D) is a lower estimate). The "
+        f"critic's own W1 estimate, a memorisation diagnostic and no term of the bound: "
+        f"{b['critic_w1_test']:.2f} held out vs {b['critic_w1_train_pairs']:.2f} on its training pairs."
+    ]
 
 
 # --- benchmarks --------------------------------------------------------------------------------------
@@ -406,21 +513,34 @@ def bench_pipeline(root: Path, path: str = BENCH_PIPELINE) -> list[str]:
     d = read(root, path)
     device = d.get("device") or {}
     on = f", on an {device.get('name')}" if device.get("type") == "cuda" else ""
-    lines = [transcribed(d) or f"One run ({provenance(d)}{on}, {d['params']} params, methods: {', '.join(d.get('methods') or []) or 'none'}):", ""]
+    lines = [
+        transcribed(d)
+        or f"One run ({provenance(d)}{on}, {d['params']} params, methods: {', '.join(d.get('methods') or []) or 'none'}):",
+        "",
+    ]
     top = sorted(d["stages"], key=lambda r: -r["seconds"])[:3]
     tp = d.get("throughput") or []
     lsdm = next((t for t in tp if t["sampler"] == "lsdm"), None)
     flows = [t for t in tp if t["sampler"] != "lsdm"]
     rss = d["peak_rss_mb"]
-    text = (f"full `dvc repro` {d['full_seconds']:.0f} s (" + ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in top)
-            + f"), incremental after a change of `{d['incremental_change']}` {d['incremental_seconds']:.0f} s (ran: "
-            f"{', '.join(d['incremental_ran'])}): full / incremental = {d['full_seconds'] / d['incremental_seconds']:.1f}x.")  # fmt: skip
+    text = (
+        f"full `dvc repro` {d['full_seconds']:.0f} s ("
+        + ", ".join(f"{r['stage']} {r['seconds']:.0f} s" for r in top)
+        + f"), incremental after a change of `{d['incremental_change']}` {d['incremental_seconds']:.0f} s (ran: "
+        f"{', '.join(d['incremental_ran'])}): full / incremental = {d['full_seconds'] / d['incremental_seconds']:.1f}x."
+    )
     if lsdm and flows:
-        text += (f" Sampling at batch {lsdm['batch_size']}: LSDM {num(lsdm['images_per_s'], 0)} images/s, "
-                 + ", ".join(f"{t['sampler']} {num(t['images_per_s'], 0)}" for t in flows) + "; LSDM is "
-                 + " / ".join(f"{lsdm['images_per_s'] / t['images_per_s']:.1f}x" for t in flows) + " faster.")  # fmt: skip
-    text += (f" Peak RSS per stage (DVC included) {rss['min'] / 1000:.2f}-{rss['max'] / 1000:.2f} GB, the largest "
-             f"{rss['max_stage']}.")  # fmt: skip
+        text += (
+            f" Sampling at batch {lsdm['batch_size']}: LSDM {num(lsdm['images_per_s'], 0)} images/s, "
+            + ", ".join(f"{t['sampler']} {num(t['images_per_s'], 0)}" for t in flows)
+            + "; LSDM is "
+            + " / ".join(f"{lsdm['images_per_s'] / t['images_per_s']:.1f}x" for t in flows)
+            + " faster."
+        )
+    text += (
+        f" Peak RSS per stage (DVC included) {rss['min'] / 1000:.2f}-{rss['max'] / 1000:.2f} GB, the largest "
+        f"{rss['max_stage']}."
+    )
     if d.get("peak_cuda_mb"):
         text += f" Peak GPU memory allocated {d['peak_cuda_mb']['max']:.0f} MiB, in {d['peak_cuda_mb']['max_stage']}."
     return lines + [text[0].upper() + text[1:]]
@@ -428,7 +548,10 @@ def bench_pipeline(root: Path, path: str = BENCH_PIPELINE) -> list[str]:
 
 BENCH_PIPELINE_GPU = "results/benchmarks/bench_pipeline-shipped-cuda.json"
 #: `bench_matcher.py --graph`: the first trial (a step rewritten for capture), then `train_matcher` off and on.
-BENCH_GRAPH = ("results/benchmarks/bench_matcher-cuda-graph-trial.json", "results/benchmarks/bench_matcher-cuda-graph.json")
+BENCH_GRAPH = (
+    "results/benchmarks/bench_matcher-cuda-graph-trial.json",
+    "results/benchmarks/bench_matcher-cuda-graph.json",
+)
 
 
 def gpu_graph(root: Path) -> list[str]:
@@ -442,15 +565,19 @@ def graph_run(d: dict) -> str:
     trial's file) the step rewritten for capture beside the loop as it shipped then."""
     if "ms_per_step" in d:
         t = d["ms_per_step"]
-        return (f"`train_matcher` (the shipped matcher) over {d['steps']} steps: {t['eager']:.2f} ms a step eager, "
-                f"{t['graph']:.2f} ms replayed as a CUDA graph ({d['graph_speedup']:.1f}x); the two runs' weights "
-                f"end at most {d['max_abs_weight_difference']:.2f} apart (the same draws; float rounding, grown "
-                f"over {d['steps']} adversarial steps).")  # fmt: skip
+        return (
+            f"`train_matcher` (the shipped matcher) over {d['steps']} steps: {t['eager']:.2f} ms a step eager, "
+            f"{t['graph']:.2f} ms replayed as a CUDA graph ({d['graph_speedup']:.1f}x); the two runs' weights "
+            f"end at most {d['max_abs_weight_difference']:.2f} apart (the same draws; float rounding, grown "
+            f"over {d['steps']} adversarial steps)."
+        )
     t = {k: 1e3 * v for k, v in d["seconds_per_step"].items()}
-    return (f"`train_wgan_gp` as it shipped then {t['train_wgan_gp']:.2f} ms a step; the step rewritten for "
-            f"capture {t['eager']:.2f} ms eager and {t['graph']:.2f} ms replayed as a CUDA graph: the graph "
-            f"{d['graph_speedup_over_eager_step']:.1f}x the same step eager, {d['graph_speedup_over_shipped']:.1f}x "
-            f"the loop as it shipped ({d['timed_steps']} timed steps each, after {d['shipped_steps']} of the loop).")  # fmt: skip
+    return (
+        f"`train_wgan_gp` as it shipped then {t['train_wgan_gp']:.2f} ms a step; the step rewritten for "
+        f"capture {t['eager']:.2f} ms eager and {t['graph']:.2f} ms replayed as a CUDA graph: the graph "
+        f"{d['graph_speedup_over_eager_step']:.1f}x the same step eager, {d['graph_speedup_over_shipped']:.1f}x "
+        f"the loop as it shipped ({d['timed_steps']} timed steps each, after {d['shipped_steps']} of the loop)."
+    )
 
 
 #: The scale benchmark's runs (benchmarks/bench_scale.py), smallest first.
@@ -460,6 +587,7 @@ SCALE_FILES = tuple(f"results/benchmarks/scale-{n}.json" for n in (20_000, 100_0
 def scale(root: Path) -> list[str]:
     """Each stage's wall time and peak RSS against the number of images, one column pair per run."""
     runs = [read(root, f) for f in SCALE_FILES]
+
     def name(r: dict) -> str:  # which run a column is: its size, and tiny budgets where it had them
         return f"{r['n_images']:,} images{', tiny budgets' if r.get('params') == 'tiny' else ''}, `{r['commit'][:7]}`"
 
@@ -469,8 +597,11 @@ def scale(root: Path) -> list[str]:
         cells = " | ".join(f"{r['stages'][i]['seconds']:.0f} | {r['stages'][i]['max_rss_mb'] / 1024:.1f}" for r in runs)
         lines.append(f"| {stage} | {cells} |")
     total = " | ".join(f"**{r['total_seconds']:.0f}** | **{r['peak_rss_mb']['max'] / 1024:.1f}**" for r in runs)
-    lines += [f"| all stages | {total} |", "",
-              "; ".join(f"{name(r)}: {provenance(r)}, {r['n_test']:,} test images judged" for r in runs) + "."]
+    lines += [
+        f"| all stages | {total} |",
+        "",
+        "; ".join(f"{name(r)}: {provenance(r)}, {r['n_test']:,} test images judged" for r in runs) + ".",
+    ]
     return lines
 
 
@@ -478,13 +609,19 @@ def fanout(root: Path) -> list[str]:
     tiny, shipped = read(root, BENCH_FANOUT), read(root, BENCH_FANOUT_SHIPPED)
     t = sorted(tiny["timings"].items(), key=lambda kv: int(kv[0]))
     per = listed([f"{v['points']:.0f} s on {n} worker{'s' * (int(n) > 1)}" for n, v in t])
-    lines = [transcribed(tiny) or f"One run ({provenance(tiny)}):", "",
-             f"The tiny sweep's {t[0][1]['n_points']} points took {per}: **{tiny['speedup_points']:.2f}x** on the points.", ""]  # fmt: skip
+    lines = [
+        transcribed(tiny) or f"One run ({provenance(tiny)}):",
+        "",
+        f"The tiny sweep's {t[0][1]['n_points']} points took {per}: **{tiny['speedup_points']:.2f}x** on the points.",
+        "",
+    ]
     lines += [transcribed(shipped) or f"One run ({provenance(shipped)}):", ""]
     for n, v in sorted(shipped["timings"].items(), key=lambda kv: int(kv[0])):
-        lines.append(f"The sweep `{shipped.get('tag', 'shipped')}` at its own budget over {n} worker{'s' * (int(n) > 1)} "
-                     f"({v['n_points']} points): {v['points'] / 60:.1f} min of points after {v['shared'] / 60:.1f} min of "
-                     f"shared stages, {v['wall'] / 60:.1f} min in all.")  # fmt: skip
+        lines.append(
+            f"The sweep `{shipped.get('tag', 'shipped')}` at its own budget over {n} worker{'s' * (int(n) > 1)} "
+            f"({v['n_points']} points): {v['points'] / 60:.1f} min of points after {v['shared'] / 60:.1f} min of "
+            f"shared stages, {v['wall'] / 60:.1f} min in all."
+        )
     return lines
 
 
@@ -510,51 +647,102 @@ SAMPLE_PAIRED = (("draw_c4_a0.9", "draw_c8_a0.9", "draw_c8_a0.99", "draw_c16_a0.
 #: The image filter (`sample.filter: image`: the pseudo-labeller's image classifier on the decoded candidates,
 #: at accept P) and the plain draw against the latent filter it replaced (16 candidates at 0.99), on the
 #: same trained matchers.
-IMAGE_FILTER_PAIRED = (("filter_image_c16_a0.5", "filter_image_c16_a0.9", "filter_image_c16_a0.99", "filter_plain"),
-                       "filter_latent_c16_a0.99", (3, 10, 30))  # fmt: skip
+IMAGE_FILTER_PAIRED = (
+    ("filter_image_c16_a0.5", "filter_image_c16_a0.9", "filter_image_c16_a0.99", "filter_plain"),
+    "filter_latent_c16_a0.99",
+    (3, 10, 30),
+)
 #: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
 PSEUDO_TUNING, PSEUDO_THRESHOLDS = "results/tuning/pseudo_val.csv", (0.9, 0.99)
 #: Cheaper training schedules against the default rerun in the same batch (the speed issue).
 #: The same levers on the class-aware default (2026-12-04), against it rerun in the same batch.
-SCHEDULE_CLASS_AWARE_PAIRED = (("sched2_cw128", "sched2_bs64", "sched2_s1000", "sched2_cw128_s1000",
-                                "sched2_cw128_s1000_bs64"), "sched2_shipped", (3, 10, 30))  # fmt: skip
-SCHEDULE_PAIRED = (("sched_nc2_gp2", "sched_nc1", "sched_nc1_clr2", "sched_nc1_clr2_gp4", "sched_cw128", "sched_cw64",
-                    "sched_nc2_cw128"), "own_m1_rerun", (3, 10, 30))  # fmt: skip
+SCHEDULE_CLASS_AWARE_PAIRED = (
+    ("sched2_cw128", "sched2_bs64", "sched2_s1000", "sched2_cw128_s1000", "sched2_cw128_s1000_bs64"),
+    "sched2_shipped",
+    (3, 10, 30),
+)
+SCHEDULE_PAIRED = (
+    (
+        "sched_nc2_gp2",
+        "sched_nc1",
+        "sched_nc1_clr2",
+        "sched_nc1_clr2_gp4",
+        "sched_cw128",
+        "sched_cw64",
+        "sched_nc2_cw128",
+    ),
+    "own_m1_rerun",
+    (3, 10, 30),
+)
 #: The tuning table's rows: a label and the runs it shows, each (variant, pairs per class, split seed);
 #: a cell lists the runs' values separated by " / "; a tuple of split seeds shows their runs' mean.
 TUNING_ROWS: tuple[tuple[str, tuple[tuple[str, int, int | tuple[int, ...]], ...]], ...] = (
     ("before: concat critic, lr 2e-4", (("concat", 10, 0), ("concat", 100, 0))),
     ("projection critic, lr 2e-4", (("proj", 10, 0), ("proj", 100, 0))),
-    ("projection, lr 2e-4, + marginal 0.5 / 1 / 2, critic body shared",
-     (("proj_m0.5", 10, 0), ("proj_m1", 10, 0), ("proj_m2", 10, 0))),
+    (
+        "projection, lr 2e-4, + marginal 0.5 / 1 / 2, critic body shared",
+        (("proj_m0.5", 10, 0), ("proj_m1", 10, 0), ("proj_m2", 10, 0)),
+    ),
     ("projection, lr 5e-4", (("proj_lr5e-4", 10, 0), ("proj_lr5e-4", 100, 0))),
     ('projection, lr 1e-3 (= "LSDM", the paper\'s method)', (("proj_lr1e-3", 10, 0), ("proj_lr1e-3", 100, 0))),
     ("projection, lr 2e-3", (("proj_lr2e-3", 10, 0), ("proj_lr2e-3", 100, 0))),
-    ("projection, lr 1e-3, 1,000 steps, marginal 1 (shared body)",
-     (("proj_lr1e-3_m1_s1000", 10, 0), ("proj_lr1e-3_m1_s1000", 100, 0))),
-    ("+ marginal 0.3 / 0.7 / 1, critic body shared",
-     (("proj_lr1e-3_m0.3", 10, 0), ("proj_lr1e-3_m0.7", 10, 0), ("proj_lr1e-3_m1", 10, 0))),
-    ("+ marginal 0.3 / 0.7 / 1, critic body shared",
-     (("proj_lr1e-3_m0.3", 100, 0), ("proj_lr1e-3_m0.7", 100, 0), ("proj_lr1e-3_m1", 100, 0))),
-    ('**+ marginal 1, its own critic network (default, "LSDM + marginal")**',
-     (("proj_lr1e-3_m1_own", 10, 0), ("proj_lr1e-3_m1_own", 100, 0))),
+    (
+        "projection, lr 1e-3, 1,000 steps, marginal 1 (shared body)",
+        (("proj_lr1e-3_m1_s1000", 10, 0), ("proj_lr1e-3_m1_s1000", 100, 0)),
+    ),
+    (
+        "+ marginal 0.3 / 0.7 / 1, critic body shared",
+        (("proj_lr1e-3_m0.3", 10, 0), ("proj_lr1e-3_m0.7", 10, 0), ("proj_lr1e-3_m1", 10, 0)),
+    ),
+    (
+        "+ marginal 0.3 / 0.7 / 1, critic body shared",
+        (("proj_lr1e-3_m0.3", 100, 0), ("proj_lr1e-3_m0.7", 100, 0), ("proj_lr1e-3_m1", 100, 0)),
+    ),
+    (
+        '**+ marginal 1, its own critic network (default, "LSDM + marginal")**',
+        (("proj_lr1e-3_m1_own", 10, 0), ("proj_lr1e-3_m1_own", 100, 0)),
+    ),
     ("latent_flow, NFE 10 / 100, 12,000 steps (the old default)", (("flow_nfe10", 10, 0), ("flow_nfe100", 10, 0))),
     ("latent_flow, NFE 10 / 100, 12,000 steps", (("flow_nfe10", 100, 0), ("flow_nfe100", 100, 0))),
-    ("latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)", (("flow76k_nfe10", 10, 0), ("flow76k_nfe100", 10, 0))),
-    ("latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)", (("flow76k_nfe10", 100, 0), ("flow76k_nfe100", 100, 0))),
-    ("3 pairs/class: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
-     (("proj_lr1e-3_m0", 3, 0), ("flow_nfe10", 3, 0), ("proj_lr1e-3_m1", 3, 0))),
-    ("split seed 1: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
-     (("proj_lr1e-3_m0", 10, 1), ("flow_nfe10", 10, 1), ("proj_lr1e-3_m1", 10, 1))),
-    ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
-     (("proj_lr1e-3_m0.5_own", 3, (0, 1, 2)), ("proj_lr1e-3_m1_own", 3, (0, 1, 2)))),
-    ("own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
-     (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2)))),
-    *(("pooled marginal 1 / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
-       ((TUNING_PAIRED[1], n, (0, 1, 2)), (TUNING_PAIRED[0][0], n, (0, 1, 2)))) for n in TUNING_PAIRED[2]),
-)  # fmt: skip
-TUNING_COLS = (("label_accuracy", "label acc", 3), ("fid_evalnet", "FID (evalnet)", 1), ("recall", "recall", 2),
-               ("density", "density", 2), ("coverage", "coverage", 2))  # fmt: skip
+    (
+        "latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)",
+        (("flow76k_nfe10", 10, 0), ("flow76k_nfe100", 10, 0)),
+    ),
+    (
+        "latent_flow, NFE 10 / 100, 76,000 steps (LSDM's training time)",
+        (("flow76k_nfe10", 100, 0), ("flow76k_nfe100", 100, 0)),
+    ),
+    (
+        "3 pairs/class: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
+        (("proj_lr1e-3_m0", 3, 0), ("flow_nfe10", 3, 0), ("proj_lr1e-3_m1", 3, 0)),
+    ),
+    (
+        "split seed 1: LSDM / latent_flow NFE 10 / + marginal 1 (shared body)",
+        (("proj_lr1e-3_m0", 10, 1), ("flow_nfe10", 10, 1), ("proj_lr1e-3_m1", 10, 1)),
+    ),
+    (
+        "own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
+        (("proj_lr1e-3_m0.5_own", 3, (0, 1, 2)), ("proj_lr1e-3_m1_own", 3, (0, 1, 2))),
+    ),
+    (
+        "own critic, marginal 0.5 / 1 (default), mean of split seeds 0, 1, 2",
+        (("proj_lr1e-3_m0.5_own", 10, (0, 1, 2)), ("proj_lr1e-3_m1_own", 10, (0, 1, 2))),
+    ),
+    *(
+        (
+            "pooled marginal 1 / class-aware marginal + pooled 0.3, mean of split seeds 0, 1, 2",
+            ((TUNING_PAIRED[1], n, (0, 1, 2)), (TUNING_PAIRED[0][0], n, (0, 1, 2))),
+        )
+        for n in TUNING_PAIRED[2]
+    ),
+)
+TUNING_COLS = (
+    ("label_accuracy", "label acc", 3),
+    ("fid_evalnet", "FID (evalnet)", 1),
+    ("recall", "recall", 2),
+    ("density", "density", 2),
+    ("coverage", "coverage", 2),
+)
 
 
 def tuning(root: Path) -> list[str]:
@@ -568,8 +756,10 @@ def tuning(root: Path) -> list[str]:
     head = [label if key != "density" else f"density (real {real:.2f})" for key, label, _ in TUNING_COLS]
     lines = ["| matcher (validation) | pairs/class | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for label, runs in TUNING_ROWS:
-        keys = {(v, n, seeds): [(v, n, seed) for seed in (seeds if isinstance(seeds, tuple) else (seeds,))]
-                for v, n, seeds in runs}  # fmt: skip
+        keys = {
+            (v, n, seeds): [(v, n, seed) for seed in (seeds if isinstance(seeds, tuple) else (seeds,))]
+            for v, n, seeds in runs
+        }
         missing = [k for ks in keys.values() for k in ks if k not in df.index]
         if missing:
             raise KeyError(f"{TUNING}: no row for {missing} (tuning row {label!r})")
@@ -586,16 +776,24 @@ def image_filter_val(root: Path) -> list[str]:
     df = pd.read_csv(root / TUNING)
     df["density"] = (df["density"] - df["density_real"]).abs()
     head = [label if key != "density" else "density gap" for key, label, _ in TUNING_COLS]
-    lines = ["| filter (validation, mean of the split seeds) | pairs/class | " + " | ".join(head) + " |",
-             "|---|---|" + "---|" * len(head)]  # fmt: skip
+    lines = [
+        "| filter (validation, mean of the split seeds) | pairs/class | " + " | ".join(head) + " |",
+        "|---|---|" + "---|" * len(head),
+    ]
     for variant in (base, *variants):
         for n in counts:
             rows = df[(df["variant"] == variant) & (df["n_per_class"] == n)]
-            lines.append(f"| `{variant}` | {n} | " + " | ".join(f"{rows[key].mean():.{max(d, 2)}f}" for key, _, d in TUNING_COLS) + " |")
+            lines.append(
+                f"| `{variant}` | {n} | "
+                + " | ".join(f"{rows[key].mean():.{max(d, 2)}f}" for key, _, d in TUNING_COLS)
+                + " |"
+            )
     return lines + ["", *tuning_paired(root, IMAGE_FILTER_PAIRED)]
 
 
-def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int, ...]], speed: bool = False) -> list[str]:
+def tuning_paired(
+    root: Path, comparison: tuple[tuple[str, ...], str, tuple[int, ...]], speed: bool = False
+) -> list[str]:
     """Each variant − the baseline on validation per count, `comparison` = (variants, baseline, counts):
     the mean over the split seeds both ran and its 95% t-interval (the density column is
     |density − real density|: closer to the real data's is better). `speed`: a last column with the
@@ -608,15 +806,19 @@ def tuning_paired(root: Path, comparison: tuple[tuple[str, ...], str, tuple[int,
     df["density"] = (df["density"] - df["density_real"]).abs()
     head = [label if key != "density" else "density gap" for key, label, _ in TUNING_COLS]
     head += ["training time ÷"] if speed else []
-    lines = [f"| variant − `{base}` (validation) | pairs/class | split seeds | " + " | ".join(head) + " |",
-             "|---|---|---|" + "---|" * len(head)]  # fmt: skip
+    lines = [
+        f"| variant − `{base}` (validation) | pairs/class | split seeds | " + " | ".join(head) + " |",
+        "|---|---|---|" + "---|" * len(head),
+    ]
     for variant in variants:
         for n in counts:
             at = df[df["n_per_class"] == n]
             a, b = (at[at["variant"] == v].set_index("seed") for v in (variant, base))
             seeds = sorted(set(a.index) & set(b.index))
             if len(seeds) < 2:
-                raise KeyError(f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class")
+                raise KeyError(
+                    f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class"
+                )
             cells = paired_cells(a, b, seeds, TUNING_COLS)
             if speed:
                 cells.append(f"{b.loc[seeds, 'train_seconds'].mean() / a.loc[seeds, 'train_seconds'].mean():.1f}")
@@ -629,11 +831,15 @@ def pseudo_tuning(root: Path) -> list[str]:
     threshold the share at or above it (coverage) and how many of those are right; means over the
     split seeds."""
     df = pd.read_csv(root / PSEUDO_TUNING)
-    mean = df.groupby(["setting", "n_per_class", "threshold"], sort=False)[["coverage", "accuracy", "accuracy_all"]].mean()
+    mean = df.groupby(["setting", "n_per_class", "threshold"], sort=False)[
+        ["coverage", "accuracy", "accuracy_all"]
+    ].mean()
     seeds = ", ".join(map(str, sorted(df["seed"].unique())))
     head = " | ".join(f"coverage / right at {t:g}" for t in PSEUDO_THRESHOLDS)
-    lines = [f"| setting (validation, mean of split seeds {seeds}) | pairs/class | right, of all | {head} |",
-             "|---|---|---|" + "---|" * len(PSEUDO_THRESHOLDS)]
+    lines = [
+        f"| setting (validation, mean of split seeds {seeds}) | pairs/class | right, of all | {head} |",
+        "|---|---|---|" + "---|" * len(PSEUDO_THRESHOLDS),
+    ]
     for (setting, n), at in mean.groupby(level=[0, 1], sort=False):
         at = at.droplevel([0, 1])
         cells = " | ".join(f"{at.loc[t, 'coverage']:.2f} / {at.loc[t, 'accuracy']:.3f}" for t in PSEUDO_THRESHOLDS)
@@ -657,7 +863,9 @@ BLOCKS: dict[str, Block] = {
     "class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=TUNING_PAIRED)),
     "class-aware-m1-paired": Block((TUNING,), partial(tuning_paired, comparison=CLASS_AWARE_M1_PAIRED)),
     "schedule-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_PAIRED, speed=True)),
-    "schedule-class-aware-paired": Block((TUNING,), partial(tuning_paired, comparison=SCHEDULE_CLASS_AWARE_PAIRED, speed=True)),
+    "schedule-class-aware-paired": Block(
+        (TUNING,), partial(tuning_paired, comparison=SCHEDULE_CLASS_AWARE_PAIRED, speed=True)
+    ),
     "sample-paired": Block((TUNING,), partial(tuning_paired, comparison=SAMPLE_PAIRED)),
     "image-filter-paired": Block((TUNING,), image_filter_val),
     "pseudo-tuning": Block((PSEUDO_TUNING,), pseudo_tuning),
@@ -730,9 +938,15 @@ def placed(checkout: Path) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 listing the stale blocks")
-    ap.add_argument("--checkout", type=Path, default=Path("."),
-                    help="the folder holding README.md and docs/, whose pages' blocks are checked or rewritten")  # fmt: skip
-    ap.add_argument("--root", type=Path, default=None, help="the repository root the sources are read from (default: --checkout)")
+    ap.add_argument(
+        "--checkout",
+        type=Path,
+        default=Path("."),
+        help="the folder holding README.md and docs/, whose pages' blocks are checked or rewritten",
+    )
+    ap.add_argument(
+        "--root", type=Path, default=None, help="the repository root the sources are read from (default: --checkout)"
+    )
     args = ap.parse_args(argv)
     root = args.root or args.checkout
     try:
@@ -758,7 +972,9 @@ def main(argv: list[str] | None = None) -> int:
             with atomic_path(page) as tmp:
                 tmp.write_text(new)
     names = [name for _, name in stale]
-    print(f"{args.checkout}: {n} generated blocks, {len(names)} rewritten" + (f" ({', '.join(names)})" if names else ""))
+    print(
+        f"{args.checkout}: {n} generated blocks, {len(names)} rewritten" + (f" ({', '.join(names)})" if names else "")
+    )
     return 0
 
 

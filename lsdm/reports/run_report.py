@@ -10,18 +10,20 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import yaml
 
-from lsdm.evaluation.registry import BY_KEY, Metric, get, section  # noqa: E402
-from lsdm.tasks import Task  # noqa: E402
+from lsdm.evaluation.registry import BY_KEY, Metric, get, section
+from lsdm.tasks import Task
 
 # The curves each training stage logs, and what they show.
 CURVES = {
     "fit_latent": (["train/mse"], "Autoencoder reconstruction MSE (training batches)"),
-    "fit_matcher": (["critic/w1", "critic/w1_marginal", "generator/loss"],
-                    "Matcher: the critic's W1 estimates (joint; marginal, when weighted) and generator loss"),
+    "fit_matcher": (
+        ["critic/w1", "critic/w1_marginal", "generator/loss"],
+        "Matcher: the critic's W1 estimates (joint; marginal, when weighted) and generator loss",
+    ),
     "eval_net": (["train/loss", "train/accuracy"], "Evaluation net: loss and accuracy per epoch"),
 }
 
@@ -112,8 +114,10 @@ def skipped_notes(metrics: dict[str, Any]) -> list[str]:
     n = (metrics.get("prepare") or {}).get("n_skipped")
     if not n:
         return []
-    return [f"**{n} unreadable image files were skipped** by `prepare` (`data.on_corrupt: skip`; the console "
-            "output names them): every number here is on the images that could be read."]
+    return [
+        f"**{n} unreadable image files were skipped** by `prepare` (`data.on_corrupt: skip`; the console "
+        "output names them): every number here is on the images that could be read."
+    ]
 
 
 def unavailable_notes(e: dict[str, Any]) -> list[str]:
@@ -146,12 +150,20 @@ def unavailable_notes(e: dict[str, Any]) -> list[str]:
 
 def _sampling(e: dict[str, Any], side: str) -> str:
     std = get(e, f"bound.{side}_std")
-    return "" if std is None else f"; ± {_fmt(std)} (std over {get(e, 'bound.bootstrap')} bootstrap resamplings of the test points)"
+    return (
+        ""
+        if std is None
+        else f"; ± {_fmt(std)} (std over {get(e, 'bound.bootstrap')} bootstrap resamplings of the test points)"
+    )
 
 
 def _held(e: dict[str, Any]) -> str:
     frac = get(e, "bound.holds_fraction")
-    return "" if frac is None else f"; it held in {frac:.0%} of the resamplings, the right side {_fmt(get(e, 'bound.rhs') / get(e, 'bound.w1_pixel_exact'))}x the left"
+    return (
+        ""
+        if frac is None
+        else f"; it held in {frac:.0%} of the resamplings, the right side {_fmt(get(e, 'bound.rhs') / get(e, 'bound.w1_pixel_exact'))}x the left"
+    )
 
 
 # What a reading cannot say in advance: figures of the run, appended to a metric's registry reading.
@@ -159,14 +171,23 @@ NOTES = {
     "bound.decoder_lipschitz_spectral_max": lambda e: (
         f"{get(e, 'bound.decoder_lipschitz_n_points')} latents probed; median "
         f"{_fmt(get(e, 'bound.decoder_jacobian_spectral_median'))}, largest Frobenius norm "
-        f"{_fmt(get(e, 'bound.decoder_jacobian_frobenius_max'))}"),
-    "bound.rhs": lambda e: (f"= {_fmt(get(e, 'bound.lip_times_w1'))} + {_fmt(get(e, 'bound.recon_l2_test'))}; "
-                            f"W1 {get(e, 'bound.convention')}{_sampling(e, 'rhs')}"),
-    "bound.w1_pixel_exact": lambda e: (("**the bound holds here**" if get(e, "bound.holds") else
-                                        "**the bound does not hold here**: Lip(D) is estimated from below")
-                                       + _sampling(e, "w1_pixel_exact") + _held(e)),
+        f"{_fmt(get(e, 'bound.decoder_jacobian_frobenius_max'))}"
+    ),
+    "bound.rhs": lambda e: (
+        f"= {_fmt(get(e, 'bound.lip_times_w1'))} + {_fmt(get(e, 'bound.recon_l2_test'))}; "
+        f"W1 {get(e, 'bound.convention')}{_sampling(e, 'rhs')}"
+    ),
+    "bound.w1_pixel_exact": lambda e: (
+        (
+            "**the bound holds here**"
+            if get(e, "bound.holds")
+            else "**the bound does not hold here**: Lip(D) is estimated from below"
+        )
+        + _sampling(e, "w1_pixel_exact")
+        + _held(e)
+    ),
     "throughput_images_per_s": lambda e: f"batch {e.get('throughput_batch_size')} on device {e.get('device')}",
-}  # fmt: skip
+}
 
 
 def _rows(e: dict[str, Any], metrics, fallback: dict[str, Any] | None = None, missing: str | None = None):
@@ -193,8 +214,10 @@ def bound_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
 def speed_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     e, lat, net, mat = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet", "matcher"))
     # a stage's time comes from evaluate's collection, else from the stage's own summary; else "not recorded"
-    own = {f"stage_seconds.{s}": d.get("train_seconds") for s, d in
-           (("fit_latent", lat), ("fit_matcher", mat), ("eval_net", net))}  # fmt: skip
+    own = {
+        f"stage_seconds.{s}": d.get("train_seconds")
+        for s, d in (("fit_latent", lat), ("fit_matcher", mat), ("eval_net", net))
+    }
     return _rows(e, section("speed"), fallback=own, missing="not recorded")
 
 
@@ -203,9 +226,12 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     e, lat, net = (metrics.get(k, {}) for k in ("eval", "latent", "evalnet"))
     stages = [
         ("latent.test_mse", lat.get("test_mse"), "reconstruction MSE reported by fit_latent"),
-        ("evalnet.test_accuracy", net.get("test_accuracy"),
-         "evaluation net accuracy on real test images (eval_net stage)"),
-    ]  # fmt: skip
+        (
+            "evalnet.test_accuracy",
+            net.get("test_accuracy"),
+            "evaluation net accuracy on real test images (eval_net stage)",
+        ),
+    ]
     return _rows(e, section("other")) + [(k, _fmt(v), why) for k, v, why in stages if v is not None]
 
 
@@ -248,14 +274,20 @@ def task_lines(e: dict[str, Any], task: Task) -> list[str]:
     columns = {"LSDM": e, **task.report_columns(e), **refs}
     metrics = [BY_KEY[k] for k in task.report_metrics if any(k in c for c in columns.values())]
     rows = [(m.key, *(_fmt(c.get(m.key)) for c in columns.values()), _reading(m)) for m in metrics]
-    return [f"### {task.title}: LSDM vs {', '.join(refs)}", "", task.report_note(e), "",
-            *_table(["metric", *columns, "what it means"], rows)]  # fmt: skip
+    return [
+        f"### {task.title}: LSDM vs {', '.join(refs)}",
+        "",
+        task.report_note(e),
+        "",
+        *_table(["metric", *columns, "what it means"], rows),
+    ]
 
 
 #: How each `pseudo.refine` labels the pool, in the reports' words.
-PSEUDO_METHODS = {"none": "label spreading from the pairs alone",
-                  "gaussian": "label spreading from the pairs alone, then a Gaussian model per class fitted to the "
-                              "confident labels"}  # fmt: skip
+PSEUDO_METHODS = {
+    "none": "label spreading from the pairs alone",
+    "gaussian": "label spreading from the pairs alone, then a Gaussian model per class fitted to the confident labels",
+}
 
 
 def sampling_lines(sample: dict, has_classes: bool) -> list[str]:
@@ -263,14 +295,20 @@ def sampling_lines(sample: dict, has_classes: bool) -> list[str]:
     k = sample.get("candidates", 1)
     if k <= 1 or not has_classes:
         return []
-    judge = ("the pseudo-labeller's image classifier (a LeNet trained on the pool images with confident "
-             "pseudo-labels) says decodes to the asked class" if sample.get("filter", "image") == "image" else
-             "a Gaussian class model of the latents (fitted to the pairs and the confident pseudo-labels) gives the "
-             "asked class")  # fmt: skip
-    return [f"Sampling: **filtered draw** — of {k} noise vectors per sample, the first whose code {judge} with "
-            f"probability ≥ {sample.get('accept')} is decoded, else the likeliest (`sample.candidates`, "
-            f"`sample.accept`, `sample.filter: {sample.get('filter', 'image')}`; 1 candidate = the plain one-step "
-            "draw). A sample stops drawing once one is accepted.", ""]
+    judge = (
+        "the pseudo-labeller's image classifier (a LeNet trained on the pool images with confident "
+        "pseudo-labels) says decodes to the asked class"
+        if sample.get("filter", "image") == "image"
+        else "a Gaussian class model of the latents (fitted to the pairs and the confident pseudo-labels) gives the "
+        "asked class"
+    )
+    return [
+        f"Sampling: **filtered draw** — of {k} noise vectors per sample, the first whose code {judge} with "
+        f"probability ≥ {sample.get('accept')} is decoded, else the likeliest (`sample.candidates`, "
+        f"`sample.accept`, `sample.filter: {sample.get('filter', 'image')}`; 1 candidate = the plain one-step "
+        "draw). A sample stops drawing once one is accepted.",
+        "",
+    ]
 
 
 def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> list[str]:
@@ -280,23 +318,29 @@ def pseudo_label_lines(pseudo: dict | None, matcher: dict, settings: dict) -> li
     if not q or not matcher.get("n_pseudo"):
         return []
     threshold, method = settings.get("threshold"), PSEUDO_METHODS[settings.get("refine", "none")]
-    return [f"Pseudo-labels (stage `pseudo_label`, {method}): on the {q['n']} unpaired "
-            f"pool images, accuracy {q['accuracy']:.3f}; {q['coverage']:.0%} have confidence >= "
-            f"{threshold} and are {q['accuracy_confident']:.3f} right ({matcher['n_pseudo']} pool latents, "
-            "pairs included, enter the class-aware term). Measured with the pool's true labels, which reach no fit.",
-            ""] + classifier_lines(pseudo.get("classifier"), threshold)  # fmt: skip
+    return [
+        f"Pseudo-labels (stage `pseudo_label`, {method}): on the {q['n']} unpaired "
+        f"pool images, accuracy {q['accuracy']:.3f}; {q['coverage']:.0%} have confidence >= "
+        f"{threshold} and are {q['accuracy_confident']:.3f} right ({matcher['n_pseudo']} pool latents, "
+        "pairs included, enter the class-aware term). Measured with the pool's true labels, which reach no fit.",
+        "",
+    ] + classifier_lines(pseudo.get("classifier"), threshold)
 
 
 def classifier_lines(q: dict | None, threshold: float) -> list[str]:
     """The pseudo-labeller's image classifier (the image filter's judge), measured as its labels are."""
     if not q:
         return []
-    return [f"Its image classifier (trained on the confident ones): accuracy {q['accuracy']:.3f} on the same images; "
-            f"{q['coverage']:.0%} at confidence >= {threshold}, {q['accuracy_confident']:.3f} right.", ""]
+    return [
+        f"Its image classifier (trained on the confident ones): accuracy {q['accuracy']:.3f} on the same images; "
+        f"{q['coverage']:.0%} at confidence >= {threshold}, {q['accuracy_confident']:.3f} right.",
+        "",
+    ]
 
 
-def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None,
-           task: Task) -> str:  # fmt: skip
+def render(
+    metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, str], samples: str | None, task: Task
+) -> str:
     """The report as Markdown; `figures` maps a title to an image path relative to the report."""
     e = metrics.get("eval", {})
     split, data = params.get("split", {}), params.get("data", {})
@@ -306,17 +350,20 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
     lines = [
         "# LSDM run report",
         "",
-        f"Matcher: **{matcher.get('variant', 'LSDM')}** — \"LSDM\" is the paper's method (the matching stage "
-        "sees the pairs only), \"LSDM + marginal\" ours (G's codes pooled over conditions also match the "
+        f'Matcher: **{matcher.get("variant", "LSDM")}** — "LSDM" is the paper\'s method (the matching stage '
+        'sees the pairs only), "LSDM + marginal" ours (G\'s codes pooled over conditions also match the '
         f"latents of all {matcher.get('n_pool') or 'the'} pool images; weight `matcher.marginal_weight`), "
-        "\"LSDM + class-aware marginal\" also matches (y, G(y)) to the pool latents whose pseudo-label y is "
+        '"LSDM + class-aware marginal" also matches (y, G(y)) to the pool latents whose pseudo-label y is '
         "confident (weight `matcher.class_weight`).",
         "",
         *sampling_lines(params.get("sample", {}), e.get("label_accuracy") is not None),
         *pseudo_label_lines(metrics.get("pseudo"), matcher, params.get("pseudo", {})),
         f"Task **{params.get('task', 'class_conditional')}** on data source **{data.get('source')}**, "
-        + (f"{split.get('n_paired_per_class')} paired images per class" if e.get("label_accuracy") is not None
-           else f"{metrics.get('matcher', {}).get('n_pairs')} pairs")
+        + (
+            f"{split.get('n_paired_per_class')} paired images per class"
+            if e.get("label_accuracy") is not None
+            else f"{metrics.get('matcher', {}).get('n_pairs')} pairs"
+        )
         + f" (split seed {split.get('seed')}); "
         f"the latent space is fitted on all {metrics.get('latent', {}).get('n_images')} training images, "
         f"the matcher on the {metrics.get('matcher', {}).get('n_pairs')} pairs only.",
@@ -324,8 +371,11 @@ def render(metrics: dict[str, Any], params: dict[str, Any], figures: dict[str, s
         "## Metrics",
         "",
         f"Every number below is computed on the **{held_out}** split"
-        + (" (held-out images never used to choose any setting; judged once)." if held_out == "test" else
-           " (held out of every fit; used to choose settings, so not a final score).")
+        + (
+            " (held-out images never used to choose any setting; judged once)."
+            if held_out == "test"
+            else " (held out of every fit; used to choose settings, so not a final score)."
+        )
         + f" One generated sample per real {held_out} image ({e.get('n_samples')} images), conditioned on "
         f"{task.condition_text}. "
         f"Values are for noise seed {seeds[0] if seeds else '?'}; the next column repeats the metric over "

@@ -144,12 +144,14 @@ def pairs_per_count(df: pd.DataFrame, count: str) -> int:
 
 
 def runs_phrase(df: pd.DataFrame, count: str, what: str = "pairs") -> str:
-    """"6 pairs per count", or where the counts differ "4 / 3 / 5 pairs at 3 / 10 / 30 pairs per class"."""
+    """ "6 pairs per count", or where the counts differ "4 / 3 / 5 pairs at 3 / 10 / 30 pairs per class"."""
     runs = runs_per_count(df, count)
     if len(set(runs.values())) <= 1:
         return f"{min(runs.values(), default=1)} {what} per count"
     unit = "pairs per class" if count == "n_paired_per_class" else "pairs"
-    return f"{' / '.join(str(runs[c]) for c in sorted(runs))} {what} at {' / '.join(str(c) for c in sorted(runs))} {unit}"
+    return (
+        f"{' / '.join(str(runs[c]) for c in sorted(runs))} {what} at {' / '.join(str(c) for c in sorted(runs))} {unit}"
+    )
 
 
 def t_interval(d: pd.Series) -> tuple[float, float, int]:
@@ -172,8 +174,9 @@ def paired_cells(a: pd.DataFrame, b: pd.DataFrame, seeds: list, cols) -> list[st
     return cells
 
 
-def paired_difference(df: pd.DataFrame, a: str, b: str, count: str, c, col: str,
-                      by_split: bool = False) -> tuple[float, float, int] | None:  # fmt: skip
+def paired_difference(
+    df: pd.DataFrame, a: str, b: str, count: str, c, col: str, by_split: bool = False
+) -> tuple[float, float, int] | None:
     """Mean of a − b over the (split seed, training seed) runs both samplers had at count c (the same
     pairs), the half-width of its 95% t-interval (nan for one pair) and the number of pairs; None if
     they share none. `by_split`: the differences are first averaged over the training seeds, so the
@@ -220,8 +223,7 @@ def judge(df: pd.DataFrame, other: str, count: str, c, col: str, higher: bool) -
     return Judged(mean, half, n, verdict, same)
 
 
-def verdicts(df: pd.DataFrame, summary: pd.DataFrame, count: str, other: str, col: str,
-             higher: bool) -> list[tuple]:  # fmt: skip
+def verdicts(df: pd.DataFrame, summary: pd.DataFrame, count: str, other: str, col: str, higher: bool) -> list[tuple]:
     """(paired count, LSDM's verdict against `other`, LSDM's mean, the other's mean) at every count
     where both have a summary cell and paired runs."""
     out = []
@@ -279,9 +281,20 @@ def pool_effects(rows: pd.DataFrame, count: str) -> pd.DataFrame:
             diff = v[at["unpaired"] == hi].groupby(keys).mean() - v[at["unpaired"] == 0].groupby(keys).mean()
             mean, half, n = t_interval(diff)
             if n:
-                out.append({count: c, "metric": col, "label": labels[col][0], "higher": labels[col][1], "unpaired": hi,
-                            "diff": mean, "half": half, "n": n, "verdict": paired_verdict(mean, half, labels[col][1]),
-                            "per_seed": diff.dropna()})  # fmt: skip
+                out.append(
+                    {
+                        count: c,
+                        "metric": col,
+                        "label": labels[col][0],
+                        "higher": labels[col][1],
+                        "unpaired": hi,
+                        "diff": mean,
+                        "half": half,
+                        "n": n,
+                        "verdict": paired_verdict(mean, half, labels[col][1]),
+                        "per_seed": diff.dropna(),
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -311,7 +324,7 @@ class GainTrend:
 def gain_trend(effects: pd.DataFrame) -> GainTrend:
     """The `GainTrend` of one metric's `pool_effects` rows, sorted by paired count (two or more)."""
     few, many = effects.iloc[0], effects.iloc[-1]
-    gain = (lambda r, v: v if r["higher"] else -v)  # improvement, in the metric's direction  # noqa: E731
+    gain = lambda r, v: v if r["higher"] else -v  # improvement, in the metric's direction  # noqa: E731
     mean, half, _ = t_interval(gain(few, few["per_seed"]) - gain(many, many["per_seed"]))
     return GainTrend(few, many, gain(few, few["diff"]), gain(many, many["diff"]), mean, half)
 

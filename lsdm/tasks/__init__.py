@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # not at run time: params validation lists TASKS without torch
     import pandas as pd
@@ -31,7 +32,7 @@ class Task:
     grid_rows = 0  # held-out conditions whose samples (every noise seed's) the grid may show
 
     @classmethod
-    def from_params(cls, params) -> "Task":
+    def from_params(cls, params) -> Task:
         return cls()
 
     def check_data(self, images: pd.DataFrame) -> None:

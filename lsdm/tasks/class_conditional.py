@@ -19,8 +19,10 @@ class ClassConditional(Task):
 
     def check_data(self, images: pd.DataFrame) -> None:
         if not (images["label"] >= 0).any():
-            raise DataError("task: class_conditional needs class labels, and these images have none (a flat folder): "
-                            "put them in one subfolder per class, or set task: super_resolution")
+            raise DataError(
+                "task: class_conditional needs class labels, and these images have none (a flat folder): "
+                "put them in one subfolder per class, or set task: super_resolution"
+            )
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
         labels = images.loc[images["label"] >= 0, "label"]

@@ -8,7 +8,8 @@ Images are float tensors [B, C, H, W] in [0, 1]. PSNR and SSIM are per image, th
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -60,8 +61,9 @@ def consistency_psnr(output: torch.Tensor, condition: torch.Tensor, factor: int)
     return psnr(downsample(output, factor), condition)
 
 
-def fidelity(output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor, factor: int,
-             batch_size: int = 256) -> dict[str, float]:  # fmt: skip
+def fidelity(
+    output: torch.Tensor, truth: torch.Tensor, condition: torch.Tensor, factor: int, batch_size: int = 256
+) -> dict[str, float]:
     """Mean PSNR and SSIM to the ground truth, and consistency PSNR to the input, over a test set.
     Per image, `batch_size` images at a time: SSIM's temporaries are a dozen copies of its input."""
     each: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "consistency_psnr": []}
@@ -85,7 +87,9 @@ def draw_spread(batches: Iterable[Sequence[torch.Tensor]]) -> float:
     return total / count
 
 
-def comparison_grid(condition: torch.Tensor, bicubic: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def comparison_grid(
+    condition: torch.Tensor, bicubic: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor
+) -> torch.Tensor:
     """Rows of input | bicubic | LSDM draws ... | ground truth, for `save_image(nrow=3 + K)`.
 
     The input is shown enlarged with nearest-neighbour so its pixels stay visible."""
@@ -146,15 +150,24 @@ class SuperResolution(Task):
     title = "Super-resolution"
     condition_text = "its downsampled self"
     samples_layout = "One row per test input: the input (enlarged), bicubic, LSDM draws, the ground truth."
-    report_metrics = ("psnr", "ssim", "consistency_psnr", "lpips_to_truth", "diversity_draws_pixel_std",
-                      "fid_evalnet", "density", "coverage", "label_accuracy")  # fmt: skip
+    report_metrics = (
+        "psnr",
+        "ssim",
+        "consistency_psnr",
+        "lpips_to_truth",
+        "diversity_draws_pixel_std",
+        "fid_evalnet",
+        "density",
+        "coverage",
+        "label_accuracy",
+    )
     grid_rows, grid_draws = 8, 3
 
     def __init__(self, factor: int = 4, encoder_width: int = 8, back_projection: int = 0):
         self.factor, self.encoder_width, self.back_projection = factor, encoder_width, back_projection
 
     @classmethod
-    def from_params(cls, params) -> "SuperResolution":
+    def from_params(cls, params) -> SuperResolution:
         return cls(params.sr.factor, params.sr.encoder_width, params.sr.back_projection)
 
     def condition_spec(self, images: pd.DataFrame) -> dict:
@@ -202,9 +215,11 @@ class SuperResolution(Task):
     def report_note(self, e: dict[str, Any]) -> str:
         where = "All judged on the same test images (input = ground truth downsampled by `sr.factor`). "
         if e.get("raw"):
-            return where + (f"LSDM's outputs pass through {e.get('back_projection')} iterations of back-projection "
-                            "(`sr.back_projection`), which makes them explain their input; the column *LSDM raw* is "
-                            "D(G(x, eta)) as it comes.")  # fmt: skip
+            return where + (
+                f"LSDM's outputs pass through {e.get('back_projection')} iterations of back-projection "
+                "(`sr.back_projection`), which makes them explain their input; the column *LSDM raw* is "
+                "D(G(x, eta)) as it comes."
+            )
         return where + "LSDM's outputs are D(G(x, eta)) as they come (`sr.back_projection: 0`)."
 
 

