@@ -3,7 +3,7 @@
     python benchmarks/fault_injection.py                          # every stage of dvc.yaml, 5 kills each
     python benchmarks/fault_injection.py --kills 3 --stages prepare eval_net --params-kills 10 --flow-kills 0
 
-In one throwaway tiny repository (tests/conftest.py's repo and params), for each stage in dvc.yaml order:
+In one throwaway tiny repository (tests/support/repos.py's repo and params), for each stage in dvc.yaml order:
 
 1. `dvc repro <stage>` (with its upstream), then `dvc repro --force --single-item <stage>`, timed:
    the runtime T of what each killed run does;
@@ -54,7 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import add_flows, env, make_repo, run, tiny_params  # noqa: E402  (the tests' tiny repositories)
+from support.processes import env, run  # noqa: E402
+from support.repos import add_flows, make_repo, tiny_params  # noqa: E402  (the tests' tiny repositories)
 
 from lsdm.io import OLD_TAG, TMP_TAG, stage_outputs  # noqa: E402
 from lsdm.pipeline import STAGES  # noqa: E402

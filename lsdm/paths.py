@@ -36,6 +36,7 @@ SWEEP_TABLE = SWEEP_DIR / "sweep.parquet"
 SWEEP_META = SWEEP_DIR / "sweep.json"
 COMPARISON = REPORTS / "comparison.md"
 COMPARISON_FIGURES = REPORTS / "comparison"  # not under REPORT_FIGURES: the report stage's output, replaced on each run
+BASELINE_RESULTS = RESULTS / "baselines"  # each baseline's small results: method_results(method)
 
 
 def sweep_dir(name: str | None = None) -> Path:
@@ -63,4 +64,4 @@ def method_data(method: str, root: str | Path = ".") -> Path:
 
 def method_results(method: str, root: str | Path = ".") -> Path:
     """A baseline's small results: train/ (dvclive curves and summary), eval/ (metrics, sample grids)."""
-    return Path(root) / RESULTS / "baselines" / method
+    return Path(root) / BASELINE_RESULTS / method

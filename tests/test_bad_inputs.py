@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import copy_repo, make_repo, run, tiny_params
 from PIL import Image
+from support.processes import run
+from support.repos import copy_repo, make_repo, tiny_params
 from test_sources import write_image_folder
 
 pytestmark = pytest.mark.slow

@@ -320,7 +320,8 @@ def test_the_fair_baselines_run_as_dvc_stages(tiny_repro, tmp_path):
     import json
 
     import yaml
-    from conftest import copy_repo, run
+    from support.processes import run
+    from support.repos import copy_repo
 
     repo = copy_repo(tiny_repro, tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())

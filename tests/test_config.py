@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import ROOT
+from support.checkout import ROOT
 
 from lsdm.config import Params, apply_overrides, load_params, parse_params
 from lsdm.errors import ParamsError

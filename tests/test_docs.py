@@ -2,7 +2,7 @@
 `mkdocs build --strict` (no broken link, anchor or image), and the prose around the generated blocks
 cannot drift from the files: a decimal number in prose is one a generated block shows, rows are
 named rather than counted, the stage table lists every stage, no issue numbers. Pages and results are
-read as committed (conftest.committed): a user's own run rewrites results/ and reports/."""
+read as committed (support.docs.committed): a user's own run rewrites results/ and reports/."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, committed, run
+from support.checkout import BIN, ROOT
+from support.docs import committed
+from support.processes import run
 
 from lsdm.reports import readme
 

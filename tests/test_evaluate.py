@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run, write_stand_in_inception, write_stand_in_squeezenet
+from support.checkout import ROOT
+from support.processes import run
+from support.weights import write_stand_in_inception, write_stand_in_squeezenet
 
 from lsdm import paths
 from lsdm.config import load_params

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, Server, add_flows, group_alive, make_repo, run, start_group, stop_group, tail, tiny_params
+from support.checkout import ROOT
+from support.prefect import Server
+from support.processes import group_alive, run, start_group, stop_group, tail
+from support.repos import add_flows, make_repo, tiny_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # a server, two workers, sweeps waited on for up to 900 s
 

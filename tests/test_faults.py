@@ -13,7 +13,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, env, run
+from support.checkout import ROOT
+from support.processes import env, run
 
 from lsdm import io as lio
 from lsdm.io import (

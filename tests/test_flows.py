@@ -12,18 +12,12 @@ import json
 
 import pytest
 import yaml
-from conftest import (
-    PAIRED_STAGES,
-    ROOT,
-    SHARED_STAGES,
-    by_flow_run,
-    exp_show,
-    make_repo,
-    run,
-    stage_statuses,
-    tiny_params,
-)
+from support.checkout import ROOT
+from support.prefect import by_flow_run, stage_statuses
+from support.processes import run
+from support.repos import PAIRED_STAGES, SHARED_STAGES, exp_show, make_repo, tiny_params
 
+from lsdm.config import METHOD_NAMES
 from lsdm.errors import ParamsError
 from lsdm.orchestration.dvc import CACHED, RAN, SKIPPED, StageFailed, parse_repro
 from lsdm.orchestration.experiments import metrics_table, read_pipeline
@@ -121,7 +115,7 @@ def test_prefect_yaml_deployments():
         )  # lsdm/full, lsdm/sweep, lsdm/point
     assert deps["sweep"]["parameters"] == {}  # params.yaml's sweep section, checked here:
     counts, seeds, overrides = check_sweep(ROOT)
-    assert counts == [3, 10, 30] and len(seeds) >= 3 and sorted(overrides["methods"]) == ["latent_flow", "pixel_wgan"]
+    assert counts == [3, 10, 30] and len(seeds) >= 3 and sorted(overrides["methods"]) == sorted(METHOD_NAMES)
 
 
 # ---------------------------------------------------------------------------------------------

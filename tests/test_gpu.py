@@ -10,7 +10,8 @@ import sys
 
 import pytest
 import torch
-from conftest import make_repo, run, tiny_params
+from support.processes import run
+from support.repos import make_repo, tiny_params
 
 from lsdm.models.matcher import wgan_gp_mlp
 from lsdm.models.matching import ClassAware, Pooled, train_wgan_gp

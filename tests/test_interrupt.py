@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import env, start_group, tail
+from support.processes import env, start_group, tail
 
 PRELUDE = """
 import os, signal, sys, time

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import env, make_repo, run, start_group, tiny_params
+from support.processes import env, run, start_group
+from support.repos import make_repo, tiny_params
 
 from lsdm.lock import BUSY_EXIT, LOCK_ENV, TIMEOUT_ENV, WorkspaceBusy, lock_file, workspace_lock
 

@@ -17,8 +17,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_stand_in_inception, write_stand_in_squeezenet
 from PIL import Image
+from support.checkout import ROOT
+from support.weights import write_stand_in_inception, write_stand_in_squeezenet
 
 import lsdm.evaluation.features as features
 from lsdm.evaluation.bound import critic_w1, decoder_lipschitz, lipschitz_probe_points

@@ -12,19 +12,10 @@ import time
 
 import pytest
 import yaml
-from conftest import (
-    PAIRED_STAGES,
-    ROOT,
-    SHARED_STAGES,
-    copy_repo,
-    env,
-    make_repo,
-    ran_and_skipped,
-    readme_commands,
-    run,
-    start_group,
-    tiny_params,
-)
+from support.checkout import ROOT
+from support.docs import readme_commands
+from support.processes import env, run, start_group
+from support.repos import PAIRED_STAGES, SHARED_STAGES, copy_repo, make_repo, ran_and_skipped, tiny_params
 
 from lsdm.config import METHOD_NAMES, Params
 from lsdm.data.schemas import IMAGES, LATENT_POOL, LATENTS, PAIRED

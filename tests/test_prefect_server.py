@@ -17,22 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
-    PAIRED_STAGES,
-    SHARED_STAGES,
-    Server,
-    add_flows,
-    by_flow_run,
-    copy_repo,
-    exp_show,
-    group_alive,
-    readme_commands,
-    run,
-    stage_statuses,
-    start_group,
-    stop_group,
-    tail,
-)
+from support.docs import readme_commands
+from support.prefect import Server, by_flow_run, stage_statuses
+from support.processes import group_alive, run, start_group, stop_group, tail
+from support.repos import PAIRED_STAGES, SHARED_STAGES, add_flows, copy_repo, exp_show
 from test_flows import numbers
 
 from lsdm.orchestration.dvc import RAN, SKIPPED, workspace_key

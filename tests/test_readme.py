@@ -10,7 +10,9 @@ import json
 import shutil
 
 import pytest
-from conftest import BIN, PIPELINE_WRITES, ROOT, committed, run
+from support.checkout import BIN, ROOT
+from support.docs import PIPELINE_WRITES, committed
+from support.processes import run
 
 from lsdm.orchestration.git import git
 from lsdm.reports import readme

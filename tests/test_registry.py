@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from support.checkout import ROOT
 
 from lsdm.evaluation import registry
 from lsdm.evaluation.registry import DIRECTIONS, METRICS, Metric, merge, split_results

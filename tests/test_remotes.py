@@ -11,7 +11,8 @@ import socket
 import time
 
 import pytest
-from conftest import make_repo, run, start_group, stop_group, tail, tiny_params
+from support.processes import run, start_group, stop_group, tail
+from support.repos import make_repo, tiny_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the shared stages, then a point, through S3
 

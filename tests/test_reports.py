@@ -1,6 +1,6 @@
 """The committed Markdown shows what it says: every image a report or the README links exists, and
 every table row has its header's number of cells (a label's own pipe, unescaped, shifts a row).
-The reports are read as committed (conftest.committed): a user's own run rewrites reports/."""
+The reports are read as committed (support.docs.committed): a user's own run rewrites reports/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import committed
+from support.docs import committed
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)[^)]*\)|<img[^>]+src=\"([^\"]+)\"")
 SHIPPED = committed()
@@ -61,7 +61,7 @@ def test_the_estimator_table_applies_the_shipping_rule(tmp_path):
     the same FID but one seed's noise passes; FID worse by 10 on every split seed fails, and says why."""
     import pandas as pd
 
-    from lsdm.reports import ladder
+    from lsdm.reports.blocks import ladder
 
     def rows(variant: str, fid: float, jitter: float) -> list[dict]:
         return [

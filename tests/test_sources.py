@@ -178,7 +178,8 @@ def test_every_source_returns_valid_images(name, tmp_path):
 @pytest.mark.slow
 def test_image_folder_repro_class_conditional(tmp_path):
     """RGB class folders (nested, one corrupt file skipped) through the whole real pipeline."""
-    from conftest import make_repo, run, tiny_params
+    from support.processes import run
+    from support.repos import make_repo, tiny_params
 
     params = tiny_params(
         data={"source": "image_folder", "root": "inputs/pets", "image_size": 16, "channels": 3, "on_corrupt": "skip"},
@@ -212,7 +213,8 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
     import json
 
     import yaml
-    from conftest import PAIRED_STAGES, SHARED_STAGES, make_repo, ran_and_skipped, run, tiny_params
+    from support.processes import run
+    from support.repos import PAIRED_STAGES, SHARED_STAGES, make_repo, ran_and_skipped, tiny_params
 
     params = tiny_params(
         task="super_resolution",
@@ -244,7 +246,7 @@ def test_flat_folder_super_resolution_repro_and_caching(tmp_path):
 
 def test_class_conditional_on_a_flat_folder_fails_at_prepare(tmp_path, monkeypatch):
     """The first stage says what is wrong and what to do (it used to fail five stages later on int(NaN))."""
-    from conftest import run
+    from support.processes import run
 
     root = write_image_folder(tmp_path / "inputs/faces", n_per_class=12, flat=True)
     (tmp_path / "params.yaml").write_text(f"data: {{source: image_folder, root: {root}, image_size: 8}}\n")

@@ -11,7 +11,8 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import env, make_repo, run, start_group, stop_group, tail, tiny_params
+from support.processes import env, run, start_group, stop_group, tail
+from support.repos import make_repo, tiny_params
 
 from lsdm.orchestration.experiments import queue_workers
 from lsdm.orchestration.sweep import collect, plan, queue_status

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import free_port, run, write_stand_in_inception
+from support.processes import free_port, run
+from support.weights import write_stand_in_inception
 
 from lsdm import weights
 from lsdm.evaluation import features

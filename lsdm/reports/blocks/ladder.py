@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lsdm.reports.blocks.registry import block
+from lsdm.reports.stats import paired_cells, paired_verdict, t_interval
+
 LIKE_AGAINST_LIKE = "results/tuning/like_against_like_val.csv"
 FLOW_88K = "results/tuning/like_against_like_val_flow88k.csv"  # latent_flow_pseudo at equal wall time with LSDM
 ESTIMATOR = "results/tuning/estimator_val.csv"  # matcher.estimator: minibatch_ot, on the same cells
@@ -65,14 +68,12 @@ COLS = (
 
 def _table(root: Path, sources: tuple[str, ...] = SOURCES) -> pd.DataFrame:
     """The tuning tables `sources`, one frame (their variants' names do not overlap)."""
-    for source in sources:
-        if not (root / source).exists():
-            raise FileNotFoundError(f"{source}: a generated block's source file is missing")
     df = pd.concat([pd.read_csv(root / source) for source in sources], ignore_index=True)
     df["density"] = (df["density"] - df["density_real"]).abs()  # the gap to the real data's: smaller is better
     return df
 
 
+@block("like-against-like", *SOURCES)
 def levels(root: Path) -> list[str]:
     """Each rung's mean over the split seeds, per count."""
     df = _table(root)
@@ -95,8 +96,6 @@ def levels(root: Path) -> list[str]:
 
 
 def _paired(df: pd.DataFrame, a: str, b: str, n: int) -> list[str]:
-    from lsdm.reports.stats import paired_cells
-
     at = df[df["n_per_class"] == n]
     va, vb = (at[at["variant"] == v].set_index("seed") for v in (a, b))
     seeds = sorted(set(va.index) & set(vb.index))
@@ -105,6 +104,7 @@ def _paired(df: pd.DataFrame, a: str, b: str, n: int) -> list[str]:
     return paired_cells(va, vb, seeds, COLS[:-1])
 
 
+@block("like-against-like-steps", *SOURCES)
 def steps(root: Path) -> list[str]:
     """What each rung adds to the one above it, and the shipped LSDM minus each fair baseline: the mean of
     the paired differences over the split seeds and its 95% t-interval (density: the gap to the real
@@ -130,14 +130,13 @@ def steps(root: Path) -> list[str]:
 HIGHER = {"label_accuracy": True, "fid_evalnet": False, "recall": True, "density": False}
 
 
+@block("estimator-paired", *SOURCES, ESTIMATOR)
 def estimators(root: Path) -> list[str]:
     """Each estimator minus the shipped WGAN-GP matcher, both through the filtered draw, paired over the
     split seeds (95% t-intervals), the estimator's training time (the tuning harness, one thread; the
     shipped matcher's rows were timed in another session, so its time is not set beside it here) and
     the shipping rule's verdict: it passes at a count when no headline metric is worse beyond its
     interval."""
-    from lsdm.reports.stats import paired_verdict, t_interval
-
     df = _table(root, (*SOURCES, ESTIMATOR))
     counts = sorted(df["n_per_class"].unique())
     head = " | ".join(label for _, label, _ in COLS[:-1])
