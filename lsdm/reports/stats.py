@@ -20,7 +20,7 @@ from lsdm.evaluation import registry
 from lsdm.evaluation.registry import Metric
 
 PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "recall_gap", "density_gap"]  # judged in the reading
-METHOD_ORDER = ["lsdm", "lsdm_paired_only", "pixel_wgan", "latent_flow", "bicubic"]
+METHOD_ORDER = ["lsdm", "lsdm_paired_only", "latent_flow_pseudo", "pixel_wgan_pseudo", "pixel_wgan", "latent_flow", "bicubic"]
 POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "recall_gap", "density_gap", "eval.label_accuracy"]
 
 

@@ -35,6 +35,10 @@ def sweep_table(root: Path, table: str | Path, meta: str | Path) -> tuple[pd.Dat
 SWEEP_METRICS = ("eval.fid_evalnet", "eval.label_accuracy", "eval.recall", "eval.density")
 FLOW_NFE = (1, 10, 100)  # latent flow's rows in the docs (the report has every NFE)
 READING_AGAINST = (
+    "latent_flow_pseudo_nfe10",  # the strongest fair baseline on validation (docs/claims.md, like against like)
+    "latent_flow_pseudo_nfe100",
+    "latent_flow_pseudo_nfe1",
+    "pixel_wgan_pseudo",
     "lsdm_paper",
     "lsdm_pooled",
     "pixel_wgan",
