@@ -20,7 +20,15 @@ from lsdm.evaluation import registry
 from lsdm.evaluation.registry import Metric
 
 PAIRED = ["eval.fid_evalnet", "eval.label_accuracy", "recall_gap", "density_gap"]  # judged in the reading
-METHOD_ORDER = ["lsdm", "lsdm_paired_only", "latent_flow_pseudo", "pixel_wgan_pseudo", "pixel_wgan", "latent_flow", "bicubic"]
+METHOD_ORDER = [
+    "lsdm",
+    "lsdm_paired_only",
+    "latent_flow_pseudo",
+    "pixel_wgan_pseudo",
+    "pixel_wgan",
+    "latent_flow",
+    "bicubic",
+]
 POOL_METRICS = ["eval.fid_evalnet", "eval.coverage", "recall_gap", "density_gap", "eval.label_accuracy"]
 
 
@@ -162,6 +170,18 @@ def t_interval(d: pd.Series) -> tuple[float, float, int]:
     n = len(d)
     half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     return float(d.mean()) if n else float("nan"), half, n
+
+
+def paired_runs(df: pd.DataFrame, a: str, b: str, n: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Tuning runs of variants `a` and `b` at `n` pairs per class, each indexed by split seed, and the
+    split seeds both have (the same pairs: the unit of a paired difference); fewer than two is an
+    error naming `source`, the table they came from."""
+    at = df[df["n_per_class"] == n]
+    va, vb = (at[at["variant"] == v].set_index("seed") for v in (a, b))
+    seeds = sorted(set(va.index) & set(vb.index))
+    if len(seeds) < 2:
+        raise KeyError(f"{source}: fewer than two split seeds with both {a!r} and {b!r} at {n} pairs/class")
+    return va, vb, seeds
 
 
 def paired_cells(a: pd.DataFrame, b: pd.DataFrame, seeds: list, cols) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lsdm.reports.blocks.registry import block
-from lsdm.reports.stats import paired_cells, paired_verdict, t_interval
+from lsdm.reports.stats import paired_cells, paired_runs, paired_verdict, t_interval
 
 LIKE_AGAINST_LIKE = "results/tuning/like_against_like_val.csv"
 FLOW_88K = "results/tuning/like_against_like_val_flow88k.csv"  # latent_flow_pseudo at equal wall time with LSDM
@@ -96,12 +96,7 @@ def levels(root: Path) -> list[str]:
 
 
 def _paired(df: pd.DataFrame, a: str, b: str, n: int) -> list[str]:
-    at = df[df["n_per_class"] == n]
-    va, vb = (at[at["variant"] == v].set_index("seed") for v in (a, b))
-    seeds = sorted(set(va.index) & set(vb.index))
-    if len(seeds) < 2:
-        raise KeyError(f"the tuning tables: fewer than two split seeds with both {a!r} and {b!r} at {n} pairs/class")
-    return paired_cells(va, vb, seeds, COLS[:-1])
+    return paired_cells(*paired_runs(df, a, b, n, "the tuning tables"), COLS[:-1])
 
 
 @block("like-against-like-steps", *SOURCES)
@@ -147,13 +142,7 @@ def estimators(root: Path) -> list[str]:
     ]
     for variant, label in ESTIMATORS:
         for n in counts:
-            at = df[df["n_per_class"] == n]
-            va, vb = (at[at["variant"] == v].set_index("seed") for v in (variant, FAIR))
-            seeds = sorted(set(va.index) & set(vb.index))
-            if len(seeds) < 2:
-                raise KeyError(
-                    f"{ESTIMATOR}: fewer than two split seeds with both {variant!r} and {FAIR!r} at {n} pairs/class"
-                )
+            va, vb, seeds = paired_runs(df, variant, FAIR, n, ESTIMATOR)
             worse = [
                 name
                 for key, name, _ in COLS[:-1]

@@ -16,7 +16,7 @@ import yaml
 
 from lsdm.reports.blocks.formatting import num
 from lsdm.reports.blocks.registry import block
-from lsdm.reports.stats import paired_cells
+from lsdm.reports.stats import paired_cells, paired_runs
 
 TUNING = "results/tuning/matcher_val.csv"
 #: The pseudo-labellers' settings on validation (benchmarks/tune_pseudo.py) and the thresholds shown.
@@ -107,13 +107,7 @@ def paired(root: Path, comparison: Comparison) -> list[str]:
     ]
     for variant in variants:
         for n in counts:
-            at = df[df["n_per_class"] == n]
-            a, b = (at[at["variant"] == v].set_index("seed") for v in (variant, base))
-            seeds = sorted(set(a.index) & set(b.index))
-            if len(seeds) < 2:
-                raise KeyError(
-                    f"{TUNING}: fewer than two split seeds with both {variant!r} and {base!r} at {n} pairs/class"
-                )
+            a, b, seeds = paired_runs(df, variant, base, n, TUNING)
             cells = paired_cells(a, b, seeds, TUNING_COLS)
             if comparison.speed:  # meaningful only for runs of one batch, under one load
                 cells.append(f"{b.loc[seeds, 'train_seconds'].mean() / a.loc[seeds, 'train_seconds'].mean():.1f}")
