@@ -121,13 +121,20 @@ def combined_note(
     """The combined sweep's record's `note`, which its report prints: the command, each part (`ran`:
     name, tag, commit, experiments, wall time), how far the points that ran twice moved, and with
     `--replace` which samplers (`rerun`) are the first sweep's."""
-    pieces = "; ".join(
-        f"`{p['name']}` ({p['tag']}, commit {' and '.join(c[:7] for c in commits(p['baseline']))}, "
-        f"{p['experiments']} experiments"
-        + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
-        + ")"
-        for p in ran
-    )
+
+    def part(p: dict) -> str:
+        """One part; a part that was itself combined names its own parts and their commits."""
+        inner = p.get("combined") or []
+        shas = commits(p["baseline"]) or [c for q in inner for c in commits(q.get("baseline"))]
+        return (
+            f"`{p['name']}` ({p['tag']}, "
+            + ("combined from " + ", ".join(f"`{q['name']}`" for q in inner) + ", " if inner else "")
+            + f"commit {' and '.join(dict.fromkeys(c[:7] for c in shas))}, {p['experiments']} experiments"
+            + (f", {p['wall_seconds'] / 60:.1f} min at {p['jobs']} runs at a time" if p.get("wall_seconds") else "")
+            + ")"
+        )
+
+    pieces = "; ".join(part(p) for p in ran)
     note = (
         f"Combined by `lsdm sweep --combine {' '.join(names)}` from {len(ran)} sweeps of one grid (the same "
         f"settings), run apart: {pieces}. Where a point ran in more than one, the first sweep's run is kept"
@@ -187,7 +194,7 @@ def combine_sweeps(
             shutil.copyfile(root / g, dest)
             grids.append(str(dest.relative_to(root)))
     ran = [
-        {k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note")}
+        {k: meta.get(k) for k in ("name", "tag", "baseline", "experiments", "wall_seconds", "jobs", "note", "combined")}
         for _, meta in parts
     ]
     grid = parts[1 if replace else 0][1]  # the grid's own settings: the parts rerun in place keep theirs
