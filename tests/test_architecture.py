@@ -89,9 +89,8 @@ def plumbing_imports(rel: str, source: str | None = None) -> list[str]:
         if isinstance(node, ast.ImportFrom) and node.module in modules:
             allowed = PLUMBING_API.get(node.module, set())
             out += [f"{node.module}.{a.name}" for a in node.names if allowed is not None and a.name not in allowed]
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "config":
-            if node.attr not in PLUMBING_API["lsdm.config"] and not node.attr[0].isupper():
-                out.append(f"lsdm.config.{node.attr}")
+        elif isinstance(node, ast.Import):  # `import lsdm.config`: its uses cannot be held to the list
+            out += [f"{a.name}.*" for a in node.names if a.name in modules and PLUMBING_API.get(a.name) is not None]
     return out
 
 
@@ -106,6 +105,7 @@ def test_plumbing_decides_nothing():
     )
     old = "def f(p):\n    from lsdm.config import marginal_terms\n    return marginal_terms(p)\n"
     assert plumbing_imports("lsdm/models/matcher.py", old) == ["lsdm.config.marginal_terms"]
+    assert plumbing_imports("lsdm/models/matcher.py", "import lsdm.config\n") == ["lsdm.config.*"]
 
 
 def module_file(name: str) -> str | None:

@@ -397,7 +397,7 @@ class Transport:
     (`condition_cost` 0) for conditions drawn from `fake_cond` (the pairs'), codes compared alone."""
 
     z: torch.Tensor  # [M, d] the real codes
-    cond: torch.Tensor  # [M, ...] their conditions (pseudo-labels for the class-aware term)
+    cond: torch.Tensor | None  # [M, ...] their conditions (pseudo-labels for the class-aware term); None: pooled
     weight: float
     condition_cost: float
     name: str  # what it logs: transport/<name>
@@ -407,9 +407,9 @@ class Transport:
 
     def loss(self, G: nn.Module, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         i = _batch(len(self.z), batch_size, gen).to(self.z.device)
-        z, x = self.z[i], self.cond[i]
+        z, x = self.z[i], None if self.cond is None else self.cond[i]
         x_fake = (
-            x if self.fake_cond is None else self.fake_cond[_batch(len(self.fake_cond), batch_size, gen).to(x.device)]
+            x if self.fake_cond is None else self.fake_cond[_batch(len(self.fake_cond), batch_size, gen).to(z.device)]
         )
         fake, again = G(torch.cat([x_fake, x_fake])).chunk(2) if self.debiased else (G(x_fake), None)
         ground = self.condition_cost * condition_distance(x, x_fake) if self.condition_cost else 0.0
@@ -427,7 +427,7 @@ def transport_terms(
     which = marginal_terms(p, has_classes=pseudo is not None)
     terms = [Transport(z, cond, 1.0, p.ot_condition_cost, "joint")]
     if which.pooled:
-        terms.append(Transport(pool, pool, p.marginal_weight, 0.0, "pooled", fake_cond=cond))
+        terms.append(Transport(pool, None, p.marginal_weight, 0.0, "pooled", fake_cond=cond))
     if which.class_aware:
         z_c, labels, confidence = pseudo
         terms.append(
@@ -495,7 +495,6 @@ def train_matcher(
     """Train `matcher` by the estimator, budget, terms and weights of the `matcher` params section `p`:
     `train_wgan_gp` against critics, or `train_transport` (`estimator: minibatch_ot`) without."""
     if p.estimator == "minibatch_ot":
-        kwargs.pop("cuda_graph", None)
         return train_transport(
             matcher,
             transport_terms(p, cond, z, pool, pseudo),
